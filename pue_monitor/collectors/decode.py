@@ -1,0 +1,83 @@
+"""Register decoding: pure functions, tested by tables.
+
+The type conversion itself is pymodbus' (``convert_from_registers``); what pymodbus
+does not cover is byte order *inside* each 16-bit register ("byte swap", seen on
+some meters), which we apply before handing the registers over.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+from pymodbus.client.mixin import ModbusClientMixin
+
+DT = ModbusClientMixin.DATATYPE
+
+#: data type name in profiles -> (pymodbus type, register count)
+DATA_TYPES: dict[str, tuple[DT, int]] = {
+    "u16": (DT.UINT16, 1),
+    "i16": (DT.INT16, 1),
+    "u32": (DT.UINT32, 2),
+    "i32": (DT.INT32, 2),
+    "u64": (DT.UINT64, 4),
+    "i64": (DT.INT64, 4),
+    "f32": (DT.FLOAT32, 2),
+    "f64": (DT.FLOAT64, 4),
+}
+
+Order = Literal["big", "little"]
+
+
+def register_count(data_type: str) -> int:
+    """Number of 16-bit registers a value of ``data_type`` occupies."""
+    return DATA_TYPES[data_type][1]
+
+
+def _swap_bytes(registers: Sequence[int]) -> list[int]:
+    return [((r & 0xFF) << 8) | (r >> 8) for r in registers]
+
+
+def decode(
+    registers: Sequence[int],
+    data_type: str,
+    *,
+    word_order: Order = "big",
+    byte_order: Order = "big",
+    scale: float = 1.0,
+) -> float:
+    """Decode one value from its registers and apply ``scale``.
+
+    ``word_order`` is the order of the 16-bit registers (big = most significant
+    first), ``byte_order`` the order of the two bytes inside each register.
+    """
+    dtype, count = DATA_TYPES[data_type]
+    if len(registers) != count:
+        raise ValueError(f"{data_type} needs {count} registers, got {len(registers)}")
+    regs = _swap_bytes(registers) if byte_order == "little" else list(registers)
+    value = ModbusClientMixin.convert_from_registers(regs, dtype, word_order=word_order)
+    assert isinstance(value, int | float)
+    return float(value) * scale if scale != 1.0 else float(value)
+
+
+def encode(
+    value: float,
+    data_type: str,
+    *,
+    word_order: Order = "big",
+    byte_order: Order = "big",
+    scale: float = 1.0,
+) -> list[int]:
+    """Inverse of :func:`decode`: the registers a device would serve for ``value``.
+
+    Integer types are rounded to the nearest step of ``scale`` (and must fit).
+    """
+    dtype, _ = DATA_TYPES[data_type]
+    raw: int | float = value / scale
+    if not data_type.startswith("f"):
+        if not math.isfinite(raw):
+            raise ValueError(f"cannot encode {value!r} as {data_type}")
+        raw = round(raw)
+    regs = ModbusClientMixin.convert_to_registers(raw, dtype, word_order=word_order)
+    return _swap_bytes(regs) if byte_order == "little" else regs
