@@ -51,6 +51,7 @@ def decode(
 
     ``word_order`` is the order of the 16-bit registers (big = most significant
     first), ``byte_order`` the order of the two bytes inside each register.
+    The result is a float64: 64-bit integers above 2**53 (9e15 Wh) lose their last digits.
     """
     dtype, count = DATA_TYPES[data_type]
     if len(registers) != count:
@@ -74,7 +75,7 @@ def encode(
     Integer types are rounded to the nearest step of ``scale`` (and must fit).
     """
     dtype, _ = DATA_TYPES[data_type]
-    raw: int | float = value / scale
+    raw: int | float = value if scale == 1.0 else value / scale
     if not data_type.startswith("f"):
         if not math.isfinite(raw):
             raise ValueError(f"cannot encode {value!r} as {data_type}")

@@ -165,12 +165,23 @@ def load_site(path: str | Path) -> LoadedSite:
     """Read, validate and check a site file. Raises :class:`ConfigError`."""
     path = Path(path)
     data, node = _read_yaml(path)
+    return _validate_site(data, node, path)
+
+
+def site_from_dict(data: dict[str, Any], *, source: str, base_dir: Path | None = None) -> LoadedSite:
+    """Validate a site given as a mapping (generated configs: the simulator's, tests')."""
+    return _validate_site(data, None, Path(source), base_dir=base_dir)
+
+
+def _validate_site(data: Any, node: yaml.Node | None, path: Path,
+                   base_dir: Path | None = None) -> LoadedSite:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level (site:, devices:, ...)")
     try:
         site = SiteConfig.model_validate(data)
     except ValidationError as exc:
         raise _validation_error(path, node, exc) from None
-    profiles = load_profiles(path.parent / d for d in site.profile_dirs)
+    base = base_dir if base_dir is not None else path.parent
+    profiles = load_profiles(base / d for d in site.profile_dirs)
     _check_meaning(site, profiles, node, path)
     return LoadedSite(path=path, config=site, profiles=profiles)

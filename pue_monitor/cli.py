@@ -1,0 +1,388 @@
+"""The `pue` command line.
+
+Exit codes: 0 success (also after a clean stop on Ctrl-C/SIGTERM), 1 runtime failure,
+2 usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import logging
+import signal
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from pue_monitor import __version__
+from pue_monitor.errors import ConfigError
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+def _fmt(v: float | None, spec: str = ".3f") -> str:
+    return "  n/a" if v is None else format(v, spec)
+
+
+def _iso(ts: float, tz: str = "UTC") -> str:
+    from zoneinfo import ZoneInfo
+
+    return dt.datetime.fromtimestamp(ts, ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _install_stop(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+
+
+async def _stop_after(stop: asyncio.Event, seconds: float | None) -> None:
+    if seconds is not None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=seconds)
+        stop.set()
+
+
+# ----------------------------------------------------------------------------- check-config
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from pue_monitor.config.loader import load_site
+    from pue_monitor.config.summary import energy_model_summary
+
+    site = load_site(args.file)
+    summary = energy_model_summary(site)
+    if args.json:
+        print(json.dumps(summary, indent=2, sort_keys=True))
+        return EXIT_OK
+    print(f"{args.file}: OK — site {summary['site']} ({summary['timezone']}), "
+          f"{summary['devices']} devices")
+    print(f"PUE thresholds: warning {summary['thresholds']['warning']}, "
+          f"critical {summary['thresholds']['critical']}")
+    cat = summary["measurement_category"]
+    print(f"Measurement category (ISO/IEC 30134-2): {cat} "
+          f"({ {1: 'basic, IT at UPS output', 2: 'intermediate, IT at PDU output', 3: 'advanced, IT at equipment input'}[cat] })")
+    for role, meters in summary["roles"].items():
+        print(f"  {role}:")
+        for m in meters:
+            extra = f", {m['it_location']}" if "it_location" in m else ""
+            extra += f", rolls over at {m['rollover']:g}" if "rollover" in m else ""
+            print(f"    {m['device']}: {m['point']} ({m['energy']}{extra})")
+    if summary["unmetered_subsystems"]:
+        print("Unmetered subsystems (no partial PUE): " + ", ".join(summary["unmetered_subsystems"]))
+    return EXIT_OK
+
+
+def cmd_profiles(args: argparse.Namespace) -> int:
+    from pue_monitor.config.loader import load_profiles
+
+    profiles = load_profiles([Path(d) for d in args.profile_dir])
+    if args.json:
+        print(json.dumps({k: v.model_dump() for k, v in sorted(profiles.items())}, indent=2))
+        return EXIT_OK
+    for pid, p in sorted(profiles.items()):
+        print(f"{pid:22} {p.manufacturer} {p.model} — {len(p.points)} points")
+    return EXIT_OK
+
+
+def cmd_config_schema(args: argparse.Namespace) -> int:
+    from pue_monitor.config.models import Profile, SiteConfig
+
+    model = Profile if args.profile else SiteConfig
+    print(json.dumps(model.model_json_schema(), indent=2, sort_keys=True))
+    return EXIT_OK
+
+
+# ----------------------------------------------------------------------------- show
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from pue_monitor.sinks.sqlite import StoreReader
+
+    try:
+        reader = StoreReader(args.db)
+    except FileNotFoundError as exc:
+        print(f"pue show: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        rows = reader.intervals(args.resolution, limit=args.last)
+        period = reader.period_pue()
+        tz = reader.meta().get("timezone", "UTC")
+    finally:
+        reader.close()
+    if args.json:
+        print(json.dumps({"intervals": rows, "period": period.__dict__ if period else None}, indent=2))
+        return EXIT_OK
+    print(f"{'start (' + tz + ')':21} {'PUE':>6} {'E_DC kWh':>10} {'E_IT kWh':>10} cat  measured estimated missing")
+    for r in rows:
+        print(f"{_iso(r['start'], tz):21} {_fmt(r['pue']):>6} {_fmt(r['e_facility_kwh'], '.2f'):>10} "
+              f"{_fmt(r['e_it_kwh'], '.2f'):>10} {r['category']:>3}  {r['measured']:8.0%} "
+              f"{r['estimated']:9.0%} {r['missing']:7.0%}")
+    if period:
+        print(f"period {_iso(period.start, tz)} .. {_iso(period.end, tz)}: PUE {_fmt(period.pue)} "
+              f"(E_DC {period.e_facility_kwh:.1f} kWh / E_IT {period.e_it_kwh:.1f} kWh, "
+              f"category {period.category}, interim)")
+    return EXIT_OK
+
+
+# ----------------------------------------------------------------------------- run / demo
+
+
+class _Display:
+    """Prints live PUE and power per role, at most every ``every`` wall seconds."""
+
+    def __init__(self, tz: str, *, every: float, json_lines: bool, quiet: bool) -> None:
+        import time
+
+        self._time = time.monotonic
+        self.tz = tz
+        self.every = every
+        self.json_lines = json_lines
+        self.quiet = quiet
+        self._last = -1e9
+        self.period_fac = 0.0
+        self.period_it = 0.0
+        self.period_start: float | None = None
+        self.period_end: float | None = None
+
+    def __call__(self, snap: Any) -> None:
+        for iv in snap.closed:
+            if iv.pue is None or (self.period_end is not None and iv.start < self.period_end):
+                continue  # restatements of already counted minutes are not re-added
+            if self.period_end is not None and iv.start != self.period_end:
+                continue  # keep the period contiguous
+            self.period_fac += iv.e_facility
+            self.period_it += iv.e_it
+            self.period_start = iv.start if self.period_start is None else self.period_start
+            self.period_end = iv.end
+        if self.quiet or self._time() - self._last < self.every:
+            return
+        self._last = self._time()
+        st = snap.state
+        minute = st.latest.get("1m")
+        devs = st.devices.values()
+        up = sum(1 for d in devs if d.up)
+        rec = {
+            "time": _iso(snap.now, self.tz),
+            "pue_instant": st.instant_pue,
+            "pue_1m": minute.pue if minute else None,
+            "pue_period": self.period_pue,
+            "category": minute.category if minute else None,
+            "power_kw": {k: round(v, 1) for k, v in sorted(st.power_kw_by_role.items())},
+            "devices_up": up, "devices": len(st.devices),
+        }
+        if self.json_lines:
+            print(json.dumps(rec), flush=True)
+            return
+        power = " ".join(f"{k}={v:.0f}" for k, v in rec["power_kw"].items())
+        print(f"{rec['time']}  PUE now {_fmt(rec['pue_instant'])}  1-min {_fmt(rec['pue_1m'])}  "
+              f"period {_fmt(rec['pue_period'])}  | kW {power} | devices {up}/{len(st.devices)} up",
+              flush=True)
+
+    @property
+    def period_pue(self) -> float | None:
+        return self.period_fac / self.period_it if self.period_it > 0 else None
+
+
+async def _run_service(site: Any, args: argparse.Namespace, *, clock: Any = None,
+                       store_path: str | None = None) -> tuple[Any, _Display]:
+    from pue_monitor.service import Service
+
+    display = _Display(site.config.site.timezone, every=args.refresh,
+                       json_lines=args.json, quiet=args.quiet)
+    service = Service(site, clock=clock, store_path=store_path or args.db,
+                      prometheus_port=args.prometheus_port,
+                      prometheus=False if args.no_prometheus else None, on_tick=display)
+    if service.prometheus and not args.json:
+        print(f"Prometheus metrics: {service.prometheus.url}", flush=True)
+    stop = asyncio.Event()
+    _install_stop(stop)
+    stopper = asyncio.create_task(_stop_after(stop, args.duration))
+    try:
+        await service.run(stop)
+    finally:
+        stopper.cancel()
+    return service, display
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from pue_monitor.config.loader import load_site
+
+    site = load_site(args.config)
+
+    async def main() -> None:
+        service, display = await _run_service(site, args)
+        if not args.json:
+            print(f"stopped; store: {service.store.path}; period PUE {_fmt(display.period_pue)}")
+
+    asyncio.run(main())
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from pue_monitor.clock import ScaledClock
+    from pue_monitor.config.loader import site_from_dict
+    from pue_monitor.simulator import SimulatedDataCentre, SimulatorServers
+
+    start = (dt.datetime.fromisoformat(args.start).timestamp() if args.start
+             else dt.datetime.now(dt.UTC).timestamp())
+    db = args.db or str(Path(tempfile.mkdtemp(prefix="pue-demo-")) / "demo.sqlite")
+
+    async def main() -> dict[str, Any]:
+        clock = ScaledClock(start=start, speed=args.speed)
+        world = SimulatedDataCentre(start=start, seed=args.seed)
+        async with SimulatorServers(world, clock) as servers:
+            cfg = servers.site_config(interval=args.interval, timeout=min(2.0, args.interval / 2))
+            cfg["store"] = {"path": db}
+            site = site_from_dict(cfg, source="<demo site>")
+            if not args.json:
+                print(f"pue demo: simulated data centre '{site.config.site.id}' "
+                      f"({len(site.config.devices)} Modbus devices on loopback), "
+                      f"{args.speed:g}x real time; store {db}", flush=True)
+            _, display = await _run_service(site, args, clock=clock, store_path=db)
+        result: dict[str, Any] = {"store": db, "pue_period": display.period_pue}
+        if display.period_start is not None and display.period_end is not None:
+            truth = world.true_pue(display.period_start, display.period_end)
+            result.update(
+                period_start=_iso(display.period_start, site.config.site.timezone),
+                period_end=_iso(display.period_end, site.config.site.timezone),
+                e_facility_kwh=display.period_fac, e_it_kwh=display.period_it,
+                pue_true=truth,
+                error_percent=100.0 * (display.period_pue - truth) / truth if display.period_pue else None,
+            )
+        return result
+
+    result = asyncio.run(main())
+    if args.json:
+        print(json.dumps({"summary": result}))
+    elif result.get("pue_true") is not None:
+        print(f"\nperiod {result['period_start']} .. {result['period_end']} (simulated time): "
+              f"PUE {result['pue_period']:.4f} measured from energy "
+              f"(E_DC {result['e_facility_kwh']:.1f} kWh / E_IT {result['e_it_kwh']:.1f} kWh); "
+              f"simulator ground truth {result['pue_true']:.4f}; "
+              f"difference {result['error_percent']:+.3f} %")
+        print(f"store: {db}  (inspect with: pue show --db {db})")
+    else:
+        print("\nno complete 1-minute interval yet: run longer (--duration) or faster (--speed)")
+    return EXIT_OK
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    import yaml
+
+    from pue_monitor.clock import WallClock
+    from pue_monitor.simulator import SimulatedDataCentre, SimulatorServers
+
+    async def main() -> None:
+        clock = WallClock()
+        world = SimulatedDataCentre(start=clock.now(), seed=args.seed)
+        async with SimulatorServers(world, clock) as servers:
+            cfg = servers.site_config(interval=args.interval, timeout=min(2.0, args.interval / 2))
+            text = yaml.safe_dump(cfg, sort_keys=False)
+            if args.write_config:
+                Path(args.write_config).write_text(text)
+                print(f"site configuration written to {args.write_config}; "
+                      f"run: pue run --config {args.write_config}", flush=True)
+            else:
+                print(text, flush=True)
+            stop = asyncio.Event()
+            _install_stop(stop)
+            await _stop_after(stop, args.duration)
+            if args.duration is None:
+                await stop.wait()
+
+    asyncio.run(main())
+    return EXIT_OK
+
+
+# ----------------------------------------------------------------------------- parser
+
+
+def _add_live_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--duration", type=float, metavar="SECONDS",
+                   help="stop after this many wall-clock seconds (default: until Ctrl-C)")
+    p.add_argument("--db", metavar="PATH", help="embedded store file (SQLite)")
+    p.add_argument("--prometheus-port", type=int, metavar="PORT",
+                   help="Prometheus endpoint port (0 picks a free one)")
+    p.add_argument("--no-prometheus", action="store_true", help="do not serve /metrics")
+    p.add_argument("--refresh", type=float, default=2.0, metavar="SECONDS",
+                   help="wall seconds between status lines (default 2)")
+    p.add_argument("--json", action="store_true", help="print JSON lines instead of text")
+    p.add_argument("-q", "--quiet", action="store_true", help="no status lines")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="pue", description="Measure a data centre's energy and PUE (ISO/IEC 30134-2) live.")
+    p.add_argument("--version", action="version", version=f"pue-monitor {__version__}")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    d = sub.add_parser("demo", help="simulated data centre measured live, nothing to set up",
+                       description="Start the simulator (real Modbus TCP servers on loopback) and "
+                                   "the pipeline together; show live PUE; at the end compare the "
+                                   "measured PUE with the simulator's ground truth.")
+    _add_live_options(d)
+    d.add_argument("--speed", type=float, default=60.0,
+                   help="simulated seconds per wall second (default 60: an hour a minute)")
+    d.add_argument("--interval", type=float, default=15.0,
+                   help="poll interval in simulated seconds (default 15)")
+    d.add_argument("--start", metavar="ISO8601", help="simulated start time (default now)")
+    d.add_argument("--seed", type=int, default=1)
+    d.set_defaults(func=cmd_demo, prometheus_port=None)
+
+    r = sub.add_parser("run", help="collect from real devices per a site configuration",
+                       description="Run collectors and pipeline against the devices in --config.")
+    r.add_argument("--config", required=True, metavar="FILE", help="site configuration (YAML)")
+    _add_live_options(r)
+    r.set_defaults(func=cmd_run)
+
+    c = sub.add_parser("check-config", help="validate a site file and summarise its energy model")
+    c.add_argument("file", metavar="FILE")
+    c.add_argument("--json", action="store_true", help="print the summary as JSON")
+    c.set_defaults(func=cmd_check_config)
+
+    s = sub.add_parser("show", help="print stored PUE intervals (safe while a run writes)")
+    s.add_argument("--db", required=True, metavar="PATH")
+    s.add_argument("--resolution", default="1m", choices=["1m", "15m", "1h", "1d"])
+    s.add_argument("--last", type=int, default=15, metavar="N", help="last N intervals (default 15)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_show)
+
+    pr = sub.add_parser("profiles", help="list device profiles")
+    pr.add_argument("--profile-dir", action="append", default=[], metavar="DIR")
+    pr.add_argument("--json", action="store_true")
+    pr.set_defaults(func=cmd_profiles)
+
+    cs = sub.add_parser("config-schema", help="print the JSON schema of site (or profile) files")
+    cs.add_argument("--profile", action="store_true", help="schema of a device profile instead")
+    cs.set_defaults(func=cmd_config_schema)
+
+    sim = sub.add_parser("simulate", help="run only the simulator's devices (for `pue run`)",
+                         description="Serve the simulated site's meters on loopback in real time and "
+                                     "print (or write) a site configuration pointing at them.")
+    sim.add_argument("--write-config", metavar="FILE")
+    sim.add_argument("--interval", type=float, default=10.0)
+    sim.add_argument("--duration", type=float, metavar="SECONDS")
+    sim.add_argument("--seed", type=int, default=1)
+    sim.set_defaults(func=cmd_simulate)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL if args.verbose < 2 else logging.DEBUG)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"pue {args.command}: configuration error:\n{exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_OK

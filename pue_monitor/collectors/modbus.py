@@ -1,0 +1,166 @@
+"""Modbus TCP collector (pymodbus async client).
+
+One :class:`ModbusConnection` per host:port. Several unit ids behind one Modbus TCP
+gateway (an RS-485 bus) share it and are served strictly one request at a time.
+After a timeout the connection is closed, so a late answer can never be matched to a
+later request (the stale-response failure other collectors have).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+
+from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
+
+from pue_monitor.collectors.base import PointValue
+from pue_monitor.collectors.decode import decode
+from pue_monitor.collectors.plan import ReadRequest, compile_plan
+from pue_monitor.config.models import ModbusDevice, Profile
+from pue_monitor.errors import (
+    DecodeError,
+    DeviceTimeout,
+    DeviceUnreachable,
+    PermanentDeviceError,
+)
+from pue_monitor.readings import Quality
+
+log = logging.getLogger(__name__)
+
+#: Modbus exception codes (Modbus Application Protocol v1.1b3, section 7)
+_EXCEPTION_NAMES = {
+    1: "illegal function",
+    2: "illegal data address",
+    3: "illegal data value",
+    4: "server device failure",
+    5: "acknowledge",
+    6: "server device busy",
+    10: "gateway path unavailable",
+    11: "gateway target device failed to respond",
+}
+#: codes a retry may cure
+_TRANSIENT_CODES = {5, 6, 10, 11}
+
+
+class ModbusConnection:
+    """One TCP connection to a Modbus device or gateway, shared by its unit ids."""
+
+    def __init__(self, *, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+        self.lock = asyncio.Lock()  # one request on the wire at a time (one bus)
+        self._client: AsyncModbusTcpClient | None = None
+        self.requests = 0  # sent on the wire, for tests and benchmarks
+
+    @property
+    def name(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def reset(self) -> None:
+        """Drop the connection; the next request opens a new one."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    async def _ensure(self, timeout: float) -> AsyncModbusTcpClient:
+        if self._client is not None and self._client.connected:
+            return self._client
+        self.reset()
+        # pymodbus' own reconnect and retries are off: the runner owns both.
+        client = AsyncModbusTcpClient(
+            self.host, port=self.port, timeout=timeout, retries=0, reconnect_delay=0
+        )
+        try:
+            async with asyncio.timeout(timeout):
+                ok = await client.connect()
+        except TimeoutError:
+            ok = False
+        if not ok:
+            client.close()
+            raise DeviceUnreachable(f"cannot connect to {self.name}")
+        self._client = client
+        return client
+
+    async def read(
+        self, *, function: str, address: int, count: int, unit: int, timeout: float, pause: float = 0.0
+    ) -> list[int]:
+        async with self.lock:
+            try:
+                return await self._read_locked(function, address, count, unit, timeout)
+            finally:
+                if pause:
+                    await asyncio.sleep(pause)
+
+    async def _read_locked(
+        self, function: str, address: int, count: int, unit: int, timeout: float
+    ) -> list[int]:
+        client = await self._ensure(timeout)
+        call = client.read_holding_registers if function == "holding" else client.read_input_registers
+        self.requests += 1
+        try:
+            async with asyncio.timeout(timeout):
+                rr = await call(address, count=count, device_id=unit)
+        except TimeoutError:
+            self.reset()
+            raise DeviceTimeout(f"{self.name} unit {unit}: no answer within {timeout:g} s") from None
+        except (ConnectionException, ModbusIOException) as exc:
+            self.reset()
+            # pymodbus reports its own no-answer timeout as a ModbusIOException
+            if "timeout" in str(exc).lower() or "no response" in str(exc).lower():
+                raise DeviceTimeout(f"{self.name} unit {unit}: no answer within {timeout:g} s") from None
+            raise DeviceUnreachable(f"{self.name} unit {unit}: {exc}") from None
+        except ModbusException as exc:
+            self.reset()
+            raise DeviceUnreachable(f"{self.name} unit {unit}: {exc}") from None
+        if rr.isError():
+            code = getattr(rr, "exception_code", 0)
+            what = _EXCEPTION_NAMES.get(code, f"exception code {code}")
+            msg = f"{self.name} unit {unit}: {what} reading {function} {address}+{count}"
+            if code in _TRANSIENT_CODES:
+                raise DeviceUnreachable(msg)
+            raise PermanentDeviceError(msg)
+        regs = list(rr.registers)
+        if len(regs) != count:
+            raise DecodeError(f"{self.name} unit {unit}: asked {count} registers, got {len(regs)}")
+        return regs
+
+    async def close(self) -> None:
+        self.reset()
+
+
+class ModbusReader:
+    """Reads one device (one unit id) through a shared :class:`ModbusConnection`."""
+
+    def __init__(self, device: ModbusDevice, profile: Profile, points: list[str],
+                 connection: ModbusConnection) -> None:
+        self.device = device
+        self.device_id = device.id
+        self.connection = connection
+        cap = device.max_registers_per_request or profile.max_registers_per_request
+        self.plan: tuple[ReadRequest, ...] = compile_plan(
+            {p: profile.points[p] for p in points},
+            max_registers=cap,
+            one_point_per_request=device.one_register_per_request,
+        )
+
+    async def read(self) -> list[PointValue]:
+        out: list[PointValue] = []
+        d = self.device
+        for req in self.plan:
+            regs = await self.connection.read(
+                function=req.function, address=req.address, count=req.count,
+                unit=d.unit_id, timeout=d.timeout, pause=d.request_pause,
+            )
+            for pp in req.points:
+                s = pp.spec
+                value = decode(regs[pp.offset: pp.offset + s.count], s.type,
+                               word_order=s.word_order, byte_order=s.byte_order, scale=s.scale)
+                quality = Quality.GOOD if math.isfinite(value) else Quality.BAD
+                out.append(PointValue(pp.name, value, s.unit, quality))
+        return out
+
+    async def close(self) -> None:
+        # the connection is shared; the runner closes connections itself
+        return None

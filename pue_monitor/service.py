@@ -1,0 +1,165 @@
+"""Wiring: config -> collectors -> pipeline -> (store, Prometheus). Used by `pue run` and `pue demo`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pue_monitor.clock import Clock, WallClock
+from pue_monitor.collectors.modbus import ModbusConnection, ModbusReader
+from pue_monitor.collectors.runner import Runner, Schedule
+from pue_monitor.config.loader import LoadedSite
+from pue_monitor.config.models import UNITS, ModbusDevice
+from pue_monitor.pipeline.energy import SeriesSpec
+from pue_monitor.pipeline.live import LivePipeline
+from pue_monitor.pipeline.pue import PueInterval, aggregate
+from pue_monitor.readings import Reading
+from pue_monitor.sinks.prometheus import LiveState, PrometheusEndpoint
+from pue_monitor.sinks.sqlite import SqliteStore
+
+log = logging.getLogger(__name__)
+
+STEP = 60.0  # the finest rollup, seconds (ISO/IEC 30134-2 category 3 wants <= 15 min)
+WINDOWS = {"15m": 900.0, "1h": 3600.0, "1d": 86400.0}
+
+
+def series_specs(site: LoadedSite) -> dict[tuple[str, str], SeriesSpec]:
+    """The energy model as the pipeline needs it: one spec per (device, point)."""
+    specs: dict[tuple[str, str], SeriesSpec] = {}
+    for dev in site.config.devices:
+        m = dev.meter
+        if m is None:
+            continue
+        prof = site.profile_of(dev)
+        max_gap = 2.5 * dev.interval  # one missed poll is still "measured"; two is a gap
+        if m.energy is not None:
+            specs[(dev.id, m.energy)] = SeriesSpec(
+                meter=dev.id, role=m.role, it_location=m.it_location, kind="counter",
+                factor=UNITS[prof.points[m.energy].unit][1], rollover=m.rollover, max_gap=max_gap)
+        if m.power is not None:
+            specs[(dev.id, m.power)] = SeriesSpec(
+                meter=dev.id, role=m.role, it_location=m.it_location, kind="power",
+                factor=UNITS[prof.points[m.power].unit][1], rollover=None, max_gap=max_gap)
+    return specs
+
+
+@dataclass
+class Snapshot:
+    """What a display (the demo, `pue run` progress) shows after each tick."""
+
+    now: float
+    state: LiveState
+    closed: list[PueInterval] = field(default_factory=list)
+
+
+class Service:
+    """Runs collectors and pipeline for one site until stopped."""
+
+    def __init__(self, site: LoadedSite, *, clock: Clock | None = None,
+                 store_path: str | Path | None = None, prometheus_port: int | None = None,
+                 prometheus: bool | None = None, tick: float | None = None,
+                 on_tick: Callable[[Snapshot], None] | None = None) -> None:
+        self.site = site
+        cfg = site.config
+        self.clock = clock or WallClock()
+        self.specs = series_specs(site)
+        self.pipeline = LivePipeline(self.specs, step=STEP)
+        max_interval = max(d.interval for d in cfg.devices)
+        max_wait = max(d.timeout * (d.retries + 1) for d in cfg.devices)
+        self.grace = max_interval + max_wait + 1.0  # a boundary's reading has arrived by then
+        self.tick = tick if tick is not None else min(10.0, max_interval)
+        self.state = LiveState(site=cfg.site.id, warning=cfg.thresholds.warning,
+                               critical=cfg.thresholds.critical)
+        self.store = SqliteStore(store_path or cfg.store.path)
+        self.store.set_meta("site", cfg.site.id)
+        self.store.set_meta("timezone", cfg.site.timezone)
+        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+        self._pending: list[Reading] = []
+        self._minutes: dict[float, PueInterval] = {}  # recent 1-minute rollups by start
+        self.on_tick = on_tick
+        self.runner = Runner(site=cfg.site.id, clock=self.clock, emit=self._on_readings)
+        self.state.devices = self.runner.stats
+        self.connections: dict[tuple[str, int], ModbusConnection] = {}
+        for dev in cfg.devices:
+            self._add_device(dev)
+        enabled = cfg.prometheus.enabled if prometheus is None else prometheus
+        self.prometheus: PrometheusEndpoint | None = None
+        if enabled:
+            port = cfg.prometheus.port if prometheus_port is None else prometheus_port
+            self.prometheus = PrometheusEndpoint(self.state, host=cfg.prometheus.host, port=port)
+
+    def _add_device(self, dev: ModbusDevice) -> None:
+        key = (dev.host, dev.port)
+        conn = self.connections.get(key)
+        if conn is None:
+            conn = self.connections[key] = ModbusConnection(host=dev.host, port=dev.port)
+        reader = ModbusReader(dev, self.site.profile_of(dev), self.site.points_of(dev), conn)
+        self.runner.add(reader, Schedule(dev.interval, dev.timeout, dev.retries), protocol="modbus")
+
+    def _on_readings(self, readings: list[Reading]) -> None:
+        self._pending.extend(readings)
+        self.pipeline.ingest(readings)
+
+    async def _io_call(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._io, lambda: fn(*args, **kw))
+
+    async def step(self) -> Snapshot:
+        """Flush readings, close intervals, upsert rollups, refresh the live state."""
+        now = self.clock.now()
+        pending, self._pending = self._pending, []
+        await self._io_call(self.store.write_readings, pending)
+        closed = self.pipeline.close(now, self.grace)
+        site = self.site.config.site
+        if closed:
+            await self._io_call(self.store.upsert_intervals, site.id, "1m", closed, now=time.time())
+            for iv in closed:
+                self._minutes[iv.start] = iv
+            last_end = max(iv.end for iv in self._minutes.values())
+            for window, seconds in WINDOWS.items():
+                buckets = aggregate(sorted(self._minutes.values(), key=lambda i: i.start),
+                                    resolution=window, tz=site.timezone)
+                touched_from = min(iv.start for iv in closed) - seconds
+                buckets = [b for b in buckets if b.end > touched_from]
+                await self._io_call(self.store.upsert_intervals, site.id, window, buckets, now=time.time())
+                complete = [b for b in buckets if b.end <= last_end]
+                if complete:
+                    self.state.latest[window] = complete[-1]
+            self.state.latest["1m"] = max(self._minutes.values(), key=lambda i: i.start)
+            horizon = last_end - 2 * 86400  # keep two days of minutes for daily buckets
+            self._minutes = {k: v for k, v in self._minutes.items() if k >= horizon}
+        inst = self.pipeline.instant()
+        self.state.instant_pue = inst.pue
+        self.state.power_kw_by_role = dict(inst.power_by_role)
+        snap = Snapshot(now=now, state=self.state, closed=closed)
+        if self.on_tick is not None:
+            self.on_tick(snap)
+        return snap
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Poll and process until ``stop`` is set; then stop in two phases."""
+        self.runner.start()
+        try:
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=self.tick / self.clock.speed)
+                await self.step()
+        finally:
+            await self.runner.stop()
+            await self.step()
+            await self.close()
+
+    async def close(self) -> None:
+        for conn in self.connections.values():
+            await conn.close()
+        if self.prometheus is not None:
+            self.prometheus.close()
+        await self._io_call(self.store.close)
+        self._io.shutdown(wait=True)

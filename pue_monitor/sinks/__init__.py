@@ -1,0 +1,1 @@
+"""Where results go: the embedded SQLite store and the Prometheus endpoint."""

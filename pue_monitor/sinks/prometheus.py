@@ -1,0 +1,135 @@
+"""Prometheus endpoint (prometheus-client).
+
+A custom collector renders the service's state at scrape time, so nothing is
+double-booked and each service instance has its own registry. Names follow the
+Prometheus conventions: ``pue_`` prefix, base units in the name (watts, seconds,
+ratio), ``_total`` for counters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from pue_monitor.collectors.runner import DeviceStats
+
+
+@dataclass
+class LiveState:
+    """What the pipeline knows now; updated by the service, read at scrape time."""
+
+    site: str
+    warning: float
+    critical: float
+    instant_pue: float | None = None
+    power_kw_by_role: dict[str, float] = field(default_factory=dict)
+    #: window ("1m", "15m", "1h", "1d") -> latest complete interval (PueInterval-shaped)
+    latest: dict[str, Any] = field(default_factory=dict)
+    devices: dict[str, DeviceStats] = field(default_factory=dict)
+
+
+class PueCollector(Collector):
+    def __init__(self, state: LiveState) -> None:
+        self.state = state
+
+    def collect(self) -> Iterator[Metric]:
+        s = self.state
+        pue = GaugeMetricFamily(
+            "pue_power_usage_effectiveness_ratio",
+            "PUE (ISO/IEC 30134-2): facility energy over IT energy for the latest complete "
+            "interval of each window; window=instant is facility power over IT power.",
+            labels=["site", "window"],
+        )
+        if s.instant_pue is not None:
+            pue.add_metric([s.site, "instant"], s.instant_pue)
+        ppue = GaugeMetricFamily(
+            "pue_partial_power_usage_effectiveness_ratio",
+            "Partial PUE per subsystem: (E_IT + E_subsystem) / E_IT.",
+            labels=["site", "subsystem", "window"],
+        )
+        quality = GaugeMetricFamily(
+            "pue_data_quality_ratio",
+            "Share of meter-intervals measured, estimated or missing in the latest interval.",
+            labels=["site", "window", "status"],
+        )
+        cat = GaugeMetricFamily(
+            "pue_measurement_category",
+            "ISO/IEC 30134-2 measurement category (1 UPS output, 2 PDU output, 3 IT input) "
+            "of the latest interval; the weakest IT meter decides.",
+            labels=["site", "window"],
+        )
+        start = GaugeMetricFamily(
+            "pue_interval_start_timestamp_seconds", "Start of the latest complete interval.",
+            labels=["site", "window"],
+        )
+        for window, iv in sorted(s.latest.items()):
+            if iv.pue is not None:
+                pue.add_metric([s.site, window], iv.pue)
+            for sub, val in sorted(iv.ppue.items()):
+                ppue.add_metric([s.site, sub, window], val)
+            for status in ("measured", "estimated", "missing"):
+                quality.add_metric([s.site, window, status], getattr(iv, status))
+            cat.add_metric([s.site, window], iv.category)
+            start.add_metric([s.site, window], iv.start)
+        yield from (pue, ppue, quality, cat, start)
+
+        power = GaugeMetricFamily("pue_power_watts", "Active power per energy-model role.",
+                                  labels=["site", "role"])
+        for role, kw in sorted(s.power_kw_by_role.items()):
+            power.add_metric([s.site, role], kw * 1000.0)
+        yield power
+        thr = GaugeMetricFamily("pue_threshold_ratio", "Configured PUE limits.",
+                                labels=["site", "level"])
+        thr.add_metric([s.site, "warning"], s.warning)
+        thr.add_metric([s.site, "critical"], s.critical)
+        yield thr
+
+        polls = CounterMetricFamily("pue_collector_polls", "Polls started per device.",
+                                    labels=["device", "protocol"])
+        failed = CounterMetricFamily("pue_collector_failed_polls",
+                                     "Polls that failed after all retries.", labels=["device", "protocol"])
+        errors = CounterMetricFamily("pue_collector_errors", "Request errors by kind.",
+                                     labels=["device", "protocol", "kind"])
+        last = GaugeMetricFamily("pue_collector_last_success_timestamp_seconds",
+                                 "Time of the last successful poll.", labels=["device", "protocol"])
+        latency = GaugeMetricFamily("pue_collector_poll_latency_seconds",
+                                    "Duration of the last successful poll.", labels=["device", "protocol"])
+        up = GaugeMetricFamily("pue_collector_up", "1 if the last poll succeeded.",
+                               labels=["device", "protocol"])
+        for dev, st in sorted(s.devices.items()):
+            lab = [dev, st.protocol]
+            polls.add_metric(lab, st.polls)
+            failed.add_metric(lab, st.failed_polls)
+            for kind, n in sorted(st.errors.items()):
+                errors.add_metric([*lab, kind], n)
+            if st.last_success is not None:
+                last.add_metric(lab, st.last_success)
+            if st.last_latency is not None:
+                latency.add_metric(lab, st.last_latency)
+            up.add_metric(lab, 1.0 if st.up else 0.0)
+        yield from (polls, failed, errors, last, latency, up)
+
+
+class PrometheusEndpoint:
+    """HTTP endpoint in a daemon thread, with its own registry."""
+
+    def __init__(self, state: LiveState, *, host: str = "127.0.0.1", port: int = 9464) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.registry.register(PueCollector(state))
+        self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
+        self.host = host
+        self.port = int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/metrics"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=2)

@@ -1,0 +1,181 @@
+"""Embedded store: SQLite in WAL mode, the default when no InfluxDB is configured.
+
+Holds raw readings and the interval energy/PUE rollups. WAL lets any number of
+other processes read (``pue show``, reports, tests) while the pipeline writes; the
+file survives restarts, and rollups are upserted by (site, resolution, start), so a
+restated interval (a gap bridged by a late counter reading) replaces the old row.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pue_monitor.config.models import SUBSYSTEMS
+from pue_monitor.readings import Reading
+
+SCHEMA_VERSION = 1
+_SUB_COLS = [f"e_{r.value}_kwh" for r in SUBSYSTEMS]
+
+_DDL = f"""
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS readings (
+    ts REAL NOT NULL, site TEXT NOT NULL, device TEXT NOT NULL, point TEXT NOT NULL,
+    value REAL, unit TEXT NOT NULL, quality INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS readings_series ON readings (device, point, ts);
+CREATE INDEX IF NOT EXISTS readings_ts ON readings (ts);
+CREATE TABLE IF NOT EXISTS pue_intervals (
+    site TEXT NOT NULL, resolution TEXT NOT NULL, start REAL NOT NULL, end REAL NOT NULL,
+    e_facility_kwh REAL, e_it_kwh REAL, pue REAL, category INTEGER NOT NULL,
+    measured REAL NOT NULL, estimated REAL NOT NULL, missing REAL NOT NULL, coverage REAL NOT NULL,
+    {", ".join(c + " REAL" for c in _SUB_COLS)}, e_unattributed_kwh REAL,
+    updated REAL NOT NULL,
+    PRIMARY KEY (site, resolution, start)
+);
+"""
+
+INTERVAL_COLUMNS = [
+    "site", "resolution", "start", "end", "e_facility_kwh", "e_it_kwh", "pue", "category",
+    "measured", "estimated", "missing", "coverage", *_SUB_COLS, "e_unattributed_kwh", "updated",
+]
+
+
+@dataclass(frozen=True)
+class PeriodPue:
+    """PUE over a period from summed interval energy (ISO/IEC 30134-2: ratio of energies)."""
+
+    start: float
+    end: float
+    e_facility_kwh: float
+    e_it_kwh: float
+    pue: float | None
+    intervals: int
+    category: int | None
+    estimated_share: float
+
+
+def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
+    if readonly:
+        uri = f"file:{Path(path).resolve()}?mode=ro"
+        conn = sqlite3.connect(uri, uri=True, timeout=10, check_same_thread=False)
+    else:
+        conn = sqlite3.connect(str(path), timeout=10, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+class SqliteStore:
+    """Writer side. Thread-safe (one lock); the service calls it from one worker thread."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._conn = connect(self.path)
+        with self._lock, self._conn:
+            self._conn.executescript(_DDL)
+            self._conn.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
+                (str(SCHEMA_VERSION),),
+            )
+
+    def write_readings(self, readings: Sequence[Reading]) -> None:
+        if not readings:
+            return
+        rows = [(r.ts, r.site, r.device, r.point, r.value, r.unit, int(r.quality)) for r in readings]
+        with self._lock, self._conn:
+            self._conn.executemany("INSERT INTO readings VALUES (?,?,?,?,?,?,?)", rows)
+
+    def upsert_intervals(self, site: str, resolution: str, intervals: Iterable[Any], *, now: float) -> int:
+        """Insert or replace rollups (objects shaped like ``pipeline.pue.PueInterval``)."""
+        rows = []
+        for iv in intervals:
+            subs = [iv.e_subsystems.get(r.value) for r in SUBSYSTEMS]
+            rows.append((site, resolution, iv.start, iv.end, iv.e_facility, iv.e_it, iv.pue,
+                         iv.category, iv.measured, iv.estimated, iv.missing, iv.coverage,
+                         *subs, iv.e_unattributed, now))
+        if rows:
+            marks = ",".join("?" * len(INTERVAL_COLUMNS))
+            with self._lock, self._conn:
+                self._conn.executemany(
+                    f"INSERT OR REPLACE INTO pue_intervals ({', '.join(INTERVAL_COLUMNS)}) VALUES ({marks})",
+                    rows,
+                )
+        return len(rows)
+
+    def prune_readings(self, before: float) -> int:
+        with self._lock, self._conn:
+            return self._conn.execute("DELETE FROM readings WHERE ts < ?", (before,)).rowcount
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._lock, self._conn:
+            self._conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+class StoreReader:
+    """Read side; safe to use from another process while the writer runs."""
+
+    def __init__(self, path: str | Path) -> None:
+        if not Path(path).exists():
+            raise FileNotFoundError(f"{path}: no such store (has `pue run` or `pue demo` written it?)")
+        self._conn = connect(path, readonly=True)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def meta(self) -> dict[str, str]:
+        return {r["key"]: r["value"] for r in self._conn.execute("SELECT key, value FROM meta")}
+
+    def intervals(self, resolution: str = "1m", *, start: float | None = None,
+                  end: float | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        q = "SELECT * FROM pue_intervals WHERE resolution = ?"
+        args: list[Any] = [resolution]
+        if start is not None:
+            q += " AND start >= ?"
+            args.append(start)
+        if end is not None:
+            q += " AND end <= ?"
+            args.append(end)
+        q += " ORDER BY start DESC" + (f" LIMIT {int(limit)}" if limit else "")
+        rows = [dict(r) for r in self._conn.execute(q, args)]
+        rows.reverse()
+        return rows
+
+    def reading_count(self) -> int:
+        return int(self._conn.execute("SELECT count(*) FROM readings").fetchone()[0])
+
+    def readings(self, device: str, point: str, *, start: float | None = None,
+                 end: float | None = None) -> list[tuple[float, float, int]]:
+        q = "SELECT ts, value, quality FROM readings WHERE device = ? AND point = ?"
+        args: list[Any] = [device, point]
+        if start is not None:
+            q += " AND ts >= ?"
+            args.append(start)
+        if end is not None:
+            q += " AND ts <= ?"
+            args.append(end)
+        return [tuple(r) for r in self._conn.execute(q + " ORDER BY ts", args)]  # type: ignore[misc]
+
+    def period_pue(self, *, start: float | None = None, end: float | None = None) -> PeriodPue | None:
+        """PUE over [start, end] from 1-minute rows whose PUE is defined: Σ E_DC / Σ E_IT."""
+        rows = [r for r in self.intervals("1m", start=start, end=end) if r["pue"] is not None]
+        if not rows:
+            return None
+        fac = sum(r["e_facility_kwh"] for r in rows)
+        it = sum(r["e_it_kwh"] for r in rows)
+        return PeriodPue(
+            start=rows[0]["start"], end=rows[-1]["end"], e_facility_kwh=fac, e_it_kwh=it,
+            pue=fac / it if it > 0 else None, intervals=len(rows),
+            category=min(r["category"] for r in rows),
+            estimated_share=sum(r["estimated"] for r in rows) / len(rows),
+        )

@@ -1,0 +1,80 @@
+"""Register decoding, every type in every word/byte order, against hand-computed registers.
+
+Orders: (word_order, byte_order). "big/big" is the Modbus default (ABCD);
+"little" word order reverses the registers (CDAB for 32 bit); "little" byte order
+swaps the two bytes inside each register (BADC).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from pue_monitor.collectors.decode import DATA_TYPES, decode, encode, register_count
+
+BB, LB, BL, LL = ("big", "big"), ("little", "big"), ("big", "little"), ("little", "little")
+
+# (type, value, {order: registers}) — registers written out by hand from the IEEE-754 /
+# two's-complement bytes, e.g. f32 -123.456 = C2 F6 E9 79.
+CASES = [
+    ("u16", 1234, {BB: [0x04D2], LB: [0x04D2], BL: [0xD204], LL: [0xD204]}),
+    ("i16", -2, {BB: [0xFFFE], LB: [0xFFFE], BL: [0xFEFF], LL: [0xFEFF]}),
+    ("u32", 0x12345678, {BB: [0x1234, 0x5678], LB: [0x5678, 0x1234],
+                         BL: [0x3412, 0x7856], LL: [0x7856, 0x3412]}),
+    ("i32", -2, {BB: [0xFFFF, 0xFFFE], LB: [0xFFFE, 0xFFFF],
+                 BL: [0xFFFF, 0xFEFF], LL: [0xFEFF, 0xFFFF]}),
+    # below 2**53, so the float64 a reading carries holds it exactly
+    ("u64", 0x001F2E3D4C5B6A79, {BB: [0x001F, 0x2E3D, 0x4C5B, 0x6A79],
+                                 LB: [0x6A79, 0x4C5B, 0x2E3D, 0x001F],
+                                 BL: [0x1F00, 0x3D2E, 0x5B4C, 0x796A],
+                                 LL: [0x796A, 0x5B4C, 0x3D2E, 0x1F00]}),
+    ("i64", -3, {BB: [0xFFFF, 0xFFFF, 0xFFFF, 0xFFFD], LB: [0xFFFD, 0xFFFF, 0xFFFF, 0xFFFF],
+                 BL: [0xFFFF, 0xFFFF, 0xFFFF, 0xFDFF], LL: [0xFDFF, 0xFFFF, 0xFFFF, 0xFFFF]}),
+    ("f32", -123.456, {BB: [0xC2F6, 0xE979], LB: [0xE979, 0xC2F6],
+                       BL: [0xF6C2, 0x79E9], LL: [0x79E9, 0xF6C2]}),
+    ("f64", math.pi, {BB: [0x4009, 0x21FB, 0x5444, 0x2D18], LB: [0x2D18, 0x5444, 0x21FB, 0x4009],
+                      BL: [0x0940, 0xFB21, 0x4454, 0x182D], LL: [0x182D, 0x4454, 0xFB21, 0x0940]}),
+]
+
+PARAMS = [(t, v, order, regs) for t, v, table in CASES for order, regs in table.items()]
+
+
+def test_every_type_and_order_is_covered():
+    assert {t for t, _, _ in CASES} == set(DATA_TYPES)
+    assert all(len(table) == 4 for _, _, table in CASES)
+
+
+@pytest.mark.parametrize(("dtype", "value", "order", "regs"), PARAMS,
+                         ids=[f"{t}-{o[0]}word-{o[1]}byte" for t, _, o, _ in PARAMS])
+def test_decode_hand_computed(dtype, value, order, regs):
+    word, byte = order
+    got = decode(regs, dtype, word_order=word, byte_order=byte)
+    if dtype == "f32":
+        assert got == pytest.approx(value, rel=1e-7)
+    else:
+        assert got == value
+    assert register_count(dtype) == len(regs)
+
+
+@pytest.mark.parametrize(("dtype", "value", "order", "regs"), PARAMS,
+                         ids=[f"{t}-{o[0]}word-{o[1]}byte" for t, _, o, _ in PARAMS])
+def test_encode_is_inverse(dtype, value, order, regs):
+    word, byte = order
+    assert encode(value, dtype, word_order=word, byte_order=byte) == regs
+
+
+def test_scale_applies_to_fixed_point():
+    # ABB-style energy: u64 in 0.01 kWh; 123456789 raw = 1,234,567.89 kWh
+    regs = [0, 0, 0x075B, 0xCD15]
+    assert decode(regs, "u64", scale=0.01) == pytest.approx(1_234_567.89)
+    assert encode(1_234_567.89, "u64", scale=0.01) == regs
+
+
+def test_wrong_register_count_is_an_error():
+    with pytest.raises(ValueError, match="f32 needs 2 registers"):
+        decode([1, 2, 3], "f32")
+
+
+def test_nan_decodes_as_nan():
+    assert math.isnan(decode([0x7FC0, 0x0000], "f32"))
