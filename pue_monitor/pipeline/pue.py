@@ -1,0 +1,310 @@
+"""PUE per interval and per calendar bucket (ISO/IEC 30134-2).
+
+``PUE = E_DC / E_IT`` with both energies in kWh over the same period (ISO/IEC 30134-2);
+aggregates are always ``sum(E_DC) / sum(E_IT)`` over the sub-intervals where both are known —
+never an average of interval ratios. Every value carries the measurement category (the weakest
+IT meter's, ISO/IEC 30134-2 categories 1..3) and the data completeness (share of meter-interval
+cells measured, estimated and missing), which the standard asks to report with a PUE.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import zoneinfo
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+
+from pue_monitor.config.models import SUBSYSTEMS, Role
+from pue_monitor.pipeline.energy import IntervalEnergy, SeriesSpec, Status
+
+__all__ = ["RESOLUTIONS", "PueInterval", "aggregate", "rollup"]
+
+#: roles in the order of the rows of the role matrix
+_ROLES: tuple[Role, ...] = (Role.FACILITY_INPUT, Role.IT, *SUBSYSTEMS)
+
+#: aggregate() resolutions -> bucket length in seconds (local wall-clock time)
+RESOLUTIONS: dict[str, int] = {"15m": 900, "1h": 3600, "1d": 86400}
+
+
+@dataclass(frozen=True)
+class PueInterval:
+    """Energies, PUE and data completeness of one period ``[start, end)``."""
+
+    start: float
+    end: float
+    #: kWh; None when a meter of that role is MISSING (or the model has none)
+    e_facility: float | None
+    e_it: float | None
+    #: role value -> kWh, only subsystems that have meters and whose meters are all present
+    e_subsystems: dict[str, float]
+    #: e_facility / e_it (ISO/IEC 30134-2); None if either is None or e_it <= 0
+    pue: float | None
+    #: partial PUE per subsystem x: (e_it + e_x) / e_it
+    ppue: dict[str, float]
+    #: ISO/IEC 30134-2 measurement category of the weakest IT meter (0 if no IT meter)
+    category: int
+    #: shares of (meter, interval) cells among all meters of the model; sum to 1
+    measured: float
+    estimated: float
+    missing: float
+    #: aggregates: share of the sub-intervals (time-weighted) whose pue is not None
+    coverage: float = 1.0
+    #: e_facility - e_it - sum(e_subsystems); negative values signal a metering error.
+    #: None unless facility, IT and every metered subsystem are present.
+    e_unattributed: float | None = None
+
+    @property
+    def estimated_flag(self) -> bool:
+        return self.estimated > 0
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+
+# ------------------------------------------------------------------------- layout
+
+
+@dataclass(frozen=True, eq=False)
+class _Layout:
+    """Meters of the model and how series roll up into them (built once per spec tuple)."""
+
+    meters: tuple[str, ...]
+    meter_role: tuple[Role, ...]
+    used: np.ndarray  # spec indices that carry each meter's energy, grouped by meter
+    offsets: np.ndarray  # np.*.reduceat offsets of each meter's group in ``used``
+    one_each: bool  # every meter uses exactly one spec (reduceat not needed)
+    role_matrix: np.ndarray  # float64 [len(_ROLES), n_meters], 1 where meter has role
+    has_role: np.ndarray  # bool [len(_ROLES)]
+    category: int
+
+
+@functools.lru_cache(maxsize=16)
+def _layout_cached(specs: tuple[SeriesSpec, ...]) -> _Layout:
+    by_meter: dict[str, list[int]] = {}
+    for i, s in enumerate(specs):
+        by_meter.setdefault(s.meter, []).append(i)
+    meters = tuple(by_meter)
+    roles: list[Role] = []
+    used: list[int] = []
+    offsets: list[int] = []
+    categories: list[int] = []
+    for m, idx in by_meter.items():
+        role_set = {specs[i].role for i in idx}
+        if len(role_set) != 1:
+            raise ValueError(f"meter {m!r} has specs with different roles: {sorted(role_set)}")
+        loc_set = {specs[i].it_location for i in idx}
+        if len(loc_set) != 1:
+            raise ValueError(f"meter {m!r} has specs with different it_location")
+        role = role_set.pop()
+        roles.append(role)
+        if role is Role.IT:
+            categories.append(specs[idx[0]].it_location.category)  # type: ignore[union-attr]
+        # ISO/IEC 30134-2 wants metered energy: a counter wins over integrated power
+        counters = [i for i in idx if specs[i].kind == "counter"]
+        offsets.append(len(used))
+        used.extend(counters or idx)
+    role_matrix = np.zeros((len(_ROLES), len(meters)), dtype=np.float64)
+    for j, role in enumerate(roles):
+        role_matrix[_ROLES.index(role), j] = 1.0
+    return _Layout(
+        meters=meters,
+        meter_role=tuple(roles),
+        used=np.asarray(used, dtype=np.int64),
+        offsets=np.asarray(offsets, dtype=np.int64),
+        one_each=len(used) == len(meters),
+        role_matrix=role_matrix,
+        has_role=role_matrix.sum(axis=1) > 0,
+        category=min(categories) if categories else 0,
+    )
+
+
+def _layout(specs: Sequence[SeriesSpec]) -> _Layout:
+    return _layout_cached(tuple(specs))
+
+
+# ------------------------------------------------------------------------- rollup
+
+
+def rollup(ie: IntervalEnergy, specs: Sequence[SeriesSpec]) -> list[PueInterval]:
+    """One :class:`PueInterval` per grid interval of ``ie`` (ISO/IEC 30134-2 PUE, pPUE).
+
+    A meter with both a counter and a power series uses the counter; its energy is the sum of
+    the series it uses and its status the worst of theirs. A role's energy is None in an
+    interval where any of its meters is MISSING.
+    """
+    if ie.energy.shape[0] != len(specs):
+        raise ValueError(f"ie has {ie.energy.shape[0]} series, specs has {len(specs)}")
+    starts = ie.starts()
+    return _rollup_arrays(_layout(specs), ie.energy, ie.status, starts, starts + ie.step)
+
+
+def _rollup_arrays(
+    lay: _Layout,
+    energy: np.ndarray,
+    status: np.ndarray,
+    starts: np.ndarray,
+    ends: np.ndarray,
+) -> list[PueInterval]:
+    n = energy.shape[1]
+    n_meters = len(lay.meters)
+    if n == 0:
+        return []
+    if n_meters == 0:
+        raise ValueError("no meters in the model")
+    if lay.one_each:
+        e_m = energy[lay.used]
+        s_m = status[lay.used]
+    else:
+        e_m = np.add.reduceat(energy[lay.used], lay.offsets, axis=0)
+        s_m = np.maximum.reduceat(status[lay.used], lay.offsets, axis=0)
+    missing_m = s_m == Status.MISSING
+    e_m = np.where(missing_m, 0.0, e_m)
+
+    # per-role sums and "any meter missing" by matrix products, all intervals at once
+    e_role = lay.role_matrix @ e_m  # [n_roles, n]
+    miss_role = (lay.role_matrix @ missing_m.astype(np.float64)) > 0
+    ok_role = lay.has_role[:, None] & ~miss_role  # [n_roles, n]
+
+    n_meas = np.count_nonzero(s_m == Status.MEASURED, axis=0) / n_meters
+    n_est = np.count_nonzero(s_m == Status.ESTIMATED, axis=0) / n_meters
+    n_miss = np.count_nonzero(missing_m, axis=0) / n_meters
+
+    e_fac, e_it = e_role[0], e_role[1]
+    pue_ok = ok_role[0] & ok_role[1] & (e_it > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pue = np.where(pue_ok, e_fac / e_it, np.nan)
+    sub_rows = range(2, len(_ROLES))
+    metered_subs = [r for r in sub_rows if lay.has_role[r]]
+    all_subs_ok = np.all(ok_role[metered_subs], axis=0) if metered_subs else np.ones(n, bool)
+    unattr_ok = ok_role[0] & ok_role[1] & all_subs_ok
+    unattr = e_fac - e_it - e_role[metered_subs].sum(axis=0) if metered_subs else e_fac - e_it
+
+    # build objects (intervals << readings, so a Python loop over intervals is fine here)
+    sub_names = [_ROLES[r].value for r in metered_subs]
+    sub_e = [e_role[r].tolist() for r in metered_subs]
+    sub_ok = [ok_role[r].tolist() for r in metered_subs]
+    fac_l, it_l = e_fac.tolist(), e_it.tolist()
+    fac_ok, it_ok = ok_role[0].tolist(), ok_role[1].tolist()
+    pue_l, pue_ok_l = pue.tolist(), pue_ok.tolist()
+    un_l, un_ok = unattr.tolist(), unattr_ok.tolist()
+    meas_l, est_l, miss_l = n_meas.tolist(), n_est.tolist(), n_miss.tolist()
+    st_l, en_l = starts.tolist(), ends.tolist()
+    cat = lay.category
+    out: list[PueInterval] = []
+    for k in range(n):
+        it_k = it_l[k] if it_ok[k] else None
+        subs = {name: sub_e[j][k] for j, name in enumerate(sub_names) if sub_ok[j][k]}
+        ppue = (
+            {name: (it_k + e) / it_k for name, e in subs.items()}
+            if it_k is not None and it_k > 0
+            else {}
+        )
+        out.append(
+            PueInterval(
+                start=st_l[k],
+                end=en_l[k],
+                e_facility=fac_l[k] if fac_ok[k] else None,
+                e_it=it_k,
+                e_subsystems=subs,
+                pue=pue_l[k] if pue_ok_l[k] else None,
+                ppue=ppue,
+                category=cat,
+                measured=meas_l[k],
+                estimated=est_l[k],
+                missing=miss_l[k],
+                coverage=1.0,
+                e_unattributed=un_l[k] if un_ok[k] else None,
+            )
+        )
+    return out
+
+
+# ---------------------------------------------------------------------- aggregate
+
+
+def _bucket(ts: float, resolution: str, tz: zoneinfo.ZoneInfo) -> tuple[float, float]:
+    """[start, end) of the bucket holding ``ts``, aligned to wall-clock time in ``tz``."""
+    local = datetime.fromtimestamp(ts, tz)
+    if resolution == "1d":
+        day = local.replace(hour=0, minute=0, second=0, microsecond=0, fold=0)
+        nxt = datetime.combine(day.date() + timedelta(days=1), day.time(), tzinfo=tz)
+        return day.timestamp(), nxt.timestamp()
+    size = RESOLUTIONS[resolution]
+    minute = (local.minute // 15) * 15 if resolution == "15m" else 0
+    # replace() keeps ``fold``, so the repeated hour at a DST fall-back stays distinct
+    b = local.replace(minute=minute, second=0, microsecond=0)
+    s = b.timestamp()
+    return s, s + size
+
+
+def aggregate(intervals: Sequence[PueInterval], *, resolution: str, tz: str) -> list[PueInterval]:
+    """Group intervals into ``15m`` / ``1h`` / ``1d`` buckets of wall-clock time in ``tz``.
+
+    Days start at local midnight (``Asia/Shanghai``: 16:00 UTC). Per ISO/IEC 30134-2 the PUE of
+    a bucket is ``sum(e_facility) / sum(e_it)`` over the sub-intervals whose pue is not None —
+    energy-weighted, never a mean of ratios; ``e_facility``, ``e_it``, subsystems and pPUE of
+    the bucket are sums over the same sub-intervals, so ``pue == e_facility / e_it``.
+    ``coverage`` is the time-weighted share of sub-intervals used (of the sub-intervals given),
+    the measured/estimated/missing shares are time-weighted means (one cell per meter and
+    interval), and ``category`` is the minimum.
+    """
+    if resolution not in RESOLUTIONS:
+        raise ValueError(f"resolution must be one of {sorted(RESOLUTIONS)}, not {resolution!r}")
+    zone = zoneinfo.ZoneInfo(tz)
+    groups: dict[tuple[float, float], list[PueInterval]] = {}
+    b: tuple[float, float] = (math.inf, -math.inf)
+    for iv in sorted(intervals, key=lambda i: i.start):
+        if not (b[0] <= iv.start < b[1]):  # sorted input: a new bucket only at its boundary
+            b = _bucket(iv.start, resolution, zone)
+        groups.setdefault(b, []).append(iv)
+    return [_merge(b0, b1, ivs) for (b0, b1), ivs in groups.items()]
+
+
+def _merge(start: float, end: float, ivs: list[PueInterval]) -> PueInterval:
+    dur = [max(i.end - i.start, 0.0) for i in ivs]
+    total = sum(dur) or 1.0
+    used = [i for i in ivs if i.pue is not None]
+    cov = sum(d * i.coverage for d, i in zip(dur, ivs, strict=True) if i.pue is not None) / total
+    w = [d / total for d in dur]
+    measured = sum(wi * i.measured for wi, i in zip(w, ivs, strict=True))
+    estimated = sum(wi * i.estimated for wi, i in zip(w, ivs, strict=True))
+    missing = sum(wi * i.missing for wi, i in zip(w, ivs, strict=True))
+    category = min(i.category for i in ivs)
+    if not used:
+        return PueInterval(
+            start=start, end=end, e_facility=None, e_it=None, e_subsystems={}, pue=None,
+            ppue={}, category=category, measured=measured, estimated=estimated,
+            missing=missing, coverage=0.0, e_unattributed=None,
+        )  # fmt: skip
+    e_fac = math.fsum(i.e_facility for i in used)  # type: ignore[misc]
+    e_it = math.fsum(i.e_it for i in used)  # type: ignore[misc]
+    names = set(used[0].e_subsystems)
+    for i in used[1:]:
+        names &= set(i.e_subsystems)
+    subs = {n: math.fsum(i.e_subsystems[n] for i in used) for n in sorted(names)}
+    ppue = {n: (e_it + e) / e_it for n, e in subs.items()} if e_it > 0 else {}
+    unattr = (
+        math.fsum(i.e_unattributed for i in used)  # type: ignore[misc]
+        if all(i.e_unattributed is not None for i in used)
+        else None
+    )
+    return PueInterval(
+        start=start,
+        end=end,
+        e_facility=e_fac,
+        e_it=e_it,
+        e_subsystems=subs,
+        pue=e_fac / e_it if e_it > 0 else None,
+        ppue=ppue,
+        category=category,
+        measured=measured,
+        estimated=estimated,
+        missing=missing,
+        coverage=cov,
+        e_unattributed=unattr,
+    )

@@ -1,0 +1,214 @@
+"""LivePipeline: chunked == batch, restated gaps, bounded buffers, instant power."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pue_monitor.config.models import ITLocation, Role
+from pue_monitor.pipeline.energy import SeriesSpec, interval_energy
+from pue_monitor.pipeline.live import LivePipeline
+from pue_monitor.pipeline.pue import rollup
+from pue_monitor.readings import Quality, Reading
+
+T0 = 1_700_000_040.0  # multiple of 60
+
+SPECS = {
+    ("F", "energy"): SeriesSpec("F", Role.FACILITY_INPUT, None, "counter", 1e-3, 1e7, 90.0),
+    ("F", "power"): SeriesSpec("F", Role.FACILITY_INPUT, None, "power", 1e-3, None, 90.0),
+    ("I", "energy"): SeriesSpec("I", Role.IT, ITLocation.PDU_OUTPUT, "counter", 1.0, None, 90.0),
+    ("C", "power"): SeriesSpec("C", Role.COOLING, None, "power", 1.0, None, 90.0),
+}
+KEYS = list(SPECS)
+
+
+def make_readings(minutes=180, it_gap=None, seed=3):
+    """F: 150 kW (Wh counter wrapping at 1e7 Wh, W power), I: 100 kW (kWh), C: 40 kW."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for dev, pt, kw, unit in [
+        ("F", "energy", 150.0, "Wh"),
+        ("F", "power", 150.0, "W"),
+        ("I", "energy", 100.0, "kWh"),
+        ("C", "power", 40.0, "kW"),
+    ]:
+        t = T0 + 5 + 60.0 * np.arange(minutes) + rng.uniform(-3, 3, minutes)
+        if dev == "I" and it_gap is not None:
+            t = t[(t < T0 + it_gap[0]) | (t > T0 + it_gap[1])]
+        if pt == "energy":
+            kwh = kw * (t - T0) / 3600.0
+            v = (9_990_000.0 + kwh * 1000.0) % 1e7 if unit == "Wh" else 5000.0 + kwh
+        else:
+            v = np.full(t.size, kw * (1000.0 if unit == "W" else 1.0))
+        out += [Reading(float(a), "s", dev, pt, float(b), unit) for a, b in zip(t, v, strict=True)]
+    out.sort(key=lambda r: r.ts)
+    return out
+
+
+def batch(readings, start, n):
+    sid = np.array([KEYS.index((r.device, r.point)) for r in readings])
+    ts = np.array([r.ts for r in readings])
+    val = np.array([r.value for r in readings])
+    specs = list(SPECS.values())
+    return rollup(interval_energy(specs, sid, ts, val, start=start, step=60.0, n=n), specs)
+
+
+def run_live(readings, chunk=600.0, grace=90.0, end=None, **kw):
+    pipe = LivePipeline(SPECS, **kw)
+    state: dict[float, object] = {}
+    t = readings[0].ts
+    end = end if end is not None else readings[-1].ts + 600
+    i = 0
+    while t < end:
+        t += chunk
+        j = i
+        while j < len(readings) and readings[j].ts <= t:
+            j += 1
+        pipe.ingest(readings[i:j])
+        i = j
+        for iv in pipe.close(now=t, grace=grace):
+            state[iv.start] = iv
+    return pipe, state
+
+
+def assert_same(a, b):
+    assert a.start == b.start and a.end == b.end
+    for f in ("e_facility", "e_it", "pue", "e_unattributed"):
+        x, y = getattr(a, f), getattr(b, f)
+        assert (x is None) == (y is None), f
+        if x is not None:
+            assert x == pytest.approx(y, rel=1e-9, abs=1e-9), f
+    assert a.e_subsystems == pytest.approx(b.e_subsystems, rel=1e-9)
+    assert (a.measured, a.estimated, a.missing, a.category) == (
+        b.measured,
+        b.estimated,
+        b.missing,
+        b.category,
+    )
+
+
+def test_chunked_live_equals_batch():
+    readings = make_readings()
+    pipe, state = run_live(readings)
+    start0 = pipe.start0
+    assert start0 == T0 + 60  # first step boundary at/after the first reading (T0+2..T0+8)
+    starts = sorted(state)
+    assert starts == [start0 + 60.0 * k for k in range(len(starts))]
+    ref = batch(readings, start0, len(starts))
+    for iv, r in zip((state[s] for s in starts), ref, strict=True):
+        assert_same(iv, r)
+    # physical check: minute k=10 is fully measured: PUE 150/100, cooling 40 kW
+    iv = state[start0 + 600]
+    assert iv.e_facility == pytest.approx(2.5, rel=1e-9)  # 150 kW * 1 min (counter, incl. rollover)
+    assert iv.e_it == pytest.approx(100 / 60, rel=1e-9)
+    assert iv.pue == pytest.approx(1.5, rel=1e-9)
+    assert iv.e_subsystems["cooling"] == pytest.approx(40 / 60, rel=1e-9)
+    assert (iv.measured, iv.estimated) == (pytest.approx(2 / 3), pytest.approx(1 / 3))
+
+
+def test_unfinished_intervals_are_missing_and_closing_again_returns_nothing_new():
+    readings = make_readings(minutes=30)
+    pipe = LivePipeline(SPECS)
+    pipe.ingest(readings)
+    first = pipe.close(now=T0 + 30 * 60 + 60, grace=0.0)
+    assert [i.start for i in first] == [T0 + 60 + 60.0 * k for k in range(30)]
+    assert first[-1].pue is None  # last minute not covered by a reading at/after its end
+    assert pipe.close(now=T0 + 30 * 60 + 60, grace=0.0) == []  # deterministic, nothing changed
+
+
+def test_gap_is_restated_when_meter_returns():
+    gap = (1800.0, 1800.0 + 3600.0)  # IT meter silent for 1 h
+    readings = make_readings(minutes=150, it_gap=gap)
+    pipe = LivePipeline(SPECS)
+    returned: dict[float, list] = {}
+    prev = -np.inf
+    for cut in (T0 + 1500, T0 + 3000, T0 + gap[1] - 60, T0 + 9000):  # 3rd: just before return
+        pipe.ingest([r for r in readings if prev < r.ts <= cut])
+        prev = cut
+        for iv in pipe.close(now=cut, grace=60.0):
+            returned.setdefault(iv.start, []).append(iv)
+    in_gap = T0 + 60.0 * 45  # minute inside the hole
+    versions = returned[in_gap]
+    assert len(versions) == 2
+    assert versions[0].e_it is None and versions[0].pue is None
+    assert versions[0].e_facility == pytest.approx(2.5, rel=1e-9)
+    assert versions[1].e_it == pytest.approx(100 / 60, rel=1e-6)  # constant power: linear = true
+    assert versions[1].pue == pytest.approx(1.5, rel=1e-6)
+    assert versions[1].estimated > 0
+    # final state matches the batch computation
+    final = {s: v[-1] for s, v in returned.items()}
+    starts = sorted(final)
+    ref = batch(readings, pipe.start0, len(starts))
+    for s, r in zip(starts, ref, strict=True):
+        assert_same(final[s], r)
+    # every minute of the hole was restated with the bridged (linear) IT energy
+    hole = [s for s in starts if T0 + gap[0] + 60 <= s < T0 + gap[1] - 60]
+    assert len(hole) >= 57
+    assert all(final[s].e_it == pytest.approx(100 / 60, rel=1e-6) for s in hole)
+    assert all(final[s].estimated == pytest.approx(2 / 3) for s in hole)  # F power + I counter
+    assert len(returned[T0 + 600]) == 1  # minutes before the hole were never restated
+
+
+def test_buffers_and_window_stay_bounded_with_a_dead_meter():
+    readings = [r for r in make_readings(minutes=400) if r.device != "I" or r.ts < T0 + 600]
+    pipe, state = run_live(readings, horizon=3600.0)
+    assert pipe.window <= 62  # horizon (60 intervals) + grace
+    assert pipe.buffered <= 4 * 80
+    # dead IT meter -> intervals finalised without PUE, but facility energy still there
+    late = state[max(state) - 3600]
+    assert late.pue is None and late.e_facility == pytest.approx(2.5, rel=1e-9)
+    assert late.missing == pytest.approx(1 / 3)
+
+
+def test_unknown_points_and_bad_quality_ignored():
+    pipe = LivePipeline(SPECS)
+    pipe.ingest(
+        [
+            Reading(T0, "s", "X", "energy", 1.0, "kWh"),
+            Reading(T0, "s", "I", "energy", 1.0, "kWh", Quality.BAD),
+            Reading(T0, "s", "I", "energy", float("nan"), "kWh"),
+        ]
+    )
+    assert pipe.buffered == 0
+    assert pipe.close(now=T0 + 600, grace=0) == []
+
+
+def test_instant_power_and_pue():
+    pipe = LivePipeline(SPECS)
+    pipe.ingest(
+        [
+            Reading(T0, "s", "F", "power", 149_000.0, "W"),
+            Reading(T0 + 60, "s", "F", "power", 150_000.0, "W"),
+            Reading(T0, "s", "F", "energy", 9_999_000.0, "Wh"),  # ignored: F has a power point
+            Reading(T0 + 60, "s", "F", "energy", 1_500.0, "Wh"),
+            Reading(T0, "s", "I", "energy", 100.0, "kWh"),
+            Reading(T0 + 60, "s", "I", "energy", 101.5, "kWh"),  # 1.5 kWh / 60 s = 90 kW
+            Reading(T0 + 60, "s", "C", "power", 40.0, "kW"),
+        ]
+    )
+    ip = pipe.instant()
+    assert ip.ts == T0 + 60
+    assert ip.power_by_role == {
+        "cooling": pytest.approx(40.0),
+        "facility_input": pytest.approx(150.0),
+        "it": pytest.approx(90.0),
+    }
+    assert ip.pue == pytest.approx(150.0 / 90.0)
+    # IT values older than 3 * max_gap: no instant PUE
+    stale = pipe.instant(now=T0 + 60 + 3 * 90 + 1)
+    assert stale.pue is None and "it" not in stale.power_by_role
+
+
+def test_instant_counter_rollover_rate():
+    pipe = LivePipeline({k: SPECS[k] for k in [("F", "energy"), ("I", "energy")]})
+    pipe.ingest(
+        [
+            Reading(T0, "s", "F", "energy", 9_999_000.0, "Wh"),
+            Reading(T0 + 60, "s", "F", "energy", 1_500.0, "Wh"),  # 2.5 kWh in 60 s across rollover
+            Reading(T0, "s", "I", "energy", 10.0, "kWh"),
+            Reading(T0 + 60, "s", "I", "energy", 12.0, "kWh"),
+        ]
+    )
+    ip = pipe.instant()
+    assert ip.power_by_role["facility_input"] == pytest.approx(150.0)
+    assert ip.pue == pytest.approx(150.0 / 120.0)
