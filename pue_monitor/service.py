@@ -65,7 +65,7 @@ class Service:
     def __init__(self, site: LoadedSite, *, clock: Clock | None = None,
                  store_path: str | Path | None = None, prometheus_port: int | None = None,
                  prometheus: bool | None = None, tick: float | None = None,
-                 on_tick: Callable[[Snapshot], None] | None = None) -> None:
+                 on_tick: Callable[[Snapshot], None] | None = None, resume: bool = True) -> None:
         self.site = site
         cfg = site.config
         self.clock = clock or WallClock()
@@ -81,6 +81,8 @@ class Service:
         self.store.set_meta("site", cfg.site.id)
         self.store.set_meta("timezone", cfg.site.timezone)
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+        if resume:
+            self._resume()
         self._pending: list[Reading] = []
         self._minutes: dict[float, PueInterval] = {}  # recent 1-minute rollups by start
         self.on_tick = on_tick
@@ -94,6 +96,18 @@ class Service:
         if enabled:
             port = cfg.prometheus.port if prometheus_port is None else prometheus_port
             self.prometheus = PrometheusEndpoint(self.state, host=cfg.prometheus.host, port=port)
+
+    def _resume(self) -> None:
+        """Seed the pipeline with each counter's last stored reading, so the energy used
+        while the service was down is bridged exactly by the counter delta (flagged as a
+        gap) instead of being lost."""
+        now = self.clock.now()
+        keys = [k for k, spec in self.specs.items() if spec.kind == "counter"]
+        last = [r for r in self.store.last_readings(keys)
+                if now - self.pipeline.horizon < r.ts < now]
+        if last:
+            self.pipeline.ingest(last)
+            log.info("resumed %d counters from %s", len(last), self.store.path)
 
     def _add_device(self, dev: ModbusDevice) -> None:
         key = (dev.host, dev.port)

@@ -109,6 +109,19 @@ class SqliteStore:
                 )
         return len(rows)
 
+    def last_readings(self, keys: Iterable[tuple[str, str]]) -> list[Reading]:
+        """The newest good reading of each (device, point), to resume counters after a restart."""
+        out = []
+        with self._lock:
+            for device, point in keys:
+                row = self._conn.execute(
+                    "SELECT * FROM readings WHERE device = ? AND point = ? AND quality = 0 "
+                    "ORDER BY ts DESC LIMIT 1", (device, point)).fetchone()
+                if row is not None:
+                    out.append(Reading(row["ts"], row["site"], row["device"], row["point"],
+                                       row["value"], row["unit"]))
+        return out
+
     def prune_readings(self, before: float) -> int:
         with self._lock, self._conn:
             return self._conn.execute("DELETE FROM readings WHERE ts < ?", (before,)).rowcount
