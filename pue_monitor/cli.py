@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pue_monitor import __version__
+from pue_monitor.config.models import Role
 from pue_monitor.errors import ConfigError
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
@@ -133,6 +134,9 @@ def cmd_show(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- run / demo
 
 
+_SHORT = {"facility_input": "facility", "power_distribution": "distribution"}
+
+
 class _Display:
     """Prints live PUE and power per role, at most every ``every`` wall seconds."""
 
@@ -173,16 +177,20 @@ class _Display:
             "pue_1m": minute.pue if minute else None,
             "pue_period": self.period_pue,
             "category": minute.category if minute else None,
-            "power_kw": {k: round(v, 1) for k, v in sorted(st.power_kw_by_role.items())},
+            "power_kw": {r.value: round(st.power_kw_by_role[r.value], 1) for r in Role
+                         if r.value in st.power_kw_by_role},
+            "measured_share": minute.measured if minute else None,
             "devices_up": up, "devices": len(st.devices),
         }
         if self.json_lines:
             print(json.dumps(rec), flush=True)
             return
-        power = " ".join(f"{k}={v:.0f}" for k, v in rec["power_kw"].items())
+        power = " ".join(f"{_SHORT.get(k, k)} {v:.0f}" for k, v in rec["power_kw"].items())
+        quality = (f"cat {rec['category']}, {rec['measured_share']:.0%} measured"
+                   if minute else "no interval yet")
         print(f"{rec['time']}  PUE now {_fmt(rec['pue_instant'])}  1-min {_fmt(rec['pue_1m'])}  "
-              f"period {_fmt(rec['pue_period'])}  | kW {power} | devices {up}/{len(st.devices)} up",
-              flush=True)
+              f"period {_fmt(rec['pue_period'])} ({quality}) | kW: {power} | "
+              f"devices {up}/{len(st.devices)} up", flush=True)
 
     @property
     def period_pue(self) -> float | None:
@@ -190,16 +198,17 @@ class _Display:
 
 
 async def _run_service(site: Any, args: argparse.Namespace, *, clock: Any = None,
-                       store_path: str | None = None) -> tuple[Any, _Display]:
+                       store_path: str | None = None, resume: bool = True) -> tuple[Any, _Display]:
     from pue_monitor.service import Service
 
     display = _Display(site.config.site.timezone, every=args.refresh,
                        json_lines=args.json, quiet=args.quiet)
-    service = Service(site, clock=clock, store_path=store_path or args.db,
+    service = Service(site, clock=clock, store_path=store_path or args.db, resume=resume,
                       prometheus_port=args.prometheus_port,
                       prometheus=False if args.no_prometheus else None, on_tick=display)
-    if service.prometheus and not args.json:
-        print(f"Prometheus metrics: {service.prometheus.url}", flush=True)
+    if service.prometheus:
+        print(json.dumps({"prometheus": service.prometheus.url}) if args.json
+              else f"Prometheus metrics: {service.prometheus.url}", flush=True)
     stop = asyncio.Event()
     _install_stop(stop)
     stopper = asyncio.create_task(_stop_after(stop, args.duration))
@@ -237,14 +246,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
         clock = ScaledClock(start=start, speed=args.speed)
         world = SimulatedDataCentre(start=start, seed=args.seed)
         async with SimulatorServers(world, clock) as servers:
-            cfg = servers.site_config(interval=args.interval, timeout=min(2.0, args.interval / 2))
+            # timeouts are in simulated seconds too: a third of the interval
+            cfg = servers.site_config(interval=args.interval, timeout=args.interval / 3)
             cfg["store"] = {"path": db}
             site = site_from_dict(cfg, source="<demo site>")
             if not args.json:
                 print(f"pue demo: simulated data centre '{site.config.site.id}' "
                       f"({len(site.config.devices)} Modbus devices on loopback), "
                       f"{args.speed:g}x real time; store {db}", flush=True)
-            _, display = await _run_service(site, args, clock=clock, store_path=db)
+            # a new simulated timeline: never resume counters from an earlier run's store
+            _, display = await _run_service(site, args, clock=clock, store_path=db, resume=False)
         result: dict[str, Any] = {"store": db, "pue_period": display.period_pue}
         if display.period_start is not None and display.period_end is not None:
             truth = world.true_pue(display.period_start, display.period_end)
@@ -334,7 +345,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="poll interval in simulated seconds (default 15)")
     d.add_argument("--start", metavar="ISO8601", help="simulated start time (default now)")
     d.add_argument("--seed", type=int, default=1)
-    d.set_defaults(func=cmd_demo, prometheus_port=None)
+    # the demo must never clash with a real exporter on 9464: a free port unless asked
+    d.set_defaults(prometheus_port=0)
+    d.set_defaults(func=cmd_demo)
 
     r = sub.add_parser("run", help="collect from real devices per a site configuration",
                        description="Run collectors and pipeline against the devices in --config.")

@@ -113,7 +113,8 @@ class Service:
         key = (dev.host, dev.port)
         conn = self.connections.get(key)
         if conn is None:
-            conn = self.connections[key] = ModbusConnection(host=dev.host, port=dev.port)
+            conn = self.connections[key] = ModbusConnection(host=dev.host, port=dev.port,
+                                                            clock=self.clock)
         reader = ModbusReader(dev, self.site.profile_of(dev), self.site.points_of(dev), conn)
         self.runner.add(reader, Schedule(dev.interval, dev.timeout, dev.retries), protocol="modbus")
 

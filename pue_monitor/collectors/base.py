@@ -14,6 +14,10 @@ class PointValue:
     value: float
     unit: str
     quality: Quality = Quality.GOOD
+    #: clock time the request carrying this value was sent; None = the poll's start.
+    #: On a shared bus a poll may wait for its turn: stamping the wait's start would
+    #: misplace counter readings in time and so misattribute energy between intervals.
+    ts: float | None = None
 
 
 class DeviceReader(Protocol):

@@ -15,6 +15,7 @@ import math
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
+from pue_monitor.clock import Clock, WallClock
 from pue_monitor.collectors.base import PointValue
 from pue_monitor.collectors.decode import decode
 from pue_monitor.collectors.plan import ReadRequest, compile_plan
@@ -45,11 +46,16 @@ _TRANSIENT_CODES = {5, 6, 10, 11}
 
 
 class ModbusConnection:
-    """One TCP connection to a Modbus device or gateway, shared by its unit ids."""
+    """One TCP connection to a Modbus device or gateway, shared by its unit ids.
 
-    def __init__(self, *, host: str, port: int) -> None:
+    Timeouts and pauses are in clock seconds (so a simulated site at 60x keeps its
+    meaning); reads return the clock time at which the request went on the wire.
+    """
+
+    def __init__(self, *, host: str, port: int, clock: Clock | None = None) -> None:
         self.host = host
         self.port = port
+        self.clock: Clock = clock or WallClock()
         self.lock = asyncio.Lock()  # one request on the wire at a time (one bus)
         self._client: AsyncModbusTcpClient | None = None
         self.requests = 0  # sent on the wire, for tests and benchmarks
@@ -85,18 +91,22 @@ class ModbusConnection:
 
     async def read(
         self, *, function: str, address: int, count: int, unit: int, timeout: float, pause: float = 0.0
-    ) -> list[int]:
+    ) -> tuple[float, list[int]]:
+        """Read ``count`` registers; returns (clock time sent, registers)."""
         async with self.lock:
             try:
                 return await self._read_locked(function, address, count, unit, timeout)
             finally:
                 if pause:
-                    await asyncio.sleep(pause)
+                    await self.clock.sleep(pause)
 
     async def _read_locked(
         self, function: str, address: int, count: int, unit: int, timeout: float
-    ) -> list[int]:
+    ) -> tuple[float, list[int]]:
+        shown = timeout
+        timeout = timeout / self.clock.speed  # wall seconds
         client = await self._ensure(timeout)
+        sent = self.clock.now()
         call = client.read_holding_registers if function == "holding" else client.read_input_registers
         self.requests += 1
         try:
@@ -104,12 +114,12 @@ class ModbusConnection:
                 rr = await call(address, count=count, device_id=unit)
         except TimeoutError:
             self.reset()
-            raise DeviceTimeout(f"{self.name} unit {unit}: no answer within {timeout:g} s") from None
+            raise DeviceTimeout(f"{self.name} unit {unit}: no answer within {shown:g} s") from None
         except (ConnectionException, ModbusIOException) as exc:
             self.reset()
             # pymodbus reports its own no-answer timeout as a ModbusIOException
             if "timeout" in str(exc).lower() or "no response" in str(exc).lower():
-                raise DeviceTimeout(f"{self.name} unit {unit}: no answer within {timeout:g} s") from None
+                raise DeviceTimeout(f"{self.name} unit {unit}: no answer within {shown:g} s") from None
             raise DeviceUnreachable(f"{self.name} unit {unit}: {exc}") from None
         except ModbusException as exc:
             self.reset()
@@ -124,7 +134,7 @@ class ModbusConnection:
         regs = list(rr.registers)
         if len(regs) != count:
             raise DecodeError(f"{self.name} unit {unit}: asked {count} registers, got {len(regs)}")
-        return regs
+        return sent, regs
 
     async def close(self) -> None:
         self.reset()
@@ -149,7 +159,7 @@ class ModbusReader:
         out: list[PointValue] = []
         d = self.device
         for req in self.plan:
-            regs = await self.connection.read(
+            sent, regs = await self.connection.read(
                 function=req.function, address=req.address, count=req.count,
                 unit=d.unit_id, timeout=d.timeout, pause=d.request_pause,
             )
@@ -158,7 +168,7 @@ class ModbusReader:
                 value = decode(regs[pp.offset: pp.offset + s.count], s.type,
                                word_order=s.word_order, byte_order=s.byte_order, scale=s.scale)
                 quality = Quality.GOOD if math.isfinite(value) else Quality.BAD
-                out.append(PointValue(pp.name, value, s.unit, quality))
+                out.append(PointValue(pp.name, value, s.unit, quality, sent))
         return out
 
     async def close(self) -> None:

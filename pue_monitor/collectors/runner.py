@@ -144,8 +144,8 @@ class Runner:
                 if stats.up is False:
                     log.warning("device %s recovered", reader.device_id)
                 stats.up = True
-            readings = [Reading(ts, self.site, reader.device_id, v.point, v.value, v.unit, v.quality)
-                        for v in values]
+            readings = [Reading(ts if v.ts is None else v.ts, self.site, reader.device_id,
+                                v.point, v.value, v.unit, v.quality) for v in values]
             self.emit(readings)
             return True
         stats.failed_polls += 1

@@ -14,6 +14,7 @@ from pue_monitor.simulator.physics import (
     loads,
     weather,
 )
+from pue_monitor.simulator.servers import SimulatorServers
 from pue_monitor.simulator.world import METERS, MeterSpec, SimulatedDataCentre
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "Noise",
     "SimParams",
     "SimulatedDataCentre",
+    "SimulatorServers",
     "Weather",
     "loads",
     "weather",
