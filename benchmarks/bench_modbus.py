@@ -25,8 +25,9 @@ from pue_monitor.config.loader import LoadedSite, load_site
 
 def start_simulator(tmp: Path) -> tuple[subprocess.Popen[bytes], LoadedSite]:
     cfg = tmp / "sim.yaml"
-    proc = subprocess.Popen([sys.executable, "-m", "pue_monitor", "simulate", "--write-config", str(cfg)],
-                            stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pue_monitor", "simulate", "--write-config", str(cfg)], stdout=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 30
     while not cfg.exists() or not cfg.stat().st_size:
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -58,9 +59,15 @@ async def _poll(site: LoadedSite, device_ids: list[str], seconds: float) -> dict
     for c in conns.values():
         await c.close()
     requests = sum(c.requests for c in conns.values())
-    return {"devices": len(readers), "connections": len(conns), "polls": polls,
-            "requests": requests, "seconds": took, "polls_per_s": polls / took,
-            "requests_per_s": requests / took}
+    return {
+        "devices": len(readers),
+        "connections": len(conns),
+        "polls": polls,
+        "requests": requests,
+        "seconds": took,
+        "polls_per_s": polls / took,
+        "requests_per_s": requests / took,
+    }
 
 
 def run(seconds: float = 10.0) -> list[dict]:
@@ -70,8 +77,11 @@ def run(seconds: float = 10.0) -> list[dict]:
             ids = [d.id for d in site.config.devices]
             pdus = [i for i in ids if i.startswith("pdu-")]
             rows = []
-            for name, group in (("whole site", ids), ("4 PDUs behind one gateway", pdus),
-                                ("one incomer, own connection", ["incomer-a"])):
+            for name, group in (
+                ("whole site", ids),
+                ("4 PDUs behind one gateway", pdus),
+                ("one incomer, own connection", ["incomer-a"]),
+            ):
                 r = asyncio.run(_poll(site, group, seconds))
                 rows.append({"scenario": name, **r})
             return rows
@@ -88,8 +98,10 @@ def main(argv: list[str] | None = None) -> None:
     print("| scenario | devices | connections | polls/s | requests/s |")
     print("|---|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['scenario']} | {r['devices']} | {r['connections']} | "
-              f"{r['polls_per_s']:,.0f} | {r['requests_per_s']:,.0f} |")
+        print(
+            f"| {r['scenario']} | {r['devices']} | {r['connections']} | "
+            f"{r['polls_per_s']:,.0f} | {r['requests_per_s']:,.0f} |"
+        )
 
 
 if __name__ == "__main__":

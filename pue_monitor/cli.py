@@ -23,6 +23,11 @@ from pue_monitor.config.models import Role
 from pue_monitor.errors import ConfigError
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+_CATEGORY_NAMES = {
+    1: "basic, IT at UPS output",
+    2: "intermediate, IT at PDU output",
+    3: "advanced, IT at equipment input",
+}
 
 
 def _fmt(v: float | None, spec: str = ".3f") -> str:
@@ -61,13 +66,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=2, sort_keys=True))
         return EXIT_OK
-    print(f"{args.file}: OK — site {summary['site']} ({summary['timezone']}), "
-          f"{summary['devices']} devices")
-    print(f"PUE thresholds: warning {summary['thresholds']['warning']}, "
-          f"critical {summary['thresholds']['critical']}")
+    print(f"{args.file}: OK — site {summary['site']} ({summary['timezone']}), {summary['devices']} devices")
+    print(f"PUE thresholds: warning {summary['thresholds']['warning']}, critical {summary['thresholds']['critical']}")
     cat = summary["measurement_category"]
-    print(f"Measurement category (ISO/IEC 30134-2): {cat} "
-          f"({ {1: 'basic, IT at UPS output', 2: 'intermediate, IT at PDU output', 3: 'advanced, IT at equipment input'}[cat] })")
+    print(f"Measurement category (ISO/IEC 30134-2): {cat} ({_CATEGORY_NAMES[cat]})")
     for role, meters in summary["roles"].items():
         print(f"  {role}:")
         for m in meters:
@@ -121,13 +123,17 @@ def cmd_show(args: argparse.Namespace) -> int:
         return EXIT_OK
     print(f"{'start (' + tz + ')':21} {'PUE':>6} {'E_DC kWh':>10} {'E_IT kWh':>10} cat  measured estimated missing")
     for r in rows:
-        print(f"{_iso(r['start'], tz):21} {_fmt(r['pue']):>6} {_fmt(r['e_facility_kwh'], '.2f'):>10} "
-              f"{_fmt(r['e_it_kwh'], '.2f'):>10} {r['category']:>3}  {r['measured']:8.0%} "
-              f"{r['estimated']:9.0%} {r['missing']:7.0%}")
+        print(
+            f"{_iso(r['start'], tz):21} {_fmt(r['pue']):>6} {_fmt(r['e_facility_kwh'], '.2f'):>10} "
+            f"{_fmt(r['e_it_kwh'], '.2f'):>10} {r['category']:>3}  {r['measured']:8.0%} "
+            f"{r['estimated']:9.0%} {r['missing']:7.0%}"
+        )
     if period:
-        print(f"period {_iso(period.start, tz)} .. {_iso(period.end, tz)}: PUE {_fmt(period.pue)} "
-              f"(E_DC {period.e_facility_kwh:.1f} kWh / E_IT {period.e_it_kwh:.1f} kWh, "
-              f"category {period.category}, interim)")
+        print(
+            f"period {_iso(period.start, tz)} .. {_iso(period.end, tz)}: PUE {_fmt(period.pue)} "
+            f"(E_DC {period.e_facility_kwh:.1f} kWh / E_IT {period.e_it_kwh:.1f} kWh, "
+            f"category {period.category}, interim)"
+        )
     return EXIT_OK
 
 
@@ -177,38 +183,52 @@ class _Display:
             "pue_1m": minute.pue if minute else None,
             "pue_period": self.period_pue,
             "category": minute.category if minute else None,
-            "power_kw": {r.value: round(st.power_kw_by_role[r.value], 1) for r in Role
-                         if r.value in st.power_kw_by_role},
+            "power_kw": {
+                r.value: round(st.power_kw_by_role[r.value], 1) for r in Role if r.value in st.power_kw_by_role
+            },
             "measured_share": minute.measured if minute else None,
-            "devices_up": up, "devices": len(st.devices),
+            "devices_up": up,
+            "devices": len(st.devices),
         }
         if self.json_lines:
             print(json.dumps(rec), flush=True)
             return
         power = " ".join(f"{_SHORT.get(k, k)} {v:.0f}" for k, v in rec["power_kw"].items())
-        quality = (f"cat {rec['category']}, {rec['measured_share']:.0%} measured"
-                   if minute else "no interval yet")
-        print(f"{rec['time']}  PUE now {_fmt(rec['pue_instant'])}  1-min {_fmt(rec['pue_1m'])}  "
-              f"period {_fmt(rec['pue_period'])} ({quality}) | kW: {power} | "
-              f"devices {up}/{len(st.devices)} up", flush=True)
+        quality = f"cat {rec['category']}, {rec['measured_share']:.0%} measured" if minute else "no interval yet"
+        print(
+            f"{rec['time']}  PUE now {_fmt(rec['pue_instant'])}  1-min {_fmt(rec['pue_1m'])}  "
+            f"period {_fmt(rec['pue_period'])} ({quality}) | kW: {power} | "
+            f"devices {up}/{len(st.devices)} up",
+            flush=True,
+        )
 
     @property
     def period_pue(self) -> float | None:
         return self.period_fac / self.period_it if self.period_it > 0 else None
 
 
-async def _run_service(site: Any, args: argparse.Namespace, *, clock: Any = None,
-                       store_path: str | None = None, resume: bool = True) -> tuple[Any, _Display]:
+async def _run_service(
+    site: Any, args: argparse.Namespace, *, clock: Any = None, store_path: str | None = None, resume: bool = True
+) -> tuple[Any, _Display]:
     from pue_monitor.service import Service
 
-    display = _Display(site.config.site.timezone, every=args.refresh,
-                       json_lines=args.json, quiet=args.quiet)
-    service = Service(site, clock=clock, store_path=store_path or args.db, resume=resume,
-                      prometheus_port=args.prometheus_port,
-                      prometheus=False if args.no_prometheus else None, on_tick=display)
+    display = _Display(site.config.site.timezone, every=args.refresh, json_lines=args.json, quiet=args.quiet)
+    service = Service(
+        site,
+        clock=clock,
+        store_path=store_path or args.db,
+        resume=resume,
+        prometheus_port=args.prometheus_port,
+        prometheus=False if args.no_prometheus else None,
+        on_tick=display,
+    )
     if service.prometheus:
-        print(json.dumps({"prometheus": service.prometheus.url}) if args.json
-              else f"Prometheus metrics: {service.prometheus.url}", flush=True)
+        print(
+            json.dumps({"prometheus": service.prometheus.url})
+            if args.json
+            else f"Prometheus metrics: {service.prometheus.url}",
+            flush=True,
+        )
     stop = asyncio.Event()
     _install_stop(stop)
     stopper = asyncio.create_task(_stop_after(stop, args.duration))
@@ -238,8 +258,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from pue_monitor.config.loader import site_from_dict
     from pue_monitor.simulator import SimulatedDataCentre, SimulatorServers
 
-    start = (dt.datetime.fromisoformat(args.start).timestamp() if args.start
-             else dt.datetime.now(dt.UTC).timestamp())
+    start = dt.datetime.fromisoformat(args.start).timestamp() if args.start else dt.datetime.now(dt.UTC).timestamp()
     db = args.db or str(Path(tempfile.mkdtemp(prefix="pue-demo-")) / "demo.sqlite")
 
     async def main() -> dict[str, Any]:
@@ -251,9 +270,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
             cfg["store"] = {"path": db}
             site = site_from_dict(cfg, source="<demo site>")
             if not args.json:
-                print(f"pue demo: simulated data centre '{site.config.site.id}' "
-                      f"({len(site.config.devices)} Modbus devices on loopback), "
-                      f"{args.speed:g}x real time; store {db}", flush=True)
+                print(
+                    f"pue demo: simulated data centre '{site.config.site.id}' "
+                    f"({len(site.config.devices)} Modbus devices on loopback), "
+                    f"{args.speed:g}x real time; store {db}",
+                    flush=True,
+                )
             # a new simulated timeline: never resume counters from an earlier run's store
             _, display = await _run_service(site, args, clock=clock, store_path=db, resume=False)
         result: dict[str, Any] = {"store": db, "pue_period": display.period_pue}
@@ -262,7 +284,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             result.update(
                 period_start=_iso(display.period_start, site.config.site.timezone),
                 period_end=_iso(display.period_end, site.config.site.timezone),
-                e_facility_kwh=display.period_fac, e_it_kwh=display.period_it,
+                e_facility_kwh=display.period_fac,
+                e_it_kwh=display.period_it,
                 pue_true=truth,
                 error_percent=100.0 * (display.period_pue - truth) / truth if display.period_pue else None,
             )
@@ -272,11 +295,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"summary": result}))
     elif result.get("pue_true") is not None:
-        print(f"\nperiod {result['period_start']} .. {result['period_end']} (simulated time): "
-              f"PUE {result['pue_period']:.4f} measured from energy "
-              f"(E_DC {result['e_facility_kwh']:.1f} kWh / E_IT {result['e_it_kwh']:.1f} kWh); "
-              f"simulator ground truth {result['pue_true']:.4f}; "
-              f"difference {result['error_percent']:+.3f} %")
+        print(
+            f"\nperiod {result['period_start']} .. {result['period_end']} (simulated time): "
+            f"PUE {result['pue_period']:.4f} measured from energy "
+            f"(E_DC {result['e_facility_kwh']:.1f} kWh / E_IT {result['e_it_kwh']:.1f} kWh); "
+            f"simulator ground truth {result['pue_true']:.4f}; "
+            f"difference {result['error_percent']:+.3f} %"
+        )
         print(f"store: {db}  (inspect with: pue show --db {db})")
     else:
         print("\nno complete 1-minute interval yet: run longer (--duration) or faster (--speed)")
@@ -296,9 +321,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             cfg = servers.site_config(interval=args.interval, timeout=min(2.0, args.interval / 2))
             text = yaml.safe_dump(cfg, sort_keys=False)
             if args.write_config:
-                Path(args.write_config).write_text(text)
-                print(f"site configuration written to {args.write_config}; "
-                      f"run: pue run --config {args.write_config}", flush=True)
+                await asyncio.to_thread(Path(args.write_config).write_text, text)
+                print(
+                    f"site configuration written to {args.write_config}; run: pue run --config {args.write_config}",
+                    flush=True,
+                )
             else:
                 print(text, flush=True)
             stop = asyncio.Event()
@@ -315,42 +342,53 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _add_live_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--duration", type=float, metavar="SECONDS",
-                   help="stop after this many wall-clock seconds (default: until Ctrl-C)")
+    p.add_argument(
+        "--duration",
+        type=float,
+        metavar="SECONDS",
+        help="stop after this many wall-clock seconds (default: until Ctrl-C)",
+    )
     p.add_argument("--db", metavar="PATH", help="embedded store file (SQLite)")
-    p.add_argument("--prometheus-port", type=int, metavar="PORT",
-                   help="Prometheus endpoint port (0 picks a free one)")
+    p.add_argument("--prometheus-port", type=int, metavar="PORT", help="Prometheus endpoint port (0 picks a free one)")
     p.add_argument("--no-prometheus", action="store_true", help="do not serve /metrics")
-    p.add_argument("--refresh", type=float, default=2.0, metavar="SECONDS",
-                   help="wall seconds between status lines (default 2)")
+    p.add_argument(
+        "--refresh", type=float, default=2.0, metavar="SECONDS", help="wall seconds between status lines (default 2)"
+    )
     p.add_argument("--json", action="store_true", help="print JSON lines instead of text")
     p.add_argument("-q", "--quiet", action="store_true", help="no status lines")
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="pue", description="Measure a data centre's energy and PUE (ISO/IEC 30134-2) live.")
+        prog="pue", description="Measure a data centre's energy and PUE (ISO/IEC 30134-2) live."
+    )
     p.add_argument("--version", action="version", version=f"pue-monitor {__version__}")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    d = sub.add_parser("demo", help="simulated data centre measured live, nothing to set up",
-                       description="Start the simulator (real Modbus TCP servers on loopback) and "
-                                   "the pipeline together; show live PUE; at the end compare the "
-                                   "measured PUE with the simulator's ground truth.")
+    d = sub.add_parser(
+        "demo",
+        help="simulated data centre measured live, nothing to set up",
+        description="Start the simulator (real Modbus TCP servers on loopback) and "
+        "the pipeline together; show live PUE; at the end compare the "
+        "measured PUE with the simulator's ground truth.",
+    )
     _add_live_options(d)
-    d.add_argument("--speed", type=float, default=60.0,
-                   help="simulated seconds per wall second (default 60: an hour a minute)")
-    d.add_argument("--interval", type=float, default=15.0,
-                   help="poll interval in simulated seconds (default 15)")
+    d.add_argument(
+        "--speed", type=float, default=60.0, help="simulated seconds per wall second (default 60: an hour a minute)"
+    )
+    d.add_argument("--interval", type=float, default=15.0, help="poll interval in simulated seconds (default 15)")
     d.add_argument("--start", metavar="ISO8601", help="simulated start time (default now)")
     d.add_argument("--seed", type=int, default=1)
     # the demo must never clash with a real exporter on 9464: a free port unless asked
     d.set_defaults(prometheus_port=0)
     d.set_defaults(func=cmd_demo)
 
-    r = sub.add_parser("run", help="collect from real devices per a site configuration",
-                       description="Run collectors and pipeline against the devices in --config.")
+    r = sub.add_parser(
+        "run",
+        help="collect from real devices per a site configuration",
+        description="Run collectors and pipeline against the devices in --config.",
+    )
     r.add_argument("--config", required=True, metavar="FILE", help="site configuration (YAML)")
     _add_live_options(r)
     r.set_defaults(func=cmd_run)
@@ -376,9 +414,12 @@ def build_parser() -> argparse.ArgumentParser:
     cs.add_argument("--profile", action="store_true", help="schema of a device profile instead")
     cs.set_defaults(func=cmd_config_schema)
 
-    sim = sub.add_parser("simulate", help="run only the simulator's devices (for `pue run`)",
-                         description="Serve the simulated site's meters on loopback in real time and "
-                                     "print (or write) a site configuration pointing at them.")
+    sim = sub.add_parser(
+        "simulate",
+        help="run only the simulator's devices (for `pue run`)",
+        description="Serve the simulated site's meters on loopback in real time and "
+        "print (or write) a site configuration pointing at them.",
+    )
     sim.add_argument("--write-config", metavar="FILE")
     sim.add_argument("--interval", type=float, default=10.0)
     sim.add_argument("--duration", type=float, metavar="SECONDS")

@@ -41,12 +41,24 @@ def series_specs(site: LoadedSite) -> dict[tuple[str, str], SeriesSpec]:
         max_gap = 2.5 * dev.interval  # one missed poll is still "measured"; two is a gap
         if m.energy is not None:
             specs[(dev.id, m.energy)] = SeriesSpec(
-                meter=dev.id, role=m.role, it_location=m.it_location, kind="counter",
-                factor=UNITS[prof.points[m.energy].unit][1], rollover=m.rollover, max_gap=max_gap)
+                meter=dev.id,
+                role=m.role,
+                it_location=m.it_location,
+                kind="counter",
+                factor=UNITS[prof.points[m.energy].unit][1],
+                rollover=m.rollover,
+                max_gap=max_gap,
+            )
         if m.power is not None:
             specs[(dev.id, m.power)] = SeriesSpec(
-                meter=dev.id, role=m.role, it_location=m.it_location, kind="power",
-                factor=UNITS[prof.points[m.power].unit][1], rollover=None, max_gap=max_gap)
+                meter=dev.id,
+                role=m.role,
+                it_location=m.it_location,
+                kind="power",
+                factor=UNITS[prof.points[m.power].unit][1],
+                rollover=None,
+                max_gap=max_gap,
+            )
     return specs
 
 
@@ -62,10 +74,18 @@ class Snapshot:
 class Service:
     """Runs collectors and pipeline for one site until stopped."""
 
-    def __init__(self, site: LoadedSite, *, clock: Clock | None = None,
-                 store_path: str | Path | None = None, prometheus_port: int | None = None,
-                 prometheus: bool | None = None, tick: float | None = None,
-                 on_tick: Callable[[Snapshot], None] | None = None, resume: bool = True) -> None:
+    def __init__(
+        self,
+        site: LoadedSite,
+        *,
+        clock: Clock | None = None,
+        store_path: str | Path | None = None,
+        prometheus_port: int | None = None,
+        prometheus: bool | None = None,
+        tick: float | None = None,
+        on_tick: Callable[[Snapshot], None] | None = None,
+        resume: bool = True,
+    ) -> None:
         self.site = site
         cfg = site.config
         self.clock = clock or WallClock()
@@ -75,8 +95,7 @@ class Service:
         max_wait = max(d.timeout * (d.retries + 1) for d in cfg.devices)
         self.grace = max_interval + max_wait + 1.0  # a boundary's reading has arrived by then
         self.tick = tick if tick is not None else min(10.0, max_interval)
-        self.state = LiveState(site=cfg.site.id, warning=cfg.thresholds.warning,
-                               critical=cfg.thresholds.critical)
+        self.state = LiveState(site=cfg.site.id, warning=cfg.thresholds.warning, critical=cfg.thresholds.critical)
         self.store = SqliteStore(store_path or cfg.store.path)
         self.store.set_meta("site", cfg.site.id)
         self.store.set_meta("timezone", cfg.site.timezone)
@@ -103,8 +122,7 @@ class Service:
         gap) instead of being lost."""
         now = self.clock.now()
         keys = [k for k, spec in self.specs.items() if spec.kind == "counter"]
-        last = [r for r in self.store.last_readings(keys)
-                if now - self.pipeline.horizon < r.ts < now]
+        last = [r for r in self.store.last_readings(keys) if now - self.pipeline.horizon < r.ts < now]
         if last:
             self.pipeline.ingest(last)
             log.info("resumed %d counters from %s", len(last), self.store.path)
@@ -113,8 +131,7 @@ class Service:
         key = (dev.host, dev.port)
         conn = self.connections.get(key)
         if conn is None:
-            conn = self.connections[key] = ModbusConnection(host=dev.host, port=dev.port,
-                                                            clock=self.clock)
+            conn = self.connections[key] = ModbusConnection(host=dev.host, port=dev.port, clock=self.clock)
         reader = ModbusReader(dev, self.site.profile_of(dev), self.site.points_of(dev), conn)
         self.runner.add(reader, Schedule(dev.interval, dev.timeout, dev.retries), protocol="modbus")
 
@@ -139,8 +156,9 @@ class Service:
                 self._minutes[iv.start] = iv
             last_end = max(iv.end for iv in self._minutes.values())
             for window, seconds in WINDOWS.items():
-                buckets = aggregate(sorted(self._minutes.values(), key=lambda i: i.start),
-                                    resolution=window, tz=site.timezone)
+                buckets = aggregate(
+                    sorted(self._minutes.values(), key=lambda i: i.start), resolution=window, tz=site.timezone
+                )
                 touched_from = min(iv.start for iv in closed) - seconds
                 buckets = [b for b in buckets if b.end > touched_from]
                 await self._io_call(self.store.upsert_intervals, site.id, window, buckets, now=time.time())

@@ -18,8 +18,7 @@ async def no_leaked_tasks():
     before = asyncio.all_tasks()
     yield
     await asyncio.sleep(0)
-    leaked = [t for t in asyncio.all_tasks() - before if not t.done()
-              and t is not asyncio.current_task()]
+    leaked = [t for t in asyncio.all_tasks() - before if not t.done() and t is not asyncio.current_task()]
     if leaked:
         for t in leaked:
             t.cancel()

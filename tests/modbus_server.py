@@ -43,9 +43,9 @@ def _registers(profile: Profile, values: Mapping[str, float]) -> list[SimData]:
         regs = [0] * req.count
         for pp in req.points:
             s = pp.spec
-            regs[pp.offset: pp.offset + s.count] = encode(
-                values.get(pp.name, 0.0), s.type, word_order=s.word_order,
-                byte_order=s.byte_order, scale=s.scale)
+            regs[pp.offset : pp.offset + s.count] = encode(
+                values.get(pp.name, 0.0), s.type, word_order=s.word_order, byte_order=s.byte_order, scale=s.scale
+            )
         blocks.append(SimData(req.address, values=regs, datatype=DataType.REGISTERS))
     return blocks
 

@@ -132,14 +132,14 @@ def test_overlapping_profile_points_rejected(tmp_path):
     d.mkdir()
     (d / "x.yaml").write_text(
         "id: x\nmanufacturer: m\nmodel: m\nsource: s\npoints:\n"
-        "  a: {address: 0, type: f32}\n  b: {address: 1, type: u16}\n")
+        "  a: {address: 0, type: f32}\n  b: {address: 1, type: u16}\n"
+    )
     with pytest.raises(ConfigError, match="points 'a' and 'b' overlap at holding register 1"):
         load_profiles([d])
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pue_monitor", *args],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run([sys.executable, "-m", "pue_monitor", *args], capture_output=True, text=True, timeout=60)
 
 
 def test_check_config_cli_summary_and_exit_codes(tmp_path):

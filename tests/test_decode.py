@@ -20,21 +20,40 @@ BB, LB, BL, LL = ("big", "big"), ("little", "big"), ("big", "little"), ("little"
 CASES = [
     ("u16", 1234, {BB: [0x04D2], LB: [0x04D2], BL: [0xD204], LL: [0xD204]}),
     ("i16", -2, {BB: [0xFFFE], LB: [0xFFFE], BL: [0xFEFF], LL: [0xFEFF]}),
-    ("u32", 0x12345678, {BB: [0x1234, 0x5678], LB: [0x5678, 0x1234],
-                         BL: [0x3412, 0x7856], LL: [0x7856, 0x3412]}),
-    ("i32", -2, {BB: [0xFFFF, 0xFFFE], LB: [0xFFFE, 0xFFFF],
-                 BL: [0xFFFF, 0xFEFF], LL: [0xFEFF, 0xFFFF]}),
+    ("u32", 0x12345678, {BB: [0x1234, 0x5678], LB: [0x5678, 0x1234], BL: [0x3412, 0x7856], LL: [0x7856, 0x3412]}),
+    ("i32", -2, {BB: [0xFFFF, 0xFFFE], LB: [0xFFFE, 0xFFFF], BL: [0xFFFF, 0xFEFF], LL: [0xFEFF, 0xFFFF]}),
     # below 2**53, so the float64 a reading carries holds it exactly
-    ("u64", 0x001F2E3D4C5B6A79, {BB: [0x001F, 0x2E3D, 0x4C5B, 0x6A79],
-                                 LB: [0x6A79, 0x4C5B, 0x2E3D, 0x001F],
-                                 BL: [0x1F00, 0x3D2E, 0x5B4C, 0x796A],
-                                 LL: [0x796A, 0x5B4C, 0x3D2E, 0x1F00]}),
-    ("i64", -3, {BB: [0xFFFF, 0xFFFF, 0xFFFF, 0xFFFD], LB: [0xFFFD, 0xFFFF, 0xFFFF, 0xFFFF],
-                 BL: [0xFFFF, 0xFFFF, 0xFFFF, 0xFDFF], LL: [0xFDFF, 0xFFFF, 0xFFFF, 0xFFFF]}),
-    ("f32", -123.456, {BB: [0xC2F6, 0xE979], LB: [0xE979, 0xC2F6],
-                       BL: [0xF6C2, 0x79E9], LL: [0x79E9, 0xF6C2]}),
-    ("f64", math.pi, {BB: [0x4009, 0x21FB, 0x5444, 0x2D18], LB: [0x2D18, 0x5444, 0x21FB, 0x4009],
-                      BL: [0x0940, 0xFB21, 0x4454, 0x182D], LL: [0x182D, 0x4454, 0xFB21, 0x0940]}),
+    (
+        "u64",
+        0x001F2E3D4C5B6A79,
+        {
+            BB: [0x001F, 0x2E3D, 0x4C5B, 0x6A79],
+            LB: [0x6A79, 0x4C5B, 0x2E3D, 0x001F],
+            BL: [0x1F00, 0x3D2E, 0x5B4C, 0x796A],
+            LL: [0x796A, 0x5B4C, 0x3D2E, 0x1F00],
+        },
+    ),
+    (
+        "i64",
+        -3,
+        {
+            BB: [0xFFFF, 0xFFFF, 0xFFFF, 0xFFFD],
+            LB: [0xFFFD, 0xFFFF, 0xFFFF, 0xFFFF],
+            BL: [0xFFFF, 0xFFFF, 0xFFFF, 0xFDFF],
+            LL: [0xFDFF, 0xFFFF, 0xFFFF, 0xFFFF],
+        },
+    ),
+    ("f32", -123.456, {BB: [0xC2F6, 0xE979], LB: [0xE979, 0xC2F6], BL: [0xF6C2, 0x79E9], LL: [0x79E9, 0xF6C2]}),
+    (
+        "f64",
+        math.pi,
+        {
+            BB: [0x4009, 0x21FB, 0x5444, 0x2D18],
+            LB: [0x2D18, 0x5444, 0x21FB, 0x4009],
+            BL: [0x0940, 0xFB21, 0x4454, 0x182D],
+            LL: [0x182D, 0x4454, 0xFB21, 0x0940],
+        },
+    ),
 ]
 
 PARAMS = [(t, v, order, regs) for t, v, table in CASES for order, regs in table.items()]
@@ -45,8 +64,9 @@ def test_every_type_and_order_is_covered():
     assert all(len(table) == 4 for _, _, table in CASES)
 
 
-@pytest.mark.parametrize(("dtype", "value", "order", "regs"), PARAMS,
-                         ids=[f"{t}-{o[0]}word-{o[1]}byte" for t, _, o, _ in PARAMS])
+@pytest.mark.parametrize(
+    ("dtype", "value", "order", "regs"), PARAMS, ids=[f"{t}-{o[0]}word-{o[1]}byte" for t, _, o, _ in PARAMS]
+)
 def test_decode_hand_computed(dtype, value, order, regs):
     word, byte = order
     got = decode(regs, dtype, word_order=word, byte_order=byte)
@@ -57,8 +77,9 @@ def test_decode_hand_computed(dtype, value, order, regs):
     assert register_count(dtype) == len(regs)
 
 
-@pytest.mark.parametrize(("dtype", "value", "order", "regs"), PARAMS,
-                         ids=[f"{t}-{o[0]}word-{o[1]}byte" for t, _, o, _ in PARAMS])
+@pytest.mark.parametrize(
+    ("dtype", "value", "order", "regs"), PARAMS, ids=[f"{t}-{o[0]}word-{o[1]}byte" for t, _, o, _ in PARAMS]
+)
 def test_encode_is_inverse(dtype, value, order, regs):
     word, byte = order
     assert encode(value, dtype, word_order=word, byte_order=byte) == regs

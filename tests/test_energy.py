@@ -131,9 +131,7 @@ def test_combined_rollover_reset_gap_sum_equals_true_energy():
     sp = spec(factor=1e-3, rollover=rollover, max_gap=90.0)
     rng = np.random.default_rng(7)
     perm = rng.permutation(t.size)
-    ie = interval_energy(
-        [sp], np.zeros(t.size, int), T0 + t[perm], raw[perm], start=T0, step=60.0, n=720
-    )
+    ie = interval_energy([sp], np.zeros(t.size, int), T0 + t[perm], raw[perm], start=T0, step=60.0, n=720)
     e, s = ie.energy[0], ie.status[0]
     assert e.sum() == pytest.approx(e_true[-1] - e_true[0], abs=1e-6)
     # measured minutes are exact, the gap carries exactly its true energy

@@ -20,14 +20,31 @@ from pue_monitor.readings import Quality
 
 P = load_profiles()
 SDM = P["eastron-sdm630"]
-SDM_VALUES = {"voltage_l1": 230.1, "voltage_l2": 229.5, "voltage_l3": 231.0, "current_l1": 40.25,
-              "power_l1": 9261.5, "active_power": 27604.5, "power_factor": 0.97, "frequency": 50.0,
-              "import_energy": 98765.25, "export_energy": 1.5, "total_energy": 98766.75}
+SDM_VALUES = {
+    "voltage_l1": 230.1,
+    "voltage_l2": 229.5,
+    "voltage_l3": 231.0,
+    "current_l1": 40.25,
+    "power_l1": 9261.5,
+    "active_power": 27604.5,
+    "power_factor": 0.97,
+    "frequency": 50.0,
+    "import_energy": 98765.25,
+    "export_energy": 1.5,
+    "total_energy": 98766.75,
+}
 
 
 def device(port: int, unit: int = 1, *, profile: str = "eastron-sdm630", **kw) -> ModbusDevice:
-    return ModbusDevice(id=kw.pop("id", f"dev{unit}"), protocol="modbus", host="127.0.0.1",
-                        port=port, unit_id=unit, profile=profile, **kw)
+    return ModbusDevice(
+        id=kw.pop("id", f"dev{unit}"),
+        protocol="modbus",
+        host="127.0.0.1",
+        port=port,
+        unit_id=unit,
+        profile=profile,
+        **kw,
+    )
 
 
 def reader(dev: ModbusDevice, conn: ModbusConnection) -> ModbusReader:
@@ -46,7 +63,12 @@ async def test_sdm630_profile_read_back():
     assert values["active_power"].unit == "W" and values["import_energy"].unit == "kWh"
     # contiguous registers merged: 0x00-0x11, 0x34, 0x3E, 0x46-0x4B, 0x156 -> 5 requests
     assert [(fc, a, c) for fc, a, c in beh[1].requests] == [
-        (4, 0x00, 18), (4, 0x34, 2), (4, 0x3E, 2), (4, 0x46, 6), (4, 0x156, 2)]
+        (4, 0x00, 18),
+        (4, 0x34, 2),
+        (4, 0x3E, 2),
+        (4, 0x46, 6),
+        (4, 0x156, 2),
+    ]
 
 
 async def test_schneider_int64_energy_and_holding_registers():
@@ -96,7 +118,7 @@ async def test_gateway_timeout_resets_connection_so_late_answer_is_not_matched()
         r1 = reader(device(port, 1, timeout=0.3, points=["active_power"]), conn)
         r2 = reader(device(port, 2, timeout=0.3, points=["active_power"]), conn)
         beh[1].delay = 0.5  # the answer arrives 0.2 s after we gave up
-        with pytest.raises(DeviceTimeout, match="unit 1: no answer within 0.3 s"):
+        with pytest.raises(DeviceTimeout, match=r"unit 1: no answer within 0\.3 s"):
             await r1.read()
         assert conn._client is None  # connection dropped
         for _ in range(5):
@@ -146,8 +168,7 @@ async def test_nan_reading_is_flagged_bad():
 async def test_dead_device_does_not_delay_live_device(caplog):
     """A silent device (its own host:port) times out and retries; the live one keeps its slots."""
     interval = 0.25
-    async with serve({1: (SDM, SDM_VALUES)}) as (live_port, _), \
-               serve({1: (SDM, SDM_VALUES)}) as (dead_port, dead_beh):
+    async with serve({1: (SDM, SDM_VALUES)}) as (live_port, _), serve({1: (SDM, SDM_VALUES)}) as (dead_port, dead_beh):
         dead_beh[1].silent = True
         got: list = []
         runner = Runner(site="t", clock=WallClock(), emit=got.extend, backoff_base=0.05)
@@ -174,3 +195,30 @@ async def test_dead_device_does_not_delay_live_device(caplog):
     assert runner.stats["live"].up is True and runner.stats["live"].failed_polls == 0
     downs = [r for r in caplog.records if "device dead down" in r.getMessage()]
     assert len(downs) == 1  # state changes are logged once, not every failure
+
+
+class _Exploding:
+    device_id = "buggy"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def read(self):
+        self.calls += 1
+        raise ZeroDivisionError("profile bug")
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_unexpected_error_is_counted_and_polling_goes_on(caplog):
+    runner = Runner(site="t", clock=WallClock(), emit=lambda r: None)
+    bad = _Exploding()
+    runner.add(bad, Schedule(0.1, 0.05, 0), protocol="modbus")
+    runner.start()
+    await asyncio.sleep(0.55)
+    await runner.stop()
+    st = runner.stats["buggy"]
+    assert bad.calls >= 3 and st.errors["internal"] == bad.calls and st.up is False
+    assert "ZeroDivisionError" in st.last_error
+    assert sum("unexpected error" in r.getMessage() for r in caplog.records) == 1

@@ -22,8 +22,11 @@ START = dt.datetime(2026, 7, 15, 2, 0, tzinfo=dt.UTC).timestamp()  # summer: chi
 
 def scrape(url: str) -> dict[tuple[str, tuple], float]:
     text = urllib.request.urlopen(url, timeout=5).read().decode()
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for fam in text_string_to_metric_families(text) for s in fam.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for fam in text_string_to_metric_families(text)
+        for s in fam.samples
+    }
 
 
 async def test_live_chain_matches_ground_truth_through_faults(tmp_path):
@@ -39,8 +42,7 @@ async def test_live_chain_matches_ground_truth_through_faults(tmp_path):
         svc = Service(site, clock=clock, store_path=db, prometheus_port=0, resume=False)
         stop = asyncio.Event()
         run = asyncio.create_task(svc.run(stop))
-        while clock.now() < START + 40 * 60:
-            await asyncio.sleep(0.2)
+        await clock.sleep_until(START + 40 * 60)
         metrics = await asyncio.to_thread(scrape, svc.prometheus.url)
         latest_1m = svc.state.latest["1m"]
         stats = {d: (s.polls, s.failed_polls) for d, s in svc.runner.stats.items()}
@@ -51,8 +53,16 @@ async def test_live_chain_matches_ground_truth_through_faults(tmp_path):
     lab = (("site", "sim-taiyuan"), ("window", "1m"))
     assert metrics[("pue_power_usage_effectiveness_ratio", lab)] == pytest.approx(latest_1m.pue)
     assert metrics[("pue_measurement_category", lab)] == 2
-    assert 1.0 < metrics[("pue_partial_power_usage_effectiveness_ratio",
-                          (("site", "sim-taiyuan"), ("subsystem", "cooling"), ("window", "1m")))] < latest_1m.pue
+    assert (
+        1.0
+        < metrics[
+            (
+                "pue_partial_power_usage_effectiveness_ratio",
+                (("site", "sim-taiyuan"), ("subsystem", "cooling"), ("window", "1m")),
+            )
+        ]
+        < latest_1m.pue
+    )
     assert metrics[("pue_power_watts", (("role", "it"), ("site", "sim-taiyuan")))] > 100_000
     pdu3 = (("device", "pdu-3"), ("protocol", "modbus"))
     assert metrics[("pue_collector_polls_total", pdu3)] <= stats["pdu-3"][0]
@@ -80,5 +90,6 @@ async def test_live_chain_matches_ground_truth_through_faults(tmp_path):
     for q in quarter:
         mins = [r for r in complete if q["start"] <= r["start"] < q["end"]]
         if q["pue"] is not None and len(mins) == 15:
-            assert q["pue"] == pytest.approx(sum(r["e_facility_kwh"] for r in mins)
-                                             / sum(r["e_it_kwh"] for r in mins), rel=1e-9)
+            assert q["pue"] == pytest.approx(
+                sum(r["e_facility_kwh"] for r in mins) / sum(r["e_it_kwh"] for r in mins), rel=1e-9
+            )

@@ -121,14 +121,7 @@ def test_it_load_daily_cycle_and_weekend() -> None:
 def test_loads_balance_and_split() -> None:
     t = np.array([local(2025, 1, 15, 3), local(2025, 4, 15, 12), local(2025, 7, 15, 15)])
     ld = physics.loads(t, P, noise=physics.Noise.from_seed(7))
-    parts = (
-        ld["it"]
-        + ld["pdu_loss"]
-        + ld["ups_loss"]
-        + ld["chiller-plant"]
-        + ld["crah"]
-        + ld["lighting"]
-    )
+    parts = ld["it"] + ld["pdu_loss"] + ld["ups_loss"] + ld["chiller-plant"] + ld["crah"] + ld["lighting"]
     np.testing.assert_allclose(ld["incomer-a"] + ld["incomer-b"], parts, rtol=1e-12)
     np.testing.assert_allclose(sum(ld[f"pdu-{i}"] for i in range(1, 5)), ld["it"], rtol=1e-12)
     np.testing.assert_allclose(ld["pdu-1"] / ld["it"], 0.30)
@@ -208,8 +201,7 @@ def test_energy_is_additive_balanced_and_linear_inside_a_step(july: SimulatedDat
         )
     # Σ incomers = every sub-meter + the unmetered UPS and PDU losses
     metered = sum(
-        july.true_energy(m, a, c)
-        for m in ("pdu-1", "pdu-2", "pdu-3", "pdu-4", "chiller-plant", "crah", "lighting")
+        july.true_energy(m, a, c) for m in ("pdu-1", "pdu-2", "pdu-3", "pdu-4", "chiller-plant", "crah", "lighting")
     )
     losses = july.true_energy("ups_loss", a, c) + july.true_energy("pdu_loss", a, c)
     assert july.true_energy("facility_input", a, c) == pytest.approx(metered + losses, rel=1e-12)
@@ -314,15 +306,11 @@ def test_degrade_chiller_makes_pue_drift_up() -> None:
     day = 86400.0
     assert w.true_pue(t0, t0 + day) == pytest.approx(ref.true_pue(t0, t0 + day), rel=1e-12)
     drift = [
-        w.true_pue(t0 + k * day, t0 + (k + 1) * day)
-        - ref.true_pue(t0 + k * day, t0 + (k + 1) * day)
-        for k in (2, 5, 9)
+        w.true_pue(t0 + k * day, t0 + (k + 1) * day) - ref.true_pue(t0 + k * day, t0 + (k + 1) * day) for k in (2, 5, 9)
     ]
     assert 0 < drift[0] < drift[1] < drift[2]
     assert drift[2] > 0.02  # COP 7 → ~5 after 9 days: chillers use ~35 % more
-    assert w.loads_at(t0 + 10 * day)["cop"] == pytest.approx(
-        ref.loads_at(t0 + 10 * day)["cop"] - 0.2 * 9, rel=1e-9
-    )
+    assert w.loads_at(t0 + 10 * day)["cop"] == pytest.approx(ref.loads_at(t0 + 10 * day)["cop"] - 0.2 * 9, rel=1e-9)
     w.advance_to(t0 + 12 * day)
     with pytest.raises(ValueError):
         w.degrade_chiller(0.1, since=t0 + 11 * day)  # cannot rewrite the past
@@ -395,9 +383,7 @@ async def test_sdm630_via_gateway_matches_world() -> None:
             assert decode(rr.registers, "f32") == pytest.approx(energy, rel=1.2e-7)
             # other units on the bus are other meters
             rr = await client.read_input_registers(0x34, count=2, device_id=4)
-            assert decode(rr.registers, "f32") == pytest.approx(
-                world.power_at(t)["pdu-4"] * 1000, rel=1.2e-7
-            )
+            assert decode(rr.registers, "f32") == pytest.approx(world.power_at(t)["pdu-4"] * 1000, rel=1.2e-7)
             # the world advances with the clock: 10 simulated minutes later
             clock.t = t + 600.0
             rr = await client.read_input_registers(0x48, count=2, device_id=2)
@@ -429,11 +415,7 @@ async def test_every_meter_decodes_to_the_world() -> None:
                 got = {}
                 for name in dev.points or []:
                     pt = prof.points[name]
-                    read = (
-                        client.read_holding_registers
-                        if pt.function == "holding"
-                        else client.read_input_registers
-                    )
+                    read = client.read_holding_registers if pt.function == "holding" else client.read_input_registers
                     rr = await read(pt.address, count=pt.count, device_id=dev.unit_id)
                     assert not rr.isError(), (dev.id, name, rr)
                     got[name] = decode(
@@ -461,12 +443,8 @@ async def test_every_meter_decodes_to_the_world() -> None:
             p_true = world.power_at(t)[dev.id]
             e_true = world.counter_at(dev.id, t)
             step_p = abs(pw.scale) * to_kw  # integer resolution
-            assert got[dev.meter.power] * to_kw == pytest.approx(p_true, rel=2e-7, abs=step_p), (
-                dev.id
-            )
-            assert got[dev.meter.energy] * to_kwh == pytest.approx(
-                e_true, rel=2e-7, abs=pe.scale * to_kwh
-            ), dev.id
+            assert got[dev.meter.power] * to_kw == pytest.approx(p_true, rel=2e-7, abs=step_p), dev.id
+            assert got[dev.meter.energy] * to_kwh == pytest.approx(e_true, rel=2e-7, abs=pe.scale * to_kwh), dev.id
         assert roles == {
             "incomer-a": "facility_input",
             "incomer-b": "facility_input",
@@ -482,9 +460,7 @@ async def test_every_meter_decodes_to_the_world() -> None:
         assert pdu.meter is not None and pdu.meter.it_location is not None
         assert pdu.meter.it_location.category == 2
         plant = next(d for d in cfg.devices if d.id == "chiller-plant")
-        assert plant.meter is not None and plant.meter.rollover == pytest.approx(
-            SIM_METER_ROLLOVER_KWH
-        )
+        assert plant.meter is not None and plant.meter.rollover == pytest.approx(SIM_METER_ROLLOVER_KWH)
 
 
 async def test_killed_device_times_out_while_others_answer() -> None:
@@ -508,18 +484,14 @@ async def test_killed_device_times_out_while_others_answer() -> None:
             # another unit on the same gateway and connection still answers
             rr = await gw.read_input_registers(0x34, count=2, device_id=2)
             assert not rr.isError()
-            assert decode(rr.registers, "f32") == pytest.approx(
-                world.power_at(t)["pdu-2"] * 1000, rel=1.2e-7
-            )
+            assert decode(rr.registers, "f32") == pytest.approx(world.power_at(t)["pdu-2"] * 1000, rel=1.2e-7)
             rr = await lighting.read_holding_registers(0, count=4, device_id=1)
             assert not rr.isError()
             # after the outage the dead unit answers again, with the right value
             clock.t = t + 61.0
             rr = await gw.read_input_registers(0x34, count=2, device_id=3)
             assert not rr.isError()
-            assert decode(rr.registers, "f32") == pytest.approx(
-                world.power_at(t + 61.0)["pdu-3"] * 1000, rel=1.2e-7
-            )
+            assert decode(rr.registers, "f32") == pytest.approx(world.power_at(t + 61.0)["pdu-3"] * 1000, rel=1.2e-7)
             rr = await gw.read_input_registers(0x34, count=2, device_id=1)
             assert not rr.isError()
         finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 import textwrap
@@ -33,10 +34,11 @@ class Iv:  # shaped like pipeline.pue.PueInterval
 def test_wal_restart_and_upsert(tmp_path):
     db = tmp_path / "s.sqlite"
     store = SqliteStore(db)
-    store.write_readings([Reading(60.0 * i, "s", "m1", "import_energy", 100.0 + i, "kWh") for i in range(10)]
-                         + [Reading(0.0, "s", "m1", "active_power", float("nan"), "W", Quality.BAD)])
-    store.upsert_intervals("s", "1m", [Iv(0, 60, 13.0, 10.0, 1.3), Iv(60, 120, None, 10.0, None, missing=0.5)],
-                           now=1.0)
+    store.write_readings(
+        [Reading(60.0 * i, "s", "m1", "import_energy", 100.0 + i, "kWh") for i in range(10)]
+        + [Reading(0.0, "s", "m1", "active_power", float("nan"), "W", Quality.BAD)]
+    )
+    store.upsert_intervals("s", "1m", [Iv(0, 60, 13.0, 10.0, 1.3), Iv(60, 120, None, 10.0, None, missing=0.5)], now=1.0)
     store.close()
     assert connect(db).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
@@ -57,7 +59,11 @@ def test_wal_restart_and_upsert(tmp_path):
 
 def test_second_process_reads_while_writer_writes(tmp_path):
     db = tmp_path / "live.sqlite"
-    writer = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+    writer = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
         import time
         from pue_monitor.readings import Reading
         from pue_monitor.sinks.sqlite import SqliteStore
@@ -67,7 +73,11 @@ def test_second_process_reads_while_writer_writes(tmp_path):
             s.write_readings([Reading(float(i), "s", "m", "p", float(j), "kWh") for j in range(50)])
             time.sleep(0.005)
         s.close()
-    """)], stdout=subprocess.PIPE, text=True)
+    """),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert writer.stdout.readline().strip() == "ready"
         reader = StoreReader(db)
@@ -81,7 +91,7 @@ def test_second_process_reads_while_writer_writes(tmp_path):
         writer.wait(timeout=30)
     assert writer.returncode == 0
     assert seen[-1] == 300 * 50
-    increasing = [b for a, b in zip(seen, seen[1:], strict=False) if b > a]
+    increasing = [b for a, b in itertools.pairwise(seen) if b > a]
     assert len(increasing) >= 5  # the reader saw the writer's progress, not just the end
     assert all(n % 50 == 0 for n in seen)  # whole transactions only
 

@@ -75,9 +75,7 @@ class ModbusConnection:
             return self._client
         self.reset()
         # pymodbus' own reconnect and retries are off: the runner owns both.
-        client = AsyncModbusTcpClient(
-            self.host, port=self.port, timeout=timeout, retries=0, reconnect_delay=0
-        )
+        client = AsyncModbusTcpClient(self.host, port=self.port, timeout=timeout, retries=0, reconnect_delay=0)
         try:
             async with asyncio.timeout(timeout):
                 ok = await client.connect()
@@ -143,8 +141,7 @@ class ModbusConnection:
 class ModbusReader:
     """Reads one device (one unit id) through a shared :class:`ModbusConnection`."""
 
-    def __init__(self, device: ModbusDevice, profile: Profile, points: list[str],
-                 connection: ModbusConnection) -> None:
+    def __init__(self, device: ModbusDevice, profile: Profile, points: list[str], connection: ModbusConnection) -> None:
         self.device = device
         self.device_id = device.id
         self.connection = connection
@@ -160,13 +157,22 @@ class ModbusReader:
         d = self.device
         for req in self.plan:
             sent, regs = await self.connection.read(
-                function=req.function, address=req.address, count=req.count,
-                unit=d.unit_id, timeout=d.timeout, pause=d.request_pause,
+                function=req.function,
+                address=req.address,
+                count=req.count,
+                unit=d.unit_id,
+                timeout=d.timeout,
+                pause=d.request_pause,
             )
             for pp in req.points:
                 s = pp.spec
-                value = decode(regs[pp.offset: pp.offset + s.count], s.type,
-                               word_order=s.word_order, byte_order=s.byte_order, scale=s.scale)
+                value = decode(
+                    regs[pp.offset : pp.offset + s.count],
+                    s.type,
+                    word_order=s.word_order,
+                    byte_order=s.byte_order,
+                    scale=s.scale,
+                )
                 quality = Quality.GOOD if math.isfinite(value) else Quality.BAD
                 out.append(PointValue(pp.name, value, s.unit, quality, sent))
         return out

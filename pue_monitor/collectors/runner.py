@@ -53,8 +53,9 @@ Emit = Callable[[list[Reading]], None]
 class Runner:
     """Runs one polling task per device until :meth:`stop`."""
 
-    def __init__(self, *, site: str, clock: Clock, emit: Emit,
-                 backoff_base: float = 0.2, backoff_cap: float = 5.0) -> None:
+    def __init__(
+        self, *, site: str, clock: Clock, emit: Emit, backoff_base: float = 0.2, backoff_cap: float = 5.0
+    ) -> None:
         self.site = site
         self.clock = clock
         self.emit = emit
@@ -107,8 +108,9 @@ class Runner:
             ok = await self.poll_once(reader, sch, stats, slot_end=nxt + sch.interval)
             failures = 0 if ok else failures + 1
 
-    async def poll_once(self, reader: DeviceReader, sch: Schedule, stats: DeviceStats,
-                        *, slot_end: float | None = None) -> bool:
+    async def poll_once(
+        self, reader: DeviceReader, sch: Schedule, stats: DeviceStats, *, slot_end: float | None = None
+    ) -> bool:
         """One poll with retries. Returns True on success. Never raises DeviceError."""
         stats.polls += 1
         attempts = sch.retries + 1
@@ -136,6 +138,12 @@ class Runner:
                 error = exc
                 stats.errors[exc.kind] += 1
                 break
+            except Exception as exc:  # a bug must not end this device's task, nor others'
+                error = DeviceError(f"internal error: {exc!r}")
+                stats.errors["internal"] += 1
+                if stats.errors["internal"] == 1:
+                    log.exception("device %s: unexpected error while polling", reader.device_id)
+                break
             latency = time.monotonic() - t0
             stats.last_latency = latency
             stats.latency_sum += latency
@@ -144,8 +152,10 @@ class Runner:
                 if stats.up is False:
                     log.warning("device %s recovered", reader.device_id)
                 stats.up = True
-            readings = [Reading(ts if v.ts is None else v.ts, self.site, reader.device_id,
-                                v.point, v.value, v.unit, v.quality) for v in values]
+            readings = [
+                Reading(ts if v.ts is None else v.ts, self.site, reader.device_id, v.point, v.value, v.unit, v.quality)
+                for v in values
+            ]
             self.emit(readings)
             return True
         stats.failed_polls += 1
@@ -161,4 +171,3 @@ class Runner:
         except TimeoutError:
             return True
         return False
-

@@ -120,20 +120,19 @@ class LoadedSite:
         return list(device.points) if device.points is not None else list(prof.points)
 
 
-def _check_meaning(site: SiteConfig, profiles: dict[str, Profile], node: yaml.Node | None,
-                   path: Path) -> None:
+def _check_meaning(site: SiteConfig, profiles: dict[str, Profile], node: yaml.Node | None, path: Path) -> None:
     problems: list[tuple[list[Any], str]] = []
     for i, dev in enumerate(site.devices):
         prof = profiles.get(dev.profile)
         if prof is None:
-            problems.append(([ "devices", i, "profile"],
-                             f"unknown profile {dev.profile!r} (known: {', '.join(sorted(profiles))})"))
+            problems.append(
+                (["devices", i, "profile"], f"unknown profile {dev.profile!r} (known: {', '.join(sorted(profiles))})")
+            )
             continue
         chosen = dev.points if dev.points is not None else list(prof.points)
         for j, p in enumerate(dev.points or []):
             if p not in prof.points:
-                problems.append((["devices", i, "points", j],
-                                 f"profile {prof.id!r} has no point {p!r}"))
+                problems.append((["devices", i, "points", j], f"profile {prof.id!r} has no point {p!r}"))
         if dev.meter is None:
             continue
         for field, quantity in (("energy", "energy"), ("power", "power")):
@@ -146,13 +145,16 @@ def _check_meaning(site: SiteConfig, profiles: dict[str, Profile], node: yaml.No
             elif name not in chosen:
                 problems.append((loc, f"point {name!r} is not among the device's points"))
             elif UNITS.get(prof.points[name].unit, ("", 0))[0] != quantity:
-                problems.append((loc, f"point {name!r} has unit {prof.points[name].unit!r}, "
-                                      f"not an {quantity} unit ({', '.join(u for u, (q, _) in UNITS.items() if q == quantity)})"))
+                allowed = ", ".join(u for u, (q, _) in UNITS.items() if q == quantity)
+                problems.append(
+                    (loc, f"point {name!r} has unit {prof.points[name].unit!r}, not an {quantity} unit ({allowed})")
+                )
     roles = {d.meter.role for d in site.devices if d.meter}
     for needed in (Role.FACILITY_INPUT, Role.IT):
         if needed not in roles:
-            problems.append((["devices"], f"the energy model needs at least one meter with role "
-                                          f"{needed.value!r} to compute PUE"))
+            problems.append(
+                (["devices"], f"the energy model needs at least one meter with role {needed.value!r} to compute PUE")
+            )
     if problems:
         msgs = []
         for loc, msg in problems:
@@ -173,8 +175,7 @@ def site_from_dict(data: dict[str, Any], *, source: str, base_dir: Path | None =
     return _validate_site(data, None, Path(source), base_dir=base_dir)
 
 
-def _validate_site(data: Any, node: yaml.Node | None, path: Path,
-                   base_dir: Path | None = None) -> LoadedSite:
+def _validate_site(data: Any, node: yaml.Node | None, path: Path, base_dir: Path | None = None) -> LoadedSite:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level (site:, devices:, ...)")
     try:

@@ -9,6 +9,7 @@ energy data is audited.
 from __future__ import annotations
 
 import enum
+import itertools
 import zoneinfo
 from typing import Annotated, Literal
 
@@ -77,10 +78,8 @@ class Profile(_Model):
 
     @model_validator(mode="after")
     def _no_overlap(self) -> Profile:
-        spans = sorted(
-            (p.function, p.address, p.address + p.count, name) for name, p in self.points.items()
-        )
-        for a, b in zip(spans, spans[1:], strict=False):
+        spans = sorted((p.function, p.address, p.address + p.count, name) for name, p in self.points.items())
+        for a, b in itertools.pairwise(spans):
             if a[0] == b[0] and b[1] < a[2]:
                 raise ValueError(f"points {a[3]!r} and {b[3]!r} overlap at {a[0]} register {b[1]}")
         return self
@@ -133,9 +132,7 @@ class Meter(_Model):
     @model_validator(mode="after")
     def _check(self) -> Meter:
         if self.role is Role.IT and self.it_location is None:
-            raise ValueError(
-                "role 'it' needs it_location: ups_output, pdu_output or it_equipment_input"
-            )
+            raise ValueError("role 'it' needs it_location: ups_output, pdu_output or it_equipment_input")
         if self.role is not Role.IT and self.it_location is not None:
             raise ValueError(f"it_location is only for role 'it', not {self.role.value!r}")
         if self.energy is None and self.power is None:
@@ -154,17 +151,13 @@ class _DeviceBase(_Model):
     timeout: float = Field(default=2.0, gt=0, description="per-request timeout, seconds")
     retries: int = Field(default=2, ge=0, le=10, description="retries within one poll")
     profile: str = Field(description="profile id (see `pue profiles`)")
-    points: list[str] | None = Field(
-        default=None, description="points to read; default all points of the profile"
-    )
+    points: list[str] | None = Field(default=None, description="points to read; default all points of the profile")
     meter: Meter | None = None
 
     @model_validator(mode="after")
     def _timeout_below_interval(self) -> _DeviceBase:
         if self.timeout >= self.interval:
-            raise ValueError(
-                f"timeout ({self.timeout} s) must be shorter than interval ({self.interval} s)"
-            )
+            raise ValueError(f"timeout ({self.timeout} s) must be shorter than interval ({self.interval} s)")
         return self
 
 
@@ -248,8 +241,6 @@ class SiteConfig(_Model):
         for d in self.devices:
             key = (d.host, d.port, d.unit_id)
             if key in units:
-                raise ValueError(
-                    f"devices {units[key]!r} and {d.id!r} share {d.host}:{d.port} unit {d.unit_id}"
-                )
+                raise ValueError(f"devices {units[key]!r} and {d.id!r} share {d.host}:{d.port} unit {d.unit_id}")
             units[key] = d.id
         return self

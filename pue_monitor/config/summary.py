@@ -29,10 +29,10 @@ def energy_model_summary(site: LoadedSite) -> dict[str, Any]:
         "site": site.config.site.id,
         "timezone": site.config.site.timezone,
         "devices": len(site.config.devices),
-        "thresholds": {"warning": site.config.thresholds.warning,
-                       "critical": site.config.thresholds.critical},
+        "thresholds": {"warning": site.config.thresholds.warning, "critical": site.config.thresholds.critical},
         "measurement_category": category,
         "roles": {k: v for k, v in roles.items() if v},
-        "unmetered_subsystems": [r.value for r in Role
-                                 if r not in (Role.FACILITY_INPUT, Role.IT) and not roles[r.value]],
+        "unmetered_subsystems": [
+            r.value for r in Role if r not in (Role.FACILITY_INPUT, Role.IT) and not roles[r.value]
+        ],
     }

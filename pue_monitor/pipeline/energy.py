@@ -101,9 +101,7 @@ class IntervalEnergy:
 def _spec_arrays(specs: Sequence[SeriesSpec]) -> tuple[np.ndarray, ...]:
     is_counter = np.fromiter((s.kind == "counter" for s in specs), bool, len(specs))
     factor = np.fromiter((s.factor for s in specs), np.float64, len(specs))
-    roll = np.fromiter(
-        (np.nan if s.rollover is None else s.rollover for s in specs), np.float64, len(specs)
-    )
+    roll = np.fromiter((np.nan if s.rollover is None else s.rollover for s in specs), np.float64, len(specs))
     max_gap = np.fromiter((s.max_gap for s in specs), np.float64, len(specs))
     return is_counter, factor, roll, max_gap
 

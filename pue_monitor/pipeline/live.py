@@ -148,9 +148,7 @@ class LivePipeline:
         if k_end > self._computed:
             extra = k_end - self._computed
             self._win_e = np.concatenate([self._win_e, np.zeros((n_series, extra))], axis=1)
-            self._win_s = np.concatenate(
-                [self._win_s, np.full((n_series, extra), Status.MISSING, np.int8)], axis=1
-            )
+            self._win_s = np.concatenate([self._win_s, np.full((n_series, extra), Status.MISSING, np.int8)], axis=1)
         old_computed = self._computed
         self._computed = max(self._computed, k_end)
         k0 = self._win_k0
@@ -191,9 +189,7 @@ class LivePipeline:
         out: list[PueInterval] = []
         if cols.size:
             starts = start0 + (k0 + cols) * step
-            out = _rollup_arrays(
-                self._layout, self._win_e[:, cols], self._win_s[:, cols], starts, starts + step
-            )
+            out = _rollup_arrays(self._layout, self._win_e[:, cols], self._win_s[:, cols], starts, starts + step)
 
         # finality: reading at/after an interval's end, or older than the horizon
         last_ts = np.full(n_series, -math.inf)

@@ -199,11 +199,7 @@ def _rollup_arrays(
     for k in range(n):
         it_k = it_l[k] if it_ok[k] else None
         subs = {name: sub_e[j][k] for j, name in enumerate(sub_names) if sub_ok[j][k]}
-        ppue = (
-            {name: (it_k + e) / it_k for name, e in subs.items()}
-            if it_k is not None and it_k > 0
-            else {}
-        )
+        ppue = {name: (it_k + e) / it_k for name, e in subs.items()} if it_k is not None and it_k > 0 else {}
         out.append(
             PueInterval(
                 start=st_l[k],

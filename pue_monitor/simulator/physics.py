@@ -282,9 +282,7 @@ class Noise:
         )
 
 
-def _sines(
-    t: np.ndarray, periods_s: Sequence[float], amps: Sequence[float], phases: Sequence[float]
-) -> np.ndarray:
+def _sines(t: np.ndarray, periods_s: Sequence[float], amps: Sequence[float], phases: Sequence[float]) -> np.ndarray:
     out = np.zeros_like(t)
     for period, amp, ph in zip(periods_s, amps, phases, strict=False):
         out = out + amp * np.sin(2.0 * np.pi * t / period + ph)
@@ -347,9 +345,7 @@ def weather(t: Float, p: SimParams | None = None, noise: Noise | None = None) ->
         td = psychrolib.GetTDewPointFromRelHum(float(t_season[i]), rh_i)
         td = min(td + float(syn_t[i] + syn_td[i]), float(dry[i]))
         rh[i] = psychrolib.GetRelHumFromTDewPoint(float(dry[i]), td)
-        wb[i] = psychrolib.GetTWetBulbFromRelHum(
-            float(dry[i]), float(rh[i]), float(pres[i]) * 100.0
-        )
+        wb[i] = psychrolib.GetTWetBulbFromRelHum(float(dry[i]), float(rh[i]), float(pres[i]) * 100.0)
     if np.ndim(t) == 0:
         return Weather(float(dry[0]), float(rh[0] * 100.0), float(pres[0]), float(wb[0]))
     shape = np.shape(t)
@@ -454,9 +450,7 @@ def loads(
     h = local_hour(ta)
     day = _ramp(h, p.lighting_on_hour, p.lighting_off_hour)
     lighting = p.it_design_kw * (
-        p.lighting_night_fraction
-        + (p.lighting_day_fraction - p.lighting_night_fraction) * day
-        + p.misc_fraction
+        p.lighting_night_fraction + (p.lighting_day_fraction - p.lighting_night_fraction) * day + p.misc_fraction
     )
     crah = p.crah_fraction * it
     heat = it + pdu_loss + ups_loss + crah + lighting

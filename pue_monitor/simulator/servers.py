@@ -65,19 +65,13 @@ class DeviceSpec:
 
 
 DEVICES: tuple[DeviceSpec, ...] = (
-    DeviceSpec(
-        "incomer-a", "schneider-iem3000", "incomer-a", "incomer-a", power_factor=0.96, voltage=222.4
-    ),
-    DeviceSpec(
-        "incomer-b", "schneider-iem3000", "incomer-b", "incomer-b", power_factor=0.96, voltage=222.1
-    ),
+    DeviceSpec("incomer-a", "schneider-iem3000", "incomer-a", "incomer-a", power_factor=0.96, voltage=222.4),
+    DeviceSpec("incomer-b", "schneider-iem3000", "incomer-b", "incomer-b", power_factor=0.96, voltage=222.1),
     DeviceSpec("pdu-1", "eastron-sdm630", "pdu-1", GATEWAY, 1, power_factor=0.98, voltage=220.6),
     DeviceSpec("pdu-2", "eastron-sdm630", "pdu-2", GATEWAY, 2, power_factor=0.98, voltage=220.9),
     DeviceSpec("pdu-3", "eastron-sdm630", "pdu-3", GATEWAY, 3, power_factor=0.97, voltage=220.4),
     DeviceSpec("pdu-4", "eastron-sdm630", "pdu-4", GATEWAY, 4, power_factor=0.98, voltage=221.2),
-    DeviceSpec(
-        "chiller-plant", "pue-sim-meter", "chiller-plant", "chiller-plant", power_factor=0.90
-    ),
+    DeviceSpec("chiller-plant", "pue-sim-meter", "chiller-plant", "chiller-plant", power_factor=0.90),
     DeviceSpec("crah", "abb-b-series", "crah", "crah", power_factor=0.94),
     DeviceSpec("lighting", "pue-sim-meter", "lighting", "lighting", power_factor=0.92),
     DeviceSpec("weather", "pue-sim-weather", None, "weather"),
@@ -139,9 +133,7 @@ class SimulatorServers:
     ...     servers.ports["pdu-2"]   # ("127.0.0.1", 40123, 2)
     """
 
-    def __init__(
-        self, world: SimulatedDataCentre, clock: Clock, *, host: str = "127.0.0.1"
-    ) -> None:
+    def __init__(self, world: SimulatedDataCentre, clock: Clock, *, host: str = "127.0.0.1") -> None:
         self.world = world
         self.clock = clock
         self.host = host
@@ -221,11 +213,7 @@ class SimulatorServers:
             return ExcCodes.ILLEGAL_FUNCTION
         prof = self.profiles[self.devices[device_id].profile]
         end = address + count
-        hit = {
-            n: p
-            for n, p in prof.points.items()
-            if p.address < end and p.address + p.count > address
-        }
+        hit = {n: p for n, p in prof.points.items() if p.address < end and p.address + p.count > address}
         if any(p.function != wanted for p in hit.values()):
             return ExcCodes.ILLEGAL_ADDRESS
         if not hit:
@@ -247,9 +235,7 @@ class SimulatorServers:
         lo = min(p.address for p in prof.points.values())
         hi = max(p.address + p.count for p in prof.points.values())
         block = SimData(address=lo, count=hi - lo, values=0, datatype=DataType.REGISTERS)
-        return SimDevice(
-            id=spec.unit_id, simdata=[block], action=functools.partial(self._action, spec.id)
-        )
+        return SimDevice(id=spec.unit_id, simdata=[block], action=functools.partial(self._action, spec.id))
 
     async def __aenter__(self) -> SimulatorServers:
         groups: dict[str, list[DeviceSpec]] = {}
@@ -262,9 +248,7 @@ class SimulatorServers:
                     SimDevice(
                         id=0,
                         # covers every address, so the hook (not the range check) decides
-                        simdata=[
-                            SimData(address=0, count=65535, values=0, datatype=DataType.REGISTERS)
-                        ],
+                        simdata=[SimData(address=0, count=65535, values=0, datatype=DataType.REGISTERS)],
                         action=functools.partial(self._unknown_unit, group == GATEWAY),
                     )
                 )
@@ -333,9 +317,7 @@ class SimulatorServers:
                     meter["it_location"] = m.it_location
                 if m.rollover_kwh is not None:
                     # in the point's unit after scale (kWh for pue-sim-meter)
-                    meter["rollover"] = m.rollover_kwh * _unit_factor(
-                        prof.points["import_energy"].unit
-                    )
+                    meter["rollover"] = m.rollover_kwh * _unit_factor(prof.points["import_energy"].unit)
                 dev["meter"] = meter
             devices.append(dev)
         return {

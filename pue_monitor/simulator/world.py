@@ -135,9 +135,7 @@ class SimulatedDataCentre:
         need = np.unique(np.concatenate([i, i + 1]))
         missing = [int(k) for k in need if int(k) not in self._wx_cache]
         if missing:
-            w = physics.weather(
-                np.array(missing, dtype=float) * WEATHER_KNOT_S, self.params, self.noise
-            )
+            w = physics.weather(np.array(missing, dtype=float) * WEATHER_KNOT_S, self.params, self.noise)
             for j, k in enumerate(missing):
                 self._wx_cache[k] = (
                     float(np.asarray(w.dry_bulb_c)[j]),
@@ -289,9 +287,7 @@ class SimulatedDataCentre:
         """
         if since < self._t_max - 1e-9:
             raise ValueError(f"since={since} is before the world's current time {self._t_max}")
-        self._faults = Faults(
-            (*self._faults.chiller_degradation, (float(since), float(cop_loss_per_day)))
-        )
+        self._faults = Faults((*self._faults.chiller_degradation, (float(since), float(cop_loss_per_day))))
         self._e_cache.clear()
 
     def stick_meter(self, meter: str, since: float, until: float | None = None) -> None:
@@ -320,6 +316,4 @@ class SimulatedDataCentre:
 
     def revive_device(self, device: str, at: float) -> None:
         """End every open-ended kill of ``device`` at ``at``."""
-        self._dead[device] = [
-            (s, u if u is not None else max(s, float(at))) for s, u in self._dead.get(device, [])
-        ]
+        self._dead[device] = [(s, u if u is not None else max(s, float(at))) for s, u in self._dead.get(device, [])]

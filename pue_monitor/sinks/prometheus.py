@@ -64,7 +64,8 @@ class PueCollector(Collector):
             labels=["site", "window"],
         )
         start = GaugeMetricFamily(
-            "pue_interval_start_timestamp_seconds", "Start of the latest complete interval.",
+            "pue_interval_start_timestamp_seconds",
+            "Start of the latest complete interval.",
             labels=["site", "window"],
         )
         for window, iv in sorted(s.latest.items()):
@@ -78,29 +79,31 @@ class PueCollector(Collector):
             start.add_metric([s.site, window], iv.start)
         yield from (pue, ppue, quality, cat, start)
 
-        power = GaugeMetricFamily("pue_power_watts", "Active power per energy-model role.",
-                                  labels=["site", "role"])
+        power = GaugeMetricFamily("pue_power_watts", "Active power per energy-model role.", labels=["site", "role"])
         for role, kw in sorted(s.power_kw_by_role.items()):
             power.add_metric([s.site, role], kw * 1000.0)
         yield power
-        thr = GaugeMetricFamily("pue_threshold_ratio", "Configured PUE limits.",
-                                labels=["site", "level"])
+        thr = GaugeMetricFamily("pue_threshold_ratio", "Configured PUE limits.", labels=["site", "level"])
         thr.add_metric([s.site, "warning"], s.warning)
         thr.add_metric([s.site, "critical"], s.critical)
         yield thr
 
-        polls = CounterMetricFamily("pue_collector_polls", "Polls started per device.",
-                                    labels=["device", "protocol"])
-        failed = CounterMetricFamily("pue_collector_failed_polls",
-                                     "Polls that failed after all retries.", labels=["device", "protocol"])
-        errors = CounterMetricFamily("pue_collector_errors", "Request errors by kind.",
-                                     labels=["device", "protocol", "kind"])
-        last = GaugeMetricFamily("pue_collector_last_success_timestamp_seconds",
-                                 "Time of the last successful poll.", labels=["device", "protocol"])
-        latency = GaugeMetricFamily("pue_collector_poll_latency_seconds",
-                                    "Duration of the last successful poll.", labels=["device", "protocol"])
-        up = GaugeMetricFamily("pue_collector_up", "1 if the last poll succeeded.",
-                               labels=["device", "protocol"])
+        polls = CounterMetricFamily("pue_collector_polls", "Polls started per device.", labels=["device", "protocol"])
+        failed = CounterMetricFamily(
+            "pue_collector_failed_polls", "Polls that failed after all retries.", labels=["device", "protocol"]
+        )
+        errors = CounterMetricFamily(
+            "pue_collector_errors", "Request errors by kind.", labels=["device", "protocol", "kind"]
+        )
+        last = GaugeMetricFamily(
+            "pue_collector_last_success_timestamp_seconds",
+            "Time of the last successful poll.",
+            labels=["device", "protocol"],
+        )
+        latency = GaugeMetricFamily(
+            "pue_collector_poll_latency_seconds", "Duration of the last successful poll.", labels=["device", "protocol"]
+        )
+        up = GaugeMetricFamily("pue_collector_up", "1 if the last poll succeeded.", labels=["device", "protocol"])
         for dev, st in sorted(s.devices.items()):
             lab = [dev, st.protocol]
             polls.add_metric(lab, st.polls)

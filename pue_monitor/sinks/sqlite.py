@@ -40,8 +40,21 @@ CREATE TABLE IF NOT EXISTS pue_intervals (
 """
 
 INTERVAL_COLUMNS = [
-    "site", "resolution", "start", "end", "e_facility_kwh", "e_it_kwh", "pue", "category",
-    "measured", "estimated", "missing", "coverage", *_SUB_COLS, "e_unattributed_kwh", "updated",
+    "site",
+    "resolution",
+    "start",
+    "end",
+    "e_facility_kwh",
+    "e_it_kwh",
+    "pue",
+    "category",
+    "measured",
+    "estimated",
+    "missing",
+    "coverage",
+    *_SUB_COLS,
+    "e_unattributed_kwh",
+    "updated",
 ]
 
 
@@ -97,9 +110,25 @@ class SqliteStore:
         rows = []
         for iv in intervals:
             subs = [iv.e_subsystems.get(r.value) for r in SUBSYSTEMS]
-            rows.append((site, resolution, iv.start, iv.end, iv.e_facility, iv.e_it, iv.pue,
-                         iv.category, iv.measured, iv.estimated, iv.missing, iv.coverage,
-                         *subs, iv.e_unattributed, now))
+            rows.append(
+                (
+                    site,
+                    resolution,
+                    iv.start,
+                    iv.end,
+                    iv.e_facility,
+                    iv.e_it,
+                    iv.pue,
+                    iv.category,
+                    iv.measured,
+                    iv.estimated,
+                    iv.missing,
+                    iv.coverage,
+                    *subs,
+                    iv.e_unattributed,
+                    now,
+                )
+            )
         if rows:
             marks = ",".join("?" * len(INTERVAL_COLUMNS))
             with self._lock, self._conn:
@@ -115,11 +144,11 @@ class SqliteStore:
         with self._lock:
             for device, point in keys:
                 row = self._conn.execute(
-                    "SELECT * FROM readings WHERE device = ? AND point = ? AND quality = 0 "
-                    "ORDER BY ts DESC LIMIT 1", (device, point)).fetchone()
+                    "SELECT * FROM readings WHERE device = ? AND point = ? AND quality = 0 ORDER BY ts DESC LIMIT 1",
+                    (device, point),
+                ).fetchone()
                 if row is not None:
-                    out.append(Reading(row["ts"], row["site"], row["device"], row["point"],
-                                       row["value"], row["unit"]))
+                    out.append(Reading(row["ts"], row["site"], row["device"], row["point"], row["value"], row["unit"]))
         return out
 
     def prune_readings(self, before: float) -> int:
@@ -149,8 +178,9 @@ class StoreReader:
     def meta(self) -> dict[str, str]:
         return {r["key"]: r["value"] for r in self._conn.execute("SELECT key, value FROM meta")}
 
-    def intervals(self, resolution: str = "1m", *, start: float | None = None,
-                  end: float | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+    def intervals(
+        self, resolution: str = "1m", *, start: float | None = None, end: float | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]]:
         q = "SELECT * FROM pue_intervals WHERE resolution = ?"
         args: list[Any] = [resolution]
         if start is not None:
@@ -167,8 +197,9 @@ class StoreReader:
     def reading_count(self) -> int:
         return int(self._conn.execute("SELECT count(*) FROM readings").fetchone()[0])
 
-    def readings(self, device: str, point: str, *, start: float | None = None,
-                 end: float | None = None) -> list[tuple[float, float, int]]:
+    def readings(
+        self, device: str, point: str, *, start: float | None = None, end: float | None = None
+    ) -> list[tuple[float, float, int]]:
         q = "SELECT ts, value, quality FROM readings WHERE device = ? AND point = ?"
         args: list[Any] = [device, point]
         if start is not None:
@@ -187,8 +218,12 @@ class StoreReader:
         fac = sum(r["e_facility_kwh"] for r in rows)
         it = sum(r["e_it_kwh"] for r in rows)
         return PeriodPue(
-            start=rows[0]["start"], end=rows[-1]["end"], e_facility_kwh=fac, e_it_kwh=it,
-            pue=fac / it if it > 0 else None, intervals=len(rows),
+            start=rows[0]["start"],
+            end=rows[-1]["end"],
+            e_facility_kwh=fac,
+            e_it_kwh=it,
+            pue=fac / it if it > 0 else None,
+            intervals=len(rows),
             category=min(r["category"] for r in rows),
             estimated_share=sum(r["estimated"] for r in rows) / len(rows),
         )

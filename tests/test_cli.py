@@ -1,0 +1,143 @@
+"""The `pue` command as a user runs it: demo, Ctrl-C, run against the simulator, show."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from pue_monitor.sinks.sqlite import StoreReader
+
+PUE = [sys.executable, "-m", "pue_monitor"]
+
+
+def test_demo_agrees_with_ground_truth_and_store_is_readable_during_run(tmp_path):
+    db = tmp_path / "demo.sqlite"
+    proc = subprocess.Popen(
+        [*PUE, "demo", "--duration", "14", "--speed", "120", "--json", "--refresh", "1", "--db", str(db)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    seen_during_run = []
+    try:
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline:
+            if db.exists():
+                try:
+                    r = StoreReader(db)
+                    seen_during_run.append(len(r.intervals("1m", limit=1000)))
+                    r.close()
+                except Exception as exc:
+                    seen_during_run.append(repr(exc))
+            time.sleep(0.5)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    lines = [json.loads(x) for x in out.splitlines()]
+    summary = lines[-1]["summary"]
+    assert abs(summary["error_percent"]) < 0.5
+    assert 1.1 < summary["pue_period"] < 1.6
+    status = [x for x in lines if "pue_instant" in x]
+    assert status and status[-1]["devices_up"] == status[-1]["devices"] == 10
+    assert set(status[-1]["power_kw"]) == {"facility_input", "it", "cooling", "lighting"}
+    # a second process read the store while the demo wrote it, and saw it grow
+    counts = [c for c in seen_during_run if isinstance(c, int)]
+    assert all(isinstance(c, int) for c in seen_during_run), seen_during_run
+    assert len(set(counts)) >= 3 and counts == sorted(counts)
+
+    show = subprocess.run(
+        [*PUE, "show", "--db", str(db), "--json", "--last", "5"], capture_output=True, text=True, timeout=30
+    )
+    assert show.returncode == 0
+    shown = json.loads(show.stdout)
+    assert len(shown["intervals"]) == 5
+    assert shown["period"]["pue"] == pytest.approx(summary["pue_period"], rel=1e-3)
+
+
+def test_demo_stops_cleanly_on_ctrl_c(tmp_path):
+    proc = subprocess.Popen(
+        [*PUE, "demo", "--speed", "120", "--refresh", "0.5", "--db", str(tmp_path / "d.sqlite")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        first = proc.stdout.readline()
+        assert first.startswith("pue demo: simulated data centre")
+        for line in proc.stdout:
+            if "PUE now" in line and "1-min   n/a" not in line:
+                break
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+        took = time.monotonic() - t0
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert took < 5
+    assert "simulator ground truth" in out
+    assert "Traceback" not in err
+
+
+def test_run_against_simulated_devices(tmp_path):
+    cfg = tmp_path / "site.yaml"
+    sim = subprocess.Popen(
+        [*PUE, "simulate", "--write-config", str(cfg), "--interval", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert "site configuration written" in sim.stdout.readline()
+        db = tmp_path / "run.sqlite"
+        r = subprocess.run(
+            [
+                *PUE,
+                "run",
+                "--config",
+                str(cfg),
+                "--duration",
+                "3.5",
+                "--json",
+                "--db",
+                str(db),
+                "--prometheus-port",
+                "0",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert r.returncode == 0, r.stderr
+        reader = StoreReader(db)
+        for dev in ("incomer-a", "pdu-4", "weather"):
+            point = "outdoor_temperature" if dev == "weather" else "import_energy"
+            assert len(reader.readings(dev, point)) >= 2, dev
+        assert reader.meta()["site"] == "sim-taiyuan"
+        reader.close()
+    finally:
+        sim.send_signal(signal.SIGINT)
+        sim.communicate(timeout=20)
+    assert sim.returncode == 0
+
+
+def test_usage_errors_exit_2(tmp_path):
+    r = subprocess.run(
+        [*PUE, "run", "--config", str(tmp_path / "missing.yaml")], capture_output=True, text=True, timeout=30
+    )
+    assert r.returncode == 2 and "missing.yaml: cannot read" in r.stderr
+    r = subprocess.run(
+        [*PUE, "show", "--db", str(tmp_path / "none.sqlite")], capture_output=True, text=True, timeout=30
+    )
+    assert r.returncode == 2 and "no such store" in r.stderr
+    r = subprocess.run([*PUE, "frobnicate"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2
+    for cmd in ("demo", "run", "check-config", "show", "simulate", "profiles"):
+        h = subprocess.run([*PUE, cmd, "--help"], capture_output=True, text=True, timeout=30)
+        assert h.returncode == 0 and "usage: pue " + cmd in h.stdout
