@@ -121,12 +121,15 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"intervals": rows, "period": period.__dict__ if period else None}, indent=2))
         return EXIT_OK
-    print(f"{'start (' + tz + ')':21} {'PUE':>6} {'E_DC kWh':>10} {'E_IT kWh':>10} cat  measured estimated missing")
+    print(
+        f"{'start (' + tz + ')':21} {'PUE':>6} {'E_DC kWh':>10} {'E_IT kWh':>10} cat  "
+        "measured estimated missing coverage"
+    )
     for r in rows:
         print(
             f"{_iso(r['start'], tz):21} {_fmt(r['pue']):>6} {_fmt(r['e_facility_kwh'], '.2f'):>10} "
             f"{_fmt(r['e_it_kwh'], '.2f'):>10} {r['category']:>3}  {r['measured']:8.0%} "
-            f"{r['estimated']:9.0%} {r['missing']:7.0%}"
+            f"{r['estimated']:9.0%} {r['missing']:7.0%} {r['coverage']:8.0%}"
         )
     if period:
         print(
@@ -193,7 +196,7 @@ class _Display:
         if self.json_lines:
             print(json.dumps(rec), flush=True)
             return
-        power = " ".join(f"{_SHORT.get(k, k)} {v:.0f}" for k, v in rec["power_kw"].items())
+        power = " ".join(f"{_SHORT.get(k, k)} {v:.0f}" for k, v in rec["power_kw"].items()) or "n/a"
         quality = f"cat {rec['category']}, {rec['measured_share']:.0%} measured" if minute else "no interval yet"
         print(
             f"{rec['time']}  PUE now {_fmt(rec['pue_instant'])}  1-min {_fmt(rec['pue_1m'])}  "

@@ -89,8 +89,7 @@ def load_profile(path: Path) -> Profile:
 def load_profiles(extra_dirs: Iterable[Path] = ()) -> dict[str, Profile]:
     """Built-in profiles plus those in ``extra_dirs`` (a later one overrides by id)."""
     profiles: dict[str, Profile] = {}
-    builtin = sorted(p for p in BUILTIN_PROFILES.iterdir() if p.name.endswith(".yaml"))
-    files: list[Path] = [Path(str(p)) for p in builtin]
+    files = sorted(Path(str(p)) for p in BUILTIN_PROFILES.iterdir() if p.name.endswith(".yaml"))
     for d in extra_dirs:
         if not d.is_dir():
             raise ConfigError(f"{d}: profile folder does not exist")

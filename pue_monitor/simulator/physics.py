@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
-import psychrolib  # type: ignore[import-untyped]
+import psychrolib
 
 psychrolib.SetUnitSystem(psychrolib.SI)  # once, module-wide: °C, Pa, RH as 0..1
 

@@ -269,7 +269,7 @@ class SimulatorServers:
                 await server.serve_forever(background=True)
             except RuntimeError as exc:  # port taken between probe and bind: try another
                 last = exc
-                await server.shutdown()
+                await server.shutdown()  # type: ignore[no-untyped-call]
                 continue
             self._servers.append(server)
             return port
@@ -279,7 +279,7 @@ class SimulatorServers:
         servers, self._servers = self._servers, []
         for server in servers:
             with contextlib.suppress(Exception):
-                await server.shutdown()
+                await server.shutdown()  # type: ignore[no-untyped-call]
 
     async def __aexit__(self, *exc: object) -> None:
         await self._stop()

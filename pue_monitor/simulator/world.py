@@ -203,7 +203,7 @@ class SimulatedDataCentre:
         k = math.floor(x + 1e-9)
         frac = max(0.0, x - k)
         j = min(k // self.record_every, self._nk - 1)
-        e = self._hist[j].copy()
+        e: np.ndarray = self._hist[j].copy()
         steps = np.arange(j * self.record_every, k + 1)
         if steps.size:
             de = self._power_matrix(self.start + (steps + 0.5) * self.step) * (self.step / 3600.0)

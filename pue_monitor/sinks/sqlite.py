@@ -208,7 +208,7 @@ class StoreReader:
         if end is not None:
             q += " AND ts <= ?"
             args.append(end)
-        return [tuple(r) for r in self._conn.execute(q + " ORDER BY ts", args)]  # type: ignore[misc]
+        return [(r[0], r[1], r[2]) for r in self._conn.execute(q + " ORDER BY ts", args)]
 
     def period_pue(self, *, start: float | None = None, end: float | None = None) -> PeriodPue | None:
         """PUE over [start, end] from 1-minute rows whose PUE is defined: Σ E_DC / Σ E_IT."""
