@@ -94,10 +94,12 @@ def cmd_profiles(args: argparse.Namespace) -> int:
 
 
 def cmd_config_schema(args: argparse.Namespace) -> int:
+    from pydantic import TypeAdapter
+
     from pue_monitor.config.models import Profile, SiteConfig
 
-    model = Profile if args.profile else SiteConfig
-    print(json.dumps(model.model_json_schema(), indent=2, sort_keys=True))
+    schema = TypeAdapter(Profile).json_schema() if args.profile else SiteConfig.model_json_schema()
+    print(json.dumps(schema, indent=2, sort_keys=True))
     return EXIT_OK
 
 

@@ -28,3 +28,5 @@ class Reading:
     value: float
     unit: str
     quality: Quality = Quality.GOOD
+    #: low-cardinality identifiers beyond device/point, e.g. (("outlet", "12"),) for a table row
+    tags: tuple[tuple[str, str], ...] = ()

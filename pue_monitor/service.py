@@ -16,7 +16,7 @@ from pue_monitor.clock import Clock, WallClock
 from pue_monitor.collectors.modbus import ModbusConnection, ModbusReader
 from pue_monitor.collectors.runner import Runner, Schedule
 from pue_monitor.config.loader import LoadedSite
-from pue_monitor.config.models import UNITS, ModbusDevice
+from pue_monitor.config.models import UNITS, Device, ModbusDevice, MqttDevice, SnmpDevice, SparkplugDevice
 from pue_monitor.pipeline.energy import SeriesSpec
 from pue_monitor.pipeline.live import LivePipeline
 from pue_monitor.pipeline.pue import PueInterval, aggregate
@@ -37,7 +37,6 @@ def series_specs(site: LoadedSite) -> dict[tuple[str, str], SeriesSpec]:
         m = dev.meter
         if m is None:
             continue
-        prof = site.profile_of(dev)
         max_gap = 2.5 * dev.interval  # one missed poll is still "measured"; two is a gap
         if m.energy is not None:
             specs[(dev.id, m.energy)] = SeriesSpec(
@@ -45,7 +44,7 @@ def series_specs(site: LoadedSite) -> dict[tuple[str, str], SeriesSpec]:
                 role=m.role,
                 it_location=m.it_location,
                 kind="counter",
-                factor=UNITS[prof.points[m.energy].unit][1],
+                factor=UNITS[site.unit_of(dev, m.energy) or ""][1],
                 rollover=m.rollover,
                 max_gap=max_gap,
             )
@@ -55,7 +54,7 @@ def series_specs(site: LoadedSite) -> dict[tuple[str, str], SeriesSpec]:
                 role=m.role,
                 it_location=m.it_location,
                 kind="power",
-                factor=UNITS[prof.points[m.power].unit][1],
+                factor=UNITS[site.unit_of(dev, m.power) or ""][1],
                 rollover=None,
                 max_gap=max_gap,
             )
@@ -92,7 +91,9 @@ class Service:
         self.specs = series_specs(site)
         self.pipeline = LivePipeline(self.specs, step=STEP)
         max_interval = max(d.interval for d in cfg.devices)
-        max_wait = max(d.timeout * (d.retries + 1) for d in cfg.devices)
+        max_wait = max(
+            (d.timeout * (d.retries + 1) for d in cfg.devices if isinstance(d, ModbusDevice | SnmpDevice)), default=0.0
+        )
         self.grace = max_interval + max_wait + 1.0  # a boundary's reading has arrived by then
         self.tick = tick if tick is not None else min(10.0, max_interval)
         self.state = LiveState(site=cfg.site.id, warning=cfg.thresholds.warning, critical=cfg.thresholds.critical)
@@ -110,6 +111,13 @@ class Service:
         self.connections: dict[tuple[str, int], ModbusConnection] = {}
         for dev in cfg.devices:
             self._add_device(dev)
+        push = [d for d in cfg.devices if isinstance(d, MqttDevice | SparkplugDevice)]
+        if push:
+            from pue_monitor.collectors.mqtt import MqttSource
+
+            assert cfg.mqtt is not None  # the config model requires it
+            source = MqttSource(cfg.mqtt, push, site_id=cfg.site.id, clock=self.clock, base_dir=site.base_dir)
+            self.runner.add_source(source, protocol="mqtt")
         enabled = cfg.prometheus.enabled if prometheus is None else prometheus
         self.prometheus: PrometheusEndpoint | None = None
         if enabled:
@@ -127,7 +135,15 @@ class Service:
             self.pipeline.ingest(last)
             log.info("resumed %d counters from %s", len(last), self.store.path)
 
-    def _add_device(self, dev: ModbusDevice) -> None:
+    def _add_device(self, dev: Device) -> None:
+        if isinstance(dev, SnmpDevice):
+            from pue_monitor.collectors.snmp import SnmpReader
+
+            reader = SnmpReader(dev, self.site, clock=self.clock)
+            self.runner.add(reader, Schedule(dev.interval, dev.timeout, dev.retries), protocol="snmp")
+            return
+        if not isinstance(dev, ModbusDevice):
+            return  # push devices share one source, added by __init__
         key = (dev.host, dev.port)
         conn = self.connections.get(key)
         if conn is None:

@@ -81,12 +81,14 @@ def test_unknown_point_and_profile(tmp_path):
     msg = error_of(tmp_path, GOOD.replace("[active_power, import_energy]", "[active_power, import_energy, bogus]"))
     assert ":13: devices[1].points[2]: profile 'eastron-sdm630' has no point 'bogus'" in msg
     msg = error_of(tmp_path, GOOD.replace("profile: eastron-sdm630", "profile: nope"))
-    assert ":12: devices[1].profile: unknown profile 'nope'" in msg
+    assert ":12: devices[1].profile: unknown modbus profile 'nope'" in msg
 
 
 def test_energy_point_must_have_energy_unit(tmp_path):
     msg = error_of(tmp_path, GOOD.replace("energy: import_energy, power", "energy: active_power, power"))
     assert "devices[0].meter.energy: point 'active_power' has unit 'kW', not an energy unit" in msg
+    msg = error_of(tmp_path, GOOD.replace("energy: import_energy, power", "energy: nope, power"))
+    assert "devices[0].meter.energy: device 'inc' has no point 'nope'" in msg
 
 
 def test_energy_model_needs_facility_and_it(tmp_path):

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from pue_monitor.readings import Quality
+from pue_monitor.readings import Quality, Reading
+
+if TYPE_CHECKING:
+    from pue_monitor.collectors.runner import DeviceStats
+
+Emit = Callable[[list[Reading]], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +25,21 @@ class PointValue:
     #: On a shared bus a poll may wait for its turn: stamping the wait's start would
     #: misplace counter readings in time and so misattribute energy between intervals.
     ts: float | None = None
+    tags: tuple[tuple[str, str], ...] = ()
+
+
+class PushSource(Protocol):
+    """A push protocol connection (MQTT) feeding readings of several devices.
+
+    ``run`` owns its connection and reconnects by itself until ``stopping`` is set;
+    it updates ``stats`` (one entry per device id in ``device_ids``; the runner creates
+    them) and never raises for device or payload errors.
+    """
+
+    name: str
+    device_ids: list[str]
+
+    async def run(self, emit: Emit, stats: dict[str, DeviceStats], stopping: asyncio.Event) -> None: ...
 
 
 class DeviceReader(Protocol):

@@ -19,7 +19,7 @@ from pue_monitor.clock import Clock, WallClock
 from pue_monitor.collectors.base import PointValue
 from pue_monitor.collectors.decode import decode
 from pue_monitor.collectors.plan import ReadRequest, compile_plan
-from pue_monitor.config.models import ModbusDevice, Profile
+from pue_monitor.config.models import ModbusDevice, ModbusProfile
 from pue_monitor.errors import (
     DecodeError,
     DeviceTimeout,
@@ -141,7 +141,7 @@ class ModbusConnection:
 class ModbusReader:
     """Reads one device (one unit id) through a shared :class:`ModbusConnection`."""
 
-    def __init__(self, device: ModbusDevice, profile: Profile, points: list[str], connection: ModbusConnection) -> None:
+    def __init__(self, device: ModbusDevice, profile: ModbusProfile, points: list[str], connection: ModbusConnection) -> None:
         self.device = device
         self.device_id = device.id
         self.connection = connection

@@ -13,11 +13,10 @@ import math
 import random
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pue_monitor.clock import Clock
-from pue_monitor.collectors.base import DeviceReader
+from pue_monitor.collectors.base import DeviceReader, Emit, PushSource
 from pue_monitor.errors import DeviceError, PermanentDeviceError, TransientDeviceError
 from pue_monitor.readings import Reading
 
@@ -47,9 +46,6 @@ class Schedule:
     retries: int
 
 
-Emit = Callable[[list[Reading]], None]
-
-
 class Runner:
     """Runs one polling task per device until :meth:`stop`."""
 
@@ -63,6 +59,7 @@ class Runner:
         self.backoff_cap = backoff_cap
         self.stats: dict[str, DeviceStats] = {}
         self._devices: list[tuple[DeviceReader, Schedule, str]] = []
+        self._sources: list[PushSource] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
 
@@ -70,10 +67,30 @@ class Runner:
         self._devices.append((reader, schedule, protocol))
         self.stats[reader.device_id] = DeviceStats(reader.device_id, protocol)
 
+    def add_source(self, source: PushSource, *, protocol: str) -> None:
+        """A push source (MQTT): one task for its connection, stats for each of its devices."""
+        self._sources.append(source)
+        for dev in source.device_ids:
+            self.stats[dev] = DeviceStats(dev, protocol)
+
     def start(self) -> None:
         for reader, schedule, _ in self._devices:
             task = asyncio.create_task(self._poll_loop(reader, schedule), name=f"poll {reader.device_id}")
             self._tasks.append(task)
+        for source in self._sources:
+            task = asyncio.create_task(self._source_loop(source), name=f"source {source.name}")
+            self._tasks.append(task)
+
+    async def _source_loop(self, source: PushSource) -> None:
+        """Run a push source; a crash (a bug) is logged and the source restarted after a pause."""
+        while not self._stopping.is_set():
+            try:
+                await source.run(self.emit, self.stats, self._stopping)
+                return
+            except Exception:
+                log.exception("source %s failed; restarting in %.0f s", source.name, self.backoff_cap)
+                if not await self._sleep_wall(self.backoff_cap):
+                    return
 
     async def stop(self, deadline: float = 2.0) -> None:
         """Two-phase stop: let polls in flight finish (bounded), then cancel."""
@@ -153,7 +170,7 @@ class Runner:
                     log.warning("device %s recovered", reader.device_id)
                 stats.up = True
             readings = [
-                Reading(ts if v.ts is None else v.ts, self.site, reader.device_id, v.point, v.value, v.unit, v.quality)
+                Reading(ts if v.ts is None else v.ts, self.site, reader.device_id, v.point, v.value, v.unit, v.quality, v.tags)
                 for v in values
             ]
             self.emit(readings)

@@ -14,9 +14,21 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
-from pue_monitor.config.models import UNITS, Device, Profile, Role, SiteConfig
+from pue_monitor.config.models import (
+    UNITS,
+    Device,
+    ModbusDevice,
+    ModbusProfile,
+    Profile,
+    Role,
+    SiteConfig,
+    SnmpDevice,
+    SnmpProfile,
+)
+
+_PROFILE = TypeAdapter[ModbusProfile | SnmpProfile](Profile)
 from pue_monitor.errors import ConfigError
 
 BUILTIN_PROFILES = resources.files("pue_monitor.config") / "profiles"
@@ -78,17 +90,17 @@ def _validation_error(path: Path, node: yaml.Node | None, exc: ValidationError) 
 # ------------------------------------------------------------------------ profiles
 
 
-def load_profile(path: Path) -> Profile:
+def load_profile(path: Path) -> ModbusProfile | SnmpProfile:
     data, node = _read_yaml(path)
     try:
-        return Profile.model_validate(data)
+        return _PROFILE.validate_python(data)
     except ValidationError as exc:
         raise _validation_error(path, node, exc) from None
 
 
-def load_profiles(extra_dirs: Iterable[Path] = ()) -> dict[str, Profile]:
+def load_profiles(extra_dirs: Iterable[Path] = ()) -> dict[str, ModbusProfile | SnmpProfile]:
     """Built-in profiles plus those in ``extra_dirs`` (a later one overrides by id)."""
-    profiles: dict[str, Profile] = {}
+    profiles: dict[str, ModbusProfile | SnmpProfile] = {}
     files = sorted(Path(str(p)) for p in BUILTIN_PROFILES.iterdir() if p.name.endswith(".yaml"))
     for d in extra_dirs:
         if not d.is_dir():
@@ -109,45 +121,79 @@ class LoadedSite:
 
     path: Path
     config: SiteConfig
-    profiles: dict[str, Profile]
+    profiles: dict[str, ModbusProfile | SnmpProfile]
 
-    def profile_of(self, device: Device) -> Profile:
-        return self.profiles[device.profile]
+    @property
+    def base_dir(self) -> Path:
+        """Folder relative paths in the site file (secrets, profile_dirs) start from."""
+        return self.path.parent
 
-    def points_of(self, device: Device) -> list[str]:
+    def profile_of(self, device: ModbusDevice) -> ModbusProfile:
+        prof = self.profiles[device.profile]
+        assert isinstance(prof, ModbusProfile)
+        return prof
+
+    def points_of(self, device: ModbusDevice) -> list[str]:
         prof = self.profile_of(device)
         return list(device.points) if device.points is not None else list(prof.points)
 
+    def unit_of(self, device: Device, point: str) -> str | None:
+        """Unit of ``point`` of ``device`` (for SNMP table points ``column.index``)."""
+        found = _device_units(device, self.profiles, 0, [])
+        return None if found is None else found[0](point)
 
-def _check_meaning(site: SiteConfig, profiles: dict[str, Profile], node: yaml.Node | None, path: Path) -> None:
+    def snmp_profiles(self) -> dict[str, SnmpProfile]:
+        return {k: p for k, p in self.profiles.items() if isinstance(p, SnmpProfile)}
+
+
+def _device_units(
+    dev: Device, profiles: dict[str, ModbusProfile | SnmpProfile], i: int, problems: list[tuple[list[Any], str]]
+) -> tuple[Any, list[str] | None] | None:
+    """(unit_of function, chosen point names or None for all) for a device, recording problems."""
+    if isinstance(dev, ModbusDevice | SnmpDevice):
+        if isinstance(dev, SnmpDevice) and dev.profile == "auto":
+            snmp = [p for p in profiles.values() if isinstance(p, SnmpProfile)]
+
+            def any_unit(point: str) -> str | None:
+                return next((u for p in snmp if (u := p.unit_of(point)) is not None), None)
+
+            return any_unit, None
+        prof = profiles.get(dev.profile)
+        wanted = "modbus" if isinstance(dev, ModbusDevice) else "snmp"
+        if prof is None or prof.protocol != wanted:
+            known = ", ".join(sorted(k for k, p in profiles.items() if p.protocol == wanted))
+            problems.append((["devices", i, "profile"], f"unknown {wanted} profile {dev.profile!r} (known: {known})"))
+            return None
+        for j, p in enumerate(dev.points or []):
+            if prof.unit_of(p) is None:
+                problems.append((["devices", i, "points", j], f"profile {prof.id!r} has no point {p!r}"))
+        chosen = None if dev.points is None else [p.split(".", 1)[0] for p in dev.points]
+        return prof.unit_of, chosen
+    return dev.unit_of, None
+
+
+def _check_meaning(
+    site: SiteConfig, profiles: dict[str, ModbusProfile | SnmpProfile], node: yaml.Node | None, path: Path
+) -> None:
     problems: list[tuple[list[Any], str]] = []
     for i, dev in enumerate(site.devices):
-        prof = profiles.get(dev.profile)
-        if prof is None:
-            problems.append(
-                (["devices", i, "profile"], f"unknown profile {dev.profile!r} (known: {', '.join(sorted(profiles))})")
-            )
+        found = _device_units(dev, profiles, i, problems)
+        if found is None or dev.meter is None:
             continue
-        chosen = dev.points if dev.points is not None else list(prof.points)
-        for j, p in enumerate(dev.points or []):
-            if p not in prof.points:
-                problems.append((["devices", i, "points", j], f"profile {prof.id!r} has no point {p!r}"))
-        if dev.meter is None:
-            continue
+        unit_of, chosen = found
         for field, quantity in (("energy", "energy"), ("power", "power")):
             name = getattr(dev.meter, field)
             if name is None:
                 continue
             loc = ["devices", i, "meter", field]
-            if name not in prof.points:
-                problems.append((loc, f"profile {prof.id!r} has no point {name!r}"))
-            elif name not in chosen:
+            unit = unit_of(name)
+            if unit is None:
+                problems.append((loc, f"device {dev.id!r} has no point {name!r}"))
+            elif chosen is not None and name.split(".", 1)[0] not in chosen:
                 problems.append((loc, f"point {name!r} is not among the device's points"))
-            elif UNITS.get(prof.points[name].unit, ("", 0))[0] != quantity:
+            elif UNITS.get(unit, ("", 0))[0] != quantity:
                 allowed = ", ".join(u for u, (q, _) in UNITS.items() if q == quantity)
-                problems.append(
-                    (loc, f"point {name!r} has unit {prof.points[name].unit!r}, not an {quantity} unit ({allowed})")
-                )
+                problems.append((loc, f"point {name!r} has unit {unit!r}, not an {quantity} unit ({allowed})"))
     roles = {d.meter.role for d in site.devices if d.meter}
     for needed in (Role.FACILITY_INPUT, Role.IT):
         if needed not in roles:

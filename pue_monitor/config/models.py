@@ -65,8 +65,8 @@ class ProfilePoint(_Model):
         return v
 
 
-class Profile(_Model):
-    """A device model's register map. Lives as YAML under ``pue_monitor/config/profiles``."""
+class ModbusProfile(_Model):
+    """A Modbus device model's register map. YAML under ``pue_monitor/config/profiles``."""
 
     id: str
     protocol: Literal["modbus"] = "modbus"
@@ -76,13 +76,136 @@ class Profile(_Model):
     max_registers_per_request: int = Field(default=125, ge=1, le=125)
     points: dict[str, ProfilePoint]
 
+    def unit_of(self, point: str) -> str | None:
+        p = self.points.get(point)
+        return None if p is None else p.unit
+
     @model_validator(mode="after")
-    def _no_overlap(self) -> Profile:
+    def _no_overlap(self) -> ModbusProfile:
         spans = sorted((p.function, p.address, p.address + p.count, name) for name, p in self.points.items())
         for a, b in itertools.pairwise(spans):
             if a[0] == b[0] and b[1] < a[2]:
                 raise ValueError(f"points {a[3]!r} and {b[3]!r} overlap at {a[0]} register {b[1]}")
         return self
+
+
+class SnmpObject(_Model):
+    """One SNMP object (a scalar, or a column of a table)."""
+
+    oid: Annotated[str, Field(pattern=r"^\.?[0-9]+(\.[0-9]+)*$", description="numeric OID")]
+    scale: float = Field(default=1.0, description="value = raw * scale")
+    unit: str = ""
+    description: str = ""
+    #: Counter32 / Counter64 wrap at 2**32 / 2**64 (the SNMP type says which); "reset_time"
+    #: names a sibling object that changes when a user resets the counter (APC PowerNet)
+    reset_time: str | None = Field(default=None, description="sibling column/scalar holding the reset time")
+
+    @field_validator("oid")
+    @classmethod
+    def _strip(cls, v: str) -> str:
+        return v.lstrip(".")
+
+
+class SnmpTable(_Model):
+    """A table walked with GETBULK; each row becomes points ``<column>.<index>`` tagged
+    ``<index_tag>=<index>`` (e.g. ``outlet_power.12`` with ``outlet=12``)."""
+
+    index_tag: str = Field(description="tag name for the row index, e.g. phase, outlet, sensor")
+    columns: dict[str, SnmpObject]
+
+
+class SnmpProfile(_Model):
+    """An SNMP device model: scalars (GET) and tables (bulk walk). YAML under profiles/."""
+
+    id: str
+    protocol: Literal["snmp"]
+    manufacturer: str
+    model: str
+    source: str = Field(description="MIB and version the OIDs come from")
+    sys_object_ids: list[str] = Field(
+        default_factory=list, description="sysObjectID prefixes that select this profile automatically"
+    )
+    scalars: dict[str, SnmpObject] = Field(default_factory=dict)
+    tables: dict[str, SnmpTable] = Field(default_factory=dict)
+
+    def _object(self, point: str) -> SnmpObject | None:
+        if point in self.scalars:
+            return self.scalars[point]
+        column = point.split(".", 1)[0]
+        for table in self.tables.values():
+            if column in table.columns:
+                return table.columns[column]
+        return None
+
+    def unit_of(self, point: str) -> str | None:
+        """Unit of a scalar ``name`` or a table point ``column.index`` (or bare column)."""
+        obj = self._object(point)
+        return None if obj is None else obj.unit
+
+    @property
+    def points(self) -> dict[str, SnmpObject]:
+        """Scalars and table columns by name (table columns stand for all their rows)."""
+        out = dict(self.scalars)
+        for table in self.tables.values():
+            out.update(table.columns)
+        return out
+
+    @model_validator(mode="after")
+    def _names_unique(self) -> SnmpProfile:
+        seen = set(self.scalars)
+        for table in self.tables.values():
+            dup = seen & set(table.columns)
+            if dup:
+                raise ValueError(f"point names used twice: {', '.join(sorted(dup))}")
+            seen |= set(table.columns)
+        if any("." in n for n in seen):
+            raise ValueError("point names must not contain '.' (it separates a column from its row index)")
+        return self
+
+
+Profile = Annotated[ModbusProfile | SnmpProfile, Field(discriminator="protocol")]
+
+
+# --------------------------------------------------------------------------- secrets
+
+
+class Secret(_Model):
+    """A secret read at start-up from an environment variable or a file, never from the YAML.
+
+    The value is never logged or printed; errors name the variable or file only.
+    """
+
+    env: str | None = Field(default=None, description="environment variable holding the secret")
+    file: str | None = Field(default=None, description="file holding the secret (trailing newline dropped)")
+
+    @model_validator(mode="after")
+    def _one(self) -> Secret:
+        if (self.env is None) == (self.file is None):
+            raise ValueError("give exactly one of 'env' or 'file'")
+        return self
+
+    def read(self, base_dir: str | None = None) -> str:
+        import os
+        from pathlib import Path
+
+        from pue_monitor.errors import ConfigError
+
+        if self.env is not None:
+            value = os.environ.get(self.env)
+            if value is None:
+                raise ConfigError(f"environment variable {self.env} (a secret) is not set")
+            return value
+        assert self.file is not None
+        path = Path(self.file)
+        if base_dir is not None and not path.is_absolute():
+            path = Path(base_dir) / path
+        try:
+            return path.read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read secret file: {exc.strerror or exc}") from None
+
+    def __repr__(self) -> str:  # never the value: there is none here, only where it lives
+        return f"Secret(env={self.env!r})" if self.env else f"Secret(file={self.file!r})"
 
 
 # ---------------------------------------------------------------------- energy model
@@ -146,6 +269,8 @@ class Meter(_Model):
 
 
 class _DeviceBase(_Model):
+    """A polled device."""
+
     id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$", description="unique device id")]
     interval: float = Field(default=60.0, gt=0, description="poll interval, seconds")
     timeout: float = Field(default=2.0, gt=0, description="per-request timeout, seconds")
@@ -177,7 +302,126 @@ class ModbusDevice(_DeviceBase):
     )
 
 
-Device = Annotated[ModbusDevice, Field(discriminator="protocol")]
+class SnmpV3(_Model):
+    """SNMPv3 user (USM). Keys come from env variables or files, never from the YAML."""
+
+    user: str
+    security_level: Literal["authPriv", "authNoPriv"] = "authPriv"
+    auth_protocol: Literal["SHA", "SHA224", "SHA256", "SHA384", "SHA512", "MD5"] = "SHA"
+    auth_key: Secret
+    priv_protocol: Literal["AES", "AES192", "AES256", "DES"] = "AES"
+    priv_key: Secret | None = None
+    context: str = ""
+
+    @model_validator(mode="after")
+    def _priv(self) -> SnmpV3:
+        if self.security_level == "authPriv" and self.priv_key is None:
+            raise ValueError("security_level authPriv needs priv_key (env or file)")
+        return self
+
+
+class SnmpDevice(_DeviceBase):
+    """An SNMP agent (UPS, rack PDU, sensor hub). ``profile: auto`` picks one by sysObjectID."""
+
+    protocol: Literal["snmp"]
+    host: str
+    port: int = Field(default=161, ge=1, le=65535)
+    version: Literal["2c", "3"] = "2c"
+    community: str | Secret = Field(default="public", description="v2c community (a string or a Secret)")
+    v3: SnmpV3 | None = None
+    max_repetitions: int = Field(default=25, ge=1, le=200, description="GETBULK max-repetitions")
+
+    @model_validator(mode="after")
+    def _version(self) -> SnmpDevice:
+        if self.version == "3" and self.v3 is None:
+            raise ValueError("version '3' needs a v3: section (user, auth_key, priv_key)")
+        if self.version == "2c" and self.v3 is not None:
+            raise ValueError("a v3: section needs version: '3'")
+        return self
+
+
+class MqttPoint(_Model):
+    """How one value is taken from a message payload."""
+
+    point: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")]
+    path: str | None = Field(
+        default=None,
+        description="JSON field path (dots and [n], e.g. data.temp or values[0]); None: the payload is a number",
+    )
+    unit: str = ""
+    scale: float = 1.0
+
+
+class MqttSubscription(_Model):
+    topic: str = Field(description="topic filter, MQTT wildcards + and # allowed")
+    qos: Literal[0, 1, 2] = 1
+    points: list[MqttPoint] = Field(min_length=1)
+    timestamp: str | None = Field(
+        default=None, description="JSON field with the sample time (epoch s/ms or ISO 8601); default arrival"
+    )
+
+
+class MqttDevice(_Model):
+    """Values pushed over MQTT as JSON or plain numbers."""
+
+    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")]
+    protocol: Literal["mqtt"]
+    subscriptions: list[MqttSubscription] = Field(min_length=1)
+    interval: float = Field(default=60.0, gt=0, description="expected update period, seconds (staleness)")
+    meter: Meter | None = None
+
+    def unit_of(self, point: str) -> str | None:
+        for s in self.subscriptions:
+            for p in s.points:
+                if p.point == point:
+                    return p.unit
+        return None
+
+
+class SparkplugDevice(_Model):
+    """A Sparkplug B edge node (or one device behind it). Metric names come from the births."""
+
+    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")]
+    protocol: Literal["sparkplug"]
+    group: str
+    edge_node: str
+    device: str | None = Field(default=None, description="Sparkplug device id; None: the node's own metrics")
+    metrics: dict[str, MqttPoint] = Field(
+        default_factory=dict, description="metric name -> point; unlisted metrics keep their name as point"
+    )
+    interval: float = Field(default=60.0, gt=0, description="expected update period, seconds (staleness)")
+    meter: Meter | None = None
+
+    def unit_of(self, point: str) -> str | None:
+        for p in self.metrics.values():
+            if p.point == point:
+                return p.unit
+        return None
+
+
+Device = Annotated[ModbusDevice | SnmpDevice | MqttDevice | SparkplugDevice, Field(discriminator="protocol")]
+
+
+class MqttTls(_Model):
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    insecure: bool = Field(default=False, description="skip hostname verification (test rigs only)")
+
+
+class MqttBroker(_Model):
+    """The site's MQTT broker (for mqtt and sparkplug devices)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+    client_id: str = Field(default="pue-monitor", description="stable id: the broker keeps our session by it")
+    username: str | None = None
+    password: Secret | None = None
+    tls: MqttTls | None = None
+    keepalive: int = Field(default=30, ge=5)
+    session_expiry: int = Field(
+        default=86400, ge=0, description="seconds the broker keeps our session (and QoS 1 messages) while away"
+    )
 
 
 # ------------------------------------------------------------------------------ site
@@ -228,6 +472,7 @@ class SiteConfig(_Model):
     devices: list[Device] = Field(min_length=1)
     store: StoreConfig = StoreConfig()
     prometheus: PrometheusConfig = PrometheusConfig()
+    mqtt: MqttBroker | None = Field(default=None, description="broker for mqtt/sparkplug devices")
     profile_dirs: list[str] = Field(default_factory=list, description="extra profile folders")
 
     @model_validator(mode="after")
@@ -239,8 +484,12 @@ class SiteConfig(_Model):
             seen[d.id] = i
         units: dict[tuple[str, int, int], str] = {}
         for d in self.devices:
+            if not isinstance(d, ModbusDevice):
+                continue
             key = (d.host, d.port, d.unit_id)
             if key in units:
                 raise ValueError(f"devices {units[key]!r} and {d.id!r} share {d.host}:{d.port} unit {d.unit_id}")
             units[key] = d.id
+        if self.mqtt is None and any(isinstance(d, MqttDevice | SparkplugDevice) for d in self.devices):
+            raise ValueError("mqtt and sparkplug devices need an mqtt: broker section")
         return self

@@ -41,7 +41,7 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 from pue_monitor.clock import Clock
 from pue_monitor.collectors.decode import encode
 from pue_monitor.config.loader import load_profiles
-from pue_monitor.config.models import UNITS, Profile, ProfilePoint
+from pue_monitor.config.models import UNITS, ModbusProfile, ProfilePoint
 from pue_monitor.simulator.world import METERS, SimulatedDataCentre
 
 SITE_ID = "sim-taiyuan"
@@ -137,7 +137,9 @@ class SimulatorServers:
         self.world = world
         self.clock = clock
         self.host = host
-        self.profiles: dict[str, Profile] = load_profiles()
+        self.profiles: dict[str, ModbusProfile] = {
+            k: p for k, p in load_profiles().items() if isinstance(p, ModbusProfile)
+        }
         self.devices: dict[str, DeviceSpec] = {d.id: d for d in DEVICES}
         self.ports: dict[str, tuple[str, int, int]] = {}
         self._servers: list[ModbusTcpServer] = []

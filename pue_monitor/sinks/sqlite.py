@@ -18,14 +18,14 @@ from typing import Any
 from pue_monitor.config.models import SUBSYSTEMS
 from pue_monitor.readings import Reading
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: readings.tags
 _SUB_COLS = [f"e_{r.value}_kwh" for r in SUBSYSTEMS]
 
 _DDL = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS readings (
     ts REAL NOT NULL, site TEXT NOT NULL, device TEXT NOT NULL, point TEXT NOT NULL,
-    value REAL, unit TEXT NOT NULL, quality INTEGER NOT NULL
+    value REAL, unit TEXT NOT NULL, quality INTEGER NOT NULL, tags TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS readings_series ON readings (device, point, ts);
 CREATE INDEX IF NOT EXISTS readings_ts ON readings (ts);
@@ -93,17 +93,26 @@ class SqliteStore:
         self._conn = connect(self.path)
         with self._lock, self._conn:
             self._conn.executescript(_DDL)
+            cols = {r["name"] for r in self._conn.execute("PRAGMA table_info(readings)")}
+            if "tags" not in cols:  # a version-1 store
+                self._conn.execute("ALTER TABLE readings ADD COLUMN tags TEXT NOT NULL DEFAULT ''")
             self._conn.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
                 (str(SCHEMA_VERSION),),
             )
 
     def write_readings(self, readings: Sequence[Reading]) -> None:
         if not readings:
             return
-        rows = [(r.ts, r.site, r.device, r.point, r.value, r.unit, int(r.quality)) for r in readings]
+        rows = [
+            (r.ts, r.site, r.device, r.point, r.value, r.unit, int(r.quality), ",".join(f"{k}={v}" for k, v in r.tags))
+            for r in readings
+        ]
         with self._lock, self._conn:
-            self._conn.executemany("INSERT INTO readings VALUES (?,?,?,?,?,?,?)", rows)
+            self._conn.executemany(
+                "INSERT INTO readings (ts, site, device, point, value, unit, quality, tags) VALUES (?,?,?,?,?,?,?,?)",
+                rows,
+            )
 
     def upsert_intervals(self, site: str, resolution: str, intervals: Iterable[Any], *, now: float) -> int:
         """Insert or replace rollups (objects shaped like ``pipeline.pue.PueInterval``)."""
