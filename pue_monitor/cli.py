@@ -15,6 +15,7 @@ import logging
 import signal
 import sys
 import tempfile
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -182,6 +183,10 @@ class _Display:
         minute = st.latest.get("1m")
         devs = st.devices.values()
         up = sum(1 for d in devs if d.up)
+        by_protocol: Counter[str] = Counter()
+        for dev, n in st.readings.items():
+            by_protocol[st.devices[dev].protocol if dev in st.devices else "?"] += n
+        outdoor = next((r for (_, p), r in st.latest_readings.items() if p == "outdoor_temperature"), None)
         rec = {
             "time": _iso(snap.now, self.tz),
             "pue_instant": st.instant_pue,
@@ -194,16 +199,20 @@ class _Display:
             "measured_share": minute.measured if minute else None,
             "devices_up": up,
             "devices": len(st.devices),
+            "readings_by_protocol": dict(sorted(by_protocol.items())),
+            "outdoor_temperature_c": outdoor.value if outdoor else None,
         }
         if self.json_lines:
             print(json.dumps(rec), flush=True)
             return
         power = " ".join(f"{_SHORT.get(k, k)} {v:.0f}" for k, v in rec["power_kw"].items()) or "n/a"
         quality = f"cat {rec['category']}, {rec['measured_share']:.0%} measured" if minute else "no interval yet"
+        protocols = " ".join(f"{k} {v}" for k, v in rec["readings_by_protocol"].items()) or "none yet"
+        weather = f" | outdoor {outdoor.value:.1f} °C" if outdoor else ""
         print(
             f"{rec['time']}  PUE now {_fmt(rec['pue_instant'])}  1-min {_fmt(rec['pue_1m'])}  "
-            f"period {_fmt(rec['pue_period'])} ({quality}) | kW: {power} | "
-            f"devices {up}/{len(st.devices)} up",
+            f"period {_fmt(rec['pue_period'])} ({quality}) | kW: {power}{weather} | "
+            f"devices {up}/{len(st.devices)} up | readings: {protocols}",
             flush=True,
         )
 
@@ -252,7 +261,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     async def main() -> None:
         service, display = await _run_service(site, args)
         if not args.json:
-            print(f"stopped; store: {service.store.path}; period PUE {_fmt(display.period_pue)}")
+            outputs = [f"store {service.store.path}"] if service.store else []
+            if service.influx is not None:
+                st = service.influx.stats
+                outputs.append(f"InfluxDB {service.influx.url} ({st.points_written} points written)")
+            print(f"stopped; {', '.join(outputs)}; period PUE {_fmt(display.period_pue)}")
 
     asyncio.run(main())
     return EXIT_OK
@@ -261,7 +274,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from pue_monitor.clock import ScaledClock
     from pue_monitor.config.loader import site_from_dict
-    from pue_monitor.simulator import SimulatedDataCentre, SimulatorServers
+    from pue_monitor.simulator import SimulatedDataCentre
+    from pue_monitor.simulator.site import SimulatedSite
 
     start = dt.datetime.fromisoformat(args.start).timestamp() if args.start else dt.datetime.now(dt.UTC).timestamp()
     db = args.db or str(Path(tempfile.mkdtemp(prefix="pue-demo-")) / "demo.sqlite")
@@ -269,15 +283,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     async def main() -> dict[str, Any]:
         clock = ScaledClock(start=start, speed=args.speed)
         world = SimulatedDataCentre(start=start, seed=args.seed)
-        async with SimulatorServers(world, clock) as servers:
+        async with SimulatedSite(world, clock, publish_interval=args.interval) as sim:
             # timeouts are in simulated seconds too: a third of the interval
-            cfg = servers.site_config(interval=args.interval, timeout=args.interval / 3)
+            cfg = sim.site_config(interval=args.interval, timeout=args.interval / 3)
             cfg["store"] = {"path": db}
             site = site_from_dict(cfg, source="<demo site>")
             if not args.json:
+                protocols = Counter(d.protocol for d in site.config.devices)
                 print(
-                    f"pue demo: simulated data centre '{site.config.site.id}' "
-                    f"({len(site.config.devices)} Modbus devices on loopback), "
+                    f"pue demo: simulated data centre '{site.config.site.id}' ("
+                    + ", ".join(f"{n} {p}" for p, n in sorted(protocols.items()))
+                    + f" devices on loopback; MQTT broker: {sim.broker.kind}), "
                     f"{args.speed:g}x real time; store {db}",
                     flush=True,
                 )
@@ -317,13 +333,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     import yaml
 
     from pue_monitor.clock import WallClock
-    from pue_monitor.simulator import SimulatedDataCentre, SimulatorServers
+    from pue_monitor.simulator import SimulatedDataCentre
+    from pue_monitor.simulator.site import SimulatedSite
 
     async def main() -> None:
         clock = WallClock()
         world = SimulatedDataCentre(start=clock.now(), seed=args.seed)
-        async with SimulatorServers(world, clock) as servers:
-            cfg = servers.site_config(interval=args.interval, timeout=min(2.0, args.interval / 2))
+        async with SimulatedSite(world, clock, publish_interval=args.interval) as sim:
+            cfg = sim.site_config(interval=args.interval, timeout=min(2.0, args.interval / 2))
             text = yaml.safe_dump(cfg, sort_keys=False)
             if args.write_config:
                 await asyncio.to_thread(Path(args.write_config).write_text, text)

@@ -21,6 +21,8 @@ from pue_monitor.pipeline.energy import SeriesSpec
 from pue_monitor.pipeline.live import LivePipeline
 from pue_monitor.pipeline.pue import PueInterval, aggregate
 from pue_monitor.readings import Reading
+from pue_monitor.sinks.influx import InfluxSink
+from pue_monitor.sinks.lineprotocol import LineBuilder
 from pue_monitor.sinks.prometheus import LiveState, PrometheusEndpoint
 from pue_monitor.sinks.sqlite import SqliteStore
 
@@ -97,9 +99,17 @@ class Service:
         self.grace = max_interval + max_wait + 1.0  # a boundary's reading has arrived by then
         self.tick = tick if tick is not None else min(10.0, max_interval)
         self.state = LiveState(site=cfg.site.id, warning=cfg.thresholds.warning, critical=cfg.thresholds.critical)
-        self.store = SqliteStore(store_path or cfg.store.path)
-        self.store.set_meta("site", cfg.site.id)
-        self.store.set_meta("timezone", cfg.site.timezone)
+        # outputs: the embedded store (default), InfluxDB (when configured), or both
+        self.store: SqliteStore | None = None
+        if store_path is not None or cfg.store_enabled:
+            self.store = SqliteStore(store_path or cfg.store.path)
+            self.store.set_meta("site", cfg.site.id)
+            self.store.set_meta("timezone", cfg.site.timezone)
+        self.influx: InfluxSink | None = None
+        self.lines = LineBuilder()
+        if cfg.influxdb is not None:
+            self.influx = InfluxSink(cfg.influxdb, base_dir=site.base_dir)
+            self.state.sink = self.influx
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
         if resume:
             self._resume()
@@ -128,6 +138,8 @@ class Service:
         """Seed the pipeline with each counter's last stored reading, so the energy used
         while the service was down is bridged exactly by the counter delta (flagged as a
         gap) instead of being lost."""
+        if self.store is None:
+            return
         now = self.clock.now()
         keys = [k for k, spec in self.specs.items() if spec.kind == "counter"]
         last = [r for r in self.store.last_readings(keys) if now - self.pipeline.horizon < r.ts < now]
@@ -152,8 +164,15 @@ class Service:
         self.runner.add(reader, Schedule(dev.interval, dev.timeout, dev.retries), protocol="modbus")
 
     def _on_readings(self, readings: list[Reading]) -> None:
-        self._pending.extend(readings)
+        if self.store is not None:
+            self._pending.extend(readings)
+        if self.influx is not None and self.influx.cfg.write_readings:
+            self.influx.submit(self.lines.readings(readings))
         self.pipeline.ingest(readings)
+        latest = self.state.latest_readings
+        for r in readings:
+            latest[(r.device, r.point)] = r
+        self.state.readings.update(r.device for r in readings)
 
     async def _io_call(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
         loop = asyncio.get_running_loop()
@@ -163,11 +182,12 @@ class Service:
         """Flush readings, close intervals, upsert rollups, refresh the live state."""
         now = self.clock.now()
         pending, self._pending = self._pending, []
-        await self._io_call(self.store.write_readings, pending)
+        if self.store is not None:
+            await self._io_call(self.store.write_readings, pending)
         closed = self.pipeline.close(now, self.grace)
         site = self.site.config.site
         if closed:
-            await self._io_call(self.store.upsert_intervals, site.id, "1m", closed, now=time.time())
+            await self._write_intervals("1m", closed)
             for iv in closed:
                 self._minutes[iv.start] = iv
             last_end = max(iv.end for iv in self._minutes.values())
@@ -177,7 +197,7 @@ class Service:
                 )
                 touched_from = min(iv.start for iv in closed) - seconds
                 buckets = [b for b in buckets if b.end > touched_from]
-                await self._io_call(self.store.upsert_intervals, site.id, window, buckets, now=time.time())
+                await self._write_intervals(window, buckets)
                 complete = [b for b in buckets if b.end <= last_end]
                 if complete:
                     self.state.latest[window] = complete[-1]
@@ -192,8 +212,17 @@ class Service:
             self.on_tick(snap)
         return snap
 
+    async def _write_intervals(self, resolution: str, intervals: list[PueInterval]) -> None:
+        site = self.site.config.site.id
+        if self.store is not None:
+            await self._io_call(self.store.upsert_intervals, site, resolution, intervals, now=time.time())
+        if self.influx is not None and self.influx.cfg.write_intervals:
+            self.influx.submit(self.lines.intervals(site, resolution, intervals))
+
     async def run(self, stop: asyncio.Event) -> None:
         """Poll and process until ``stop`` is set; then stop in two phases."""
+        if self.influx is not None:
+            await self.influx.start()
         self.runner.start()
         try:
             while not stop.is_set():
@@ -208,7 +237,10 @@ class Service:
     async def close(self) -> None:
         for conn in self.connections.values():
             await conn.close()
+        if self.influx is not None:
+            await self.influx.close()
         if self.prometheus is not None:
             self.prometheus.close()
-        await self._io_call(self.store.close)
+        if self.store is not None:
+            await self._io_call(self.store.close)
         self._io.shutdown(wait=True)

@@ -141,7 +141,9 @@ class ModbusConnection:
 class ModbusReader:
     """Reads one device (one unit id) through a shared :class:`ModbusConnection`."""
 
-    def __init__(self, device: ModbusDevice, profile: ModbusProfile, points: list[str], connection: ModbusConnection) -> None:
+    def __init__(
+        self, device: ModbusDevice, profile: ModbusProfile, points: list[str], connection: ModbusConnection
+    ) -> None:
         self.device = device
         self.device_id = device.id
         self.connection = connection

@@ -170,7 +170,16 @@ class Runner:
                     log.warning("device %s recovered", reader.device_id)
                 stats.up = True
             readings = [
-                Reading(ts if v.ts is None else v.ts, self.site, reader.device_id, v.point, v.value, v.unit, v.quality, v.tags)
+                Reading(
+                    ts if v.ts is None else v.ts,
+                    self.site,
+                    reader.device_id,
+                    v.point,
+                    v.value,
+                    v.unit,
+                    v.quality,
+                    v.tags,
+                )
                 for v in values
             ]
             self.emit(readings)

@@ -27,9 +27,9 @@ from pue_monitor.config.models import (
     SnmpDevice,
     SnmpProfile,
 )
+from pue_monitor.errors import ConfigError
 
 _PROFILE = TypeAdapter[ModbusProfile | SnmpProfile](Profile)
-from pue_monitor.errors import ConfigError
 
 BUILTIN_PROFILES = resources.files("pue_monitor.config") / "profiles"
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import enum
 import itertools
+import math
+import re
 import zoneinfo
 from typing import Annotated, Literal
 
@@ -99,11 +101,35 @@ class SnmpObject(_Model):
     #: Counter32 / Counter64 wrap at 2**32 / 2**64 (the SNMP type says which); "reset_time"
     #: names a sibling object that changes when a user resets the counter (APC PowerNet)
     reset_time: str | None = Field(default=None, description="sibling column/scalar holding the reset time")
+    counter_bits: Literal[32, 64] | None = Field(
+        default=None,
+        description="the MIB type is Counter32/Counter64: the value wraps at 2**bits * scale (the meter's "
+        "default rollover, see SnmpProfile.rollover_of)",
+    )
+    missing_values: list[int] = Field(
+        default_factory=list, description="raw values meaning 'not available' (e.g. APC answers -1); skipped"
+    )
 
     @field_validator("oid")
     @classmethod
     def _strip(cls, v: str) -> str:
         return v.lstrip(".")
+
+    @field_validator("scale")
+    @classmethod
+    def _scale_nonzero(cls, v: float) -> float:
+        if v == 0:
+            raise ValueError("scale must not be 0")
+        return v
+
+    @property
+    def rollover(self) -> float | None:
+        """Counter value (after scale, in ``unit``) at which it wraps to 0, from ``counter_bits``."""
+        return None if self.counter_bits is None else float(2**self.counter_bits) * abs(self.scale)
+
+
+#: ENTITY-SENSOR-MIB (RFC 3433) entPhySensorEntry columns the reader needs for per-row scaling
+ENTITY_SENSOR_ENTRY = "1.3.6.1.2.1.99.1.1.1"
 
 
 class SnmpTable(_Model):
@@ -112,6 +138,21 @@ class SnmpTable(_Model):
 
     index_tag: str = Field(description="tag name for the row index, e.g. phase, outlet, sensor")
     columns: dict[str, SnmpObject]
+    scaling: Literal["profile", "entity-sensor"] = Field(
+        default="profile",
+        description="profile: value = raw * column scale; entity-sensor: ENTITY-SENSOR-MIB rows carry their "
+        "own type (unit), scale (SI prefix) and precision (decimals), read from the same row",
+    )
+
+    @model_validator(mode="after")
+    def _entity_sensor_columns(self) -> SnmpTable:
+        if self.scaling == "entity-sensor":
+            oids = {c.oid for c in self.columns.values()}
+            need = {f"{ENTITY_SENSOR_ENTRY}.{i}" for i in (1, 2, 3, 4)}
+            if not need <= oids:
+                missing = ", ".join(sorted(need - oids))
+                raise ValueError(f"scaling entity-sensor needs the entPhySensorTable columns {missing}")
+        return self
 
 
 class SnmpProfile(_Model):
@@ -142,6 +183,11 @@ class SnmpProfile(_Model):
         obj = self._object(point)
         return None if obj is None else obj.unit
 
+    def rollover_of(self, point: str) -> float | None:
+        """Default meter rollover of an energy point: ``2**counter_bits * scale`` (None: not a counter)."""
+        obj = self._object(point)
+        return None if obj is None else obj.rollover
+
     @property
     def points(self) -> dict[str, SnmpObject]:
         """Scalars and table columns by name (table columns stand for all their rows)."""
@@ -160,6 +206,13 @@ class SnmpProfile(_Model):
             seen |= set(table.columns)
         if any("." in n for n in seen):
             raise ValueError("point names must not contain '.' (it separates a column from its row index)")
+        for name, obj in self.scalars.items():
+            if obj.reset_time is not None and obj.reset_time not in self.scalars:
+                raise ValueError(f"{name}: reset_time {obj.reset_time!r} is not a scalar of this profile")
+        for tname, table in self.tables.items():
+            for name, obj in table.columns.items():
+                if obj.reset_time is not None and obj.reset_time not in table.columns:
+                    raise ValueError(f"{name}: reset_time {obj.reset_time!r} is not a column of table {tname!r}")
         return self
 
 
@@ -309,7 +362,11 @@ class SnmpV3(_Model):
     security_level: Literal["authPriv", "authNoPriv"] = "authPriv"
     auth_protocol: Literal["SHA", "SHA224", "SHA256", "SHA384", "SHA512", "MD5"] = "SHA"
     auth_key: Secret
-    priv_protocol: Literal["AES", "AES192", "AES256", "DES"] = "AES"
+    priv_protocol: Literal["AES", "AES192", "AES256", "AES192C", "AES256C", "DES"] = Field(
+        default="AES",
+        description="AES192/AES256: Blumenthal key extension (net-snmp's names); AES192C/AES256C: Reeder "
+        "key extension (Cisco and others)",
+    )
     priv_key: Secret | None = None
     context: str = ""
 
@@ -351,14 +408,54 @@ class MqttPoint(_Model):
     unit: str = ""
     scale: float = 1.0
 
+    @field_validator("path")
+    @classmethod
+    def _path(cls, v: str | None) -> str | None:
+        return None if v is None else _json_path(v)
+
+    @field_validator("scale")
+    @classmethod
+    def _scale_finite(cls, v: float) -> float:
+        if v == 0 or not math.isfinite(v):
+            raise ValueError("scale must be finite and not 0")
+        return v
+
+
+#: a JSON path: keys separated by dots, list indexes in brackets (``data.values[0].v``)
+_JSON_PATH = re.compile(r"(?:[^.\[\]]+|\[\d+\])(?:\.[^.\[\]]+|\[\d+\])*")
+
+
+def _json_path(v: str) -> str:
+    if not _JSON_PATH.fullmatch(v):
+        raise ValueError(f"bad JSON path {v!r} (use dots and [n], e.g. data.values[0].temp)")
+    return v
+
 
 class MqttSubscription(_Model):
-    topic: str = Field(description="topic filter, MQTT wildcards + and # allowed")
+    topic: str = Field(description="topic filter, MQTT wildcards + and # allowed", examples=["site/+/power"])
     qos: Literal[0, 1, 2] = 1
     points: list[MqttPoint] = Field(min_length=1)
     timestamp: str | None = Field(
-        default=None, description="JSON field with the sample time (epoch s/ms or ISO 8601); default arrival"
+        default=None,
+        description="JSON path of the sample time (epoch s or ms, told apart by magnitude, or ISO 8601); "
+        "default: arrival time. A message without it is rejected.",
     )
+
+    @field_validator("topic")
+    @classmethod
+    def _filter(cls, v: str) -> str:
+        levels = v.split("/")
+        if not v or "\0" in v or len(v.encode()) > 65535:
+            raise ValueError("topic filter must be 1..65535 bytes without NUL")
+        for i, level in enumerate(levels):
+            if ("#" in level and (level != "#" or i != len(levels) - 1)) or ("+" in level and level != "+"):
+                raise ValueError(f"bad topic filter {v!r}: '+' must fill a level, '#' only as the last level")
+        return v
+
+    @field_validator("timestamp")
+    @classmethod
+    def _ts_path(cls, v: str | None) -> str | None:
+        return None if v is None else _json_path(v)
 
 
 class MqttDevice(_Model):
@@ -385,9 +482,15 @@ class SparkplugDevice(_Model):
     protocol: Literal["sparkplug"]
     group: str
     edge_node: str
-    device: str | None = Field(default=None, description="Sparkplug device id; None: the node's own metrics")
+    device: str | None = Field(
+        default=None,
+        description="Sparkplug device id: only its metrics. None: the node's own metrics and those of every "
+        "device behind it, the latter tagged sparkplug_device=<device id>",
+    )
     metrics: dict[str, MqttPoint] = Field(
-        default_factory=dict, description="metric name -> point; unlisted metrics keep their name as point"
+        default_factory=dict,
+        description="metric name -> point (path is not used); unlisted metrics become points named after "
+        "the metric, lower case, other characters as '_' ('Supply Temp' -> supply_temp)",
     )
     interval: float = Field(default=60.0, gt=0, description="expected update period, seconds (staleness)")
     meter: Meter | None = None
@@ -398,6 +501,13 @@ class SparkplugDevice(_Model):
                 return p.unit
         return None
 
+    @field_validator("group", "edge_node", "device")
+    @classmethod
+    def _topic_level(cls, v: str | None) -> str | None:
+        if v is not None and (not v or any(c in v for c in "/+#")):
+            raise ValueError(f"{v!r}: a Sparkplug id is one non-empty topic level without '/', '+' or '#'")
+        return v
+
 
 Device = Annotated[ModbusDevice | SnmpDevice | MqttDevice | SparkplugDevice, Field(discriminator="protocol")]
 
@@ -407,6 +517,12 @@ class MqttTls(_Model):
     cert_file: str | None = None
     key_file: str | None = None
     insecure: bool = Field(default=False, description="skip hostname verification (test rigs only)")
+
+    @model_validator(mode="after")
+    def _pair(self) -> MqttTls:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("a client certificate needs both cert_file and key_file")
+        return self
 
 
 class MqttBroker(_Model):
@@ -420,8 +536,18 @@ class MqttBroker(_Model):
     tls: MqttTls | None = None
     keepalive: int = Field(default=30, ge=5)
     session_expiry: int = Field(
-        default=86400, ge=0, description="seconds the broker keeps our session (and QoS 1 messages) while away"
+        default=86400,
+        ge=0,
+        le=0xFFFFFFFF,
+        description="seconds the broker keeps our session (and QoS 1 messages) while away (MQTT 5; "
+        "MQTT 3.1.1 brokers keep a persistent session until their own limit)",
     )
+
+    @model_validator(mode="after")
+    def _credentials(self) -> MqttBroker:
+        if self.password is not None and self.username is None:
+            raise ValueError("a password needs a username")
+        return self
 
 
 # ------------------------------------------------------------------------------ site
@@ -456,8 +582,39 @@ class Thresholds(_Model):
 
 
 class StoreConfig(_Model):
+    enabled: bool | None = Field(
+        default=None, description="embedded store on/off; default: on unless an influxdb: section is given"
+    )
     path: str = Field(default="pue-monitor.sqlite", description="embedded SQLite store file")
     keep_readings_days: float = Field(default=90, gt=0)
+
+
+class SpoolConfig(_Model):
+    path: str = Field(default="pue-spool.sqlite", description="on-disk queue of batches not yet written")
+    max_bytes: int = Field(
+        default=256 * 2**20, ge=2**16, description="bound; past it the oldest batches are evicted (counted)"
+    )
+
+
+class InfluxConfig(_Model):
+    """InfluxDB (1.x, 2.x, 3) or anything that accepts its line protocol (VictoriaMetrics)."""
+
+    url: str = Field(examples=["http://127.0.0.1:8086"])
+    api: Literal["auto", "v1", "v2"] = Field(
+        default="auto", description="auto: ask /ping; servers older than 1.8 get the 1.x /write endpoint"
+    )
+    org: str = Field(default="", description="v2 organisation (ignored by 1.x and VictoriaMetrics)")
+    bucket: str = Field(default="pue", description="v2 bucket, or 1.x database ('db' or 'db/retention_policy')")
+    token: Secret | None = Field(default=None, description="v2 API token (env or file)")
+    username: str | None = Field(default=None, description="1.x user")
+    password: Secret | None = Field(default=None, description="1.x password (env or file)")
+    batch_size: int = Field(default=5000, ge=1, le=1_000_000, description="points per write")
+    flush_interval: float = Field(default=1.0, gt=0, description="seconds a partial batch may wait")
+    gzip: bool = True
+    timeout: float = Field(default=10.0, gt=0, description="HTTP timeout, seconds")
+    spool: SpoolConfig = SpoolConfig()
+    write_readings: bool = True
+    write_intervals: bool = True
 
 
 class PrometheusConfig(_Model):
@@ -473,6 +630,12 @@ class SiteConfig(_Model):
     store: StoreConfig = StoreConfig()
     prometheus: PrometheusConfig = PrometheusConfig()
     mqtt: MqttBroker | None = Field(default=None, description="broker for mqtt/sparkplug devices")
+    influxdb: InfluxConfig | None = Field(default=None, description="write readings and KPIs to InfluxDB")
+
+    @property
+    def store_enabled(self) -> bool:
+        return self.store.enabled if self.store.enabled is not None else self.influxdb is None
+
     profile_dirs: list[str] = Field(default_factory=list, description="extra profile folders")
 
     @model_validator(mode="after")

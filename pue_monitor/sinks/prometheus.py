@@ -8,6 +8,7 @@ ratio), ``_total`` for counters.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from pue_monitor.collectors.runner import DeviceStats
+from pue_monitor.readings import Reading
 
 
 @dataclass
@@ -31,6 +33,12 @@ class LiveState:
     #: window ("1m", "15m", "1h", "1d") -> latest complete interval (PueInterval-shaped)
     latest: dict[str, Any] = field(default_factory=dict)
     devices: dict[str, DeviceStats] = field(default_factory=dict)
+    #: readings that reached the pipeline, per device
+    readings: Counter[str] = field(default_factory=Counter)
+    #: latest reading per (device, point), for displays
+    latest_readings: dict[tuple[str, str], Reading] = field(default_factory=dict)
+    #: the InfluxDB sink, when one is configured (``pue_monitor.sinks.influx.InfluxSink``)
+    sink: Any = None
 
 
 class PueCollector(Collector):
@@ -104,6 +112,9 @@ class PueCollector(Collector):
             "pue_collector_poll_latency_seconds", "Duration of the last successful poll.", labels=["device", "protocol"]
         )
         up = GaugeMetricFamily("pue_collector_up", "1 if the last poll succeeded.", labels=["device", "protocol"])
+        readings = CounterMetricFamily(
+            "pue_collector_readings", "Readings delivered to the pipeline.", labels=["device", "protocol"]
+        )
         for dev, st in sorted(s.devices.items()):
             lab = [dev, st.protocol]
             polls.add_metric(lab, st.polls)
@@ -115,7 +126,39 @@ class PueCollector(Collector):
             if st.last_latency is not None:
                 latency.add_metric(lab, st.last_latency)
             up.add_metric(lab, 1.0 if st.up else 0.0)
-        yield from (polls, failed, errors, last, latency, up)
+            readings.add_metric(lab, s.readings[dev])
+        yield from (polls, failed, errors, last, latency, up, readings)
+        if s.sink is not None:
+            yield from self._sink_metrics(s.sink)
+
+    @staticmethod
+    def _sink_metrics(sink: Any) -> Iterator[Metric]:
+        st, spool = sink.stats, sink.spool.status()
+        lab = ["sink"]
+        val = ["influxdb"]
+
+        def gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
+            g = GaugeMetricFamily(name, doc, labels=lab)
+            g.add_metric(val, value)
+            return g
+
+        def counter(name: str, doc: str, value: float) -> CounterMetricFamily:
+            c = CounterMetricFamily(name, doc, labels=lab)
+            c.add_metric(val, value)
+            return c
+
+        yield gauge("pue_sink_up", "1 if the last write succeeded.", 1.0 if st.up else 0.0)
+        yield counter("pue_sink_points_written", "Points the database accepted.", st.points_written)
+        yield counter("pue_sink_write_failures", "Writes that failed and were kept for retry.", st.write_failures)
+        yield counter(
+            "pue_sink_quarantined_batches", "Batches with points the database rejected.", st.batches_quarantined
+        )
+        yield gauge("pue_sink_spool_points", "Points waiting in the on-disk spool.", spool.queued_points)
+        yield gauge("pue_sink_spool_bytes", "Size of the on-disk spool.", spool.queued_bytes)
+        yield gauge("pue_sink_quarantine_points", "Points in the quarantine.", spool.quarantined_points)
+        yield counter(
+            "pue_sink_evicted_points", "Points dropped because the spool was full (data lost).", spool.evicted_points
+        )
 
 
 class PrometheusEndpoint:

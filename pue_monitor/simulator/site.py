@@ -1,0 +1,70 @@
+"""The whole simulated site: Modbus meters, SNMP UPS and rack PDUs, MQTT sensors.
+
+One async context manager starts every part on free loopback ports (and an MQTT broker
+when none is given) and writes the site configuration that points at them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from types import TracebackType
+from typing import Any
+
+from pue_monitor.clock import Clock
+from pue_monitor.simulator.servers import SimulatorServers
+from pue_monitor.simulator.world import SimulatedDataCentre
+
+
+class SimulatedSite:
+    """``async with SimulatedSite(world, clock) as site: cfg = site.site_config(...)``."""
+
+    def __init__(
+        self, world: SimulatedDataCentre, clock: Clock, *, host: str = "127.0.0.1", publish_interval: float = 15.0
+    ) -> None:
+        self.world = world
+        self.clock = clock
+        self.host = host
+        self.publish_interval = publish_interval
+        self._stack = contextlib.AsyncExitStack()
+        self.modbus: SimulatorServers | None = None
+        self.snmp: Any = None
+        self.broker: Any = None
+        self.publishers: Any = None
+
+    async def __aenter__(self) -> SimulatedSite:
+        from pue_monitor.simulator.broker import Broker
+        from pue_monitor.simulator.mqtt_publishers import SensorPublishers
+        from pue_monitor.simulator.snmp_agent import SnmpAgents
+
+        try:
+            self.modbus = await self._stack.enter_async_context(
+                SimulatorServers(self.world, self.clock, host=self.host)
+            )
+            self.snmp = await self._stack.enter_async_context(SnmpAgents(self.world, self.clock, host=self.host))
+            self.broker = await self._stack.enter_async_context(Broker())
+            self.publishers = await self._stack.enter_async_context(
+                SensorPublishers(
+                    self.world, self.clock, host=self.broker.host, port=self.broker.port, interval=self.publish_interval
+                )
+            )
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._stack.aclose()
+
+    def site_config(self, *, interval: float, timeout: float) -> dict[str, Any]:
+        """A site configuration dict for every simulated device (validates as SiteConfig)."""
+        assert self.modbus is not None, "use inside `async with`"
+        cfg = self.modbus.site_config(interval=interval, timeout=timeout)
+        cfg["devices"] = [
+            *cfg["devices"],
+            *self.snmp.devices_config(interval=interval, timeout=timeout),
+            *self.publishers.devices_config(),
+        ]
+        cfg["mqtt"] = self.publishers.broker_config()
+        return cfg

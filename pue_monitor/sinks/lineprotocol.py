@@ -1,0 +1,76 @@
+"""InfluxDB line protocol, built in bulk.
+
+One ``Point`` object per reading costs ~20 µs in influxdb-client (≈ 50,000 points/s);
+here the escaped ``measurement,tags`` prefix of each series is built once and cached,
+and each line is one f-string. Escaping is influxdb-client's own (its translation
+tables and helpers), not ours: a test checks our lines against ``Point.to_line_protocol``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+from influxdb_client.client.write.point import _ESCAPE_MEASUREMENT, _escape_key, _escape_tag_value
+
+from pue_monitor import schema
+from pue_monitor.config.models import SUBSYSTEMS
+from pue_monitor.readings import Reading
+
+
+def _prefix(measurement: str, tags: Iterable[tuple[str, str]]) -> str:
+    parts = [measurement.translate(_ESCAPE_MEASUREMENT)]
+    # InfluxDB wants tags sorted by key for best performance; empty values are not allowed
+    for k, v in sorted(tags):
+        if v != "":
+            parts.append(f"{_escape_key(k)}={_escape_tag_value(v)}")
+    return ",".join(parts)
+
+
+class LineBuilder:
+    """Turns readings and rollups into line-protocol strings (nanosecond timestamps)."""
+
+    def __init__(self) -> None:
+        self._series: dict[tuple[str, str, str, str, tuple[tuple[str, str], ...]], str] = {}
+
+    def readings(self, readings: Iterable[Reading]) -> list[str]:
+        out = []
+        cache = self._series
+        value, quality = schema.READING_VALUE, schema.READING_QUALITY
+        for r in readings:
+            key = (r.site, r.device, r.point, r.unit, r.tags)
+            prefix = cache.get(key)
+            if prefix is None:
+                tags = [("site", r.site), ("device", r.device), ("point", r.point), ("unit", r.unit), *r.tags]
+                prefix = cache[key] = _prefix(schema.READING, tags)
+            ns = round(r.ts * 1e9)
+            if math.isfinite(r.value):
+                out.append(f"{prefix} {quality}={int(r.quality)}i,{value}={float(r.value)!r} {ns}")
+            else:
+                out.append(f"{prefix} {quality}={int(r.quality)}i {ns}")
+        return out
+
+    def intervals(self, site: str, resolution: str, intervals: Iterable[Any]) -> list[str]:
+        """Rollups shaped like :class:`pue_monitor.pipeline.pue.PueInterval`."""
+        out = []
+        for iv in intervals:
+            fields: dict[str, float | None] = {
+                "e_facility_kwh": iv.e_facility,
+                "e_it_kwh": iv.e_it,
+                "pue": iv.pue,
+                "measured": iv.measured,
+                "estimated": iv.estimated,
+                "missing": iv.missing,
+                "coverage": iv.coverage,
+                "e_unattributed_kwh": iv.e_unattributed,
+            }
+            for r in SUBSYSTEMS:
+                fields[f"e_{r.value}_kwh"] = iv.e_subsystems.get(r.value)
+                fields[f"ppue_{r.value}"] = iv.ppue.get(r.value)
+            body = ",".join(f"{k}={float(v)!r}" for k, v in fields.items() if v is not None and math.isfinite(v))
+            prefix = _prefix(
+                schema.INTERVAL, [("site", site), ("resolution", resolution), ("category", str(iv.category))]
+            )
+            out.append(f"{prefix} {body} {round(iv.start * 1e9)}")
+        return out

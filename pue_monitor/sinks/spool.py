@@ -1,0 +1,182 @@
+"""Durable on-disk queue of line-protocol batches (SQLite, WAL).
+
+Every batch is written here *before* it is sent and deleted only after the database
+accepted it, so a batch survives a database outage and a crash or SIGKILL of the
+pipeline; replay is in order and idempotent (same series and timestamp overwrite).
+The queue is bounded: past ``max_bytes`` the oldest batches are evicted, counted and
+logged — never silently. A batch the server rejects as malformed (4xx) moves to the
+quarantine with the server's message instead of being retried forever.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import sqlite3
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS batches (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, created REAL NOT NULL,
+    points INTEGER NOT NULL, bytes INTEGER NOT NULL, body BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS quarantine (
+    id INTEGER PRIMARY KEY, created REAL NOT NULL, quarantined REAL NOT NULL,
+    points INTEGER NOT NULL, error TEXT NOT NULL, body BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class SpoolStatus:
+    queued_batches: int
+    queued_points: int
+    queued_bytes: int
+    oldest_age_s: float | None
+    quarantined_batches: int
+    quarantined_points: int
+    evicted_batches: int
+    evicted_points: int
+
+    def as_dict(self) -> dict[str, float | int | None]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Batch:
+    id: int
+    points: int
+    body: bytes  # gzip-compressed line protocol
+
+    def lines(self) -> bytes:
+        return gzip.decompress(self.body)
+
+
+class Spool:
+    """Thread-safe; the sink calls it from a worker thread."""
+
+    def __init__(self, path: str | Path, *, max_bytes: int = 256 * 2**20) -> None:
+        self.path = Path(path)
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(str(self.path), timeout=10, check_same_thread=False)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes
+        with self._conn:
+            self._conn.executescript(_DDL)
+        self._bytes = int(self._conn.execute("SELECT COALESCE(SUM(bytes), 0) FROM batches").fetchone()[0])
+
+    def append(self, lines: list[str]) -> int:
+        """Store a batch durably; returns its id. Evicts the oldest past ``max_bytes``."""
+        body = gzip.compress("\n".join(lines).encode(), compresslevel=1)
+        with self._lock, self._conn:
+            cur = self._conn.execute(
+                "INSERT INTO batches (created, points, bytes, body) VALUES (?, ?, ?, ?)",
+                (time.time(), len(lines), len(body), body),
+            )
+            self._bytes += len(body)
+            self._evict_locked()
+            assert cur.lastrowid is not None
+            return cur.lastrowid
+
+    def _evict_locked(self) -> None:
+        batches = points = 0
+        while self._bytes > self.max_bytes:
+            row = self._conn.execute("SELECT id, points, bytes FROM batches ORDER BY id LIMIT 1").fetchone()
+            if row is None:
+                break
+            self._conn.execute("DELETE FROM batches WHERE id = ?", (row[0],))
+            self._bytes -= row[2]
+            batches += 1
+            points += row[1]
+        if batches:
+            self._bump("evicted_batches", batches)
+            self._bump("evicted_points", points)
+            log.error(
+                "spool %s full (%d bytes): evicted the %d oldest batches (%d points) — they are lost",
+                self.path,
+                self.max_bytes,
+                batches,
+                points,
+            )
+
+    def _bump(self, name: str, n: int) -> None:
+        self._conn.execute(
+            "INSERT INTO counters (name, value) VALUES (?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+            (name, n),
+        )
+
+    def oldest(self, limit: int = 1) -> list[Batch]:
+        with self._lock:
+            rows = self._conn.execute("SELECT id, points, body FROM batches ORDER BY id LIMIT ?", (limit,)).fetchall()
+        return [Batch(r[0], r[1], r[2]) for r in rows]
+
+    def done(self, batch_id: int) -> None:
+        with self._lock, self._conn:
+            row = self._conn.execute("SELECT bytes FROM batches WHERE id = ?", (batch_id,)).fetchone()
+            if row is not None:
+                self._conn.execute("DELETE FROM batches WHERE id = ?", (batch_id,))
+                self._bytes -= row[0]
+
+    def quarantine(self, batch_id: int, error: str, lines: list[bytes] | None = None) -> None:
+        """Move a batch (or only its ``lines`` the server rejected) to the quarantine."""
+        with self._lock, self._conn:
+            row = self._conn.execute(
+                "SELECT created, points, bytes, body FROM batches WHERE id = ?", (batch_id,)
+            ).fetchone()
+            if row is None:
+                return
+            self._conn.execute(
+                "INSERT INTO quarantine (id, created, quarantined, points, error, body) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    batch_id,
+                    row[0],
+                    time.time(),
+                    row[1] if lines is None else len(lines),
+                    error,
+                    row[3] if lines is None else gzip.compress(b"\n".join(lines)),
+                ),
+            )
+            self._conn.execute("DELETE FROM batches WHERE id = ?", (batch_id,))
+            self._bytes -= row[2]
+
+    def quarantined_lines(self, batch_id: int) -> list[str]:
+        with self._lock:
+            row = self._conn.execute("SELECT body FROM quarantine WHERE id = ?", (batch_id,)).fetchone()
+        return [] if row is None else gzip.decompress(row[0]).decode().split("\n")
+
+    def quarantined(self) -> list[dict[str, object]]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT id, created, quarantined, points, error FROM quarantine ORDER BY id"
+            ).fetchall()
+        return [dict(zip(("id", "created", "quarantined", "points", "error"), r, strict=True)) for r in rows]
+
+    def status(self) -> SpoolStatus:
+        with self._lock:
+            q = self._conn.execute(
+                "SELECT COUNT(*), COALESCE(SUM(points), 0), COALESCE(SUM(bytes), 0), MIN(created) FROM batches"
+            ).fetchone()
+            qq = self._conn.execute("SELECT COUNT(*), COALESCE(SUM(points), 0) FROM quarantine").fetchone()
+            counters = dict(self._conn.execute("SELECT name, value FROM counters").fetchall())
+        return SpoolStatus(
+            queued_batches=q[0],
+            queued_points=q[1],
+            queued_bytes=q[2],
+            oldest_age_s=None if q[3] is None else max(0.0, time.time() - q[3]),
+            quarantined_batches=qq[0],
+            quarantined_points=qq[1],
+            evicted_batches=counters.get("evicted_batches", 0),
+            evicted_points=counters.get("evicted_points", 0),
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
