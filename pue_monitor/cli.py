@@ -143,6 +143,44 @@ def cmd_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_spool_status(args: argparse.Namespace) -> int:
+    from pue_monitor.config.loader import load_site
+    from pue_monitor.sinks.spool import Spool
+
+    if args.config:
+        site = load_site(args.config)
+        if site.config.influxdb is None:
+            print(f"pue spool status: {args.config} has no influxdb: section (nothing is spooled)", file=sys.stderr)
+            return EXIT_USAGE
+        path = Path(site.config.influxdb.spool.path)
+        if not path.is_absolute():
+            path = site.base_dir / path
+    else:
+        path = Path(args.spool)
+    if not path.exists():
+        print(f"pue spool status: {path}: no spool yet (nothing was ever queued)", file=sys.stderr)
+        return EXIT_USAGE
+    spool = Spool(path)
+    try:
+        status, quarantined = spool.status(), spool.quarantined()
+    finally:
+        spool.close()
+    if args.json:
+        print(json.dumps({"spool": str(path), **status.as_dict(), "quarantine": quarantined}, indent=2))
+        return EXIT_OK
+    age = f", oldest {status.oldest_age_s:.0f} s old" if status.oldest_age_s is not None else ""
+    print(f"spool {path}")
+    print(
+        f"  queued:      {status.queued_batches} batches, {status.queued_points} points, "
+        f"{status.queued_bytes} bytes{age}"
+    )
+    print(f"  quarantined: {status.quarantined_batches} batches, {status.quarantined_points} points")
+    print(f"  evicted:     {status.evicted_batches} batches, {status.evicted_points} points (lost: spool was full)")
+    for q in quarantined:
+        print(f"    batch {q['id']}: {q['points']} points rejected: {q['error']}")
+    return EXIT_OK
+
+
 # ----------------------------------------------------------------------------- run / demo
 
 
@@ -426,6 +464,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--last", type=int, default=15, metavar="N", help="last N intervals (default 15)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_show)
+
+    sp = sub.add_parser("spool", help="the InfluxDB spool (queued and quarantined batches)")
+    spsub = sp.add_subparsers(dest="spool_command", required=True, metavar="COMMAND")
+    sps = spsub.add_parser("status", help="show queued, quarantined and evicted batches")
+    where = sps.add_mutually_exclusive_group(required=True)
+    where.add_argument("--config", metavar="FILE", help="site configuration naming the spool")
+    where.add_argument("--spool", metavar="PATH", help="spool file")
+    sps.add_argument("--json", action="store_true")
+    sps.set_defaults(func=cmd_spool_status)
 
     pr = sub.add_parser("profiles", help="list device profiles")
     pr.add_argument("--profile-dir", action="append", default=[], metavar="DIR")

@@ -151,8 +151,8 @@ class Service:
         if isinstance(dev, SnmpDevice):
             from pue_monitor.collectors.snmp import SnmpReader
 
-            reader = SnmpReader(dev, self.site, clock=self.clock)
-            self.runner.add(reader, Schedule(dev.interval, dev.timeout, dev.retries), protocol="snmp")
+            snmp_reader = SnmpReader(dev, self.site, clock=self.clock)
+            self.runner.add(snmp_reader, Schedule(dev.interval, dev.timeout, dev.retries), protocol="snmp")
             return
         if not isinstance(dev, ModbusDevice):
             return  # push devices share one source, added by __init__

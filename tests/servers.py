@@ -15,8 +15,6 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-import pytest
-
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -27,7 +25,8 @@ def free_port() -> int:
 def _binary(name: str) -> str:
     path = shutil.which(name) or (f"/usr/sbin/{name}" if os.path.exists(f"/usr/sbin/{name}") else None)
     if path is None:
-        pytest.fail(f"{name} is not installed: run ./scripts/test (it installs the test servers)")
+        # fails the test (an error, never a skip); `./scripts/test` installs the servers
+        raise RuntimeError(f"{name} is not installed: run ./scripts/test (it installs the test servers)")
     return path
 
 
