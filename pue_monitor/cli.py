@@ -240,16 +240,22 @@ class _Display:
             "readings_by_protocol": dict(sorted(by_protocol.items())),
             "outdoor_temperature_c": outdoor.value if outdoor else None,
         }
+        if st.sink is not None:
+            rec["influxdb"] = {"up": st.sink.stats.up, "points_written": st.sink.stats.points_written,
+                               "quarantined_batches": st.sink.stats.batches_quarantined}  # fmt: skip
         if self.json_lines:
             print(json.dumps(rec), flush=True)
             return
         power = " ".join(f"{_SHORT.get(k, k)} {v:.0f}" for k, v in rec["power_kw"].items()) or "n/a"
         quality = f"cat {rec['category']}, {rec['measured_share']:.0%} measured" if minute else "no interval yet"
         protocols = " ".join(f"{k} {v}" for k, v in rec["readings_by_protocol"].items()) or "none yet"
-        weather = f" | outdoor {outdoor.value:.1f} °C" if outdoor else ""
+        extra = f" | outdoor {outdoor.value:.1f} °C" if outdoor else ""
+        if st.sink is not None:
+            state = {True: "up", False: "DOWN (spooling)", None: "connecting"}[st.sink.stats.up]
+            extra += f" | InfluxDB {state}, {st.sink.stats.points_written} written"
         print(
             f"{rec['time']}  PUE now {_fmt(rec['pue_instant'])}  1-min {_fmt(rec['pue_1m'])}  "
-            f"period {_fmt(rec['pue_period'])} ({quality}) | kW: {power}{weather} | "
+            f"period {_fmt(rec['pue_period'])} ({quality}) | kW: {power}{extra} | "
             f"devices {up}/{len(st.devices)} up | readings: {protocols}",
             flush=True,
         )

@@ -113,7 +113,9 @@ async def test_malformed_point_is_quarantined_and_does_not_block(influx1, tmp_pa
     lb = LineBuilder()
     bad = f'pue_reading,device=pdu-1,point=import_energy,site=dc1,unit=kWh value="broken" {round(T0 * 1e9) + 7}'
     first = lb.readings(readings(50))
-    sink = await write_all(cfg, [first, [*lb.readings(readings(10, start=T0 + 1e5)), bad], lb.readings(readings(5, start=T0 + 2e5))])
+    sink = await write_all(
+        cfg, [first, [*lb.readings(readings(10, start=T0 + 1e5)), bad], lb.readings(readings(5, start=T0 + 2e5))]
+    )
     status, quarantined = sink.spool.status(), sink.spool.quarantined()
     lines = sink.spool.quarantined_lines(int(quarantined[0]["id"]))
     await sink.close()

@@ -14,7 +14,8 @@ Energy model (what the meters see)::
              + chiller plant (chillers + heat rejection + CHW pumps)
              + CRAH fans + lighting & misc
     incomer-a + incomer-b = facility
-    pdu-1..4 (PDU output)  = IT
+    pdu-1..4 (Modbus) + rack-pdu-1..2 (SNMP, APC rPDU2)  = IT   (PDU output)
+    UPS output = IT + PDU losses; UPS input = UPS output + UPS loss (shown by the SNMP UPS)
     UPS and PDU losses are not sub-metered (the remainder).
 
 All electrical power ends up as heat inside the building except what the heat
@@ -98,8 +99,10 @@ class SimParams:
     # Small smooth noise: sum of sines (periods in hours, relative amplitudes) [u].
     it_noise_periods_h: tuple[float, ...] = (0.37, 1.3, 3.1, 7.7, 17.0)
     it_noise_amplitudes: tuple[float, ...] = (0.002, 0.004, 0.006, 0.006, 0.005)
-    #: share of IT load on each PDU (pdu-1..pdu-4), sums to 1 [u]
-    pdu_split: tuple[float, ...] = (0.30, 0.27, 0.23, 0.20)
+    #: share of IT load on each Modbus-metered PDU (pdu-1..pdu-4) [u]
+    pdu_split: tuple[float, ...] = (0.255, 0.23, 0.195, 0.17)
+    #: share on the two SNMP rack PDUs (rack-pdu-1, rack-pdu-2); with pdu_split sums to 1 [u]
+    rack_pdu_split: tuple[float, ...] = (0.08, 0.07)
 
     # ---- power delivery --------------------------------------------------------------
     #: PDU + transformer efficiency: transformers 98-99 %, PDUs 98-99.5 % [u] → 1.5 % loss
@@ -157,6 +160,11 @@ class SimParams:
     lighting_off_hour: float = 19.0
     #: always-on misc on the lighting meter (security, BMS, fire panels), share of design IT [u]
     misc_fraction: float = 0.005
+
+    def __post_init__(self) -> None:
+        total = sum(self.pdu_split) + sum(self.rack_pdu_split)
+        if abs(total - 1.0) > 1e-9:
+            raise ValueError(f"pdu_split + rack_pdu_split must sum to 1 (the IT meters see all IT), not {total}")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -385,6 +393,8 @@ METER_IDS: tuple[str, ...] = (
     "pdu-2",
     "pdu-3",
     "pdu-4",
+    "rack-pdu-1",
+    "rack-pdu-2",
     "chiller-plant",
     "crah",
     "lighting",
@@ -406,7 +416,7 @@ def _ramp(h: Float, on: float, off: float) -> np.ndarray:
 
 
 def it_load_kw(t: Float, p: SimParams, noise: Noise | None = None) -> Float:
-    """Total IT load (kW) = PDU output."""
+    """Total IT load (kW) = PDU output (the six IT meters together)."""
     ta = np.asarray(t, dtype=float)
     h = local_hour(ta)
     mean_kw = p.it_design_kw * p.it_utilisation
@@ -470,6 +480,8 @@ def loads(
     }
     for i, share in enumerate(p.pdu_split, start=1):
         out[f"pdu-{i}"] = it * share
+    for i, share in enumerate(p.rack_pdu_split, start=1):
+        out[f"rack-pdu-{i}"] = it * share
     out.update(
         {
             "chiller-plant": plant,

@@ -51,7 +51,8 @@ GATEWAY = "pdu-gateway"
 
 @dataclass(frozen=True)
 class DeviceSpec:
-    """A simulated Modbus device: the meter it shows (None for the weather station)."""
+    """A simulated Modbus device: the meter it shows (None: a sensor without a meter; the
+    weather station, once one, now publishes over MQTT, see ``mqtt_publishers``)."""
 
     id: str
     profile: str
@@ -74,7 +75,6 @@ DEVICES: tuple[DeviceSpec, ...] = (
     DeviceSpec("chiller-plant", "pue-sim-meter", "chiller-plant", "chiller-plant", power_factor=0.90),
     DeviceSpec("crah", "abb-b-series", "crah", "crah", power_factor=0.94),
     DeviceSpec("lighting", "pue-sim-meter", "lighting", "lighting", power_factor=0.92),
-    DeviceSpec("weather", "pue-sim-weather", None, "weather"),
 )
 
 #: share of the total on each phase (slightly unbalanced, as real loads are) [u]

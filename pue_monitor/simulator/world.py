@@ -55,6 +55,9 @@ METERS: dict[str, MeterSpec] = {
         MeterSpec("pdu-2", "it", "pdu_output"),
         MeterSpec("pdu-3", "it", "pdu_output"),
         MeterSpec("pdu-4", "it", "pdu_output"),
+        # APC rack PDUs read over SNMP: rPDU2DeviceStatusEnergy is tenths of kWh in an INTEGER
+        MeterSpec("rack-pdu-1", "it", "pdu_output", initial_kwh=(10_000.0, 30_000.0)),
+        MeterSpec("rack-pdu-2", "it", "pdu_output", initial_kwh=(10_000.0, 30_000.0)),
         MeterSpec("chiller-plant", "cooling", rollover_kwh=SIM_METER_ROLLOVER_KWH),
         MeterSpec("crah", "cooling"),
         MeterSpec("lighting", "lighting", rollover_kwh=SIM_METER_ROLLOVER_KWH),
@@ -267,6 +270,13 @@ class SimulatedDataCentre:
         if roll is not None:
             value = math.fmod(value, roll)
         return value
+
+    def counter_since(self, meter: str, t: float) -> float:
+        """Time of the counter's last (re)start at or before ``t``: the simulation start, a
+        reset or a preset (what an APC rack PDU shows as its energy start time)."""
+        self._check_meter(meter)
+        te = self._effective_time(meter, t)
+        return max(at for at, _ in self._counter_events[meter] if at <= te or at == self.start)
 
     def is_dead(self, device: str, t: float) -> bool:
         """Whether ``device`` (a device id, e.g. ``pdu-3`` or ``weather``) is not answering."""
