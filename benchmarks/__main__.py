@@ -1,8 +1,12 @@
 """Run every benchmark and print its table: `python -m benchmarks`."""
 
-from benchmarks import bench_modbus, bench_pipeline
+from benchmarks import bench_influx, bench_modbus, bench_pipeline, bench_snmp
 
 print("## Energy and PUE stage (one core)\n")
 bench_pipeline.main([])
 print("\n## Modbus polling (collector process; simulator in another process)\n")
 bench_modbus.main([])
+print("\n## SNMP (collector process; snmpd in another process)\n")
+bench_snmp.main([])
+print("\n## InfluxDB writes (one process into real servers on loopback)\n")
+bench_influx.main([])

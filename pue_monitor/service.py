@@ -16,7 +16,15 @@ from pue_monitor.clock import Clock, WallClock
 from pue_monitor.collectors.modbus import ModbusConnection, ModbusReader
 from pue_monitor.collectors.runner import Runner, Schedule
 from pue_monitor.config.loader import LoadedSite
-from pue_monitor.config.models import UNITS, Device, ModbusDevice, MqttDevice, SnmpDevice, SparkplugDevice
+from pue_monitor.config.models import (
+    UNITS,
+    Device,
+    ModbusDevice,
+    MqttDevice,
+    SnmpDevice,
+    SnmpProfile,
+    SparkplugDevice,
+)
 from pue_monitor.pipeline.energy import SeriesSpec
 from pue_monitor.pipeline.live import LivePipeline
 from pue_monitor.pipeline.pue import PueInterval, aggregate
@@ -40,6 +48,10 @@ def series_specs(site: LoadedSite) -> dict[tuple[str, str], SeriesSpec]:
         if m is None:
             continue
         max_gap = 2.5 * dev.interval  # one missed poll is still "measured"; two is a gap
+        rollover = m.rollover
+        prof = site.profiles.get(getattr(dev, "profile", ""))
+        if rollover is None and m.energy is not None and isinstance(prof, SnmpProfile):
+            rollover = prof.rollover_of(m.energy)  # Counter32/Counter64 wrap: 2**bits * scale
         if m.energy is not None:
             specs[(dev.id, m.energy)] = SeriesSpec(
                 meter=dev.id,
@@ -47,7 +59,7 @@ def series_specs(site: LoadedSite) -> dict[tuple[str, str], SeriesSpec]:
                 it_location=m.it_location,
                 kind="counter",
                 factor=UNITS[site.unit_of(dev, m.energy) or ""][1],
-                rollover=m.rollover,
+                rollover=rollover,
                 max_gap=max_gap,
             )
         if m.power is not None:

@@ -349,23 +349,9 @@ async def test_sdm630_via_gateway_matches_world() -> None:
         host, port, unit = servers.ports["pdu-2"]
         assert unit == 2
         assert {servers.ports[f"pdu-{i}"][1] for i in range(1, 5)} == {port}  # one gateway
-        assert (
-            len(
-                {
-                    servers.ports[d][1]
-                    for d in (
-                        "incomer-a",
-                        "incomer-b",
-                        "chiller-plant",
-                        "crah",
-                        "lighting",
-                        "weather",
-                    )
-                }
-                | {port}
-            )
-            == 7
-        )
+        # every other device has a port of its own (the weather station now publishes over MQTT)
+        others = ("incomer-a", "incomer-b", "chiller-plant", "crah", "lighting")
+        assert len({servers.ports[d][1] for d in others} | {port}) == len(others) + 1
         client = await _client(host, port)
         try:
             # one block read across the SDM630 points (gaps read as zeros)
@@ -431,14 +417,7 @@ async def test_every_meter_decodes_to_the_world() -> None:
                     )
             finally:
                 client.close()
-            if dev.meter is None:
-                wx = world.weather_at(t)
-                assert got["outdoor_temperature"] == pytest.approx(wx.dry_bulb_c, abs=0.051)
-                assert got["wet_bulb_temperature"] == pytest.approx(wx.wet_bulb_c, abs=0.051)
-                assert got["relative_humidity"] == pytest.approx(wx.rh_pct, abs=0.051)
-                assert got["pressure"] == pytest.approx(wx.pressure_hpa, abs=0.051)
-                assert -15 < got["outdoor_temperature"] < 10
-                continue
+            assert dev.meter is not None  # every Modbus device is a meter (weather is on MQTT)
             roles[dev.id] = dev.meter.role.value
             pw = prof.points[dev.meter.power]
             pe = prof.points[dev.meter.energy]
@@ -526,3 +505,9 @@ async def test_scaled_clock_counters_track_true_energy() -> None:
     assert 1500 < t_b - t_a < 2500
     assert e1 - e0 == pytest.approx(world.true_energy("incomer-a", t_a, t_b), abs=0.002)
     assert e1 - e0 > 150  # ~400 kW for half an hour
+
+
+def test_it_meter_shares_must_cover_all_it() -> None:
+    assert sum(P.pdu_split) + sum(P.rack_pdu_split) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="must sum to 1"):
+        SimParams(rack_pdu_split=(0.08, 0.08))

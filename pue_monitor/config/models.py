@@ -13,9 +13,9 @@ import itertools
 import math
 import re
 import zoneinfo
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 from pue_monitor.collectors.decode import DATA_TYPES
 
@@ -216,7 +216,15 @@ class SnmpProfile(_Model):
         return self
 
 
-Profile = Annotated[ModbusProfile | SnmpProfile, Field(discriminator="protocol")]
+def _profile_protocol(v: Any) -> str:
+    # profiles written before SNMP support have no `protocol:`: they are Modbus
+    return str(v.get("protocol", "modbus")) if isinstance(v, dict) else str(getattr(v, "protocol", "modbus"))
+
+
+Profile = Annotated[
+    Annotated[ModbusProfile, Tag("modbus")] | Annotated[SnmpProfile, Tag("snmp")],
+    Discriminator(_profile_protocol),
+]
 
 
 # --------------------------------------------------------------------------- secrets

@@ -1,0 +1,715 @@
+"""SNMP collector (pysnmp 7 asyncio hlapi): UPSes, rack PDUs, sensor hubs.
+
+Engine
+    One :class:`SnmpEngine` per event loop (a process normally runs one loop), shared by
+    every reader and released when the last reader closes. pysnmp binds an engine's
+    transport dispatcher to the loop it was first used on, so an engine cannot outlive its
+    loop; one engine per loop is the same thing as one per process for the service.
+    All requests share the engine's one UDP socket; pysnmp matches answers by request id.
+
+Requests
+    Scalars (and single table rows named in ``points``) go in GET PDUs (up to 40 varbinds
+    each). Tables are walked with GETBULK, all wanted columns of a table in the same PDU
+    (``max_repetitions`` rows per column per request), so a 24-outlet table with 3 columns
+    is one request rather than three walks. Timeouts are clock seconds like every collector
+    (``device.timeout / clock.speed`` wall seconds), pysnmp's own retries are 0: the runner
+    retries. Every value is stamped with the clock time its request was sent.
+
+Errors (mapped here, once)
+    no answer -> :class:`DeviceTimeout`; wrong v3 auth key, unknown user, decryption error,
+    unsupported security level -> :class:`PermanentDeviceError` naming the user and the
+    agent, never a key; an agent error status (``authorizationError``, ``tooBig``, ...) ->
+    :class:`PermanentDeviceError` naming the OID. A wrong v3 *privacy* key looks like a dead
+    agent (net-snmp cannot parse the garbage it decrypts and drops the request), so while an
+    authPriv device has never answered, a timeout is followed by one authNoPriv probe with
+    the same user and auth key on a separate engine: if the agent answers that (even with an
+    error status) it is alive and the auth key right, so the privacy key or protocol is
+    wrong: :class:`PermanentDeviceError`. (Until the first success this costs up to two
+    timeouts per failing poll.) v2c agents silently drop a wrong community: a timeout.
+    ``noSuchObject``/``noSuchInstance``/non-numeric values skip that point only; they are
+    counted in :attr:`SnmpReader.skipped` and logged once per OID.
+
+Counters
+    Counter32/Counter64 energy objects wrap at ``2**bits * scale``. Profiles declare it
+    (``counter_bits``) so the meter's rollover can default to :attr:`SnmpObject.rollover`
+    (``SnmpProfile.rollover_of(point)``); the reader records the SNMP type each point
+    actually had (:attr:`SnmpReader.snmp_types`) and warns once when a Counter32/64 point
+    has no ``counter_bits`` in its profile.
+
+User-resettable energy (APC rPDU2DeviceStatusEnergy)
+    The raw counter is emitted as is, and the pipeline sees a user reset as a counter
+    decrease: it takes the value after the reset as the energy of that interval and flags
+    it ESTIMATED (energy between the last poll and the reset is unknowable either way).
+    The reader also reads the column named by ``reset_time`` (the reset date) and counts
+    each change in :attr:`SnmpReader.resets` (and logs it), so the reset is visible even
+    when the counter would not have decreased. The alternative, turning the counter into a
+    monotonic one with a per-row offset kept in the reader, was rejected: the offset lives
+    in memory, so after a service restart the emitted value would fall back by the whole
+    offset and the pipeline (resumed from the stored last reading) would book the raw
+    counter (everything since the user's last reset, possibly months) into one interval.
+
+ENTITY-SENSOR-MIB
+    Tables with ``scaling: entity-sensor`` are scaled per row: value = raw x
+    10^-precision x 10^prefix(scale), unit from entPhySensorType, quality BAD when
+    entPhySensorOperStatus is not ok(1). Type/scale/precision/status are read, not emitted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pysnmp.hlapi.v3arch.asyncio import (  # type: ignore[import-untyped]
+    USM_AUTH_HMAC96_MD5,
+    USM_AUTH_HMAC96_SHA,
+    USM_AUTH_HMAC128_SHA224,
+    USM_AUTH_HMAC192_SHA256,
+    USM_AUTH_HMAC256_SHA384,
+    USM_AUTH_HMAC384_SHA512,
+    USM_PRIV_CBC56_DES,
+    USM_PRIV_CFB128_AES,
+    USM_PRIV_CFB192_AES,
+    USM_PRIV_CFB192_AES_BLUMENTHAL,
+    USM_PRIV_CFB256_AES,
+    USM_PRIV_CFB256_AES_BLUMENTHAL,
+    CommunityData,
+    ContextData,
+    ObjectIdentity,
+    ObjectType,
+    SnmpEngine,
+    UdpTransportTarget,
+    UsmUserData,
+    bulk_cmd,
+    get_cmd,
+)
+from pysnmp.proto import errind, rfc1902, rfc1905  # type: ignore[import-untyped]
+
+from pue_monitor.clock import Clock, WallClock
+from pue_monitor.collectors.base import PointValue
+from pue_monitor.config.loader import LoadedSite
+from pue_monitor.config.models import ENTITY_SENSOR_ENTRY, SnmpDevice, SnmpObject, SnmpProfile, SnmpTable
+from pue_monitor.errors import DeviceTimeout, DeviceUnreachable, PermanentDeviceError
+from pue_monitor.readings import Quality
+
+log = logging.getLogger(__name__)
+
+SYS_OBJECT_ID = "1.3.6.1.2.1.1.2.0"
+#: varbinds per GET PDU: well below what fits a 1472-byte UDP payload for numeric values
+GET_BATCH = 40
+#: a walk never returns more rows than this per column (a loop guard, not a limit in practice)
+MAX_ROWS = 10_000
+
+_AUTH = {
+    "SHA": USM_AUTH_HMAC96_SHA,
+    "SHA224": USM_AUTH_HMAC128_SHA224,
+    "SHA256": USM_AUTH_HMAC192_SHA256,
+    "SHA384": USM_AUTH_HMAC256_SHA384,
+    "SHA512": USM_AUTH_HMAC384_SHA512,
+    "MD5": USM_AUTH_HMAC96_MD5,
+}
+_PRIV = {
+    "AES": USM_PRIV_CFB128_AES,
+    # net-snmp's AES192/AES256 use the Blumenthal key extension; "C" variants Reeder (Cisco)
+    "AES192": USM_PRIV_CFB192_AES_BLUMENTHAL,
+    "AES256": USM_PRIV_CFB256_AES_BLUMENTHAL,
+    "AES192C": USM_PRIV_CFB192_AES,
+    "AES256C": USM_PRIV_CFB256_AES,
+    "DES": USM_PRIV_CBC56_DES,
+}
+_NUMERIC = (
+    rfc1902.Integer32,
+    rfc1902.Integer,
+    rfc1902.Unsigned32,
+    rfc1902.Gauge32,
+    rfc1902.Counter32,
+    rfc1902.Counter64,
+    rfc1902.TimeTicks,
+)
+_ABSENT = (rfc1905.NoSuchObject, rfc1905.NoSuchInstance, rfc1905.EndOfMibView)
+
+#: entPhySensorType -> unit (RFC 3433 EntitySensorDataType)
+ENTITY_SENSOR_UNITS = {
+    1: "",
+    2: "",
+    3: "V",
+    4: "V",
+    5: "A",
+    6: "W",
+    7: "Hz",
+    8: "degC",
+    9: "%",
+    10: "rpm",
+    11: "m3/min",
+    12: "",
+}
+#: entPhySensorScale -> power of ten. RFC 3433 lists exa(14) before peta(15); the exponents
+#: of those two are [u] (sources disagree), the others follow the SI prefixes in order.
+ENTITY_SENSOR_EXPONENT = {i: 3 * (i - 9) for i in range(1, 18)} | {14: 18, 15: 15}
+
+
+# ---------------------------------------------------------------------------- engine
+
+
+class _SharedEngine:
+    def __init__(self) -> None:
+        self.engine = SnmpEngine()
+        self.users = 0
+
+
+_ENGINES: dict[asyncio.AbstractEventLoop, _SharedEngine] = {}
+
+
+def _acquire_engine() -> Any:
+    loop = asyncio.get_running_loop()
+    shared = _ENGINES.get(loop)
+    if shared is None:
+        shared = _ENGINES[loop] = _SharedEngine()
+    shared.users += 1
+    return shared.engine
+
+
+def _release_engine(engine: Any) -> None:
+    for loop, shared in list(_ENGINES.items()):
+        if shared.engine is engine:
+            shared.users -= 1
+            if shared.users <= 0:
+                del _ENGINES[loop]
+                _close_engine(engine)
+            return
+
+
+def _close_engine(engine: Any) -> None:
+    if engine.transport_dispatcher is not None:
+        engine.close_dispatcher()
+
+
+# ------------------------------------------------------------------------------ plan
+
+
+def _oid(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in text.strip(".").split("."))
+
+
+def _dotted(oid: Iterable[int]) -> str:
+    return ".".join(str(x) for x in oid)
+
+
+@dataclass(frozen=True)
+class _Column:
+    name: str
+    obj: SnmpObject
+    oid: tuple[int, ...]
+    emit: bool  # False: read for the reader's own use (reset time, entity-sensor metadata)
+
+
+@dataclass(frozen=True)
+class _TablePlan:
+    name: str
+    table: SnmpTable
+    columns: tuple[_Column, ...]
+    #: rows wanted per column name; None = all rows (walk)
+    rows: dict[str, frozenset[str] | None]
+
+    @property
+    def walk(self) -> bool:
+        return any(r is None for r in self.rows.values())
+
+
+@dataclass(frozen=True)
+class _Plan:
+    profile: SnmpProfile
+    scalars: tuple[_Column, ...]
+    tables: tuple[_TablePlan, ...]
+
+
+def compile_plan(profile: SnmpProfile, points: Sequence[str] | None, *, device: str = "") -> _Plan:
+    """What to read: scalars to GET, tables to walk (or rows to GET), hidden helper columns.
+
+    ``points``: None for everything, else scalar names, column names (all rows) or
+    ``column.index`` (one row). Unknown names raise :class:`PermanentDeviceError`.
+    """
+    want_scalars: set[str] = set()
+    want_rows: dict[str, set[str] | None] = {}  # column -> rows (None = all)
+    if points is None:
+        want_scalars = set(profile.scalars)
+        for t in profile.tables.values():
+            for c in t.columns:
+                want_rows[c] = None
+    else:
+        columns = {c for t in profile.tables.values() for c in t.columns}
+        for p in points:
+            if p in profile.scalars:
+                want_scalars.add(p)
+                continue
+            col, _, idx = p.partition(".")
+            if col not in columns:
+                raise PermanentDeviceError(f"{device}: profile {profile.id!r} has no point {p!r}")
+            if not idx:
+                want_rows[col] = None
+            elif want_rows.get(col, set()) is not None:
+                picked = want_rows.setdefault(col, set())
+                assert picked is not None
+                picked.add(idx)
+    emitted_scalars = want_scalars - {o.reset_time for o in profile.scalars.values() if o.reset_time is not None}
+    for name in list(want_scalars):
+        rt = profile.scalars[name].reset_time
+        if rt is not None:
+            want_scalars.add(rt)
+    scalars = tuple(
+        _Column(n, o, _oid(o.oid), n in emitted_scalars) for n, o in profile.scalars.items() if n in want_scalars
+    )
+    tables = []
+    for tname, table in profile.tables.items():
+        emitted = {c for c in table.columns if c in want_rows}
+        if not emitted:
+            continue
+        rows: dict[str, frozenset[str] | None] = {}
+        for c in emitted:
+            wanted = want_rows[c]
+            rows[c] = None if wanted is None else frozenset(wanted)
+        for c in sorted(emitted):
+            extra = [table.columns[c].reset_time]
+            if table.scaling == "entity-sensor":
+                extra += [n for n, o in table.columns.items() if o.oid.rsplit(".", 1)[0] == ENTITY_SENSOR_ENTRY]
+            for h in extra:
+                if h is None or h == c:
+                    continue
+                mine, theirs = rows.get(h, frozenset()), rows[c]
+                rows[h] = None if mine is None or theirs is None else mine | theirs
+        # reset-time columns are read to detect user resets, never emitted (they hold dates)
+        emitted -= {o.reset_time for o in table.columns.values() if o.reset_time is not None}
+        if table.scaling == "entity-sensor":
+            # type/scale/precision/status are metadata of the value column, not points
+            meta = {n for n, o in table.columns.items() if o.oid != f"{ENTITY_SENSOR_ENTRY}.4"}
+            emitted -= meta
+        cols = tuple(_Column(n, o, _oid(o.oid), n in emitted) for n, o in table.columns.items() if n in rows)
+        tables.append(_TablePlan(tname, table, cols, rows))
+    return _Plan(profile, scalars, tuple(tables))
+
+
+# ----------------------------------------------------------------------------- values
+
+
+def snmp_number(value: Any) -> float | None:
+    """A numeric SNMP value as float; OCTET STRINGs that parse as a number; else None."""
+    if isinstance(value, _ABSENT):
+        return None
+    if isinstance(value, _NUMERIC):
+        return float(int(value))
+    if isinstance(value, rfc1902.OctetString):
+        try:
+            text = bytes(value).decode("ascii").strip()
+            number = float(text)
+        except (UnicodeDecodeError, ValueError):
+            return None
+        return number if math.isfinite(number) else None
+    return None
+
+
+def _type_name(value: Any) -> str:
+    return type(value).__name__
+
+
+# ----------------------------------------------------------------------------- reader
+
+
+class SnmpReader:
+    """Reads one SNMP agent (implements :class:`pue_monitor.collectors.base.DeviceReader`).
+
+    Attributes for tests, metrics and the CLI: ``requests`` (PDUs sent), ``skipped``
+    (OID -> times skipped: absent or non-numeric), ``resets`` (point -> user resets seen
+    via its ``reset_time`` object), ``snmp_types`` (point or column -> SNMP type name),
+    ``profile`` (the chosen profile; for ``profile: auto`` known after the first read).
+    """
+
+    def __init__(self, device: SnmpDevice, site: LoadedSite, *, clock: Clock | None = None) -> None:
+        self.device = device
+        self.device_id = device.id
+        self.clock: Clock = clock or WallClock()
+        self.address = f"{device.host}:{device.port}"
+        self._profiles = site.snmp_profiles()
+        self.profile: SnmpProfile | None = None
+        if device.profile != "auto":
+            prof = self._profiles.get(device.profile)
+            if prof is None:
+                raise PermanentDeviceError(f"{device.id}: unknown snmp profile {device.profile!r}")
+            self.profile = prof
+        self._plan: _Plan | None = (
+            None if self.profile is None else compile_plan(self.profile, device.points, device=device.id)
+        )
+        # secrets are read once, at start-up (a missing one is a ConfigError there)
+        self._base_dir = str(site.base_dir)
+        self._auth = self._auth_data()
+        self._v3_user = device.v3.user if device.v3 is not None else None
+        self._priv_verified = device.v3 is None or device.v3.security_level != "authPriv"
+        self._engine: Any = None
+        self._target: Any = None
+        self.requests = 0
+        self.skipped: Counter[str] = Counter()
+        self.resets: Counter[str] = Counter()
+        self.snmp_types: dict[str, str] = {}
+        self._reset_marks: dict[str, Any] = {}
+        self._warned_types: set[str] = set()
+
+    # ------------------------------------------------------------------ setup
+
+    def _auth_data(self, *, probe: bool = False) -> Any:
+        d = self.device
+        if d.version == "2c":
+            community = d.community if isinstance(d.community, str) else d.community.read(self._base_dir)
+            return CommunityData(community, mpModel=1)
+        v3 = d.v3
+        assert v3 is not None  # the model requires it for version 3
+        auth_key = v3.auth_key.read(self._base_dir)
+        if probe or v3.security_level == "authNoPriv":
+            return UsmUserData(v3.user, authKey=auth_key, authProtocol=_AUTH[v3.auth_protocol])
+        assert v3.priv_key is not None
+        return UsmUserData(
+            v3.user,
+            authKey=auth_key,
+            privKey=v3.priv_key.read(self._base_dir),
+            authProtocol=_AUTH[v3.auth_protocol],
+            privProtocol=_PRIV[v3.priv_protocol],
+        )
+
+    def _wall_timeout(self) -> float:
+        return self.device.timeout / self.clock.speed
+
+    async def _ensure(self) -> tuple[Any, Any]:
+        if self._engine is None:
+            self._engine = _acquire_engine()
+        if self._target is None:
+            # pysnmp's timer ticks every 0.1 s; our own asyncio timeout is the exact one
+            self._target = await UdpTransportTarget.create(
+                (self.device.host, self.device.port), timeout=self._wall_timeout() + 0.5, retries=0
+            )
+        return self._engine, self._target
+
+    async def close(self) -> None:
+        if self._engine is not None:
+            _release_engine(self._engine)
+            self._engine = None
+            self._target = None
+
+    # --------------------------------------------------------------- requests
+
+    async def _request(self, oids: Sequence[tuple[int, ...]], *, bulk: bool) -> tuple[float, list[tuple[Any, Any]]]:
+        engine, target = await self._ensure()
+        varbinds = [ObjectType(ObjectIdentity(_dotted(o))) for o in oids]
+        sent = self.clock.now()
+        self.requests += 1
+        try:
+            async with asyncio.timeout(self._wall_timeout()):
+                if bulk:
+                    result = await bulk_cmd(
+                        engine,
+                        self._auth,
+                        target,
+                        ContextData(contextName=self._context()),
+                        0,
+                        self.device.max_repetitions,
+                        *varbinds,
+                        lookupMib=False,
+                    )
+                else:
+                    result = await get_cmd(
+                        engine, self._auth, target, ContextData(contextName=self._context()), *varbinds, lookupMib=False
+                    )
+        except TimeoutError:
+            await self._timed_out()
+            raise AssertionError("unreachable") from None  # _timed_out always raises
+        err_ind, err_status, err_index, vbs = result
+        if err_ind:
+            if isinstance(err_ind, errind.RequestTimedOut):
+                await self._timed_out()
+            raise self._map_indication(err_ind)
+        if err_status and int(err_status) != 0:
+            i = int(err_index) - 1
+            where = _dotted(oids[i]) if 0 <= i < len(oids) else f"{len(oids)} OIDs"
+            status = err_status.prettyPrint() if hasattr(err_status, "prettyPrint") else str(err_status)
+            hint = " (lower max_repetitions)" if status == "tooBig" else ""
+            raise PermanentDeviceError(f"{self.device_id} ({self.address}): agent answered {status} for {where}{hint}")
+        self._priv_verified = True
+        return sent, [(tuple(name), value) for name, value in vbs]
+
+    def _context(self) -> str:
+        return self.device.v3.context if self.device.v3 is not None else ""
+
+    async def _timed_out(self) -> None:
+        msg = f"{self.device_id} ({self.address}): no answer within {self.device.timeout:g} s"
+        if not self._priv_verified and await self._probe_auth_only():
+            raise PermanentDeviceError(
+                f"SNMPv3 privacy failed for user {self._v3_user} on {self.address}: the agent answers "
+                f"authNoPriv but drops authPriv requests: wrong priv key or priv protocol "
+                f"({self.device.v3.priv_protocol if self.device.v3 else ''})?"
+            )
+        raise DeviceTimeout(msg)
+
+    async def _probe_auth_only(self) -> bool:
+        """Does the agent answer an authNoPriv GET with our user and auth key? (own engine)"""
+        engine = SnmpEngine()
+        try:
+            target = await UdpTransportTarget.create(
+                (self.device.host, self.device.port), timeout=self._wall_timeout() + 0.5, retries=0
+            )
+            auth = self._auth_data(probe=True)
+            try:
+                async with asyncio.timeout(self._wall_timeout()):
+                    err_ind, _, _, _ = await get_cmd(
+                        engine,
+                        auth,
+                        target,
+                        ContextData(contextName=self._context()),
+                        ObjectType(ObjectIdentity(SYS_OBJECT_ID)),
+                        lookupMib=False,
+                    )
+            except TimeoutError:
+                return False
+            # any authenticated answer (a value or an error status such as authorizationError)
+            return not err_ind
+        finally:
+            _close_engine(engine)
+
+    def _map_indication(self, err: Any) -> Exception:
+        user, where = self._v3_user, self.address
+        if isinstance(err, errind.WrongDigest | errind.AuthenticationFailure | errind.AuthenticationError):
+            return PermanentDeviceError(
+                f"SNMPv3 authentication failed for user {user} on {where}: wrong auth key or auth protocol?"
+            )
+        if isinstance(err, errind.UnknownUserName):
+            return PermanentDeviceError(f"SNMPv3 user {user} is unknown to the agent on {where}")
+        if isinstance(err, errind.DecryptionError):
+            return PermanentDeviceError(
+                f"SNMPv3 decryption failed for user {user} on {where}: wrong priv key or priv protocol?"
+            )
+        if isinstance(err, errind.UnsupportedSecurityLevel):
+            return PermanentDeviceError(f"SNMPv3 security level not supported for user {user} on {where}")
+        if isinstance(err, errind.UnknownCommunityName):
+            return PermanentDeviceError(f"{self.device_id} ({where}): community refused")
+        # not in time window, unknown engine id, parse errors: a retry may cure
+        return DeviceUnreachable(f"{self.device_id} ({where}): {err}")
+
+    async def _get(self, oids: Sequence[tuple[int, ...]]) -> dict[tuple[int, ...], tuple[Any, float]]:
+        out: dict[tuple[int, ...], tuple[Any, float]] = {}
+        for i in range(0, len(oids), GET_BATCH):
+            chunk = oids[i : i + GET_BATCH]
+            sent, vbs = await self._request(chunk, bulk=False)
+            for oid, value in vbs:
+                out[oid] = (value, sent)
+        return out
+
+    async def _walk(self, columns: Sequence[_Column]) -> dict[str, dict[str, tuple[Any, float]]]:
+        """GETBULK all ``columns`` of one table together; rows by column, index string."""
+        out: dict[str, dict[str, tuple[Any, float]]] = {c.name: {} for c in columns}
+        pending = {c.name: c.oid for c in columns}
+        by_name = {c.name: c for c in columns}
+        while pending:
+            names = list(pending)
+            sent, vbs = await self._request([pending[n] for n in names], bulk=True)
+            if not vbs:
+                raise PermanentDeviceError(f"{self.device_id} ({self.address}): empty GETBULK answer")
+            finished: set[str] = set()
+            for i, (oid, value) in enumerate(vbs):
+                name = names[i % len(names)]
+                if name in finished:
+                    continue
+                base = by_name[name].oid
+                if isinstance(value, rfc1905.EndOfMibView) or len(oid) <= len(base) or oid[: len(base)] != base:
+                    finished.add(name)
+                    continue
+                if oid <= pending[name]:
+                    raise PermanentDeviceError(
+                        f"{self.device_id} ({self.address}): agent returned non-increasing OID {_dotted(oid)}"
+                    )
+                pending[name] = oid
+                out[name][_dotted(oid[len(base) :])] = (value, sent)
+                if len(out[name]) > MAX_ROWS:
+                    raise PermanentDeviceError(f"{self.device_id}: more than {MAX_ROWS} rows in {_dotted(base)}")
+            for name in finished:
+                del pending[name]
+        return out
+
+    # ------------------------------------------------------------------- read
+
+    async def _resolve_plan(self) -> _Plan:
+        if self._plan is not None:
+            return self._plan
+        got = await self._get([_oid(SYS_OBJECT_ID)])
+        value = got.get(_oid(SYS_OBJECT_ID), (None, 0.0))[0]
+        if value is None or isinstance(value, _ABSENT):
+            raise PermanentDeviceError(f"{self.device_id} ({self.address}): no sysObjectID; set a profile")
+        sys_oid = str(value.prettyPrint()) if hasattr(value, "prettyPrint") else str(value)
+        best: tuple[int, SnmpProfile] | None = None
+        for prof in self._profiles.values():
+            for prefix in prof.sys_object_ids:
+                p = prefix.strip(".")
+                if (sys_oid == p or sys_oid.startswith(p + ".")) and (best is None or len(p) > best[0]):
+                    best = (len(p), prof)
+        if best is None:
+            known = ", ".join(
+                f"{p.id} ({', '.join(p.sys_object_ids)})" for p in self._profiles.values() if p.sys_object_ids
+            )
+            raise PermanentDeviceError(
+                f"{self.device_id} ({self.address}): no SNMP profile matches sysObjectID {sys_oid} (known: {known})"
+            )
+        self.profile = best[1]
+        log.info("device %s: sysObjectID %s -> profile %s", self.device_id, sys_oid, self.profile.id)
+        self._plan = compile_plan(self.profile, self.device.points, device=self.device_id)
+        return self._plan
+
+    async def read(self) -> list[PointValue]:
+        plan = await self._resolve_plan()
+        gets: list[tuple[int, ...]] = [c.oid for c in plan.scalars]
+        for tp in plan.tables:
+            if not tp.walk:
+                for c in tp.columns:
+                    gets.extend(c.oid + _oid(i) for i in sorted(tp.rows[c.name] or ()))
+        got = await self._get(gets) if gets else {}
+        out: list[PointValue] = []
+        for c in plan.scalars:
+            value, ts = got.get(c.oid, (None, 0.0))
+            if c.obj.reset_time is not None:
+                self._check_reset(c.name, c.obj, got.get(_oid(plan.profile.scalars[c.obj.reset_time].oid)))
+            if c.emit:
+                pv = self._point(c.name, c.obj, c.oid, value, ts)
+                if pv is not None:
+                    out.append(pv)
+        for tp in plan.tables:
+            if tp.walk:
+                rows = await self._walk(tp.columns)
+            else:
+                rows = {c.name: {} for c in tp.columns}
+                for c in tp.columns:
+                    for i in tp.rows[c.name] or ():
+                        if (c.oid + _oid(i)) in got:
+                            rows[c.name][i] = got[c.oid + _oid(i)]
+            out.extend(self._table_points(tp, rows))
+        return out
+
+    def _table_points(self, tp: _TablePlan, rows: dict[str, dict[str, tuple[Any, float]]]) -> list[PointValue]:
+        out: list[PointValue] = []
+        table = tp.table
+        meta: dict[int, str] = {}
+        if table.scaling == "entity-sensor":
+            meta = {int(o.oid.rsplit(".", 1)[1]): n for n, o in table.columns.items()}
+        for c in tp.columns:
+            if not c.emit:
+                continue
+            wanted = tp.rows[c.name]
+            for index, (value, ts) in sorted(rows.get(c.name, {}).items(), key=lambda kv: _oid(kv[0])):
+                if wanted is not None and index not in wanted:
+                    continue
+                point = f"{c.name}.{index}"
+                if c.obj.reset_time is not None:
+                    self._check_reset(point, c.obj, rows.get(c.obj.reset_time, {}).get(index))
+                tags = ((table.index_tag, index),)
+                if table.scaling == "entity-sensor":
+                    pv = self._entity_sensor_point(point, c, index, value, ts, rows, meta, tags)
+                else:
+                    pv = self._point(point, c.obj, c.oid + _oid(index), value, ts, tags)
+                if pv is not None:
+                    out.append(pv)
+        return out
+
+    def _skip(self, oid: tuple[int, ...], why: str) -> None:
+        key = _dotted(oid)
+        if not self.skipped[key]:
+            log.warning("device %s (%s): skipping %s: %s", self.device_id, self.address, key, why)
+        self.skipped[key] += 1
+
+    def _raw(self, obj: SnmpObject, oid: tuple[int, ...], value: Any) -> float | None:
+        if value is None:
+            self._skip(oid, "missing from the answer")
+            return None
+        if isinstance(value, _ABSENT):
+            self._skip(oid, _type_name(value))
+            return None
+        raw = snmp_number(value)
+        if raw is None:
+            self._skip(oid, f"not numeric ({_type_name(value)})")
+            return None
+        if raw in obj.missing_values:
+            return None  # the device says "not available": expected, not counted
+        return raw
+
+    def _note_type(self, point: str, column: str, obj: SnmpObject, value: Any) -> None:
+        tname = _type_name(value)
+        self.snmp_types[point] = tname
+        if tname in ("Counter32", "Counter64") and obj.counter_bits is None and column not in self._warned_types:
+            self._warned_types.add(column)
+            log.warning(
+                "device %s: %s is a %s but its profile sets no counter_bits: set the meter's rollover to %g",
+                self.device_id,
+                column,
+                tname,
+                2 ** (32 if tname == "Counter32" else 64) * abs(obj.scale),
+            )
+
+    def _point(
+        self,
+        point: str,
+        obj: SnmpObject,
+        oid: tuple[int, ...],
+        value: Any,
+        ts: float,
+        tags: tuple[tuple[str, str], ...] = (),
+    ) -> PointValue | None:
+        raw = self._raw(obj, oid, value)
+        if raw is None:
+            return None
+        self._note_type(point, point.split(".", 1)[0], obj, value)
+        return PointValue(point, raw * obj.scale, obj.unit, Quality.GOOD, ts, tags)
+
+    def _entity_sensor_point(
+        self,
+        point: str,
+        c: _Column,
+        index: str,
+        value: Any,
+        ts: float,
+        rows: dict[str, dict[str, tuple[Any, float]]],
+        meta: dict[int, str],
+        tags: tuple[tuple[str, str], ...],
+    ) -> PointValue | None:
+        raw = self._raw(c.obj, c.oid + _oid(index), value)
+        if raw is None:
+            return None
+
+        def col(n: int) -> float | None:
+            name = meta.get(n)
+            if name is None:
+                return None
+            v = rows.get(name, {}).get(index)
+            return None if v is None else snmp_number(v[0])
+
+        stype, scale, precision, status = col(1), col(2), col(3), col(5)
+        exponent = ENTITY_SENSOR_EXPONENT.get(int(scale), 0) if scale is not None else 0
+        exponent -= int(precision) if precision is not None else 0
+        unit = ENTITY_SENSOR_UNITS.get(int(stype), "") if stype is not None else ""
+        quality = Quality.GOOD if status is None or int(status) == 1 else Quality.BAD
+        self._note_type(point, c.name, c.obj, value)
+        return PointValue(point, raw * 10.0**exponent * c.obj.scale, unit, quality, ts, tags)
+
+    def _check_reset(self, point: str, obj: SnmpObject, mark: tuple[Any, float] | None) -> None:
+        """Count a change of the counter's reset-time object since the previous poll."""
+        if obj.reset_time is None or mark is None or isinstance(mark[0], _ABSENT):
+            return
+        value = mark[0].prettyPrint() if hasattr(mark[0], "prettyPrint") else str(mark[0])
+        prev = self._reset_marks.get(point)
+        self._reset_marks[point] = value
+        if prev is not None and value != prev:
+            self.resets[point] += 1
+            log.warning(
+                "device %s: %s was reset by a user (%s now %r, was %r); the energy between the last "
+                "poll and the reset is not known",
+                self.device_id,
+                point,
+                obj.reset_time,
+                value,
+                prev,
+            )
