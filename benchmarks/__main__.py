@@ -1,6 +1,6 @@
 """Run every benchmark and print its table: `python -m benchmarks`."""
 
-from benchmarks import bench_influx, bench_modbus, bench_pipeline, bench_snmp
+from benchmarks import bench_influx, bench_modbus, bench_mqtt, bench_pipeline, bench_snmp
 
 print("## Energy and PUE stage (one core)\n")
 bench_pipeline.main([])
@@ -8,5 +8,7 @@ print("\n## Modbus polling (collector process; simulator in another process)\n")
 bench_modbus.main([])
 print("\n## SNMP (collector process; snmpd in another process)\n")
 bench_snmp.main([])
+print("\n## MQTT ingest (one process; publisher in another, through Mosquitto)\n")
+bench_mqtt.main([])
 print("\n## InfluxDB writes (one process into real servers on loopback)\n")
 bench_influx.main([])

@@ -44,7 +44,11 @@ def test_demo_agrees_with_ground_truth_and_store_is_readable_during_run(tmp_path
     assert abs(summary["error_percent"]) < 0.5
     assert 1.1 < summary["pue_period"] < 1.6
     status = [x for x in lines if "pue_instant" in x]
-    assert status and status[-1]["devices_up"] == status[-1]["devices"] == 10
+    assert status and status[-1]["devices_up"] == status[-1]["devices"] == 15
+    # all three protocols delivered readings: Modbus meters, SNMP UPS/rack PDUs, MQTT sensors
+    by_protocol = status[-1]["readings_by_protocol"]
+    assert set(by_protocol) == {"modbus", "snmp", "mqtt"} and min(by_protocol.values()) > 0
+    assert status[-1]["outdoor_temperature_c"] is not None
     assert set(status[-1]["power_kw"]) == {"facility_input", "it", "cooling", "lighting"}
     # a second process read the store while the demo wrote it, and saw it grow
     counts = [c for c in seen_during_run if isinstance(c, int)]
@@ -116,6 +120,7 @@ def test_run_against_simulated_devices(tmp_path):
         )
         assert r.returncode == 0, r.stderr
         reader = StoreReader(db)
+        # Modbus meters, and the weather station that publishes JSON over MQTT
         for dev in ("incomer-a", "pdu-4", "weather"):
             point = "outdoor_temperature" if dev == "weather" else "import_energy"
             assert len(reader.readings(dev, point)) >= 2, dev

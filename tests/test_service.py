@@ -13,7 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from pue_monitor.clock import ScaledClock
 from pue_monitor.config.loader import site_from_dict
 from pue_monitor.service import Service
-from pue_monitor.simulator import SimulatedDataCentre, SimulatorServers
+from pue_monitor.simulator import SimulatedDataCentre
+from pue_monitor.simulator.site import SimulatedSite
 from pue_monitor.simulator.world import SIM_METER_ROLLOVER_KWH
 from pue_monitor.sinks.sqlite import StoreReader
 
@@ -30,15 +31,15 @@ def scrape(url: str) -> dict[tuple[str, tuple], float]:
 
 
 async def test_live_chain_matches_ground_truth_through_faults(tmp_path):
-    clock = ScaledClock(start=START, speed=200)
+    clock = ScaledClock(start=START, speed=100)
     world = SimulatedDataCentre(start=START, seed=5)
     # faults: pdu-3 dead for 6 minutes (a gap the counter must bridge), the lighting
     # counter wraps at its rollover during the run
     world.kill_device("pdu-3", START + 600, START + 960)
     world.preset_counter("lighting", SIM_METER_ROLLOVER_KWH - 2.0, at=START)
     db = tmp_path / "store.sqlite"
-    async with SimulatorServers(world, clock) as servers:
-        site = site_from_dict(servers.site_config(interval=15, timeout=7), source="<sim>")
+    async with SimulatedSite(world, clock, publish_interval=15) as sim:
+        site = site_from_dict(sim.site_config(interval=15, timeout=10), source="<sim>")
         svc = Service(site, clock=clock, store_path=db, prometheus_port=0, resume=False)
         stop = asyncio.Event()
         run = asyncio.create_task(svc.run(stop))
