@@ -41,18 +41,28 @@ def count(influx: InfluxDB1, q: str) -> int:
     return int(series[0]["values"][0][1]) if series else 0
 
 
-def db_points(influx: InfluxDB1) -> set[tuple[str, str, int]]:
-    rows = influx.query('SELECT "quality", "device", "point" FROM pue_reading')
-    return {(r[2], r[3], int(r[0])) for s in rows for r in s["values"]}
+Key = tuple[tuple[tuple[str, str], ...], int]  # (series tags, timestamp ns)
 
 
-def line_points(lines: list[str]) -> set[tuple[str, str, int]]:
+def db_points(influx: InfluxDB1) -> set[Key]:
+    out = set()
+    for s in influx.query("SELECT * FROM pue_reading"):
+        cols = s["columns"]
+        for row in s["values"]:
+            rec = dict(zip(cols, row, strict=True))
+            tags = tuple(sorted((k, str(v)) for k, v in rec.items() if k not in ("time", "value", "quality") and v))
+            out.add((tags, int(rec["time"])))
+    return out
+
+
+def line_points(lines: list[str]) -> set[Key]:
     out = set()
     for line in lines:
+        if not line.startswith("pue_reading,"):
+            continue
         head, _, ts = line.rpartition(" ")
-        tags = dict(kv.split("=", 1) for kv in head.split(" ", 1)[0].split(",")[1:])
-        if head.startswith("pue_reading,"):
-            out.add((tags["device"], tags["point"], int(ts)))
+        tags = tuple(sorted(tuple(kv.split("=", 1)) for kv in head.split(" ", 1)[0].split(",")[1:]))
+        out.add((tags, int(ts)))  # type: ignore[arg-type]
     return out
 
 
@@ -126,8 +136,14 @@ def test_sigkill_and_restart_keep_every_accepted_point(influx1, tmp_path):
         sim.communicate(timeout=20)
     # every reading of the second run (all flushed: it stopped cleanly)
     with sqlite3.connect(tmp_path / "store.sqlite") as conn:
-        rows = conn.execute("SELECT device, point, ts FROM readings WHERE ts >= ?", (restart_ts,)).fetchall()
-    after = {(d, p, round(ts * 1e9)) for d, p, ts in rows}
+        rows = conn.execute(
+            "SELECT site, device, point, unit, tags, ts FROM readings WHERE ts >= ?", (restart_ts,)
+        ).fetchall()
+    after = set()
+    for site_id, device, point, unit, tags, ts in rows:
+        extra = [tuple(kv.split("=", 1)) for kv in tags.split(",") if kv]
+        pairs = [("site", site_id), ("device", device), ("point", point), ("unit", unit), *extra]
+        after.add((tuple(sorted((k, v) for k, v in pairs if v)), round(ts * 1e9)))
     assert len(after) > 50
     in_db = db_points(influx1)
     assert accepted <= in_db  # nothing the sink accepted before the kill was lost
