@@ -85,7 +85,8 @@ def test_births_define_names_units_and_values() -> None:
 def test_ddata_by_alias(metrics, expected) -> None:
     d = born()
     out = d.feed(topic("DDATA", "crah-1"), ddata(2, *metrics), arrival=1.0, now=1.0)
-    assert [(v.name, v.value) for v in out.values] == pytest.approx(expected)
+    assert [v.name for v in out.values] == [name for name, _ in expected]
+    assert [v.value for v in out.values] == pytest.approx([value for _, value in expected])
     assert all(v.ts == (T0 + 5000) / 1000 for v in out.values)
     assert out.rebirth == (len(expected) < len(metrics))
 
