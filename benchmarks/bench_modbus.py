@@ -21,6 +21,7 @@ from pathlib import Path
 
 from pue_monitor.collectors.modbus import ModbusConnection, ModbusReader
 from pue_monitor.config.loader import LoadedSite, load_site
+from pue_monitor.config.models import ModbusDevice
 
 
 def start_simulator(tmp: Path) -> tuple[subprocess.Popen[bytes], LoadedSite]:
@@ -41,7 +42,7 @@ async def _poll(site: LoadedSite, device_ids: list[str], seconds: float) -> dict
     conns: dict[tuple[str, int], ModbusConnection] = {}
     readers = []
     for d in site.config.devices:
-        if d.id in device_ids:
+        if isinstance(d, ModbusDevice) and d.id in device_ids:
             conn = conns.setdefault((d.host, d.port), ModbusConnection(host=d.host, port=d.port))
             readers.append(ModbusReader(d, site.profile_of(d), site.points_of(d), conn))
     polls = 0
@@ -74,11 +75,11 @@ def run(seconds: float = 10.0) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         proc, site = start_simulator(Path(tmp))
         try:
-            ids = [d.id for d in site.config.devices]
+            ids = [d.id for d in site.config.devices if isinstance(d, ModbusDevice)]
             pdus = [i for i in ids if i.startswith("pdu-")]
             rows = []
             for name, group in (
-                ("whole site", ids),
+                ("all Modbus devices of the site", ids),
                 ("4 PDUs behind one gateway", pdus),
                 ("one incomer, own connection", ["incomer-a"]),
             ):

@@ -60,3 +60,21 @@ class ScaledClock:
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(max(0.0, seconds / self.speed))
+
+
+class ManualClock:
+    """A clock moved by hand (``clock.t = ...``): tests and tools that need one shared instant."""
+
+    speed = 1.0
+
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def now(self) -> float:
+        return self.t
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(0)
+
+    async def sleep_until(self, t: float) -> None:
+        await asyncio.sleep(0)

@@ -126,7 +126,7 @@ def test_profiles_ship_datasheet_addresses():
     iem = profiles["schneider-iem3000"].points
     assert (iem["active_power"].address, iem["active_power"].unit) == (3059, "kW")
     assert (iem["import_energy"].address, iem["import_energy"].type) == (3203, "i64")
-    assert {"eastron-sdm630", "schneider-iem3000", "pue-sim-meter", "pue-sim-weather"} <= set(profiles)
+    assert {"eastron-sdm630", "schneider-iem3000", "pue-sim-meter", "ups-mib", "apc-rpdu2"} <= set(profiles)
 
 
 def test_overlapping_profile_points_rejected(tmp_path):

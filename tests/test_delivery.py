@@ -11,7 +11,6 @@ import subprocess
 import sys
 import time
 
-import pytest
 import yaml
 from servers import InfluxDB1, Prometheus
 
@@ -24,16 +23,6 @@ from pue_monitor.sinks.sqlite import StoreReader
 
 START = dt.datetime(2026, 3, 10, 4, 0, tzinfo=dt.UTC).timestamp()
 PUE = [sys.executable, "-m", "pue_monitor"]
-
-
-@pytest.fixture
-def influx1(tmp_path):
-    (tmp_path / "influx").mkdir()
-    server = InfluxDB1(tmp_path / "influx")
-    server.start()
-    server.create_db("pue")
-    yield server
-    server.stop()
 
 
 def count(influx: InfluxDB1, q: str) -> int:

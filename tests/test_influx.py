@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 from influxdb_client import Point
-from servers import InfluxDB1, VictoriaMetrics
+from servers import VictoriaMetrics
 
 from pue_monitor.config.models import InfluxConfig
 from pue_monitor.readings import Quality, Reading
@@ -18,16 +18,6 @@ from pue_monitor.sinks.lineprotocol import LineBuilder
 from pue_monitor.sinks.spool import Spool
 
 T0 = 1_780_000_000.0
-
-
-@pytest.fixture
-def influx1(tmp_path):
-    (tmp_path / "influx").mkdir()
-    server = InfluxDB1(tmp_path / "influx")
-    server.start()
-    server.create_db("pue")
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusIOException
 
-from pue_monitor.clock import ScaledClock
+from pue_monitor.clock import ManualClock, ScaledClock
 from pue_monitor.collectors.decode import decode
 from pue_monitor.config.loader import load_profiles
 from pue_monitor.config.models import SiteConfig
@@ -28,22 +28,7 @@ def local(y: int, m: int, d: int, h: float = 0.0) -> float:
     return dt.datetime(y, m, d, tzinfo=CST).timestamp() + h * 3600.0
 
 
-class FixedClock:
-    """A clock the test moves by hand, so server reads and expectations share one t."""
-
-    speed = 1.0
-
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def now(self) -> float:
-        return self.t
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(0)
-
-    async def sleep_until(self, t: float) -> None:
-        await asyncio.sleep(0)
+FixedClock = ManualClock  # the test moves it by hand
 
 
 # ------------------------------------------------------------------------- physics

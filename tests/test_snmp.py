@@ -27,7 +27,7 @@ from pysnmp.hlapi.v3arch.asyncio import (
     set_cmd,
 )
 
-from pue_monitor.clock import WallClock
+from pue_monitor.clock import ManualClock, WallClock
 from pue_monitor.collectors import snmp
 from pue_monitor.collectors.snmp import SnmpReader
 from pue_monitor.config.loader import LoadedSite, site_from_dict
@@ -63,22 +63,7 @@ FILLER = [
 ]
 
 
-class FixedClock:
-    """A clock the test moves by hand."""
-
-    speed = 1.0
-
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def now(self) -> float:
-        return self.t
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(0)
-
-    async def sleep_until(self, t: float) -> None:
-        await asyncio.sleep(0)
+FixedClock = ManualClock  # the test moves it by hand
 
 
 def make_site(*devices: dict[str, Any], profile_dir: Path | None = None) -> LoadedSite:

@@ -20,6 +20,12 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_val
 from pue_monitor.collectors.decode import DATA_TYPES
 
 
+def _nonzero_scale(v: float) -> float:
+    if v == 0:
+        raise ValueError("scale must not be 0")
+    return v
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -59,12 +65,7 @@ class ProfilePoint(_Model):
     def count(self) -> int:
         return DATA_TYPES[self.type][1]
 
-    @field_validator("scale")
-    @classmethod
-    def _scale_nonzero(cls, v: float) -> float:
-        if v == 0:
-            raise ValueError("scale must not be 0")
-        return v
+    _scale_nonzero = field_validator("scale")(_nonzero_scale)
 
 
 class ModbusProfile(_Model):
@@ -115,12 +116,7 @@ class SnmpObject(_Model):
     def _strip(cls, v: str) -> str:
         return v.lstrip(".")
 
-    @field_validator("scale")
-    @classmethod
-    def _scale_nonzero(cls, v: float) -> float:
-        if v == 0:
-            raise ValueError("scale must not be 0")
-        return v
+    _scale_nonzero = field_validator("scale")(_nonzero_scale)
 
     @property
     def rollover(self) -> float | None:
