@@ -165,3 +165,13 @@ def test_config_schema_cli_lists_fields():
     assert r.returncode == 0
     schema = json.loads(r.stdout)
     assert {"site", "devices", "thresholds"} <= set(schema["properties"])
+
+
+def test_influxdb_section_turns_store_off_unless_asked(tmp_path):
+    site = load_site(write(tmp_path, GOOD + "influxdb: {url: 'http://127.0.0.1:8086', token: {env: T}}\n"))
+    assert site.config.influxdb is not None and site.config.store_enabled is False
+    both = load_site(write(tmp_path, GOOD + "influxdb: {url: 'http://x:8086'}\nstore: {enabled: true}\n"))
+    assert both.config.store_enabled is True
+    assert load_site(write(tmp_path, GOOD)).config.store_enabled is True
+    msg = error_of(tmp_path, GOOD + "influxdb: {url: 'http://x:8086', token: 'plain-text-token'}\n")
+    assert "influxdb.token" in msg  # a secret must come from env or a file, never the YAML

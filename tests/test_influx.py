@@ -155,3 +155,41 @@ def test_spool_is_bounded_and_counts_evictions(tmp_path):
     assert oldest.id == st.evicted_batches + 1  # oldest first went
     assert gzip.decompress(oldest.body).decode().splitlines()[0].endswith(f" {(oldest.id - 1) * 1000}")
     spool.close()
+
+
+def test_spool_status_cli(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    spool = Spool(tmp_path / "spool.sqlite")
+    first = spool.append(["m v=1.0 1", "m v=2.0 2"])
+    spool.append(["m v=3.0 3"])
+    spool.quarantine(first, 'HTTP 400: {"error":"field type conflict"}', [b'm v="x" 2'])
+    spool.close()
+    cmd = [sys.executable, "-m", "pue_monitor", "spool", "status", "--spool"]
+    r = subprocess.run([*cmd, str(tmp_path / "spool.sqlite"), "--json"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    st = json.loads(r.stdout)
+    assert (st["queued_batches"], st["queued_points"], st["quarantined_points"]) == (1, 1, 1)
+    assert "field type conflict" in st["quarantine"][0]["error"]
+    r = subprocess.run([*cmd, str(tmp_path / "no.sqlite")], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and "no spool yet" in r.stderr
+
+
+async def test_token_comes_from_env_and_never_reaches_logs(vm, tmp_path, monkeypatch, caplog):
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv("PUE_TEST_INFLUX_TOKEN", "tok-S3CRET-123")
+    cfg = InfluxConfig(url=vm.url, token={"env": "PUE_TEST_INFLUX_TOKEN"}, spool={"path": str(tmp_path / "s.sqlite")})
+    sink = await write_all(cfg, [LineBuilder().readings(readings(3))])
+    assert sink.stats.points_written == 3
+    await sink.close()
+    assert "tok-S3CRET-123" not in caplog.text
+    assert "tok-S3CRET-123" not in repr(cfg)
+    monkeypatch.delenv("PUE_TEST_INFLUX_TOKEN")
+    from pue_monitor.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="PUE_TEST_INFLUX_TOKEN"):
+        InfluxSink(cfg)

@@ -441,3 +441,54 @@ async def test_amqtt_fallback_speaks_mqtt_311() -> None:
                 await pub.publish("a/b", b"3.5", qos=1)
             await run.wait_for(lambda: len(run.readings) == 1)
     assert run.readings[0].value == 3.5
+
+
+async def test_broker_down_10s_while_publisher_keeps_sending() -> None:
+    """The acceptance case as written: the broker is stopped for 10 s while a publisher keeps
+    publishing QoS 1 (paho queues while offline and resends on reconnect); after both
+    reconnect, the collector receives every message exactly once."""
+    import paho.mqtt.client as paho
+
+    sub = {"topic": "t/down", "timestamp": "ts", "points": [{"point": "n", "path": "n"}]}
+    spec = [{"id": "seq", "protocol": "mqtt", "subscriptions": [sub]}]
+    async with Broker(kind="mosquitto") as broker:
+        cfg, devs = devices(spec, broker, client_id="down-10s", keepalive=5)
+        src = MqttSource(cfg, devs, site_id="t", clock=WallClock(), base_dir=Path("."), backoff_cap=0.5)
+        pub = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="pub-down-10s", clean_session=False)
+        pub.max_queued_messages_set(0)  # unlimited offline queue
+        pub.reconnect_delay_set(0.1, 0.5)
+        pub.connect(broker.host, broker.port, keepalive=5)
+        pub.loop_start()
+        try:
+            async with running(src) as run:
+                await subscribed(run)
+                n = 0
+
+                def send() -> None:
+                    nonlocal n
+                    pub.publish("t/down", json.dumps({"ts": (T0 + n) * 1000, "n": n}), qos=1)
+                    n += 1
+
+                for _ in range(20):
+                    send()
+                    await asyncio.sleep(0.05)
+                await run.wait_for(lambda: len(run.readings) == 20)
+                await broker.stop()
+                t_end = time.monotonic() + 10.0
+                while time.monotonic() < t_end:  # the broker is down: paho queues these
+                    send()
+                    await asyncio.sleep(0.05)
+                sent_while_down = n - 20
+                await broker.start()
+                for _ in range(20):
+                    send()
+                    await asyncio.sleep(0.05)
+                await run.wait_for(lambda: len(run.readings) >= n, timeout=30)
+                await asyncio.sleep(0.5)  # room for any late duplicate
+                got = Counter(r.value for r in run.readings)
+        finally:
+            pub.loop_stop()
+            pub.disconnect()
+    assert sent_while_down > 150
+    assert sorted(got) == list(range(n)), "every message received"
+    assert set(got.values()) == {1}, "... exactly once"
