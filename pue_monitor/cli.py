@@ -23,7 +23,7 @@ from pue_monitor import __version__
 from pue_monitor.config.models import Role
 from pue_monitor.errors import ConfigError
 
-EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_USAGE = 0, 2  # 1 (runtime failure) is Python's own for an uncaught error
 _CATEGORY_NAMES = {
     1: "basic, IT at UPS output",
     2: "intermediate, IT at PDU output",

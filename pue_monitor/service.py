@@ -10,7 +10,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pue_monitor.clock import Clock, WallClock
 from pue_monitor.collectors.modbus import ModbusConnection, ModbusReader
@@ -52,24 +52,20 @@ def series_specs(site: LoadedSite) -> dict[tuple[str, str], SeriesSpec]:
         prof = site.profiles.get(getattr(dev, "profile", ""))
         if rollover is None and m.energy is not None and isinstance(prof, SnmpProfile):
             rollover = prof.rollover_of(m.energy)  # Counter32/Counter64 wrap: 2**bits * scale
-        if m.energy is not None:
-            specs[(dev.id, m.energy)] = SeriesSpec(
+        sources: tuple[tuple[Literal["counter", "power"], str | None, float | None], ...] = (
+            ("counter", m.energy, rollover),
+            ("power", m.power, None),
+        )
+        for kind, point, wrap in sources:
+            if point is None:
+                continue
+            specs[(dev.id, point)] = SeriesSpec(
                 meter=dev.id,
                 role=m.role,
                 it_location=m.it_location,
-                kind="counter",
-                factor=UNITS[site.unit_of(dev, m.energy) or ""][1],
-                rollover=rollover,
-                max_gap=max_gap,
-            )
-        if m.power is not None:
-            specs[(dev.id, m.power)] = SeriesSpec(
-                meter=dev.id,
-                role=m.role,
-                it_location=m.it_location,
-                kind="power",
-                factor=UNITS[site.unit_of(dev, m.power) or ""][1],
-                rollover=None,
+                kind=kind,
+                factor=UNITS[site.unit_of(dev, point) or ""][1],
+                rollover=wrap,
                 max_gap=max_gap,
             )
     return specs
@@ -126,6 +122,7 @@ class Service:
         if resume:
             self._resume()
         self._pending: list[Reading] = []
+        self._pruned_at: float | None = None  # clock time of the last retention pass
         self._minutes: dict[float, PueInterval] = {}  # recent 1-minute rollups by start
         self.on_tick = on_tick
         self.runner = Runner(site=cfg.site.id, clock=self.clock, emit=self._on_readings)
@@ -196,24 +193,27 @@ class Service:
         pending, self._pending = self._pending, []
         if self.store is not None:
             await self._io_call(self.store.write_readings, pending)
+            if self._pruned_at is None or now - self._pruned_at >= 3600:  # retention, hourly
+                self._pruned_at = now
+                keep = self.site.config.store.keep_readings_days * 86400
+                await self._io_call(self.store.prune_readings, now - keep)
         closed = self.pipeline.close(now, self.grace)
         site = self.site.config.site
         if closed:
             await self._write_intervals("1m", closed)
             for iv in closed:
                 self._minutes[iv.start] = iv
-            last_end = max(iv.end for iv in self._minutes.values())
+            minutes = sorted(self._minutes.values(), key=lambda i: i.start)
+            last_end = max(iv.end for iv in minutes)
+            first_closed = min(iv.start for iv in closed)
             for window, seconds in WINDOWS.items():
-                buckets = aggregate(
-                    sorted(self._minutes.values(), key=lambda i: i.start), resolution=window, tz=site.timezone
-                )
-                touched_from = min(iv.start for iv in closed) - seconds
-                buckets = [b for b in buckets if b.end > touched_from]
+                buckets = aggregate(minutes, resolution=window, tz=site.timezone)
+                buckets = [b for b in buckets if b.end > first_closed - seconds]
                 await self._write_intervals(window, buckets)
                 complete = [b for b in buckets if b.end <= last_end]
                 if complete:
                     self.state.latest[window] = complete[-1]
-            self.state.latest["1m"] = max(self._minutes.values(), key=lambda i: i.start)
+            self.state.latest["1m"] = minutes[-1]
             horizon = last_end - 2 * 86400  # keep two days of minutes for daily buckets
             self._minutes = {k: v for k, v in self._minutes.items() if k >= horizon}
         inst = self.pipeline.instant()

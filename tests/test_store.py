@@ -99,3 +99,28 @@ def test_second_process_reads_while_writer_writes(tmp_path):
 def test_reader_on_missing_store_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such store"):
         StoreReader(tmp_path / "nope.sqlite")
+
+
+async def test_service_applies_reading_retention(tmp_path):
+    from pue_monitor.clock import ManualClock
+    from pue_monitor.config.loader import site_from_dict
+    from pue_monitor.service import Service
+
+    day = 86400.0
+    now = 1_790_000_000.0
+    db = tmp_path / "r.sqlite"
+    store = SqliteStore(db)
+    store.write_readings([Reading(now - k * day, "s", "m", "p", float(k), "kWh") for k in (0.5, 1.5, 3.0)])
+    store.close()
+    dev = {"protocol": "modbus", "host": "127.0.0.1", "port": 9, "profile": "eastron-sdm630"}
+    cfg = {"site": {"id": "s"}, "store": {"path": str(db), "keep_readings_days": 1.0},
+           "prometheus": {"enabled": False},
+           "devices": [{**dev, "id": "inc", "meter": {"role": "facility_input", "energy": "import_energy"}},
+                       {**dev, "id": "it", "unit_id": 2, "meter": {"role": "it", "it_location": "pdu_output",
+                                                                   "energy": "import_energy"}}]}  # fmt: skip
+    svc = Service(site_from_dict(cfg, source="<test>"), clock=ManualClock(now), resume=False)
+    await svc.step()
+    await svc.close()
+    reader = StoreReader(db)
+    assert [v for _, v, _ in reader.readings("m", "p")] == [0.5]  # older than a day: gone
+    reader.close()

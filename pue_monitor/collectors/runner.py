@@ -106,12 +106,7 @@ class Runner:
 
     async def _sleep_until(self, t: float) -> bool:
         """Sleep until clock time ``t``; False when stopping."""
-        wall = max(0.0, (t - self.clock.now()) / self.clock.speed)
-        try:
-            await asyncio.wait_for(self._stopping.wait(), timeout=wall)
-        except TimeoutError:
-            return True
-        return False
+        return await self._sleep_wall(max(0.0, (t - self.clock.now()) / self.clock.speed))
 
     async def _poll_loop(self, reader: DeviceReader, sch: Schedule) -> None:
         stats = self.stats[reader.device_id]

@@ -590,7 +590,9 @@ class StoreConfig(_Model):
         default=None, description="embedded store on/off; default: on unless an influxdb: section is given"
     )
     path: str = Field(default="pue-monitor.sqlite", description="embedded SQLite store file")
-    keep_readings_days: float = Field(default=90, gt=0)
+    keep_readings_days: float = Field(
+        default=90, gt=0, description="raw readings older than this are deleted (rollups are kept)"
+    )
 
 
 class SpoolConfig(_Model):
