@@ -10,23 +10,21 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pue_monitor.clock import Clock, WallClock
 from pue_monitor.collectors.modbus import ModbusConnection, ModbusReader
 from pue_monitor.collectors.runner import Runner, Schedule
 from pue_monitor.config.loader import LoadedSite
 from pue_monitor.config.models import (
-    UNITS,
     Device,
     ModbusDevice,
     MqttDevice,
     SnmpDevice,
-    SnmpProfile,
     SparkplugDevice,
 )
-from pue_monitor.pipeline.energy import SeriesSpec
 from pue_monitor.pipeline.live import LivePipeline
+from pue_monitor.pipeline.model import series_specs
 from pue_monitor.pipeline.pue import PueInterval, aggregate
 from pue_monitor.readings import Reading
 from pue_monitor.sinks.influx import InfluxSink
@@ -38,37 +36,6 @@ log = logging.getLogger(__name__)
 
 STEP = 60.0  # the finest rollup, seconds (ISO/IEC 30134-2 category 3 wants <= 15 min)
 WINDOWS = {"15m": 900.0, "1h": 3600.0, "1d": 86400.0}
-
-
-def series_specs(site: LoadedSite) -> dict[tuple[str, str], SeriesSpec]:
-    """The energy model as the pipeline needs it: one spec per (device, point)."""
-    specs: dict[tuple[str, str], SeriesSpec] = {}
-    for dev in site.config.devices:
-        m = dev.meter
-        if m is None:
-            continue
-        max_gap = 2.5 * dev.interval  # one missed poll is still "measured"; two is a gap
-        rollover = m.rollover
-        prof = site.profiles.get(getattr(dev, "profile", ""))
-        if rollover is None and m.energy is not None and isinstance(prof, SnmpProfile):
-            rollover = prof.rollover_of(m.energy)  # Counter32/Counter64 wrap: 2**bits * scale
-        sources: tuple[tuple[Literal["counter", "power"], str | None, float | None], ...] = (
-            ("counter", m.energy, rollover),
-            ("power", m.power, None),
-        )
-        for kind, point, wrap in sources:
-            if point is None:
-                continue
-            specs[(dev.id, point)] = SeriesSpec(
-                meter=dev.id,
-                role=m.role,
-                it_location=m.it_location,
-                kind=kind,
-                factor=UNITS[site.unit_of(dev, point) or ""][1],
-                rollover=wrap,
-                max_gap=max_gap,
-            )
-    return specs
 
 
 @dataclass
