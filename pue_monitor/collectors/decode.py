@@ -82,3 +82,48 @@ def encode(
         raw = round(raw)
     regs = ModbusClientMixin.convert_to_registers(raw, dtype, word_order=word_order)
     return _swap_bytes(regs) if byte_order == "little" else regs
+
+
+def raw_bits(registers: Sequence[int], *, word_order: Order = "big", byte_order: Order = "big") -> int:
+    """The registers as one unsigned integer (most significant word first after ordering).
+
+    "Not available" codes are bit patterns (0xFFFF_FFFF, 0x7FFF_FFFF), compared here, before
+    the value is interpreted as signed, float or scaled.
+    """
+    regs = _swap_bytes(registers) if byte_order == "little" else list(registers)
+    if word_order == "little":
+        regs.reverse()
+    out = 0
+    for r in regs:
+        out = (out << 16) | (r & 0xFFFF)
+    return out
+
+
+def type_max_code(data_type: str) -> int | None:
+    """The largest value of an integer type as a bit pattern: 0xFF.. unsigned, 0x7FFF.. signed.
+
+    ABB's A/B-series meters answer it for a quantity they do not measure (see the
+    ``abb-b-series`` profile); None for float types (a float's "not available" is NaN).
+    """
+    if data_type.startswith("f"):
+        return None
+    bits = 16 * DATA_TYPES[data_type][1]
+    return (1 << (bits - 1)) - 1 if data_type.startswith("i") else (1 << bits) - 1
+
+
+def pf_four_quadrant(register_value: float) -> float:
+    """Power factor from Schneider's four-quadrant PF float register (iEM3000, PM5xxx).
+
+    The register carries sign and quadrant in one float in -2..+2: in -1..+1 it is the PF
+    itself; above +1 (quadrant 4, leading) PF = 2 - value; below -1 (quadrant 3) PF = -2 - value.
+    Source: Schneider Electric iEM3100/iEM3200/iEM3300 user manual DOCA0005EN-04, "Power factor
+    register format" (p. 109). A value outside -2..+2 is not a power factor: NaN.
+    """
+    v = register_value
+    if not math.isfinite(v) or abs(v) > 2.0:
+        return math.nan
+    if v > 1.0:
+        return 2.0 - v
+    if v < -1.0:
+        return -2.0 - v
+    return v

@@ -11,14 +11,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from collections import Counter
 
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
 from pue_monitor.clock import Clock, WallClock
 from pue_monitor.collectors.base import PointValue
-from pue_monitor.collectors.decode import decode
-from pue_monitor.collectors.plan import ReadRequest, compile_plan
+from pue_monitor.collectors.decode import decode, pf_four_quadrant, raw_bits
+from pue_monitor.collectors.plan import PlannedPoint, ReadRequest, compile_plan
 from pue_monitor.config.models import ModbusDevice, ModbusProfile
 from pue_monitor.errors import (
     DecodeError,
@@ -148,8 +149,20 @@ class ModbusReader:
         self.device_id = device.id
         self.connection = connection
         cap = device.max_registers_per_request or profile.max_registers_per_request
+        specs = {}
+        for p in points:
+            spec = profile.points[p]
+            ov = device.overrides.get(p)
+            if ov is not None:  # the device reports against its datasheet: its own scale/unit
+                update = {k: v for k, v in (("scale", ov.scale), ("unit", ov.unit)) if v is not None}
+                spec = spec.model_copy(update=update)
+            specs[p] = spec
+        #: raw bit patterns meaning "not available", per point (profile-level and point-level)
+        self.not_available = {p: profile.not_available_codes(p) for p in points}
+        #: readings made BAD by a "not available" code, per point (tests, metrics)
+        self.unavailable: Counter[str] = Counter()
         self.plan: tuple[ReadRequest, ...] = compile_plan(
-            {p: profile.points[p] for p in points},
+            specs,
             max_registers=cap,
             one_point_per_request=device.one_register_per_request,
         )
@@ -167,17 +180,22 @@ class ModbusReader:
                 pause=d.request_pause,
             )
             for pp in req.points:
-                s = pp.spec
-                value = decode(
-                    regs[pp.offset : pp.offset + s.count],
-                    s.type,
-                    word_order=s.word_order,
-                    byte_order=s.byte_order,
-                    scale=s.scale,
-                )
-                quality = Quality.GOOD if math.isfinite(value) else Quality.BAD
-                out.append(PointValue(pp.name, value, s.unit, quality, sent))
+                out.append(self._value(pp, regs[pp.offset : pp.offset + pp.spec.count], sent))
         return out
+
+    def _value(self, pp: PlannedPoint, regs: list[int], sent: float) -> PointValue:
+        """One point: BAD (value NaN) for a "not available" code or a non-finite value."""
+        s = pp.spec
+        codes = self.not_available.get(pp.name)
+        if codes and raw_bits(regs, word_order=s.word_order, byte_order=s.byte_order) in codes:
+            self.unavailable[pp.name] += 1
+            return PointValue(pp.name, math.nan, s.unit, Quality.BAD, sent)
+        value = decode(regs, s.type, word_order=s.word_order, byte_order=s.byte_order)
+        if s.encoding == "pf-four-quadrant":
+            value = pf_four_quadrant(value)
+        value *= s.scale
+        quality = Quality.GOOD if math.isfinite(value) else Quality.BAD
+        return PointValue(pp.name, value, s.unit, quality, sent)
 
     async def close(self) -> None:
         # the connection is shared; the runner closes connections itself

@@ -49,9 +49,26 @@ User-resettable energy (APC rPDU2DeviceStatusEnergy)
     counter (everything since the user's last reset, possibly months) into one interval.
 
 ENTITY-SENSOR-MIB
-    Tables with ``scaling: entity-sensor`` are scaled per row: value = raw x
-    10^-precision x 10^prefix(scale), unit from entPhySensorType, quality BAD when
-    entPhySensorOperStatus is not ok(1). Type/scale/precision/status are read, not emitted.
+    Tables with ``scaling: entity-sensor`` are scaled per row as RFC 3433 says: value = raw x
+    10^prefix(entPhySensorScale) x 10^-precision where entPhySensorPrecision is 1..9 (decimal
+    places of a fixed-point number); a precision of -8..-1 is the number of accurate digits,
+    not a shift (the value is not rescaled), 0 means "not fixed-point". Unit from
+    entPhySensorType; quality BAD when entPhySensorOperStatus is not ok(1), and for the
+    fixed-point types when the value is the underflow (-1000000000) or overflow (+1000000000)
+    code. Type/scale/precision/status are read, not emitted.
+
+Per-device overrides, multi-component indexes, wildcard sums
+    ``device.overrides`` replaces a scalar's or a column's scale and/or unit. A row index of
+    several components (``1.3``) is tagged by :meth:`SnmpTable.tags_of`. A meter power
+    ``column.*`` is emitted as one extra reading per poll, point ``column.*``: the sum of the
+    rows read in that poll, BAD when a row is BAD or the set of rows differs from the set of
+    the first poll (a row lost or added would otherwise step the sum as if power changed).
+
+A device that answers nothing
+    When no planned point gives a value (every object absent or not numeric, and none
+    answered "not available"), :meth:`SnmpReader.read` raises :class:`NoPointsAnswered`
+    naming the profile: the runner counts the device down instead of up with no data
+    (typically a wrong profile, e.g. an older PDU auto-matched to a newer MIB).
 """
 
 from __future__ import annotations
@@ -92,7 +109,15 @@ from pysnmp.proto import errind, rfc1902, rfc1905  # type: ignore[import-untyped
 from pue_monitor.clock import Clock, WallClock
 from pue_monitor.collectors.base import PointValue
 from pue_monitor.config.loader import LoadedSite
-from pue_monitor.config.models import ENTITY_SENSOR_ENTRY, SnmpDevice, SnmpObject, SnmpProfile, SnmpTable
+from pue_monitor.config.models import (
+    ENTITY_SENSOR_ENTRY,
+    PointOverride,
+    SnmpDevice,
+    SnmpObject,
+    SnmpProfile,
+    SnmpTable,
+    is_wildcard,
+)
 from pue_monitor.errors import DeviceTimeout, DeviceUnreachable, PermanentDeviceError
 from pue_monitor.readings import Quality
 
@@ -150,6 +175,16 @@ ENTITY_SENSOR_UNITS = {
 #: entPhySensorScale -> power of ten. RFC 3433 lists exa(14) before peta(15); the exponents
 #: of those two are [u] (sources disagree), the others follow the SI prefixes in order.
 ENTITY_SENSOR_EXPONENT = {i: 3 * (i - 9) for i in range(1, 18)} | {14: 18, 15: 15}
+#: entPhySensorType values whose entPhySensorValue is a fixed-point number (RFC 3433 EntitySensorValue)
+ENTITY_SENSOR_FIXED_POINT = {3, 4, 5, 6, 7, 8, 11}
+#: EntitySensorValue underflow / overflow error codes (RFC 3433)
+ENTITY_SENSOR_RANGE_ERRORS = {-1_000_000_000, 1_000_000_000}
+
+
+class NoPointsAnswered(PermanentDeviceError):
+    """The agent answered, but none of the profile's planned points had a value."""
+
+    kind = "no-points"
 
 
 # ---------------------------------------------------------------------------- engine
@@ -227,12 +262,27 @@ class _Plan:
     tables: tuple[_TablePlan, ...]
 
 
-def compile_plan(profile: SnmpProfile, points: Sequence[str] | None, *, device: str = "") -> _Plan:
+def compile_plan(
+    profile: SnmpProfile,
+    points: Sequence[str] | None,
+    *,
+    device: str = "",
+    overrides: dict[str, PointOverride] | None = None,
+) -> _Plan:
     """What to read: scalars to GET, tables to walk (or rows to GET), hidden helper columns.
 
     ``points``: None for everything, else scalar names, column names (all rows) or
     ``column.index`` (one row). Unknown names raise :class:`PermanentDeviceError`.
+    ``overrides`` (scalar or column name -> scale/unit) replace the profile's scale and unit.
     """
+    ovr = overrides or {}
+
+    def obj_of(name: str, obj: SnmpObject) -> SnmpObject:
+        ov = ovr.get(name)
+        if ov is None:
+            return obj
+        return obj.model_copy(update={k: v for k, v in (("scale", ov.scale), ("unit", ov.unit)) if v is not None})
+
     want_scalars: set[str] = set()
     want_rows: dict[str, set[str] | None] = {}  # column -> rows (None = all)
     if points is None:
@@ -261,7 +311,9 @@ def compile_plan(profile: SnmpProfile, points: Sequence[str] | None, *, device: 
         if rt is not None:
             want_scalars.add(rt)
     scalars = tuple(
-        _Column(n, o, _oid(o.oid), n in emitted_scalars) for n, o in profile.scalars.items() if n in want_scalars
+        _Column(n, obj_of(n, o), _oid(o.oid), n in emitted_scalars)
+        for n, o in profile.scalars.items()
+        if n in want_scalars
     )
     tables = []
     for tname, table in profile.tables.items():
@@ -287,7 +339,7 @@ def compile_plan(profile: SnmpProfile, points: Sequence[str] | None, *, device: 
             # type/scale/precision/status are metadata of the value column, not points
             meta = {n for n, o in table.columns.items() if o.oid != f"{ENTITY_SENSOR_ENTRY}.4"}
             emitted -= meta
-        cols = tuple(_Column(n, o, _oid(o.oid), n in emitted) for n, o in table.columns.items() if n in rows)
+        cols = tuple(_Column(n, obj_of(n, o), _oid(o.oid), n in emitted) for n, o in table.columns.items() if n in rows)
         tables.append(_TablePlan(tname, table, cols, rows))
     return _Plan(profile, scalars, tuple(tables))
 
@@ -340,8 +392,14 @@ class SnmpReader:
                 raise PermanentDeviceError(f"{device.id}: unknown snmp profile {device.profile!r}")
             self.profile = prof
         self._plan: _Plan | None = (
-            None if self.profile is None else compile_plan(self.profile, device.points, device=device.id)
+            None
+            if self.profile is None
+            else compile_plan(self.profile, device.points, device=device.id, overrides=device.overrides)
         )
+        #: meter power wildcards ``column.*`` summed per poll, and the row set of the first poll
+        self._wildcards = [p for p in (device.meter.power_points if device.meter else ()) if is_wildcard(p)]
+        self._wild_rows: dict[str, frozenset[str]] = {}
+        self._answered = 0  # values (or "not available" answers) in the current poll
         # secrets are read once, at start-up (a missing one is a ConfigError there)
         self._base_dir = str(site.base_dir)
         self._auth = self._auth_data()
@@ -355,6 +413,8 @@ class SnmpReader:
         self.snmp_types: dict[str, str] = {}
         self._reset_marks: dict[str, Any] = {}
         self._warned_types: set[str] = set()
+        #: polls in which a wildcard's row set differed from the first poll's
+        self.wildcard_changes: Counter[str] = Counter()
 
     # ------------------------------------------------------------------ setup
 
@@ -559,11 +619,54 @@ class SnmpReader:
             )
         self.profile = best[1]
         log.info("device %s: sysObjectID %s -> profile %s", self.device_id, sys_oid, self.profile.id)
-        self._plan = compile_plan(self.profile, self.device.points, device=self.device_id)
+        self._plan = compile_plan(
+            self.profile, self.device.points, device=self.device_id, overrides=self.device.overrides
+        )
         return self._plan
 
     async def read(self) -> list[PointValue]:
         plan = await self._resolve_plan()
+        self._answered = 0
+        out = await self._read_plan(plan)
+        if not self._answered and (plan.scalars or plan.tables):
+            planned = sum(c.emit for c in plan.scalars) + sum(c.emit for t in plan.tables for c in t.columns)
+            raise NoPointsAnswered(
+                f"{self.device_id} ({self.address}): answered none of the {planned} planned points of profile "
+                f"{plan.profile.id!r} (all absent or not numeric): is it the right profile for this device?"
+            )
+        out.extend(self._wildcard_sums(out))
+        return out
+
+    def _wildcard_sums(self, values: list[PointValue]) -> list[PointValue]:
+        """One reading ``column.*`` per wildcard: the sum of this poll's rows (see module docstring)."""
+        out: list[PointValue] = []
+        for wild in self._wildcards:
+            prefix = wild[:-1]  # "column."
+            rows = [v for v in values if v.point.startswith(prefix)]
+            if not rows:
+                continue
+            names = frozenset(v.point for v in rows)
+            first = self._wild_rows.setdefault(wild, names)
+            quality = Quality.GOOD
+            if names != first:
+                quality = Quality.BAD
+                self.wildcard_changes[wild] += 1
+                if self.wildcard_changes[wild] == 1:
+                    log.warning(
+                        "device %s: the rows of %s changed (first poll %s, now %s): its sum is BAD until restart",
+                        self.device_id,
+                        wild,
+                        sorted(first),
+                        sorted(names),
+                    )
+            if any(v.quality is not Quality.GOOD for v in rows):
+                quality = Quality.BAD
+            total = math.fsum(v.value for v in rows)
+            ts = min(v.ts for v in rows if v.ts is not None) if any(v.ts is not None for v in rows) else None
+            out.append(PointValue(wild, total, rows[0].unit, quality, ts))
+        return out
+
+    async def _read_plan(self, plan: _Plan) -> list[PointValue]:
         gets: list[tuple[int, ...]] = [c.oid for c in plan.scalars]
         for tp in plan.tables:
             if not tp.walk:
@@ -607,7 +710,7 @@ class SnmpReader:
                 point = f"{c.name}.{index}"
                 if c.obj.reset_time is not None:
                     self._check_reset(point, c.obj, rows.get(c.obj.reset_time, {}).get(index))
-                tags = ((table.index_tag, index),)
+                tags = table.tags_of(index)
                 if table.scaling == "entity-sensor":
                     pv = self._entity_sensor_point(point, c, index, value, ts, rows, meta, tags)
                 else:
@@ -633,6 +736,7 @@ class SnmpReader:
         if raw is None:
             self._skip(oid, f"not numeric ({_type_name(value)})")
             return None
+        self._answered += 1
         if raw in obj.missing_values:
             return None  # the device says "not available": expected, not counted
         return raw
@@ -689,9 +793,14 @@ class SnmpReader:
 
         stype, scale, precision, status = col(1), col(2), col(3), col(5)
         exponent = ENTITY_SENSOR_EXPONENT.get(int(scale), 0) if scale is not None else 0
-        exponent -= int(precision) if precision is not None else 0
+        # RFC 3433 EntitySensorPrecision: 1..9 = decimal places; -8..-1 = number of accurate
+        # digits (no shift); 0 = not a fixed-point number
+        if precision is not None and 1 <= int(precision) <= 9:
+            exponent -= int(precision)
         unit = ENTITY_SENSOR_UNITS.get(int(stype), "") if stype is not None else ""
         quality = Quality.GOOD if status is None or int(status) == 1 else Quality.BAD
+        if stype is not None and int(stype) in ENTITY_SENSOR_FIXED_POINT and int(raw) in ENTITY_SENSOR_RANGE_ERRORS:
+            quality = Quality.BAD  # underflow / overflow error code, not a measurement
         self._note_type(point, c.name, c.obj, value)
         return PointValue(point, raw * 10.0**exponent * c.obj.scale, unit, quality, ts, tags)
 

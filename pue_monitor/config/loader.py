@@ -26,6 +26,7 @@ from pue_monitor.config.models import (
     SiteConfig,
     SnmpDevice,
     SnmpProfile,
+    is_wildcard,
 )
 from pue_monitor.errors import ConfigError
 
@@ -149,13 +150,17 @@ class LoadedSite:
 def _device_units(
     dev: Device, profiles: dict[str, ModbusProfile | SnmpProfile], i: int, problems: list[tuple[list[Any], str]]
 ) -> tuple[Any, list[str] | None] | None:
-    """(unit_of function, chosen point names or None for all) for a device, recording problems."""
+    """(unit_of function, chosen point names or None for all) for a device, recording problems.
+
+    The unit function applies the device's ``overrides`` (a unit replacing the profile's).
+    """
     if isinstance(dev, ModbusDevice | SnmpDevice):
         if isinstance(dev, SnmpDevice) and dev.profile == "auto":
             snmp = [p for p in profiles.values() if isinstance(p, SnmpProfile)]
 
             def any_unit(point: str) -> str | None:
-                return next((u for p in snmp if (u := p.unit_of(point)) is not None), None)
+                found = next((u for p in snmp if (u := p.unit_of(point)) is not None), None)
+                return _overridden(dev, point, found)
 
             return any_unit, None
         prof = profiles.get(dev.profile)
@@ -167,9 +172,38 @@ def _device_units(
         for j, p in enumerate(dev.points or []):
             if prof.unit_of(p) is None:
                 problems.append((["devices", i, "points", j], f"profile {prof.id!r} has no point {p!r}"))
+        for name in dev.overrides:
+            if "." in name or prof.unit_of(name) is None:
+                problems.append(
+                    (["devices", i, "overrides", name], f"profile {prof.id!r} has no point (or column) {name!r}")
+                )
         chosen = None if dev.points is None else [p.split(".", 1)[0] for p in dev.points]
-        return prof.unit_of, chosen
+        profile = prof
+
+        def unit(point: str) -> str | None:
+            return _overridden(dev, point, profile.unit_of(point))
+
+        return unit, chosen
     return dev.unit_of, None
+
+
+def _overridden(dev: ModbusDevice | SnmpDevice, point: str, unit: str | None) -> str | None:
+    if unit is None:
+        return None
+    ov = dev.overrides.get(point) or dev.overrides.get(point.split(".", 1)[0])
+    return ov.unit if ov is not None and ov.unit is not None else unit
+
+
+def _wildcard_problem(dev: Device, profiles: dict[str, ModbusProfile | SnmpProfile], name: str) -> str | None:
+    col = name.split(".", 1)[0]
+    if not isinstance(dev, SnmpDevice):
+        return f"{name!r}: a wildcard row is for SNMP table columns only; list the points"
+    if dev.profile == "auto":
+        ok = any(isinstance(p, SnmpProfile) and p.is_column(col) for p in profiles.values())
+    else:
+        prof = profiles.get(dev.profile)
+        ok = isinstance(prof, SnmpProfile) and prof.is_column(col)
+    return None if ok else f"{name!r}: {col!r} is not a table column of the device's profile"
 
 
 def _check_meaning(
@@ -182,18 +216,10 @@ def _check_meaning(
             continue
         unit_of, chosen = found
         for field, quantity in (("energy", "energy"), ("power", "power")):
-            name = getattr(dev.meter, field)
-            if name is None:
-                continue
-            loc = ["devices", i, "meter", field]
-            unit = unit_of(name)
-            if unit is None:
-                problems.append((loc, f"device {dev.id!r} has no point {name!r}"))
-            elif chosen is not None and name.split(".", 1)[0] not in chosen:
-                problems.append((loc, f"point {name!r} is not among the device's points"))
-            elif UNITS.get(unit, ("", 0))[0] != quantity:
-                allowed = ", ".join(u for u, (q, _) in UNITS.items() if q == quantity)
-                problems.append((loc, f"point {name!r} has unit {unit!r}, not an {quantity} unit ({allowed})"))
+            names = dev.meter.energy_points if field == "energy" else dev.meter.power_points
+            for k, name in enumerate(names):
+                loc = ["devices", i, "meter", field] + ([k] if isinstance(getattr(dev.meter, field), list) else [])
+                _check_meter_point(dev, profiles, unit_of, chosen, name, quantity, loc, problems)
     roles = {d.meter.role for d in site.devices if d.meter}
     for needed in (Role.FACILITY_INPUT, Role.IT):
         if needed not in roles:
@@ -206,6 +232,29 @@ def _check_meaning(
             line = _line_of(node, loc)
             msgs.append(f"{path}:{line}: {_format_loc(loc)}: {msg}" if line else f"{path}: {msg}")
         raise ConfigError("\n".join(msgs))
+
+
+def _check_meter_point(
+    dev: Device,
+    profiles: dict[str, ModbusProfile | SnmpProfile],
+    unit_of: Any,
+    chosen: list[str] | None,
+    name: str,
+    quantity: str,
+    loc: list[Any],
+    problems: list[tuple[list[Any], str]],
+) -> None:
+    if is_wildcard(name) and (why := _wildcard_problem(dev, profiles, name)) is not None:
+        problems.append((loc, why))
+        return
+    unit = unit_of(name)
+    if unit is None:
+        problems.append((loc, f"device {dev.id!r} has no point {name!r}"))
+    elif chosen is not None and name.split(".", 1)[0] not in chosen:
+        problems.append((loc, f"point {name!r} is not among the device's points"))
+    elif UNITS.get(unit, ("", 0))[0] != quantity:
+        allowed = ", ".join(u for u, (q, _) in UNITS.items() if q == quantity)
+        problems.append((loc, f"point {name!r} has unit {unit!r}, not an {quantity} unit ({allowed})"))
 
 
 def load_site(path: str | Path) -> LoadedSite:

@@ -60,12 +60,30 @@ class ProfilePoint(_Model):
     unit: str = Field(default="", examples=["W", "kWh", "degC", "%"])
     description: str = ""
     datasheet: str = Field(default="", description="register number as the datasheet writes it")
+    not_available: list[int] = Field(
+        default_factory=list,
+        description="raw register bit patterns (as one unsigned integer, e.g. 0xFFFFFFFF) meaning 'not "
+        "available': such a reading is BAD, never a value; added to the profile's not_available codes",
+    )
+    encoding: Literal["plain", "pf-four-quadrant"] = Field(
+        default="plain",
+        description="plain: value = raw * scale; pf-four-quadrant: Schneider's PF float in -2..2 carrying "
+        "the quadrant, decoded to a PF in -1..1 (iEM3000 user manual, 'Power factor register format')",
+    )
 
     @property
     def count(self) -> int:
         return DATA_TYPES[self.type][1]
 
     _scale_nonzero = field_validator("scale")(_nonzero_scale)
+
+    @model_validator(mode="after")
+    def _codes_fit(self) -> ProfilePoint:
+        top = 1 << (16 * self.count)
+        for c in self.not_available:
+            if not 0 <= c < top:
+                raise ValueError(f"not_available code {c:#x} does not fit a {self.type} ({self.count} registers)")
+        return self
 
 
 class ModbusProfile(_Model):
@@ -77,11 +95,26 @@ class ModbusProfile(_Model):
     model: str
     source: str = Field(description="where the register map comes from (datasheet, version)")
     max_registers_per_request: int = Field(default=125, ge=1, le=125)
+    not_available: Literal["type-max"] | None = Field(
+        default=None,
+        description="type-max: every integer point's largest value (0xFF.. unsigned, 0x7FFF.. signed, per "
+        "register width) means 'not available' (ABB A/B series); such a reading is BAD",
+    )
     points: dict[str, ProfilePoint]
 
     def unit_of(self, point: str) -> str | None:
         p = self.points.get(point)
         return None if p is None else p.unit
+
+    def not_available_codes(self, point: str) -> frozenset[int]:
+        """Raw bit patterns that make a reading of ``point`` BAD (the point's and the profile's)."""
+        from pue_monitor.collectors.decode import type_max_code
+
+        p = self.points[point]
+        codes = set(p.not_available)
+        if self.not_available == "type-max" and (top := type_max_code(p.type)) is not None:
+            codes.add(top)
+        return frozenset(codes)
 
     @model_validator(mode="after")
     def _no_overlap(self) -> ModbusProfile:
@@ -130,15 +163,42 @@ ENTITY_SENSOR_ENTRY = "1.3.6.1.2.1.99.1.1.1"
 
 class SnmpTable(_Model):
     """A table walked with GETBULK; each row becomes points ``<column>.<index>`` tagged
-    ``<index_tag>=<index>`` (e.g. ``outlet_power.12`` with ``outlet=12``)."""
+    ``<index_tag>=<index>`` (e.g. ``outlet_power.12`` with ``outlet=12``).
 
-    index_tag: str = Field(description="tag name for the row index, e.g. phase, outlet, sensor")
+    An index of several components (``column.1.3``: e.g. PDU 1, outlet 3) gets one joined tag
+    (``index_tag: outlet`` -> ``outlet=1.3``) or, with a list of names, one tag per component
+    (``index_tag: [pdu, outlet]`` -> ``pdu=1, outlet=3``). A row whose index has another number of
+    components than the list names keeps the joined index under the names joined with ``_``
+    (``pdu_outlet=1.3.7``), so nothing is dropped and nothing is mislabelled."""
+
+    index_tag: str | list[str] = Field(
+        description="tag name for the row index (e.g. phase, outlet, sensor), or one name per index component"
+    )
     columns: dict[str, SnmpObject]
     scaling: Literal["profile", "entity-sensor"] = Field(
         default="profile",
         description="profile: value = raw * column scale; entity-sensor: ENTITY-SENSOR-MIB rows carry their "
         "own type (unit), scale (SI prefix) and precision (decimals), read from the same row",
     )
+
+    def tags_of(self, index: str) -> tuple[tuple[str, str], ...]:
+        """Tags of the row ``index`` (see the class docstring)."""
+        if isinstance(self.index_tag, str):
+            return ((self.index_tag, index),)
+        parts = index.split(".")
+        if len(parts) != len(self.index_tag):
+            return (("_".join(self.index_tag), index),)
+        return tuple(zip(self.index_tag, parts, strict=True))
+
+    @field_validator("index_tag")
+    @classmethod
+    def _tag_names(cls, v: str | list[str]) -> str | list[str]:
+        names = [v] if isinstance(v, str) else v
+        if not names or any(not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", n) for n in names):
+            raise ValueError("index_tag: one name or a non-empty list of names (letters, digits, _)")
+        if len(set(names)) != len(names):
+            raise ValueError("index_tag: names must differ")
+        return v
 
     @model_validator(mode="after")
     def _entity_sensor_columns(self) -> SnmpTable:
@@ -164,6 +224,10 @@ class SnmpProfile(_Model):
     )
     scalars: dict[str, SnmpObject] = Field(default_factory=dict)
     tables: dict[str, SnmpTable] = Field(default_factory=dict)
+
+    def is_column(self, name: str) -> bool:
+        """Is ``name`` (without a row index) a table column of this profile?"""
+        return any(name in t.columns for t in self.tables.values())
 
     def _object(self, point: str) -> SnmpObject | None:
         if point in self.scalars:
@@ -301,8 +365,17 @@ class Meter(_Model):
     it_location: ITLocation | None = Field(
         default=None, description="required for role 'it': ups_output, pdu_output or it_equipment_input"
     )
-    energy: str | None = Field(default=None, description="point holding the cumulative energy counter")
-    power: str | None = Field(default=None, description="point holding active power")
+    energy: str | list[str] | None = Field(
+        default=None,
+        description="point holding the cumulative energy counter, or a list of counters the meter's energy "
+        "is the sum of (one series each: a reset of one is judged on its own)",
+    )
+    power: str | list[str] | None = Field(
+        default=None,
+        description="point holding active power, or a list summed (e.g. [output_power.1, output_power.2, "
+        "output_power.3]), or one SNMP table column with the wildcard row '*' (output_power.*): the "
+        "collector sums the rows of each poll into one reading, BAD when the set of rows changed",
+    )
     rollover: float | None = Field(
         default=None,
         gt=0,
@@ -319,6 +392,58 @@ class Meter(_Model):
             raise ValueError("a meter needs an 'energy' counter point, a 'power' point, or both")
         if self.rollover is not None and self.energy is None:
             raise ValueError("rollover applies to an energy counter; set 'energy' too")
+        for field in ("energy", "power"):
+            value = getattr(self, field)
+            names = [value] if isinstance(value, str) else (value or [])
+            if isinstance(value, list) and not value:
+                raise ValueError(f"{field}: an empty list; give one point or several")
+            if len(set(names)) != len(names):
+                raise ValueError(f"{field}: a point is listed twice (it would be counted twice)")
+            for n in names:
+                if "*" not in n:
+                    continue
+                if field == "energy":
+                    raise ValueError(
+                        f"energy: {n!r}: a wildcard would sum counter rows in the collector, where a reset "
+                        "or rollover of one row would be booked wrong; list the rows (e.g. [col.1, col.2])"
+                    )
+                col, _, idx = n.partition(".")
+                if idx != "*" or not col or len(names) != 1:
+                    raise ValueError(f"power: {n!r}: a wildcard is one table column with the row '*', alone")
+        return self
+
+    @property
+    def energy_points(self) -> tuple[str, ...]:
+        """The counter points whose sum is the meter's energy (empty: none)."""
+        return _points(self.energy)
+
+    @property
+    def power_points(self) -> tuple[str, ...]:
+        """The power points whose sum is the meter's power (a wildcard ``col.*`` is one point)."""
+        return _points(self.power)
+
+
+def _points(v: str | list[str] | None) -> tuple[str, ...]:
+    return () if v is None else (v,) if isinstance(v, str) else tuple(v)
+
+
+def is_wildcard(point: str) -> bool:
+    """``column.*``: the sum of all rows of an SNMP table column, made by the collector."""
+    return point.endswith(".*")
+
+
+class PointOverride(_Model):
+    """A device's correction of one profile point (a device that reports in tenths against its MIB)."""
+
+    scale: float | None = Field(default=None, description="replaces the profile's scale: value = raw * scale")
+    unit: str | None = Field(default=None, description="replaces the profile's unit")
+
+    @model_validator(mode="after")
+    def _something(self) -> PointOverride:
+        if self.scale is None and self.unit is None:
+            raise ValueError("an override needs scale, unit or both")
+        if self.scale is not None and (self.scale == 0 or not math.isfinite(self.scale)):
+            raise ValueError("scale must be finite and not 0")
         return self
 
 
@@ -334,6 +459,11 @@ class _DeviceBase(_Model):
     retries: int = Field(default=2, ge=0, le=10, description="retries within one poll")
     profile: str = Field(description="profile id (see `pue profiles`)")
     points: list[str] | None = Field(default=None, description="points to read; default all points of the profile")
+    overrides: dict[str, PointOverride] = Field(
+        default_factory=dict,
+        description="per point (Modbus point, SNMP scalar or table column): scale and/or unit replacing the "
+        "profile's, for devices that report against their datasheet or MIB",
+    )
     meter: Meter | None = None
 
     @model_validator(mode="after")
