@@ -2,13 +2,19 @@
 
 Not a mock: the collector talks Modbus TCP over loopback to pymodbus' own server.
 Behaviour hooks (slow, silent) go through pymodbus' SimDevice ``action`` callback.
+
+Holding (FC03) and input (FC04) registers are separate blocks (pymodbus' non-shared mode),
+as on real meters: reading a point with the wrong function code gets "illegal data
+address" (or the other table's values), so a profile with a wrong ``function`` fails a test.
+A value may be a float (encoded as the profile says) or a list of raw registers (a register
+dump of a real device, or a "not available" code).
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -37,20 +43,32 @@ class UnitBehaviour:
     release: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-def _registers(profile: Profile, values: Mapping[str, float]) -> list[SimData]:
-    blocks = []
+Value = float | Sequence[int]
+
+
+def _registers(profile: Profile, values: Mapping[str, Value]) -> dict[str, list[SimData]]:
+    """Register blocks by function ("holding", "input"), each block one merged request's span."""
+    blocks: dict[str, list[SimData]] = {"holding": [], "input": []}
     for req in compile_plan(dict(profile.points), max_registers=125):
         regs = [0] * req.count
         for pp in req.points:
             s = pp.spec
-            regs[pp.offset : pp.offset + s.count] = encode(
-                values.get(pp.name, 0.0), s.type, word_order=s.word_order, byte_order=s.byte_order, scale=s.scale
-            )
-        blocks.append(SimData(req.address, values=regs, datatype=DataType.REGISTERS))
+            v = values.get(pp.name, 0.0)
+            if isinstance(v, int | float):
+                raw = encode(v, s.type, word_order=s.word_order, byte_order=s.byte_order, scale=s.scale)
+            else:
+                raw = list(v)
+                assert len(raw) == s.count, f"{pp.name}: {s.count} registers, got {len(raw)}"
+            regs[pp.offset : pp.offset + s.count] = raw
+        blocks[req.function].append(SimData(req.address, values=regs, datatype=DataType.REGISTERS))
     return blocks
 
 
-def _device(unit: int, profile: Profile, values: Mapping[str, float], beh: UnitBehaviour) -> SimDevice:
+#: a register no profile point uses: a table without points still needs one block
+_FILLER = SimData(0xFFFE, values=[0], datatype=DataType.REGISTERS)
+
+
+def _device(unit: int, profile: Profile, values: Mapping[str, Value], beh: UnitBehaviour) -> SimDevice:
     async def action(fc, start, address, count, registers, set_values):
         beh.requests.append((fc, address, count))
         if beh.silent:
@@ -59,11 +77,15 @@ def _device(unit: int, profile: Profile, values: Mapping[str, float], beh: UnitB
             await asyncio.sleep(beh.delay)
         return None
 
-    return SimDevice(id=unit, simdata=_registers(profile, values), action=action)
+    blocks = _registers(profile, values)
+    bits = [SimData(0, values=[False], datatype=DataType.BITS)]
+    holding = blocks["holding"] or [_FILLER]
+    inputs = blocks["input"] or [_FILLER]
+    return SimDevice(id=unit, simdata=(bits, bits, holding, inputs), action=action)
 
 
 @asynccontextmanager
-async def serve(units: Mapping[int, tuple[Profile, Mapping[str, float]]]):
+async def serve(units: Mapping[int, tuple[Profile, Mapping[str, Value]]]):
     """Serve ``{unit_id: (profile, values)}`` on a free loopback port.
 
     Yields ``(port, {unit_id: UnitBehaviour})``.

@@ -11,7 +11,15 @@ import math
 
 import pytest
 
-from pue_monitor.collectors.decode import DATA_TYPES, decode, encode, register_count
+from pue_monitor.collectors.decode import (
+    DATA_TYPES,
+    decode,
+    encode,
+    pf_four_quadrant,
+    raw_bits,
+    register_count,
+    type_max_code,
+)
 
 BB, LB, BL, LL = ("big", "big"), ("little", "big"), ("big", "little"), ("little", "little")
 
@@ -99,3 +107,57 @@ def test_wrong_register_count_is_an_error():
 
 def test_nan_decodes_as_nan():
     assert math.isnan(decode([0x7FC0, 0x0000], "f32"))
+
+
+# ------------------------------------------------------------- not-available codes
+
+
+@pytest.mark.parametrize(
+    ("dtype", "value", "order", "regs"), PARAMS, ids=[f"{t}-{o[0]}word-{o[1]}byte" for t, _, o, _ in PARAMS]
+)
+def test_raw_bits_undoes_word_and_byte_order(dtype, value, order, regs):
+    word, byte = order
+    big = encode(value, dtype)  # the value's registers in Modbus default order
+    expected = int("".join(f"{r:04x}" for r in big), 16)
+    assert raw_bits(regs, word_order=word, byte_order=byte) == expected
+
+
+def test_type_max_codes_are_abb_not_available_codes():
+    # ABB A43/A44 manual 9.3: unsigned -> FFFF in all registers; signed -> 7FFF, 7FFFFFFF, ...
+    assert type_max_code("u16") == 0xFFFF
+    assert type_max_code("u32") == 0xFFFF_FFFF
+    assert type_max_code("u64") == 0xFFFF_FFFF_FFFF_FFFF
+    assert type_max_code("i16") == 0x7FFF
+    assert type_max_code("i32") == 0x7FFF_FFFF
+    assert type_max_code("i64") == 0x7FFF_FFFF_FFFF_FFFF
+    assert type_max_code("f32") is None and type_max_code("f64") is None
+    # what decoding without the check would book: 1.8e17 kWh for an ABB u64 in 0.01 kWh
+    assert decode([0xFFFF] * 4, "u64", scale=0.01) == pytest.approx(1.8446744073709552e17)
+
+
+# ----------------------------------------------------- Schneider four-quadrant PF
+
+
+@pytest.mark.parametrize(
+    ("register", "pf"),
+    [
+        (0.0, 0.0),
+        (0.92, 0.92),  # quadrant 1: PF = register
+        (1.0, 1.0),
+        (-0.85, -0.85),  # quadrant 2: -1..0, PF = register
+        (-1.25, -0.75),  # quadrant 3: register -2..-1, PF = -2 - register
+        (-2.0, 0.0),
+        (1.2, 0.8),  # quadrant 4: register +1..+2, PF = 2 - register
+        (1.95, 0.05),
+        (2.0, 0.0),
+    ],
+)
+def test_pf_four_quadrant_as_the_iem3000_manual(register, pf):
+    assert pf_four_quadrant(register) == pytest.approx(pf, abs=1e-12)
+
+
+def test_pf_four_quadrant_outside_the_range_is_nan():
+    assert math.isnan(pf_four_quadrant(2.5))
+    assert math.isnan(pf_four_quadrant(-3.0))
+    assert math.isnan(pf_four_quadrant(math.inf))
+    assert math.isnan(pf_four_quadrant(math.nan))

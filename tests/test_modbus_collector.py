@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import math
 import time
+from pathlib import Path
 
 import pytest
 from modbus_server import serve
@@ -222,3 +225,124 @@ async def test_unexpected_error_is_counted_and_polling_goes_on(caplog):
     assert bad.calls >= 3 and st.errors["internal"] == bad.calls and st.up is False
     assert "ZeroDivisionError" in st.last_error
     assert sum("unexpected error" in r.getMessage() for r in caplog.records) == 1
+
+
+# ------------------------------------------------- real register maps, not-available codes
+
+MBMD = json.loads((Path(__file__).parent / "data" / "mbmd-register-maps.json").read_text())
+
+
+def test_abb_profile_matches_mbmd_register_map():
+    """Our ABB map against volkszaehler/mbmd's (written independently from ABB's manual)."""
+    abb = P["abb-b-series"]
+    for name, ref in MBMD["abb-b-series"].items():
+        p = abb.points[name]
+        assert (p.function, p.address, p.type, p.unit) == (ref["function"], ref["address"], ref["type"], ref["unit"])
+        assert p.scale == pytest.approx(1 / ref["divisor"])
+    # mbmd's "not available" byte patterns are our type-max codes
+    assert abb.not_available_codes("active_power") == {int(MBMD["abb-not-available"]["signed"][:8], 16)}
+    assert abb.not_available_codes("import_energy") == {int(MBMD["abb-not-available"]["unsigned"], 16)}
+    assert {p.function for p in P["schneider-iem3000"].points.values()} == {MBMD["iem3000-function"]}
+
+
+async def test_abb_not_available_codes_are_bad_never_a_value():
+    """A B21 (single phase) answers FFFF.. / 7FFF.. for what it does not measure: BAD, NaN, counted."""
+    abb = P["abb-b-series"]
+    na = {"import_energy": [0xFFFF] * 4, "active_power": [0x7FFF, 0xFFFF], "voltage_l1": 230.1}
+    ok = {"import_energy": 12_345.67, "active_power": -1234.56, "voltage_l1": 229.9}
+    # one below the code is a value: i32 0x7FFFFFFE = 21,474,836.46 W
+    edge = {"import_energy": [0xFFFF, 0xFFFF, 0xFFFF, 0xFFFE], "active_power": [0x7FFF, 0xFFFE], "voltage_l1": 0.0}
+    async with serve({1: (abb, na), 2: (abb, ok), 3: (abb, edge)}) as (port, beh):
+        conn = ModbusConnection(host="127.0.0.1", port=port)
+        readers = {u: reader(device(port, u, profile="abb-b-series"), conn) for u in (1, 2, 3)}
+        got = {u: {v.point: v for v in await r.read()} for u, r in readers.items()}
+        await conn.close()
+    bad = got[1]
+    assert bad["import_energy"].quality is Quality.BAD and math.isnan(bad["import_energy"].value)
+    assert bad["active_power"].quality is Quality.BAD and math.isnan(bad["active_power"].value)
+    assert (bad["voltage_l1"].value, bad["voltage_l1"].quality) == (pytest.approx(230.1), Quality.GOOD)
+    assert readers[1].unavailable == {"import_energy": 1, "active_power": 1}
+    good = got[2]
+    assert good["import_energy"].value == pytest.approx(12_345.67) and good["import_energy"].quality is Quality.GOOD
+    assert good["active_power"].value == pytest.approx(-1234.56) and good["active_power"].quality is Quality.GOOD
+    assert readers[2].unavailable == {}
+    assert got[3]["active_power"].value == pytest.approx(21_474_836.46)
+    assert got[3]["active_power"].quality is Quality.GOOD
+    assert got[3]["import_energy"].value == pytest.approx((2**64 - 2) * 0.01)  # a value (implausible: ENGINE's)
+    assert {fc for fc, _, _ in beh[1].requests} == {3}  # holding registers, as ABB and mbmd say
+
+
+async def test_point_level_not_available_code(tmp_path):
+    """A profile may declare its own codes per point (raw bit pattern, before scale and sign)."""
+    prof = P["pue-sim-meter"].model_copy(
+        update={
+            "points": {
+                **P["pue-sim-meter"].points,
+                "voltage_l1": P["pue-sim-meter"].points["voltage_l1"].model_copy(update={"not_available": [0x8000]}),
+            }
+        }
+    )
+    async with serve({1: (prof, {"voltage_l1": [0x8000], "active_power": 10.0}), 2: (prof, {"voltage_l1": 231.5})}) as (
+        port,
+        _,
+    ):
+        conn = ModbusConnection(host="127.0.0.1", port=port)
+        r1 = ModbusReader(device(port, 1, profile="pue-sim-meter"), prof, list(prof.points), conn)
+        r2 = ModbusReader(device(port, 2, profile="pue-sim-meter"), prof, list(prof.points), conn)
+        v1 = {v.point: v for v in await r1.read()}
+        v2 = {v.point: v for v in await r2.read()}
+        await conn.close()
+    assert v1["voltage_l1"].quality is Quality.BAD and math.isnan(v1["voltage_l1"].value)
+    assert v1["active_power"].value == pytest.approx(10.0) and v1["active_power"].quality is Quality.GOOD
+    assert v2["voltage_l1"].value == pytest.approx(231.5) and v2["voltage_l1"].quality is Quality.GOOD
+
+
+async def test_wrong_function_code_fails():
+    """Holding and input registers are apart on the test server, as on a real meter."""
+    wrong = SDM.model_copy(
+        update={"points": {n: p.model_copy(update={"function": "holding"}) for n, p in SDM.points.items()}}
+    )
+    async with serve({1: (SDM, SDM_VALUES)}) as (port, beh):
+        conn = ModbusConnection(host="127.0.0.1", port=port)
+        with pytest.raises(PermanentDeviceError, match="illegal data address reading holding 52\\+2"):
+            await ModbusReader(device(port), wrong, ["active_power"], conn).read()
+        right = await reader(device(port, points=["active_power"]), conn).read()
+        await conn.close()
+    assert right[0].value == pytest.approx(27604.5) and right[0].quality is Quality.GOOD
+    assert [fc for fc, _, _ in beh[1].requests] == [4]  # the FC03 request was refused before any action
+
+
+async def test_iem3000_power_factor_four_quadrant():
+    """Register 3084 holds the PF with its quadrant (-2..2); the reading is the PF (-1..1)."""
+    iem = P["schneider-iem3000"]
+    cases = {1: 0.92, 2: 1.2, 3: -1.25, 4: -0.85}  # register values
+    expect = {1: 0.92, 2: 0.8, 3: -0.75, 4: -0.85}  # DOCA0005EN-04 p. 109
+    async with serve({u: (iem, {"power_factor": v, "active_power": 12.5}) for u, v in cases.items()}) as (port, _):
+        conn = ModbusConnection(host="127.0.0.1", port=port)
+        got = {}
+        for u in cases:
+            vals = await reader(device(port, u, profile="schneider-iem3000", points=["power_factor"]), conn).read()
+            got[u] = vals[0]
+        await conn.close()
+    for u, pf in expect.items():
+        assert got[u].value == pytest.approx(pf, abs=1e-6), u
+        assert got[u].quality is Quality.GOOD
+
+
+async def test_per_device_scale_and_unit_override():
+    """A meter reporting in hundredths where its datasheet says tenths: the device's scale wins."""
+    sim = P["pue-sim-meter"]
+    async with serve({1: (sim, {"active_power": 1234.5, "import_energy": 5000.25})}) as (port, _):
+        conn = ModbusConnection(host="127.0.0.1", port=port)
+        dev = device(
+            port,
+            profile="pue-sim-meter",
+            overrides={"active_power": {"scale": 0.01}, "import_energy": {"scale": 0.00001, "unit": "MWh"}},
+        )
+        got = {v.point: v for v in await ModbusReader(dev, sim, list(sim.points), conn).read()}
+        plain = {v.point: v for v in await reader(device(port, profile="pue-sim-meter"), conn).read()}
+        await conn.close()
+    assert plain["active_power"].value == pytest.approx(1234.5)  # raw 12345 at the profile's 0.1 W
+    assert (got["active_power"].value, got["active_power"].unit) == (pytest.approx(123.45), "W")
+    assert (got["import_energy"].value, got["import_energy"].unit) == (pytest.approx(5.0025), "MWh")
+    assert (got["voltage_l1"].value, got["voltage_l1"].unit) == (plain["voltage_l1"].value, "V")
