@@ -344,5 +344,5 @@ async def test_per_device_scale_and_unit_override():
         await conn.close()
     assert plain["active_power"].value == pytest.approx(1234.5)  # raw 12345 at the profile's 0.1 W
     assert (got["active_power"].value, got["active_power"].unit) == (pytest.approx(123.45), "W")
-    assert (got["import_energy"].value, got["import_energy"].unit) == (pytest.approx(5.0025), "MWh")
+    assert (got["import_energy"].value, got["import_energy"].unit) == (pytest.approx(5.00025), "MWh")  # = 5000.25 kWh
     assert (got["voltage_l1"].value, got["voltage_l1"].unit) == (plain["voltage_l1"].value, "V")
