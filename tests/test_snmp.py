@@ -29,11 +29,14 @@ from pysnmp.hlapi.v3arch.asyncio import (
 
 from pue_monitor.clock import ManualClock, WallClock
 from pue_monitor.collectors import snmp
+from pue_monitor.collectors.runner import Runner, Schedule
 from pue_monitor.collectors.snmp import SnmpReader
 from pue_monitor.config.loader import LoadedSite, site_from_dict
 from pue_monitor.config.models import Role, SnmpDevice
-from pue_monitor.errors import DeviceTimeout, PermanentDeviceError
+from pue_monitor.errors import ConfigError, DeviceTimeout, PermanentDeviceError
 from pue_monitor.pipeline.energy import SeriesSpec, Status, interval_energy
+from pue_monitor.pipeline.model import series_specs
+from pue_monitor.pipeline.pue import rollup
 from pue_monitor.readings import Quality
 from pue_monitor.simulator.snmp_agent import SnmpAgents
 from pue_monitor.simulator.world import SimulatedDataCentre
@@ -314,7 +317,7 @@ async def test_counter32_wrap_gives_the_right_energy(snmpd: int, tmp_path: Path)
 # -------------------------------------------------------------------------- snmpsim
 
 
-def _snmprec(values: dict[str, tuple[int, str]]) -> str:
+def _snmprec(values: dict[str, tuple[int | str, str]]) -> str:
     rows = sorted(values.items(), key=lambda kv: tuple(int(x) for x in kv[0].split(".")))
     return "".join(f"{oid}|{tag}|{value}\n" for oid, (tag, value) in rows)
 
@@ -341,7 +344,15 @@ RPDU_REC = {
     **{f"1.3.6.1.4.1.318.1.1.26.6.3.1.7.{i}": (2, str(p)) for i, p in ((1, 137), (2, 131), (3, 120))},
 }
 # entPhySensorTable rows: (type, scale, precision, value, status)
-SENSOR_ROWS = {1001: (6, 9, 0, 1234, 1), 1002: (8, 9, 1, 235, 1), 1003: (6, 10, 2, 1575, 1), 1004: (6, 9, 0, 99, 2)}
+SENSOR_ROWS = {
+    1001: (6, 9, 0, 1234, 1),
+    1002: (8, 9, 1, 235, 1),
+    1003: (6, 10, 2, 1575, 1),
+    1004: (6, 9, 0, 99, 2),
+    1005: (6, 9, -2, 1500, 1),  # precision -2: two accurate digits, NOT x100 (RFC 3433)
+    1006: (6, 9, 0, 1000000000, 1),  # EntitySensorValue overflow error code
+    1007: (5, 8, 1, -1000000000, 1),  # underflow error code
+}
 SENSOR_REC = {
     "1.3.6.1.2.1.1.2.0": (6, "1.3.6.1.4.1.9.1.1"),
     **{
@@ -351,6 +362,48 @@ SENSOR_REC = {
     },
 }
 UNKNOWN_REC = {"1.3.6.1.2.1.1.2.0": (6, "1.3.6.1.4.1.99999.7")}
+# the older rPDU family (masterSwitchrPDU, 1.3.6.1.4.1.318.1.3.4.5): PDU power and the load table
+RPDU1_REC = {
+    "1.3.6.1.2.1.1.2.0": (6, "1.3.6.1.4.1.318.1.3.4.5"),
+    "1.3.6.1.4.1.318.1.1.12.1.16.0": (2, "1840"),
+    **{f"1.3.6.1.4.1.318.1.1.12.2.3.1.1.2.{i}": (66, str(a)) for i, a in ((1, 81), (2, 44), (3, 37))},
+}
+# an rPDU2 answering with the older family's sysObjectID (what the old profile's auto-match did)
+MISMATCH_REC = {**RPDU_REC, "1.3.6.1.2.1.1.2.0": (6, "1.3.6.1.4.1.318.1.3.4.5")}
+# the UPS after losing output line 3 (the wildcard sum must not silently drop it)
+UPS_2LINES_REC = {k: v for k, v in UPS_REC.items() if not k.endswith(".4.4.1.4.3")}
+# a table indexed by two components (PDU, outlet) and one three-component row
+OUTLET_REC = {
+    "1.3.6.1.2.1.1.2.0": (6, "1.3.6.1.4.1.99999.9"),
+    **{
+        f"1.3.6.1.4.1.99999.9.1.1.3.{i}": (66, str(w))
+        for i, w in (("1.1", 120), ("1.2", 80), ("2.1", 230), ("2.1.5", 7))
+    },
+}
+OUTLET_PROFILE = """
+id: test-outlets
+protocol: snmp
+manufacturer: test
+model: outlets by PDU and outlet
+source: "tests (made-up enterprise 99999)"
+sys_object_ids: ["1.3.6.1.4.1.99999.9"]
+tables:
+  outlet:
+    index_tag: [pdu, outlet]
+    columns:
+      outlet_power: {oid: 1.3.6.1.4.1.99999.9.1.1.3, unit: W}
+"""
+AP8932_SYSTEM = Path(__file__).parent / "data" / "apc-ap8932-system.snmprec"
+
+
+def _recorded(path: Path) -> dict[str, tuple[int | str, str]]:
+    """A recorded .snmprec (comment lines dropped) as {oid: (tag, value)}."""
+    out: dict[str, tuple[int | str, str]] = {}
+    for line in path.read_text().splitlines():
+        if line and not line.startswith("#"):
+            oid, tag, value = line.split("|", 2)
+            out[oid] = (tag, value)
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -363,7 +416,23 @@ def snmpsim() -> Iterator[int]:
         data, cache = tmp / "data", tmp / "cache"
         data.mkdir()
         cache.mkdir()
-        for name, rec in (("ups", UPS_REC), ("rpdu", RPDU_REC), ("sensors", SENSOR_REC), ("unknown", UNKNOWN_REC)):
+        # the recorded AP8932 system group with rPDU2 tables (our values) below it
+        ap8932 = {
+            **{k: v for k, v in RPDU_REC.items() if not k.startswith("1.3.6.1.2.1.1.")},
+            **_recorded(AP8932_SYSTEM),
+        }
+        recs: dict[str, dict[str, tuple[int | str, str]]] = {
+            "ups": dict(UPS_REC),
+            "rpdu": dict(RPDU_REC),
+            "sensors": dict(SENSOR_REC),
+            "unknown": dict(UNKNOWN_REC),
+            "rpdu1": dict(RPDU1_REC),
+            "mismatch": dict(MISMATCH_REC),
+            "ups-2lines": dict(UPS_2LINES_REC),
+            "outlets": dict(OUTLET_REC),
+            "ap8932": ap8932,
+        }
+        for name, rec in recs.items():
             (data / f"{name}.snmprec").write_text(_snmprec(rec))
         for p in (tmp, data, *data.iterdir()):
             p.chmod(0o755)
@@ -462,13 +531,19 @@ async def test_snmpsim_entity_sensor_rows_scaled_per_row(snmpsim: int) -> None:
         got = {v.point: v for v in await reader.read()}
     finally:
         await reader.close()
-    assert set(got) == {"sensor_value.1001", "sensor_value.1002", "sensor_value.1003", "sensor_value.1004"}
+    assert set(got) == {f"sensor_value.{i}" for i in SENSOR_ROWS}
     assert (got["sensor_value.1001"].value, got["sensor_value.1001"].unit) == (1234.0, "W")
     assert (got["sensor_value.1002"].value, got["sensor_value.1002"].unit) == (pytest.approx(23.5), "degC")
     assert (got["sensor_value.1003"].value, got["sensor_value.1003"].unit) == (pytest.approx(15750.0), "W")
     assert got["sensor_value.1003"].tags == (("sensor", "1003"),)
     assert got["sensor_value.1004"].quality is Quality.BAD  # entPhySensorOperStatus unavailable(2)
     assert got["sensor_value.1001"].quality is Quality.GOOD
+    # RFC 3433: a negative precision counts accurate digits; it does not scale the value
+    assert (got["sensor_value.1005"].value, got["sensor_value.1005"].unit) == (1500.0, "W")
+    assert got["sensor_value.1005"].quality is Quality.GOOD
+    # +-1000000000 are the over/underflow error codes of a fixed-point sensor: BAD, never 1 GW
+    assert got["sensor_value.1006"].quality is Quality.BAD
+    assert got["sensor_value.1007"].quality is Quality.BAD and got["sensor_value.1007"].unit == "A"
 
 
 async def test_auto_profile_unknown_sysobjectid_is_a_clear_error(snmpsim: int) -> None:
@@ -589,3 +664,206 @@ async def test_dead_agent_times_out_without_blocking_another_reader() -> None:
             await live.close()
     assert 0.45 <= dead_time < 0.7
     assert sum(live_times) < 0.45  # all five live polls finished while the dead one waited
+
+
+# ------------------------------------------------- real devices, families, down detection
+
+
+async def test_recorded_ap8932_is_auto_detected_as_rpdu2(snmpsim: int) -> None:
+    """A real AP8932's recorded sysObjectID (masterSwitchrPDU2) selects apc-rpdu2, which reads it."""
+    site = make_site(snmp_dev(snmpsim, profile="auto", community="ap8932"))
+    reader = SnmpReader(device_of(site, "agent"), site, clock=FixedClock(T0))
+    try:
+        got = {v.point: v.value for v in await reader.read()}
+    finally:
+        await reader.close()
+    assert reader.profile is not None and reader.profile.id == "apc-rpdu2"
+    assert got["device_power.1"] == pytest.approx(4.12) and got["device_energy.1"] == pytest.approx(12345.6)
+    assert got["phase_power.3"] == pytest.approx(1.20)
+
+
+async def test_older_rpdu_family_has_its_own_profile(snmpsim: int) -> None:
+    site = make_site(snmp_dev(snmpsim, profile="auto", community="rpdu1", max_repetitions=2))
+    reader = SnmpReader(device_of(site, "agent"), site, clock=FixedClock(T0))
+    try:
+        got = {v.point: v for v in await reader.read()}
+    finally:
+        await reader.close()
+    assert reader.profile is not None and reader.profile.id == "apc-rpdu"
+    assert (got["device_power"].value, got["device_power"].unit) == (1840.0, "W")
+    assert {p: v.value for p, v in got.items() if p.startswith("load_current.")} == pytest.approx(
+        {"load_current.1": 8.1, "load_current.2": 4.4, "load_current.3": 3.7}
+    )
+    assert got["load_current.2"].tags == (("load", "2"),)
+
+
+async def test_device_answering_none_of_its_points_is_down(snmpsim: int) -> None:
+    """An rPDU2 behind the older family's sysObjectID: the profile's objects are all absent."""
+    site = make_site(snmp_dev(snmpsim, id="pdu", profile="auto", community="mismatch"))
+    reader = SnmpReader(device_of(site, "pdu"), site, clock=FixedClock(T0))
+    got: list[Any] = []
+    runner = Runner(site="t", clock=FixedClock(T0), emit=got.extend)
+    runner.add(reader, Schedule(10.0, 1.0, 2), protocol="snmp")
+    try:
+        ok = await runner.poll_once(reader, Schedule(10.0, 1.0, 2), runner.stats["pdu"])
+    finally:
+        await reader.close()
+    st = runner.stats["pdu"]
+    assert ok is False and got == []
+    assert st.up is False and st.errors["no-points"] == 1 and st.failed_polls == 1
+    assert st.last_error is not None and "profile 'apc-rpdu'" in st.last_error
+    assert "answered none of the 2 planned points" in st.last_error
+    assert reader.requests == 3  # sysObjectID, the scalar GET, one walk: no retries (permanent)
+
+
+async def test_not_available_answers_keep_a_device_up(snmpsim: int) -> None:
+    """-1 ("not available", APC) is an answer: a device answering only that is not down."""
+    site = make_site(snmp_dev(snmpsim, profile="apc-rpdu2", community="rpdu", points=["phase_voltage.3"]))
+    reader = SnmpReader(device_of(site, "agent"), site, clock=FixedClock(T0))
+    try:
+        got = await reader.read()
+    finally:
+        await reader.close()
+    assert got == [] and reader.skipped == {}
+
+
+# ------------------------------------------- sums of points, wildcards, overrides, indexes
+
+
+def ups_site(snmpsim: int, power: Any, community: str = "ups", **kw: Any) -> LoadedSite:
+    return make_site(
+        snmp_dev(
+            snmpsim,
+            id="ups",
+            profile="ups-mib",
+            community=community,
+            meter={"role": "it", "it_location": "ups_output", "power": power},
+            **kw,
+        )
+    )
+
+
+async def test_three_phase_ups_power_as_a_list_of_lines(snmpsim: int) -> None:
+    """A meter's power as three points: three series, summed per meter by the pipeline."""
+    lines = ["output_power.1", "output_power.2", "output_power.3"]
+    site = ups_site(snmpsim, lines)
+    specs = series_specs(site)
+    assert [k for k in specs if k[0] == "ups"] == [("ups", p) for p in lines]
+    assert {(s.meter, s.kind, s.factor) for k, s in specs.items() if k[0] == "ups"} == {("ups", "power", 1e-3)}
+    reader = SnmpReader(device_of(site, "ups"), site, clock=FixedClock(T0))
+    try:
+        first = {v.point: v for v in await reader.read()}
+    finally:
+        await reader.close()
+    # the pipeline: 2 polls 60 s apart at constant power -> one minute of energy per line
+    ups_specs = [specs[("ups", p)] for p in lines]
+    sid = np.array([0, 1, 2, 0, 1, 2])
+    ts = np.array([T0] * 3 + [T0 + 60.0] * 3)
+    value = np.array([first[p].value for p in lines] * 2)
+    ie = interval_energy(ups_specs, sid, ts, value, start=T0, step=60.0, n=1)
+    assert float(ie.energy[:, 0].sum()) == pytest.approx((20000 + 19600 + 18900) / 1000 / 60)  # kWh
+    intervals = rollup(ie, ups_specs)
+    assert intervals[0].e_it == pytest.approx(58.5 / 60)
+
+
+async def test_wildcard_power_is_summed_per_poll_and_bad_when_rows_change(snmpsim: int) -> None:
+    site = ups_site(snmpsim, "output_power.*")
+    specs = series_specs(site)
+    assert ("ups", "output_power.*") in specs and specs[("ups", "output_power.*")].factor == 1e-3
+    dev = device_of(site, "ups")
+    reader = SnmpReader(dev, site, clock=FixedClock(T0))
+    lost_line = SnmpReader(dev.model_copy(update={"community": "ups-2lines"}), site, clock=FixedClock(T0))
+    try:
+        first = {v.point: v for v in await reader.read()}
+        # the same agent after line 3 disappears: reuse the first reader's row set
+        lost_line._wild_rows = dict(reader._wild_rows)
+        second = {v.point: v for v in await lost_line.read()}
+        again = {v.point: v for v in await reader.read()}
+    finally:
+        await reader.close()
+        await lost_line.close()
+    total = first["output_power.*"]
+    assert (total.value, total.unit, total.quality) == (58500.0, "W", Quality.GOOD)
+    assert total.ts == T0 and total.tags == ()
+    assert second["output_power.*"].value == 39600.0 and second["output_power.*"].quality is Quality.BAD
+    assert lost_line.wildcard_changes == {"output_power.*": 1}
+    assert again["output_power.*"].quality is Quality.GOOD and reader.wildcard_changes == {}
+
+
+def test_wildcards_and_lists_are_checked_at_load() -> None:
+    with pytest.raises(ConfigError, match="a wildcard would sum counter rows"):
+        make_site(
+            snmp_dev(
+                1161,
+                id="pdu",
+                profile="apc-rpdu2",
+                meter={"role": "it", "it_location": "pdu_output", "energy": "device_energy.*"},
+            )
+        )
+    with pytest.raises(ConfigError, match="is listed twice"):
+        ups_site(1161, ["output_power.1", "output_power.1"])
+    with pytest.raises(ConfigError, match="'battery_status' is not a table column"):
+        ups_site(1161, "battery_status.*")
+    with pytest.raises(ConfigError, match="a wildcard row is for SNMP table columns only"):
+        make_site(
+            {
+                "id": "m",
+                "protocol": "modbus",
+                "host": "127.0.0.1",
+                "port": 1502,
+                "profile": "eastron-sdm630",
+                "meter": {"role": "cooling", "power": "power_l1.*"},
+            }
+        )
+    with pytest.raises(ConfigError, match=r"device 'ups' has no point 'output_powr\.2'"):
+        ups_site(1161, ["output_power.1", "output_powr.2"])
+
+
+async def test_per_device_override_of_an_snmp_column(snmpsim: int) -> None:
+    """A PDU reporting current in hundredths of A (its MIB says tenths): the device's scale wins."""
+    site = make_site(
+        snmp_dev(snmpsim, profile="apc-rpdu2", community="rpdu", overrides={"phase_current": {"scale": 0.01}}),
+        snmp_dev(snmpsim, id="plain", profile="apc-rpdu2", community="rpdu"),
+    )
+    a = SnmpReader(device_of(site, "agent"), site, clock=FixedClock(T0))
+    b = SnmpReader(device_of(site, "plain"), site, clock=FixedClock(T0))
+    try:
+        got_a = {v.point: v.value for v in await a.read()}
+        got_b = {v.point: v.value for v in await b.read()}
+    finally:
+        await a.close()
+        await b.close()
+    assert got_a["phase_current.1"] == pytest.approx(0.61) and got_b["phase_current.1"] == pytest.approx(6.1)
+    assert got_a["phase_power.1"] == got_b["phase_power.1"] == pytest.approx(1.37)  # untouched
+    with pytest.raises(ConfigError, match=r"profile 'apc-rpdu2' has no point \(or column\) 'phase_curent'"):
+        make_site(snmp_dev(snmpsim, profile="apc-rpdu2", overrides={"phase_curent": {"scale": 0.01}}))
+
+
+def test_unit_override_changes_the_series_factor() -> None:
+    site = ups_site(1161, ["output_power.1"], overrides={"output_power": {"unit": "kW"}})
+    assert site.unit_of(device_of(site, "ups"), "output_power.1") == "kW"
+    assert series_specs(site)[("ups", "output_power.1")].factor == 1.0
+
+
+async def test_multi_component_index_tags(snmpsim: int, tmp_path: Path) -> None:
+    (tmp_path / "outlets.yaml").write_text(OUTLET_PROFILE)
+    site = make_site(
+        snmp_dev(snmpsim, profile="test-outlets", community="outlets"),
+        snmp_dev(snmpsim, id="one", profile="test-outlets", community="outlets", points=["outlet_power.2.1"]),
+        profile_dir=tmp_path,
+    )
+    a = SnmpReader(device_of(site, "agent"), site, clock=FixedClock(T0))
+    b = SnmpReader(device_of(site, "one"), site, clock=FixedClock(T0))
+    try:
+        got = {v.point: v for v in await a.read()}
+        one = await b.read()
+    finally:
+        await a.close()
+        await b.close()
+    assert {p: (v.value, v.tags) for p, v in got.items()} == {
+        "outlet_power.1.1": (120.0, (("pdu", "1"), ("outlet", "1"))),
+        "outlet_power.1.2": (80.0, (("pdu", "1"), ("outlet", "2"))),
+        "outlet_power.2.1": (230.0, (("pdu", "2"), ("outlet", "1"))),
+        "outlet_power.2.1.5": (7.0, (("pdu_outlet", "2.1.5"),)),  # 3 components for 2 names: joined
+    }
+    assert [(v.point, v.value, v.tags) for v in one] == [("outlet_power.2.1", 230.0, (("pdu", "2"), ("outlet", "1")))]
