@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -16,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import yaml
 from pysnmp.hlapi.v3arch.asyncio import (
     CommunityData,
     ContextData,
@@ -867,3 +869,21 @@ async def test_multi_component_index_tags(snmpsim: int, tmp_path: Path) -> None:
         "outlet_power.2.1.5": (7.0, (("pdu_outlet", "2.1.5"),)),  # 3 components for 2 names: joined
     }
     assert [(v.point, v.value, v.tags) for v in one] == [("outlet_power.2.1", 230.0, (("pdu", "2"), ("outlet", "1")))]
+
+
+def test_readme_profiles_example_validates() -> None:
+    """The README's device-profiles example is valid configuration and means what it says."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    block = next(b for b in re.findall(r"```yaml\n(.*?)```", readme, flags=re.S) if "profiles example" in b)
+    site = make_site(*yaml.safe_load(block))
+    specs = series_specs(site)
+    lines = [("ups-b", f"output_power.{i}") for i in (1, 2, 3)]
+    assert [k for k in specs if k[0] == "ups-b"] == lines
+    assert all(specs[k].kind == "power" and specs[k].factor == 1e-3 for k in lines)
+    assert [k for k in specs if k[0] == "ups-c"] == [("ups-c", "output_power.*")]
+    assert {k: s.kind for k, s in specs.items() if k[0] == "chiller-1"} == {
+        ("chiller-1", "import_energy"): "counter",
+        ("chiller-1", "active_power"): "power",
+    }
+    pdu = device_of(site, "rack-pdu-7")
+    assert site.unit_of(pdu, "device_power.1") == "kW" and pdu.overrides["phase_current"].scale == 0.01
