@@ -43,7 +43,7 @@ Values = dict[Oid, Any]
 
 COMMUNITY = "public"
 UPS_SYS_OBJECT_ID = "1.3.6.1.2.1.33"  # upsMIB itself, as generic cards report it [u]
-RPDU2_SYS_OBJECT_ID = "1.3.6.1.4.1.318.1.3.4.5"  # APC rPDU2 family [s]
+RPDU2_SYS_OBJECT_ID = "1.3.6.1.4.1.318.1.3.4.6"  # masterSwitchrPDU2 (PowerNet-MIB 4.2.6) [c]
 
 _SYS = (1, 3, 6, 1, 2, 1, 1)
 _UPS = (1, 3, 6, 1, 2, 1, 33, 1)
