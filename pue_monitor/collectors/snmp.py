@@ -376,7 +376,8 @@ class SnmpReader:
     Attributes for tests, metrics and the CLI: ``requests`` (PDUs sent), ``skipped``
     (OID -> times skipped: absent or non-numeric), ``resets`` (point -> user resets seen
     via its ``reset_time`` object), ``snmp_types`` (point or column -> SNMP type name),
-    ``profile`` (the chosen profile; for ``profile: auto`` known after the first read).
+    ``profile`` (the chosen profile; for ``profile: auto`` known after the first read),
+    ``wildcard_changes`` (meter wildcard -> polls whose row set differed from the first poll's).
     """
 
     def __init__(self, device: SnmpDevice, site: LoadedSite, *, clock: Clock | None = None) -> None:

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
-from pue_monitor.collectors.decode import DATA_TYPES
+from pue_monitor.collectors.decode import DATA_TYPES, type_max_code
 
 
 def _nonzero_scale(v: float) -> float:
@@ -108,8 +108,6 @@ class ModbusProfile(_Model):
 
     def not_available_codes(self, point: str) -> frozenset[int]:
         """Raw bit patterns that make a reading of ``point`` BAD (the point's and the profile's)."""
-        from pue_monitor.collectors.decode import type_max_code
-
         p = self.points[point]
         codes = set(p.not_available)
         if self.not_available == "type-max" and (top := type_max_code(p.type)) is not None:
@@ -379,7 +377,8 @@ class Meter(_Model):
     rollover: float | None = Field(
         default=None,
         gt=0,
-        description="counter value (in the point's unit, after scale) at which it wraps to 0",
+        description="counter value (in the point's unit, after scale) at which it wraps to 0 (each listed "
+        "counter wraps on its own)",
     )
 
     @model_validator(mode="after")

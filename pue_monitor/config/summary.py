@@ -17,7 +17,8 @@ def energy_model_summary(site: LoadedSite) -> dict[str, Any]:
         if m is None:
             continue
         source = "counter" if m.energy else "power (integrated: estimated)"
-        entry: dict[str, Any] = {"device": dev.id, "energy": source, "point": m.energy or m.power}
+        points = m.energy_points or m.power_points
+        entry: dict[str, Any] = {"device": dev.id, "energy": source, "point": " + ".join(points)}
         if m.it_location is not None:
             entry["it_location"] = m.it_location.value
             cats.append(m.it_location.category)
