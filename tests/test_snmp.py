@@ -396,6 +396,20 @@ tables:
       outlet_power: {oid: 1.3.6.1.4.1.99999.9.1.1.3, unit: W}
 """
 AP8932_SYSTEM = Path(__file__).parent / "data" / "apc-ap8932-system.snmprec"
+CHECKMK_WALKS = Path(__file__).parent / "data" / "apc-rpdu-checkmk-walks.snmprec"
+
+
+def _walks(path: Path) -> dict[str, dict[str, tuple[int | str, str]]]:
+    """Recorded walks, one per ``@community`` line, as {community: {oid: (tag, value)}}."""
+    out: dict[str, dict[str, tuple[int | str, str]]] = {}
+    current: dict[str, tuple[int | str, str]] = {}
+    for line in path.read_text().splitlines():
+        if line.startswith("@"):
+            current = out.setdefault(line[1:], {})
+        elif line and not line.startswith("#"):
+            oid, tag, value = line.split("|", 2)
+            current[oid] = (tag, value)
+    return out
 
 
 def _recorded(path: Path) -> dict[str, tuple[int | str, str]]:
@@ -433,6 +447,7 @@ def snmpsim() -> Iterator[int]:
             "ups-2lines": dict(UPS_2LINES_REC),
             "outlets": dict(OUTLET_REC),
             "ap8932": ap8932,
+            **_walks(CHECKMK_WALKS),
         }
         for name, rec in recs.items():
             (data / f"{name}.snmprec").write_text(_snmprec(rec))
@@ -714,7 +729,7 @@ async def test_device_answering_none_of_its_points_is_down(snmpsim: int) -> None
     assert ok is False and got == []
     assert st.up is False and st.errors["no-points"] == 1 and st.failed_polls == 1
     assert st.last_error is not None and "profile 'apc-rpdu'" in st.last_error
-    assert "answered none of the 2 planned points" in st.last_error
+    assert "answered none of the 5 planned points" in st.last_error
     assert reader.requests == 3  # sysObjectID, the scalar GET, one walk: no retries (permanent)
 
 
@@ -887,3 +902,31 @@ def test_readme_profiles_example_validates() -> None:
     }
     pdu = device_of(site, "rack-pdu-7")
     assert site.unit_of(pdu, "device_power.1") == "kW" and pdu.overrides["phase_current"].scale == 0.01
+
+
+async def test_recorded_first_generation_rpdus_read_as_checkmk_reads_them(snmpsim: int) -> None:
+    """Two real rPDU walks (quoted by Checkmk): power in W, load rows in tenths of A."""
+    site = make_site(
+        snmp_dev(snmpsim, id="sf9pdu1", profile="apc-rpdu", community="sf9pdu1"),
+        snmp_dev(snmpsim, id="foobar", profile="apc-rpdu", community="foobar", max_repetitions=2),
+    )
+    got = {}
+    for dev_id in ("sf9pdu1", "foobar"):
+        reader = SnmpReader(device_of(site, dev_id), site, clock=FixedClock(T0))
+        try:
+            got[dev_id] = {v.point: v for v in await reader.read()}
+        finally:
+            await reader.close()
+        assert reader.skipped == {}
+    one, three = got["sf9pdu1"], got["foobar"]
+    assert (one["device_power"].value, one["device_power"].unit) == (0.0, "W")
+    assert (one["load_current.1"].value, one["load_current.1"].unit) == (pytest.approx(16.0), "A")
+    assert one["load_state.1"].value == 1.0 and one["load_current.1"].tags == (("load", "1"),)
+    assert three["device_power"].value == 1587.0
+    assert [three[f"load_current.{i}"].value for i in (1, 2, 3)] == [0.0, 0.0, 0.0]
+    # row 1 is the phase, rows 2 and 3 the banks 1 and 2 (Checkmk: "1/2 => device phase + 2 banks")
+    assert [(three[f"load_phase.{i}"].value, three[f"load_bank.{i}"].value) for i in (1, 2, 3)] == [
+        (1.0, 0.0),
+        (0.0, 1.0),
+        (0.0, 2.0),
+    ]
