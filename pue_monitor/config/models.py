@@ -246,20 +246,30 @@ class Secret(_Model):
         from pathlib import Path
 
         from pue_monitor.errors import ConfigError
+        from pue_monitor.logs import register_secret
 
         if self.env is not None:
             value = os.environ.get(self.env)
             if value is None:
                 raise ConfigError(f"environment variable {self.env} (a secret) is not set")
+            if not value:
+                raise ConfigError(f"environment variable {self.env} (a secret) is empty")
+            register_secret(value)
             return value
         assert self.file is not None
         path = Path(self.file)
         if base_dir is not None and not path.is_absolute():
             path = Path(base_dir) / path
         try:
-            return path.read_text(encoding="utf-8").rstrip("\r\n")
+            value = path.read_text(encoding="utf-8").rstrip("\r\n")
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read secret file: {exc.strerror or exc}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: secret file is not UTF-8 text") from None
+        if not value:
+            raise ConfigError(f"{path}: secret file is empty")
+        register_secret(value)  # from now on redacted from every log line
+        return value
 
     def __repr__(self) -> str:  # never the value: there is none here, only where it lives
         return f"Secret(env={self.env!r})" if self.env else f"Secret(file={self.file!r})"
