@@ -75,9 +75,17 @@ MAX_ALIASES = 1000
 
 
 def _read_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
-    """Parse ``path``; returns (data, node tree). Raises a one-line :class:`ConfigError`
-    for an unreadable, binary, non-UTF-8, too large, too deep or malformed file and for
-    duplicate keys (YAML would silently keep the last one)."""
+    """Parse ``path``; returns (data, node tree). Raises :class:`ConfigError` for an
+    unreadable, binary, non-UTF-8, too large, too deep or malformed file (one line) and
+    for duplicate keys (YAML would silently keep the last one)."""
+    data, node, dups = _parse_yaml(path)
+    if dups:
+        raise ConfigError("\n".join(dups))
+    return data, node
+
+
+def _parse_yaml(path: Path) -> tuple[Any, yaml.Node | None, list[str]]:
+    """(data, node tree, duplicate-key errors); raises ConfigError when there is no document."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -99,9 +107,7 @@ def _read_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
         loader = _Loader(text)
         try:
             node = loader.get_single_node()
-            dups = _duplicate_keys(node)
-            if dups:
-                raise ConfigError("\n".join(f"{path}:{line}: {msg}" for line, msg in dups))
+            dups = [f"{path}:{line}: {msg}" for line, msg in _duplicate_keys(node)]
             data = loader.construct_document(node) if node is not None else None
         finally:
             loader.dispose()
@@ -112,7 +118,7 @@ def _read_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
         raise ConfigError(f"{where}: not valid YAML: {problem}") from None
     except RecursionError:
         raise ConfigError(f"{path}: nested too deeply (more than {MAX_DEPTH} levels)") from None
-    return data, node
+    return data, node, dups
 
 
 def _check_depth(path: Path, text: str) -> None:
@@ -360,10 +366,13 @@ def check_site(path: str | Path, *, secrets: bool = True, directories: bool = Tr
     state file) that neither exists nor can be created. Nothing is written."""
     path = Path(path)
     try:
-        data, node = _read_yaml(path)
+        data, node, dups = _parse_yaml(path)
     except ConfigError as exc:
         return SiteCheck(path, None, str(exc).splitlines())
-    return _check(data, node, path, None, secrets=secrets, directories=directories)
+    result = _check(data, node, path, None, secrets=secrets, directories=directories)
+    if dups:
+        return SiteCheck(path, None, [*dups, *result.errors])
+    return result
 
 
 def _check(
