@@ -75,6 +75,12 @@ def _version_tuple(v: str) -> tuple[int, int] | None:
     return (int(m.group(1)), int(m.group(2))) if m else None
 
 
+def _describe(exc: BaseException) -> str:
+    """Type and message of a connection error (not its repr: that holds the request headers)."""
+    text = str(exc) or repr(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 class InfluxSink:
     #: backoff of a restarted sender/flusher task: first wait, cap (seconds)
     RESTART_BACKOFF = (0.5, 30.0)
@@ -93,6 +99,8 @@ class InfluxSink:
         self._password = cfg.password.read(str(base_dir) if base_dir else None) if cfg.password else None
         if cfg.username:
             self._auth = aiohttp.BasicAuth(cfg.username, self._password or "")
+        if self._auth is not None:  # the header's base64 form shows up in aiohttp errors' repr
+            register_secret(self._auth.encode().partition(" ")[2])
         spool_path = Path(cfg.spool.path)
         if base_dir is not None and not spool_path.is_absolute():
             spool_path = base_dir / spool_path
@@ -112,6 +120,8 @@ class InfluxSink:
         self._session: aiohttp.ClientSession | None = None
         self._client: Any = None  # InfluxDBClientAsync for the v2 API
         self._api: str | None = None if cfg.api == "auto" else cfg.api
+        if self._api is not None:
+            self.stats.api = self._api
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -313,7 +323,7 @@ class InfluxSink:
             async with self._session.get(f"{self.url}/ping") as resp:
                 version = resp.headers.get("X-Influxdb-Version")
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise WriteFailed(f"cannot reach {self.url}: {exc!r}") from None
+            raise WriteFailed(f"cannot reach {self.url}: {_describe(exc)}") from None
         self.stats.server_version = version
         vt = _version_tuple(version) if version else None
         api = "v1" if vt is not None and vt < (1, 8) else "v2"
@@ -361,7 +371,7 @@ class InfluxSink:
                     return
                 text = (await resp.read())[:500].decode("utf-8", "replace")
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise WriteFailed(f"{self.url}: {exc!r}") from None
+            raise WriteFailed(f"{self.url}: {_describe(exc)}") from None
         self._raise_for(resp.status, text)
 
     async def _write_v2(self, lines: list[bytes]) -> None:
@@ -397,14 +407,19 @@ class InfluxSink:
             code = getattr(exc, "status", None) or getattr(getattr(exc, "response", None), "status", None) or 0
             self._raise_for(int(code), (exc.message or str(exc))[:500])
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise WriteFailed(f"{self.url}: {exc!r}") from None
+            raise WriteFailed(f"{self.url}: {_describe(exc)}") from None
         if status != 204:
-            self._raise_for(int(status), "the server answered without the 204 of an accepted write")
+            self._raise_for(int(status), "(body not read)")
 
     @staticmethod
     def _raise_for(status: int, text: str) -> None:
-        """Map a non-204 answer: 4xx (not 429) rejects the data; anything else is retried later.
-        A 2xx other than 204 (a proxy's or web server's page) is never taken as a write."""
-        if 400 <= status < 500 and status != 429:
+        """Map a non-204 answer. Only a verdict on the data itself quarantines it: 400 (bad
+        line protocol, field-type conflict), 413 (too large: split), 422 (outside retention).
+        Everything else is retried later with the data kept: 401/403 (credentials), 404
+        (database or bucket missing), 429, 5xx, and a 2xx other than 204 (a proxy's or web
+        server's page is never taken as a write)."""
+        if status in (400, 413, 422):
             raise WriteRejected(f"HTTP {status}: {text}")
+        if 200 <= status < 300:
+            raise WriteFailed(f"HTTP {status} instead of 204 (not an InfluxDB write answer; data kept): {text}")
         raise WriteFailed(f"HTTP {status}: {text}")

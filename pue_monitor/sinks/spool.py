@@ -78,6 +78,10 @@ class Batch:
 class Spool:
     """Thread-safe; the sink calls it from a worker thread."""
 
+    #: seconds a write waits for another connection's lock before it fails (the sink's
+    #: supervisor then logs it, marks the sink down and retries with backoff)
+    BUSY_TIMEOUT = 5.0
+
     def __init__(self, path: str | Path, *, max_bytes: int = 256 * 2**20) -> None:
         self.path = Path(path)
         self.max_bytes = max_bytes
@@ -94,7 +98,7 @@ class Spool:
         self._bytes = int(self._conn.execute("SELECT COALESCE(SUM(bytes), 0) FROM batches").fetchone()[0])
 
     def _open(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(str(self.path), timeout=10, check_same_thread=False)
+        conn = sqlite3.connect(str(self.path), timeout=self.BUSY_TIMEOUT, check_same_thread=False)
         try:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes
