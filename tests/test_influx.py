@@ -237,7 +237,6 @@ async def test_spool_locked_by_another_process_for_10_s_loses_nothing(influx1, t
     its cause, pue_sink_up is 0, the task restarts with backoff, and afterwards every submitted
     point is in the database."""
     import logging
-    import subprocess
     import sys
 
     caplog.set_level(logging.WARNING)
@@ -251,19 +250,21 @@ async def test_spool_locked_by_another_process_for_10_s_loses_nothing(influx1, t
     assert await wait_for(lambda: sink.stats.points_written == 20)
     assert sink_up_metric(sink) == 1.0
 
-    locker = subprocess.Popen([sys.executable, "-c", LOCKER, str(spool_path), "10"], stdout=subprocess.PIPE, text=True)
+    locker = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", LOCKER, str(spool_path), "10", stdout=asyncio.subprocess.PIPE
+    )
     try:
         assert locker.stdout is not None
-        assert await asyncio.to_thread(locker.stdout.readline) == "locked\n"
+        assert await locker.stdout.readline() == b"locked\n"
         up_while_locked = []
         for k in range(1, 4):  # the pipeline keeps submitting while the spool is locked
             sink.submit(lb.readings(readings(20, start=T0 + 1e5 * k)))
             await asyncio.sleep(0.5)
         assert await wait_for(lambda: sink.stats.task_restarts >= 1, timeout=15)
         up_while_locked.append(sink_up_metric(sink))
-        assert await asyncio.to_thread(locker.stdout.readline) == "released\n"
+        assert await locker.stdout.readline() == b"released\n"
     finally:
-        locker.wait(timeout=30)
+        await locker.wait()
     assert up_while_locked == [0.0]
     assert await wait_for(lambda: sink.spool.status().queued_batches == 0 and not sink._buffer, timeout=60)
     assert await wait_for(lambda: sink.stats.up is True, timeout=10)
