@@ -47,7 +47,9 @@ def register_secret(value: str | None) -> None:
         return
     from urllib.parse import quote, quote_plus
 
-    forms = {value, quote(value, safe=""), quote_plus(value)}
+    # as URL-encoders write it in paths and query strings (yarl/aiohttp keep "?/:@" and more)
+    safes = ("", "/", "/?:@!$'()*,;", "/?:@!$'()*,;=+&")
+    forms = {value, *(quote(value, safe=s) for s in safes), *(quote_plus(value, safe=s) for s in safes)}
     with _lock:
         if forms <= _secrets:
             return

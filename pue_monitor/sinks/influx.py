@@ -88,19 +88,23 @@ class InfluxSink:
     def __init__(self, cfg: InfluxConfig, *, base_dir: Path | None = None, spool: Spool | None = None) -> None:
         self.cfg = cfg
         url = URL(cfg.url.rstrip("/"))
-        self._auth: aiohttp.BasicAuth | None = None
+        #: (user, password) for HTTP Basic auth: from the URL's userinfo or username/password
+        self._auth: tuple[str, str] | None = None
         if url.user is not None or url.password is not None:
             register_secret(url.password)
-            self._auth = aiohttp.BasicAuth(url.user or "", url.password or "")
+            self._auth = (url.user or "", url.password or "")
             url = url.with_user(None)
         #: the server's URL without any userinfo (safe to print)
         self.url = str(url).rstrip("/")
         self._token = cfg.token.read(str(base_dir) if base_dir else None) if cfg.token else None
         self._password = cfg.password.read(str(base_dir) if base_dir else None) if cfg.password else None
         if cfg.username:
-            self._auth = aiohttp.BasicAuth(cfg.username, self._password or "")
-        if self._auth is not None:  # the header's base64 form shows up in aiohttp errors' repr
-            register_secret(self._auth.encode().partition(" ")[2])
+            self._auth = (cfg.username, self._password or "")
+        self._auth_header: dict[str, str] = {}
+        if self._auth is not None:
+            value = aiohttp.encode_basic_auth(*self._auth)
+            register_secret(value.partition(" ")[2])  # the base64 form shows up in aiohttp errors' repr
+            self._auth_header = {"Authorization": value}
         spool_path = Path(cfg.spool.path)
         if base_dir is not None and not spool_path.is_absolute():
             spool_path = base_dir / spool_path
@@ -358,15 +362,13 @@ class InfluxSink:
         params = {"db": db, "precision": "ns"}
         if rp:
             params["rp"] = rp
-        headers = {"Content-Type": "text/plain; charset=utf-8"}
+        headers = {"Content-Type": "text/plain; charset=utf-8", **self._auth_header}
         body = b"\n".join(lines)
         if self.cfg.gzip:
             body = gzip.compress(body, compresslevel=1)
             headers["Content-Encoding"] = "gzip"
         try:
-            async with self._session.post(
-                f"{self.url}/write", params=params, data=body, headers=headers, auth=self._auth
-            ) as resp:
+            async with self._session.post(f"{self.url}/write", params=params, data=body, headers=headers) as resp:
                 if resp.status == 204:
                     return
                 text = (await resp.read())[:500].decode("utf-8", "replace")
@@ -383,7 +385,7 @@ class InfluxSink:
         if self._client is None:
             token = self._token
             if token is None and self._auth is not None:  # InfluxDB 1.8+ v2 API: "user:password"
-                token = f"{self._auth.login}:{self._auth.password}"
+                token = f"{self._auth[0]}:{self._auth[1]}"
                 register_secret(token)
             self._client = InfluxDBClientAsync(
                 url=self.url,
