@@ -85,8 +85,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
     result = check_site(args.file)
     if result.errors or result.site is None:
-        n = len(result.errors)
-        print(f"pue check-config: {args.file}: {n} error{'s' if n != 1 else ''}:", file=sys.stderr)
+        if len(result.errors) == 1:  # a file that cannot be read or parsed: one line
+            print(f"pue check-config: {redact(result.errors[0])}", file=sys.stderr)
+            return EXIT_USAGE
+        print(f"pue check-config: {args.file}: {len(result.errors)} errors:", file=sys.stderr)
         for line in result.errors:
             print(f"  {redact(line)}", file=sys.stderr)
         print("every field and its limits: `pue config-schema`", file=sys.stderr)

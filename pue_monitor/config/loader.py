@@ -164,10 +164,15 @@ def _duplicate_keys(root: yaml.Node | None) -> list[tuple[int, str]]:
     return sorted(out)
 
 
+_UNION_TAGS = {"modbus", "snmp", "mqtt", "sparkplug"}
+
+
 def _validation_error(path: Path, node: yaml.Node | None, exc: ValidationError) -> ConfigError:
     lines = []
     for err in exc.errors():
-        loc = [p for p in err["loc"] if p != "modbus"]  # drop the union tag pydantic inserts
+        # drop the union tag pydantic inserts after a device's index (devices.1.snmp.timeout)
+        raw = list(err["loc"])
+        loc = [p for k, p in enumerate(raw) if not (p in _UNION_TAGS and k > 0 and isinstance(raw[k - 1], int))]
         line = _line_of(node, loc)
         where = f"{path}:{line}" if line else str(path)
         msg = err["msg"].removeprefix("Value error, ")
