@@ -564,3 +564,6 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_OK
+    except Exception:  # a bug or an environment failure: the traceback, but through the redacting log
+        logging.getLogger("pue_monitor").critical("pue %s failed", args.command, exc_info=True)
+        return 1
