@@ -121,6 +121,7 @@ class InfluxSink:
         self._sender: asyncio.Task[None] | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._failing: set[str] = set()  # supervised tasks whose last run ended in an error
+        self._write_ok: bool | None = None  # the last write's outcome (None: none yet)
         self._session: aiohttp.ClientSession | None = None
         self._client: Any = None  # InfluxDBClientAsync for the v2 API
         self._api: str | None = None if cfg.api == "auto" else cfg.api
@@ -147,7 +148,7 @@ class InfluxSink:
                 raise
             except Exception as exc:
                 self._failing.add(name)
-                self.stats.up = False
+                self._set_up()
                 self.stats.task_restarts += 1
                 self.stats.last_error = redact(f"{name}: {type(exc).__name__}: {exc}")
                 if self._closing:
@@ -173,9 +174,14 @@ class InfluxSink:
                 await asyncio.sleep(backoff * random.uniform(0.75, 1.0))
                 backoff = min(backoff * 2, cap)
 
+    def _set_up(self) -> None:
+        """``stats.up`` (``pue_sink_up``): the last write succeeded and no task is failing."""
+        self.stats.up = False if self._failing else self._write_ok
+
     def _task_ok(self, name: str) -> None:
         if name in self._failing:
             self._failing.discard(name)
+            self._set_up()
             log.warning("InfluxDB %s %s running again", self.url, name)
 
     async def close(self, deadline: float = 5.0) -> None:
@@ -251,7 +257,7 @@ class InfluxSink:
                 await asyncio.wait_for(self._wake.wait(), timeout=self.cfg.flush_interval)
             if self._buffer:
                 await self.flush()
-                self._task_ok("flusher")
+            self._task_ok("flusher")  # reached only when nothing failed
 
     async def _send_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -286,9 +292,10 @@ class InfluxSink:
             except WriteFailed as exc:
                 self.stats.write_failures += 1
                 self.stats.last_error = redact(str(exc))
-                if self.stats.up is not False:
+                if self._write_ok is not False:
                     log.warning("InfluxDB %s unavailable, spooling: %s", self.url, exc)
-                self.stats.up = False
+                self._write_ok = False
+                self._set_up()
                 if self._closing:
                     return  # what is left stays spooled for the next start
                 await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
@@ -299,8 +306,9 @@ class InfluxSink:
                 await loop.run_in_executor(self._io, self.spool.quarantine, batch.id, redact(rejected[0][1]), bad)
                 self.stats.batches_quarantined += 1
                 self.stats.points_written += batch.points - len(bad)
+                self._write_ok = True  # it answered
                 self._task_ok("sender")
-                self.stats.up = not self._failing  # it answered
+                self._set_up()
                 log.error(
                     "InfluxDB rejected %d of %d points of batch %d; quarantined them: %s",
                     len(bad),
@@ -311,10 +319,11 @@ class InfluxSink:
                 continue
             await loop.run_in_executor(self._io, self.spool.done, batch.id)
             backoff = 0.5
-            if self.stats.up is False and "sender" not in self._failing:
+            if self._write_ok is False:
                 log.warning("InfluxDB %s back; replaying spooled batches in order", self.url)
+            self._write_ok = True
             self._task_ok("sender")
-            self.stats.up = not self._failing
+            self._set_up()
             self.stats.points_written += batch.points
             self.stats.batches_written += 1
             self.stats.last_success = time.time()
