@@ -414,3 +414,29 @@ async def test_unauthorised_write_keeps_the_data_for_retry(tmp_path):
         status = sink.spool.status()
         await sink.close(deadline=0.2)
     assert (status.queued_points, status.quarantined_points) == (12, 0)
+
+
+async def test_unexpected_library_error_in_the_sender_is_logged_and_restarted(vm, tmp_path, monkeypatch, caplog):
+    """A token with a newline (a secret file edited on Windows, pasted twice) makes aiohttp
+    raise ValueError inside influxdb-client: not a connection error, not an HTTP answer. The
+    sender must not die: the error is logged with its cause, pue_sink_up is 0, the task
+    restarts with backoff, and the data stays in the spool."""
+    import logging
+
+    caplog.set_level(logging.ERROR)
+    monkeypatch.setenv("PUE_TEST_BAD_TOKEN", "tok-first-half\ntok-second-half")
+    cfg = InfluxConfig(url=vm.url, api="v2", token={"env": "PUE_TEST_BAD_TOKEN"},
+                       spool={"path": str(tmp_path / "s.sqlite")})  # fmt: skip
+    sink = InfluxSink(cfg)
+    await sink.start()
+    sink.submit(LineBuilder().readings(readings(30)))
+    await sink.flush()
+    assert await wait_for(lambda: sink.stats.task_restarts >= 2, timeout=15)
+    up, status = sink_up_metric(sink), sink.spool.status()
+    await sink.close(deadline=0.2)
+    assert up == 0.0 and sink.stats.points_written == 0
+    assert (status.queued_batches, status.queued_points) == (1, 30)
+    failures = [r.getMessage() for r in caplog.records if "sender failed" in r.getMessage()]
+    assert len(failures) >= 2 and "ValueError" in failures[0] and "restarting it in 0.5 s" in failures[0]
+    assert "restarting it in 1.0 s" in failures[1]  # backoff doubles
+    assert "tok-first-half" not in caplog.text
