@@ -338,3 +338,11 @@ def test_store_directory_that_cannot_be_created(tmp_path):
     )
     # `pue run` loads the same file without the directory check and meets the error at start
     assert load_site(path).config.store.path == f"{blocker}/sub/store.sqlite"
+
+
+def test_influxdb_url_must_be_http_with_host(tmp_path):
+    msg = error_of(tmp_path, GOOD + "influxdb: {url: 'http://admin:pw-S3CRET@db:port'}\n")
+    assert ":15: influxdb.url: not a valid URL: Invalid URL: port can't be converted to integer" in msg
+    assert "pw-S3CRET" not in msg
+    msg = error_of(tmp_path, GOOD + "influxdb: {url: 'db.example:8086'}\n")
+    assert ":15: influxdb.url: expected http://host:port or https://host:port" in msg

@@ -623,6 +623,21 @@ class InfluxConfig(_Model):
     """InfluxDB (1.x, 2.x, 3) or anything that accepts its line protocol (VictoriaMetrics)."""
 
     url: str = Field(examples=["http://127.0.0.1:8086"])
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        from yarl import URL
+
+        try:
+            url = URL(v)
+            port = url.port
+        except ValueError as exc:  # a bad port, a malformed host
+            raise ValueError(f"not a valid URL: {exc}") from None
+        if url.scheme not in ("http", "https") or not url.host or port is None:
+            raise ValueError("expected http://host:port or https://host:port")
+        return v
+
     api: Literal["auto", "v1", "v2"] = Field(
         default="auto", description="auto: ask /ping; servers older than 1.8 get the 1.x /write endpoint"
     )

@@ -5,9 +5,10 @@
   same line protocol goes to its 1.x ``/write`` endpoint (aiohttp, already a dependency of
   ``influxdb-client[async]``). ``api: auto`` asks ``/ping`` for ``X-Influxdb-Version``.
 * Every batch is spooled to disk *before* it is sent and removed only once the server
-  accepted it (see :mod:`pue_monitor.sinks.spool`): an unreachable server or a 5xx/429
-  answer leaves it queued, replayed in order with capped backoff; a 4xx answer
-  (malformed data, field-type conflict) quarantines the batch with the server's message.
+  accepted it (see :mod:`pue_monitor.sinks.spool`): an unreachable server or a 5xx, 429,
+  401/403 (credentials) or 404 (database missing) answer leaves it queued, replayed in
+  order with capped backoff; a 400/413/422 answer (malformed data, field-type conflict)
+  quarantines only the offending points with the server's message.
 * Only an HTTP 204 counts as accepted: any other 2xx (a proxy or a wrong endpoint
   answering 200 with some page) keeps the batch in the spool and counts as a failure.
 * The sender and flusher tasks are supervised: an unexpected error (the spool locked by
