@@ -31,6 +31,26 @@ _CATEGORY_NAMES = {
 }
 
 
+def _finite(text: str) -> float:
+    """argparse type: a finite number (no inf, no nan)."""
+    import math
+
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return v
+
+
+def _positive(text: str) -> float:
+    v = _finite(text)
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
+    return v
+
+
 def _fmt(v: float | None, spec: str = ".3f") -> str:
     return "  n/a" if v is None else format(v, spec)
 
@@ -59,10 +79,21 @@ async def _stop_after(stop: asyncio.Event, seconds: float | None) -> None:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    from pue_monitor.config.loader import load_site
+    from pue_monitor.config.loader import check_site
     from pue_monitor.config.summary import energy_model_summary
+    from pue_monitor.logs import redact
 
-    site = load_site(args.file)
+    result = check_site(args.file)
+    if result.errors or result.site is None:
+        if len(result.errors) == 1:  # a file that cannot be read or parsed: one line
+            print(f"pue check-config: {redact(result.errors[0])}", file=sys.stderr)
+            return EXIT_USAGE
+        print(f"pue check-config: {args.file}: {len(result.errors)} errors:", file=sys.stderr)
+        for line in result.errors:
+            print(f"  {redact(line)}", file=sys.stderr)
+        print("every field and its limits: `pue config-schema`", file=sys.stderr)
+        return EXIT_USAGE
+    site = result.site
     summary = energy_model_summary(site)
     if args.json:
         print(json.dumps(summary, indent=2, sort_keys=True))
@@ -410,7 +441,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def _add_live_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--duration",
-        type=float,
+        type=_positive,
         metavar="SECONDS",
         help="stop after this many wall-clock seconds (default: until Ctrl-C)",
     )
@@ -418,7 +449,11 @@ def _add_live_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prometheus-port", type=int, metavar="PORT", help="Prometheus endpoint port (0 picks a free one)")
     p.add_argument("--no-prometheus", action="store_true", help="do not serve /metrics")
     p.add_argument(
-        "--refresh", type=float, default=2.0, metavar="SECONDS", help="wall seconds between status lines (default 2)"
+        "--refresh",
+        type=_positive,
+        default=2.0,
+        metavar="SECONDS",
+        help="wall seconds between status lines (default 2)",
     )
     p.add_argument("--json", action="store_true", help="print JSON lines instead of text")
     p.add_argument("-q", "--quiet", action="store_true", help="no status lines")
@@ -441,9 +476,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_live_options(d)
     d.add_argument(
-        "--speed", type=float, default=60.0, help="simulated seconds per wall second (default 60: an hour a minute)"
+        "--speed", type=_positive, default=60.0, help="simulated seconds per wall second (default 60: an hour a minute)"
     )
-    d.add_argument("--interval", type=float, default=15.0, help="poll interval in simulated seconds (default 15)")
+    d.add_argument("--interval", type=_positive, default=15.0, help="poll interval in simulated seconds (default 15)")
     d.add_argument("--start", metavar="ISO8601", help="simulated start time (default now)")
     d.add_argument("--seed", type=int, default=1)
     # the demo must never clash with a real exporter on 9464: a free port unless asked
@@ -496,22 +531,39 @@ def build_parser() -> argparse.ArgumentParser:
         "print (or write) a site configuration pointing at them.",
     )
     sim.add_argument("--write-config", metavar="FILE")
-    sim.add_argument("--interval", type=float, default=10.0)
-    sim.add_argument("--duration", type=float, metavar="SECONDS")
+    sim.add_argument("--interval", type=_positive, default=10.0)
+    sim.add_argument("--duration", type=_positive, metavar="SECONDS")
     sim.add_argument("--seed", type=int, default=1)
     sim.set_defaults(func=cmd_simulate)
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    level = logging.WARNING - 10 * min(args.verbose, 2)
+def setup_logging(verbose: int = 0) -> None:
+    """Log to stderr, redacted: no configured secret and no URL userinfo in any line,
+    whichever library logs it (see :mod:`pue_monitor.logs`)."""
+    from pue_monitor.logs import install_redaction
+
+    level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("pymodbus").setLevel(logging.CRITICAL if args.verbose < 2 else logging.DEBUG)
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL if verbose < 2 else logging.DEBUG)
+    logging.captureWarnings(True)  # library warnings go through the redacting handlers too
+    install_redaction()
+
+
+def main(argv: list[str] | None = None) -> int:
+    from pue_monitor.logs import redact
+
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)
     try:
         return int(args.func(args))
     except ConfigError as exc:
-        print(f"pue {args.command}: configuration error:\n{exc}", file=sys.stderr)
+        text = redact(str(exc))
+        sep = "\n" if "\n" in text else " "
+        print(f"pue {args.command}: configuration error:{sep}{text}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_OK
+    except Exception:  # a bug or an environment failure: the traceback, but through the redacting log
+        logging.getLogger("pue_monitor").critical("pue %s failed", args.command, exc_info=True)
+        return 1

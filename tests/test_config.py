@@ -175,3 +175,174 @@ def test_influxdb_section_turns_store_off_unless_asked(tmp_path):
     assert load_site(write(tmp_path, GOOD)).config.store_enabled is True
     msg = error_of(tmp_path, GOOD + "influxdb: {url: 'http://x:8086', token: 'plain-text-token'}\n")
     assert "influxdb.token" in msg  # a secret must come from env or a file, never the YAML
+
+
+# ------------------------------------------------------------ edge cases (issue 7, scope 7)
+
+
+def test_duplicate_keys_are_errors_naming_file_line_and_key(tmp_path):
+    text = GOOD.replace("    port: 5021\n", "    port: 5021\n    host: 10.0.0.9\n")
+    msg = error_of(tmp_path, text)
+    assert msg == f"{tmp_path / 'site.yaml'}:12: duplicate key 'host' (first at line 10)"
+    msg = error_of(tmp_path, GOOD + "site: {id: t2}\n")
+    assert msg == f"{tmp_path / 'site.yaml'}:15: duplicate key 'site' (first at line 1)"
+
+
+#: "billion laughs": each level lists the previous one 10 times; 10 levels are 10**10 strings
+ALIAS_BOMB = (
+    b"l0: &l0 [x, x, x, x, x, x, x, x, x, x]\n"
+    + b"".join(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]\n".encode() for i in range(1, 11))
+    + b"".join(f"site{i}: *l10\n".encode() for i in range(10))
+)
+ALIAS_BOMB += b"".join(f"x{i}: *l0\n".encode() for i in range(1000))
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"site: {id: t1}\n\x00\x01\x02\xff" * 3, ":2: binary data (NUL byte); expected a YAML text file"),
+        ("site: {id: t1, name: Zürich}\n".encode("latin-1"), ":1: not UTF-8 text (byte 0xfc); save the file as UTF-8"),
+        (b"site: " + b"[" * 50_000 + b"]" * 50_000 + b"\n", ":1: nested more than 64 levels deep; not a site file"),
+        (b"a:\n" + b"".join(b"  " * i + b"k:\n" for i in range(1, 2000)), "nested more than 64 levels deep"),
+        (ALIAS_BOMB, ": more than 1000 YAML aliases (*name); not a site file"),
+    ],
+    ids=["binary", "latin-1", "deep-flow", "deep-block", "aliases"],
+)
+def test_hostile_files_exit_2_with_one_line(tmp_path, content, expected):
+    path = tmp_path / "site.yaml"
+    path.write_bytes(content)
+    r = run_cli("check-config", str(path))
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and expected in r.stderr and str(path) in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+    with pytest.raises(ConfigError) as ei:
+        load_site(path)
+    assert expected in str(ei.value) and "\n" not in str(ei.value)
+
+
+def test_c_yaml_loader_is_used_when_present():
+    import yaml
+
+    from pue_monitor.config import loader
+
+    assert yaml.__with_libyaml__  # PyYAML on this machine is built with libyaml
+    assert loader._Loader is yaml.CSafeLoader
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (("port: 5021", "port: 5021\n    interval: .inf"), "devices[1].interval: Input should be a finite number"),
+        (("port: 5021", "port: 5021\n    timeout: .nan"), "devices[1].timeout: Input should be a finite number"),
+        (("port: 5021", "port: 5021\n    interval: 0.001"), "devices[1].interval: Input should be greater"),
+        (("port: 5021", "port: 5021\n    timeout: 1e3\n    interval: 2e3"), "[1].timeout: Input should be less"),
+        (("devices:", "thresholds: {warning: .nan}\ndevices:"), "thresholds.warning: Input should be a finite number"),
+        (("energy: import_energy}", "energy: import_energy, rollover: .inf}"), "rollover: Input should be a finite"),
+    ],
+)  # fmt: skip
+def test_numbers_are_finite_and_bounded(tmp_path, change, expected):
+    assert expected in error_of(tmp_path, GOOD.replace(*change))
+
+
+def test_timeout_below_interval_for_every_polled_device_kind(tmp_path):
+    snmp = GOOD + "  - {id: ups, protocol: snmp, host: 127.0.0.1, profile: ups-mib, interval: 10, timeout: 10}\n"
+    msg = error_of(tmp_path, snmp)
+    assert msg == f"{tmp_path / 'site.yaml'}:15: devices[2]: timeout (10.0 s) must be shorter than interval (10.0 s)"
+
+
+SIX_MISTAKES = """\
+site: {id: t1, timezone: Mars/Olympus}
+devices:
+  - id: inc
+    protocol: modbus
+    host: 127.0.0.1
+    interval: .nan
+    profile: schneider-iem3000
+    meter: {role: facility_input, energy: import_energy, power: active_power}
+  - id: pdu1
+    protocol: modbus
+    host: 127.0.0.1
+    port: 5021
+    profile: eastron-sdm630
+    meter: {role: it, it_location: ups_output, energy: nope}
+  - id: pdu2
+    protocol: modbus
+    host: 127.0.0.1
+    port: 5022
+    profile: eastron-sdm630
+    meter: {role: it, it_location: ups_output, energy: import_energy}
+    timeout: 2
+    timeout: 3
+influxdb:
+  url: http://127.0.0.1:8086
+  token: {env: PUE_TEST_UNSET_TOKEN}
+  username: admin
+  password: {file: secrets/influx-password}
+  spool: {path: SPOOL_DIR/spool.sqlite}
+"""
+
+
+def test_check_config_reports_every_error_of_the_file_in_one_run(tmp_path, monkeypatch):
+    not_a_dir = tmp_path / "not-a-dir"
+    not_a_dir.write_text("a file where a directory should be\n")
+    path = write(tmp_path, SIX_MISTAKES.replace("SPOOL_DIR", str(not_a_dir)))
+    monkeypatch.delenv("PUE_TEST_UNSET_TOKEN", raising=False)
+    r = run_cli("check-config", str(path))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    lines = r.stderr.splitlines()
+    assert lines[0] == f"pue check-config: {path}: 7 errors:"
+    assert lines[1:-1] == [
+        f"  {path}:22: duplicate key 'timeout' (first at line 21)",
+        f"  {path}:1: site.timezone: unknown timezone 'Mars/Olympus' (use an IANA name like Asia/Shanghai)",
+        f"  {path}:6: devices[0].interval: Input should be a finite number",
+        f"  {path}:14: devices[1].meter.energy: device 'pdu1' has no point 'nope'",
+        f"  {path}:25: influxdb.token: environment variable PUE_TEST_UNSET_TOKEN (a secret) is not set",
+        f"  {path}:27: influxdb.password: {tmp_path}/secrets/influx-password: cannot read secret file: "
+        "No such file or directory",
+        f"  {path}:28: influxdb.spool.path: {not_a_dir}/spool.sqlite: {not_a_dir} is not a directory",
+    ]
+    assert lines[-1] == "every field and its limits: `pue config-schema`"
+    assert run_cli("config-schema").returncode == 0  # the hint names a command that exists
+
+
+def test_check_config_resolves_secrets_without_printing_them(tmp_path):
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "influx-password").write_text("pw-S3CRET-from-file\n")
+    good = GOOD + (
+        "influxdb: {url: 'http://127.0.0.1:8086', api: v1, username: admin,\n"
+        "           password: {file: secrets/influx-password}, spool: {path: new/dir/spool.sqlite}}\n"
+        "store: {enabled: true, path: data/store.sqlite}\n"
+    )
+    path = write(tmp_path, good)
+    r = run_cli("check-config", str(path), "--json")
+    assert r.returncode == 0, r.stderr
+    assert "pw-S3CRET" not in r.stdout + r.stderr
+    assert not (tmp_path / "new").exists() and not (tmp_path / "data").exists()  # checked, not created
+    (tmp_path / "secrets" / "influx-password").write_text("")
+    r = run_cli("check-config", str(path))
+    assert r.returncode == 2
+    assert (
+        r.stderr.strip()
+        == f"pue check-config: {path}:16: influxdb.password: {tmp_path}/secrets/influx-password: secret file is empty"
+    )
+
+
+def test_store_directory_that_cannot_be_created(tmp_path):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    path = write(tmp_path, GOOD + f"store: {{path: '{blocker}/sub/store.sqlite'}}\n")
+    r = run_cli("check-config", str(path))
+    assert r.returncode == 2
+    assert r.stderr.strip() == (
+        f"pue check-config: {path}:15: store.path: {blocker}/sub/store.sqlite: {blocker} is not a directory"
+    )
+    # `pue run` loads the same file without the directory check and meets the error at start
+    assert load_site(path).config.store.path == f"{blocker}/sub/store.sqlite"
+
+
+def test_influxdb_url_must_be_http_with_host(tmp_path):
+    msg = error_of(tmp_path, GOOD + "influxdb: {url: 'http://admin:pw-S3CRET@db:port'}\n")
+    assert ":15: influxdb.url: not a valid URL: Invalid URL: port can't be converted to integer" in msg
+    assert "pw-S3CRET" not in msg
+    msg = error_of(tmp_path, GOOD + "influxdb: {url: 'db.example:8086'}\n")
+    assert ":15: influxdb.url: expected http://host:port or https://host:port" in msg

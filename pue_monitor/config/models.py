@@ -27,7 +27,8 @@ def _nonzero_scale(v: float) -> float:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # no inf/nan anywhere a number is read: ".inf" or ".nan" in YAML is an error, not a value
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 # --------------------------------------------------------------------------- units
@@ -308,20 +309,30 @@ class Secret(_Model):
         from pathlib import Path
 
         from pue_monitor.errors import ConfigError
+        from pue_monitor.logs import register_secret
 
         if self.env is not None:
             value = os.environ.get(self.env)
             if value is None:
                 raise ConfigError(f"environment variable {self.env} (a secret) is not set")
+            if not value:
+                raise ConfigError(f"environment variable {self.env} (a secret) is empty")
+            register_secret(value)
             return value
         assert self.file is not None
         path = Path(self.file)
         if base_dir is not None and not path.is_absolute():
             path = Path(base_dir) / path
         try:
-            return path.read_text(encoding="utf-8").rstrip("\r\n")
+            value = path.read_text(encoding="utf-8").rstrip("\r\n")
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read secret file: {exc.strerror or exc}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: secret file is not UTF-8 text") from None
+        if not value:
+            raise ConfigError(f"{path}: secret file is empty")
+        register_secret(value)  # from now on redacted from every log line
+        return value
 
     def __repr__(self) -> str:  # never the value: there is none here, only where it lives
         return f"Secret(env={self.env!r})" if self.env else f"Secret(file={self.file!r})"
@@ -453,8 +464,10 @@ class _DeviceBase(_Model):
     """A polled device."""
 
     id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$", description="unique device id")]
-    interval: float = Field(default=60.0, gt=0, description="poll interval, seconds")
-    timeout: float = Field(default=2.0, gt=0, description="per-request timeout, seconds")
+    interval: float = Field(default=60.0, ge=0.1, le=86400, description="poll interval, seconds (0.1 .. 86400)")
+    timeout: float = Field(
+        default=2.0, ge=0.01, le=600, description="per-request timeout, seconds (0.01 .. 600, below interval)"
+    )
     retries: int = Field(default=2, ge=0, le=10, description="retries within one poll")
     profile: str = Field(description="profile id (see `pue profiles`)")
     points: list[str] | None = Field(default=None, description="points to read; default all points of the profile")
@@ -482,7 +495,7 @@ class ModbusDevice(_DeviceBase):
     max_registers_per_request: int | None = Field(
         default=None, ge=1, le=125, description="cap per request; default the profile's"
     )
-    request_pause: float = Field(default=0.0, ge=0, description="pause between requests, seconds")
+    request_pause: float = Field(default=0.0, ge=0, le=10, description="pause between requests, seconds (0 .. 10)")
     one_register_per_request: bool = Field(
         default=False, description="read each point on its own (meters that reject block reads)"
     )
@@ -597,7 +610,9 @@ class MqttDevice(_Model):
     id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")]
     protocol: Literal["mqtt"]
     subscriptions: list[MqttSubscription] = Field(min_length=1)
-    interval: float = Field(default=60.0, gt=0, description="expected update period, seconds (staleness)")
+    interval: float = Field(
+        default=60.0, ge=0.1, le=86400, description="expected update period, seconds (staleness; 0.1 .. 86400)"
+    )
     meter: Meter | None = None
 
     def unit_of(self, point: str) -> str | None:
@@ -625,7 +640,9 @@ class SparkplugDevice(_Model):
         description="metric name -> point (path is not used); unlisted metrics become points named after "
         "the metric, lower case, other characters as '_' ('Supply Temp' -> supply_temp)",
     )
-    interval: float = Field(default=60.0, gt=0, description="expected update period, seconds (staleness)")
+    interval: float = Field(
+        default=60.0, ge=0.1, le=86400, description="expected update period, seconds (staleness; 0.1 .. 86400)"
+    )
     meter: Meter | None = None
 
     def unit_of(self, point: str) -> str | None:
@@ -667,7 +684,7 @@ class MqttBroker(_Model):
     username: str | None = None
     password: Secret | None = None
     tls: MqttTls | None = None
-    keepalive: int = Field(default=30, ge=5)
+    keepalive: int = Field(default=30, ge=5, le=65535, description="seconds (MQTT allows at most 65535)")
     session_expiry: int = Field(
         default=86400,
         ge=0,
@@ -720,7 +737,7 @@ class StoreConfig(_Model):
     )
     path: str = Field(default="pue-monitor.sqlite", description="embedded SQLite store file")
     keep_readings_days: float = Field(
-        default=90, gt=0, description="raw readings older than this are deleted (rollups are kept)"
+        default=90, gt=0, le=36500, description="raw readings older than this are deleted (rollups are kept)"
     )
 
 
@@ -735,6 +752,21 @@ class InfluxConfig(_Model):
     """InfluxDB (1.x, 2.x, 3) or anything that accepts its line protocol (VictoriaMetrics)."""
 
     url: str = Field(examples=["http://127.0.0.1:8086"])
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        from yarl import URL
+
+        try:
+            url = URL(v)
+            port = url.port
+        except ValueError as exc:  # a bad port, a malformed host
+            raise ValueError(f"not a valid URL: {exc}") from None
+        if url.scheme not in ("http", "https") or not url.host or port is None:
+            raise ValueError("expected http://host:port or https://host:port")
+        return v
+
     api: Literal["auto", "v1", "v2"] = Field(
         default="auto", description="auto: ask /ping; servers older than 1.8 get the 1.x /write endpoint"
     )
@@ -744,9 +776,9 @@ class InfluxConfig(_Model):
     username: str | None = Field(default=None, description="1.x user")
     password: Secret | None = Field(default=None, description="1.x password (env or file)")
     batch_size: int = Field(default=5000, ge=1, le=1_000_000, description="points per write")
-    flush_interval: float = Field(default=1.0, gt=0, description="seconds a partial batch may wait")
+    flush_interval: float = Field(default=1.0, ge=0.01, le=3600, description="seconds a partial batch may wait")
     gzip: bool = True
-    timeout: float = Field(default=10.0, gt=0, description="HTTP timeout, seconds")
+    timeout: float = Field(default=10.0, ge=0.1, le=600, description="HTTP timeout, seconds (0.1 .. 600)")
     spool: SpoolConfig = SpoolConfig()
     write_readings: bool = True
     write_intervals: bool = True

@@ -147,7 +147,21 @@ class PueCollector(Collector):
             c.add_metric(val, value)
             return c
 
-        yield gauge("pue_sink_up", "1 if the last write succeeded.", 1.0 if st.up else 0.0)
+        yield gauge(
+            "pue_sink_up",
+            "1 if the last write succeeded and the sender and flusher tasks run without error.",
+            1.0 if st.up else 0.0,
+        )
+        yield counter(
+            "pue_sink_task_restarts",
+            "Sender/flusher restarts after an unexpected error (logged with its cause).",
+            getattr(st, "task_restarts", 0),
+        )
+        yield counter(
+            "pue_sink_dropped_points",
+            "Points dropped from memory because the spool could not take them (data lost).",
+            getattr(st, "points_dropped", 0),
+        )
         yield counter("pue_sink_points_written", "Points the database accepted.", st.points_written)
         yield counter("pue_sink_write_failures", "Writes that failed and were kept for retry.", st.write_failures)
         yield counter(

@@ -4,8 +4,11 @@ Every batch is written here *before* it is sent and deleted only after the datab
 accepted it, so a batch survives a database outage and a crash or SIGKILL of the
 pipeline; replay is in order and idempotent (same series and timestamp overwrite).
 The queue is bounded: past ``max_bytes`` the oldest batches are evicted, counted and
-logged — never silently. A batch the server rejects as malformed (4xx) moves to the
-quarantine with the server's message instead of being retried forever.
+logged — never silently. A batch the server rejects as malformed (4xx), or one whose
+stored body is corrupt, moves to the quarantine with the reason instead of being retried
+forever. A spool file that is corrupt or truncated at start (not a database, failing
+``PRAGMA quick_check``, wrong tables) is moved aside under a timestamped name, named in
+the log, and a fresh spool is started.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import logging
 import sqlite3
 import threading
 import time
+import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -31,6 +35,13 @@ CREATE TABLE IF NOT EXISTS quarantine (
 );
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
+_COLUMNS = {
+    "batches": ["id", "created", "points", "bytes", "body"],
+    "quarantine": ["id", "created", "quarantined", "points", "error", "body"],
+    "counters": ["name", "value"],
+}
+#: SQLite result codes that mean "this file is not a (sound) spool": moved aside at start
+_CORRUPT_CODES = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
 
 
 @dataclass(frozen=True)
@@ -55,22 +66,81 @@ class Batch:
     body: bytes  # gzip-compressed line protocol
 
     def lines(self) -> bytes:
-        return gzip.decompress(self.body)
+        """The batch's line protocol. Raises ValueError when the stored body is corrupt."""
+        if not isinstance(self.body, bytes):
+            raise ValueError(f"body is {type(self.body).__name__}, not gzip bytes")
+        try:
+            return gzip.decompress(self.body)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise ValueError(f"body does not decompress: {exc}") from None
 
 
 class Spool:
     """Thread-safe; the sink calls it from a worker thread."""
 
+    #: seconds a write waits for another connection's lock before it fails (the sink's
+    #: supervisor then logs it, marks the sink down and retries with backoff)
+    BUSY_TIMEOUT = 5.0
+
     def __init__(self, path: str | Path, *, max_bytes: int = 256 * 2**20) -> None:
         self.path = Path(path)
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
-        self._conn = sqlite3.connect(str(self.path), timeout=10, check_same_thread=False)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes
-        with self._conn:
-            self._conn.executescript(_DDL)
+        #: where a corrupt spool found at start was moved (None: it was fine)
+        self.moved_aside: Path | None = None
+        try:
+            self._conn = self._open()
+        except sqlite3.DatabaseError as exc:
+            if getattr(exc, "sqlite_errorcode", None) not in _CORRUPT_CODES:
+                raise  # locked, read-only, I/O error: not ours to move; the caller names the path
+            self.moved_aside = self._move_aside(str(exc))
+            self._conn = self._open()
         self._bytes = int(self._conn.execute("SELECT COALESCE(SUM(bytes), 0) FROM batches").fetchone()[0])
+
+    def _open(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(str(self.path), timeout=self.BUSY_TIMEOUT, check_same_thread=False)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes
+            problems = [r[0] for r in conn.execute("PRAGMA quick_check").fetchall()]
+            if problems != ["ok"]:
+                err = sqlite3.DatabaseError(f"database disk image is malformed: {'; '.join(problems[:3])}")
+                err.sqlite_errorcode = sqlite3.SQLITE_CORRUPT
+                raise err
+            with conn:
+                conn.executescript(_DDL)
+            for table, cols in _COLUMNS.items():
+                have = [r[1] for r in conn.execute(f"PRAGMA table_info({table})").fetchall()]
+                if have != cols:
+                    err = sqlite3.DatabaseError(f"table {table} has columns {have}, expected {cols}")
+                    err.sqlite_errorcode = sqlite3.SQLITE_NOTADB
+                    raise err
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _move_aside(self, reason: str) -> Path:
+        """Keep a corrupt or truncated spool file under a timestamped name; start a fresh one."""
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        n = 1
+        while aside.exists():
+            n += 1
+            aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}-{n}")
+        self.path.rename(aside)
+        for suffix in ("-wal", "-shm"):
+            side = self.path.with_name(self.path.name + suffix)
+            if side.exists():
+                side.rename(aside.with_name(aside.name + suffix))
+        log.error(
+            "spool %s is corrupt or truncated (%s): moved it aside to %s (kept for inspection; the batches "
+            "in it were not sent) and started a fresh spool",
+            self.path,
+            reason,
+            aside,
+        )
+        return aside
 
     def append(self, lines: list[str]) -> int:
         """Store a batch durably; returns its id. Evicts the oldest past ``max_bytes``."""
