@@ -89,6 +89,49 @@ def run(meters: int = 1000, minutes: int = 1440, repeat: int = 3) -> list[dict]:
     return results
 
 
+def run_live(meters: int = 200, minutes: int = 240, repeat: int = 3) -> list[dict]:
+    """Cost per reading of :class:`LivePipeline`: readings fed one poll round at a time (as
+    the collectors deliver them) and ``close`` once per simulated minute, as the service does.
+    """
+    from pue_monitor.pipeline.live import LivePipeline
+    from pue_monitor.readings import Reading
+
+    specs, sid, ts, value = synthesise(meters, minutes)
+    keys = [(s.meter, "energy") for s in specs]
+    readings = [Reading(float(t), "s", keys[i][0], "energy", float(v), "kWh") for i, t, v in zip(sid.tolist(), ts.tolist(), value.tolist(), strict=True)]
+    per_minute = [readings[k * meters : (k + 1) * meters] for k in range(minutes)]
+    results = []
+    for r in range(repeat):
+        pipe = LivePipeline(dict(zip(keys, specs, strict=True)), step=60.0, horizon=3600.0)
+        t0 = time.perf_counter()
+        for k, batch in enumerate(per_minute):
+            for reading in batch:  # the service hands over each poll's readings
+                pipe.ingest([reading])
+            pipe.close(now=T0 + 60.0 * (k + 1) + 5.0, grace=63.0)
+        t1 = time.perf_counter()
+        results.append(
+            {
+                "benchmark": "pipeline.live",
+                "run": r + 1,
+                "meters": meters,
+                "minutes": minutes,
+                "readings": len(readings),
+                "seconds": t1 - t0,
+                "us_per_reading": (t1 - t0) / len(readings) * 1e6,
+            }
+        )
+    return results
+
+
+def live_table(results: list[dict]) -> str:
+    lines = ["| run | meters | readings | seconds | µs/reading |", "|---:|---:|---:|---:|---:|"]
+    for r in results:
+        lines.append(
+            f"| {r['run']} | {r['meters']} | {r['readings']:,} | {r['seconds']:.3f} | {r['us_per_reading']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
 def table(results: list[dict]) -> str:
     lines = [
         "| run | meters | readings | interval_energy s | rollup s | seconds | readings/s |",
