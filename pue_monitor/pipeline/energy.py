@@ -397,17 +397,22 @@ def interval_energy(
                 p_glitch = p_glitch[kmask]
 
     # ---- glitches: judged on the trajectory, dropped, the pair across them flagged
-    glitch = _counter_glitches(rows, sa)
-    if p_glitch is not None:
-        glitch = p_glitch if glitch is None else glitch | p_glitch
     bridged_rows: np.ndarray | None = None
-    if glitch is not None and glitch.any():
+    for k in range(1, MAX_GLITCH_RUN + 1):  # single bad readings first, then runs of 2, 3
+        glitch = _counter_glitches(rows, sa, k)
+        if k == 1 and p_glitch is not None:
+            glitch = p_glitch if glitch is None else glitch | p_glitch
+        if glitch is None:
+            break
+        if not glitch.any():
+            continue
         rows.event(np.flatnonzero(glitch), EventKind.GLITCH)
         keep_g = ~glitch
         before = np.cumsum(glitch)[keep_g]  # glitches up to each kept row
         rows.take(keep_g)
-        bridged_rows = np.zeros(rows.sid.size, dtype=bool)
-        bridged_rows[1:] = before[1:] != before[:-1]  # a glitch lies between row k-1 and k
+        bridged = np.zeros(rows.sid.size, dtype=bool)
+        bridged[1:] = before[1:] != before[:-1]  # a glitch lies between row j-1 and j
+        bridged_rows = bridged if bridged_rows is None else bridged | bridged_rows[keep_g]
 
     if hold_last:
         held = _held_rows(rows, sa)
@@ -443,11 +448,20 @@ def _series_bounds(sid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return new_series, first_idx, last_idx
 
 
-def _counter_glitches(rows: _Rows, sa: _SpecArrays) -> np.ndarray | None:
-    """Mask of counter readings judged glitches (None if none can be)."""
+#: longest run of consecutive bad readings recognised as a glitch (bridged by its neighbours)
+MAX_GLITCH_RUN = 3
+
+
+def _counter_glitches(rows: _Rows, sa: _SpecArrays, k: int) -> np.ndarray | None:
+    """Mask of counter readings judged glitches in runs of ``k`` (None: nothing is suspicious).
+
+    Rows ``i .. i+k-1`` are a glitch run when the pair ``i-1 -> i+k`` across them is plausible
+    while the path through them has an implausible pair or more energy. Overlapping or adjacent
+    candidate runs: the one farther from the line through its neighbours wins.
+    """
     sid, ts, v = rows.sid, rows.ts, rows.value
     n_rows = sid.size
-    if n_rows < 3 or not sa.is_counter.any():
+    if n_rows < k + 2 or not sa.is_counter.any():
         return None
     s = sid[1:]
     same = s == sid[:-1]
@@ -455,26 +469,39 @@ def _counter_glitches(rows: _Rows, sa: _SpecArrays) -> np.ndarray | None:
     sus = same & sa.is_counter[s] & (~ok | wrap)  # pair p = rows (p, p+1)
     if not sus.any():
         return None
-    # rows touching a suspicious pair, with a neighbour on both sides in the same series
-    p = np.flatnonzero(sus)
-    cand = np.unique(np.concatenate([p, p + 1]))
-    cand = cand[(cand >= 1) & (cand <= n_rows - 2)]
-    cand = cand[(sid[cand - 1] == sid[cand]) & (sid[cand + 1] == sid[cand])]
-    if cand.size == 0:
-        return None
-    i0, i2 = cand - 1, cand + 1
-    sc = sid[cand]
-    ok_skip, inc_skip, _, tol = _judge(v[i0], v[i2], ts[i2] - ts[i0], sc, sa)
-    ok_a, ok_b = ok[i0], ok[cand]  # pairs (i-1, i) and (i, i+1)
-    more = ok_a & ok_b & (inc[i0] + inc[cand] > inc_skip + 2.0 * tol)
-    g = ok_skip & (~ok_a | ~ok_b | more)
-    hit = cand[g]
-    if hit.size > 1:  # two neighbours both "glitches": keep the earlier judgement only
-        hit = hit[np.concatenate([[True], hit[1:] != hit[:-1] + 1])]
-    if hit.size == 0:
-        return None
     mask = np.zeros(n_rows, dtype=bool)
-    mask[hit] = True
+    p = np.flatnonzero(sus)
+    cand = np.unique(np.concatenate([p + d for d in range(-k + 1, 2)]))
+    cand = cand[(cand >= 1) & (cand + k <= n_rows - 1)]
+    sc = sid[cand]
+    cand = cand[(sid[cand - 1] == sc) & (sid[cand + k] == sc)]
+    if cand.size == 0:
+        return mask
+    i0, i2 = cand - 1, cand + k
+    ok_skip, inc_skip, _, tol = _judge(v[i0], v[i2], ts[i2] - ts[i0], sid[cand], sa)
+    path_ok = np.ones(cand.size, dtype=bool)
+    path_inc = np.zeros(cand.size)
+    for j in range(k + 1):  # the k+1 pairs of the path through the run
+        path_ok &= ok[i0 + j]
+        path_inc += inc[i0 + j]
+    g = ok_skip & (~path_ok | (path_inc > inc_skip + 2.0 * tol))
+    hit = cand[g]
+    if hit.size == 0:
+        return mask
+    if hit.size > 1 and bool((np.diff(hit) <= k).any()):
+        h0, h2 = hit - 1, hit + k
+        slope = (v[h2] - v[h0]) / (ts[h2] - ts[h0])
+        dev = np.zeros(hit.size)
+        for j in range(k):
+            dev = np.maximum(dev, np.abs(v[hit + j] - (v[h0] + slope * (ts[hit + j] - ts[h0]))))
+        chosen: list[int] = []
+        for idx in np.argsort(-dev, kind="stable").tolist():  # few: only rows next to anomalies
+            h = int(hit[idx])
+            if all(abs(h - c) > k for c in chosen):
+                chosen.append(h)
+        hit = np.asarray(sorted(chosen), dtype=np.int64)
+    for j in range(k):
+        mask[hit + j] = True
     return mask
 
 
@@ -556,7 +583,11 @@ def _grid(out: IntervalEnergy, rows: _Rows, sa: _SpecArrays, bridged_rows: np.nd
         r0 = np.where(known, rate, 0.0)
         restart = (cur >= 0) & (cur <= 1.5 * r0 * d_at + t_at)
         e_max = sa.rate_max[sp[at]] * d_at + t_at
-        inc[at] = np.where(known, np.where(restart, cur, r0 * d_at), np.where((cur >= 0) & (cur <= e_max), cur, 0.0))
+        inc[at] = np.where(
+            known,
+            np.where(restart, np.maximum(cur, r0 * d_at), r0 * d_at),
+            np.where((cur >= 0) & (cur <= e_max), cur, 0.0),
+        )
         rows.event(at + 1, EventKind.RESET)
     wrap &= same & counter_p
     if wrap.any():

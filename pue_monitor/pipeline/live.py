@@ -105,6 +105,7 @@ class LivePipeline:
         self._computed = 0
         self._win_e = np.zeros((n, 0), np.float64)
         self._win_s = np.zeros((n, 0), np.int8)
+        self._win_r = np.zeros((n, 0), np.uint8)
         # for instant(): latest and previous reading (by ts) per series
         self._last = [(-math.inf, math.nan)] * n
         self._prev = [(-math.inf, math.nan)] * n
@@ -242,6 +243,7 @@ class LivePipeline:
             extra = k_end - self._computed
             self._win_e = np.concatenate([self._win_e, np.zeros((n_series, extra))], axis=1)
             self._win_s = np.concatenate([self._win_s, np.full((n_series, extra), Status.MISSING, np.int8)], axis=1)
+            self._win_r = np.concatenate([self._win_r, np.zeros((n_series, extra), np.uint8)], axis=1)
         old_computed = self._computed
         self._computed = max(self._computed, k_end)
         k0 = self._win_k0
@@ -280,17 +282,21 @@ class LivePipeline:
             c0 = lo - k0
             old_e = self._win_e[group, c0 : k_end - k0]
             old_s = self._win_s[group, c0 : k_end - k0]
-            same = (old_s == ie.status) & np.isclose(ie.energy, old_e, rtol=_RTOL, atol=_ATOL)
+            old_r = self._win_r[group, c0 : k_end - k0]
+            same = (old_s == ie.status) & (old_r == ie.reason) & np.isclose(ie.energy, old_e, rtol=_RTOL, atol=_ATOL)
             # keep previous values where only rounding differs: stable, deterministic output
             self._win_e[group, c0 : k_end - k0] = np.where(same, old_e, ie.energy)
             self._win_s[group, c0 : k_end - k0] = ie.status
+            self._win_r[group, c0 : k_end - k0] = ie.reason
             changed[c0 : k_end - k0] |= ~same.all(axis=0)
 
         cols = np.flatnonzero(changed)
         out: list[PueInterval] = []
         if cols.size:
             starts = start0 + (k0 + cols) * step
-            out = _rollup_arrays(self._layout, self._win_e[:, cols], self._win_s[:, cols], starts, starts + step)
+            out = _rollup_arrays(
+                self._layout, self._win_e[:, cols], self._win_s[:, cols], starts, starts + step, self._win_r[:, cols]
+            )
 
         # finality: a judged reading at/after an interval's end, or older than the horizon
         n_judged = np.bincount(sid[judged], minlength=n_series)
@@ -328,6 +334,7 @@ class LivePipeline:
             cut = new_k0 - self._win_k0
             self._win_e = self._win_e[:, cut:]
             self._win_s = self._win_s[:, cut:]
+            self._win_r = self._win_r[:, cut:]
             self._win_k0 = new_k0
         if self._ts.size == 0:
             return
