@@ -266,6 +266,14 @@ class _Rows:
         self._maps: list[np.ndarray] = []
         self.ev_rows: list[np.ndarray] = []
         self.ev_kinds: list[np.ndarray] = []
+        self._pairs: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def pairs(self, sa: _SpecArrays) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """:func:`_judge` of every consecutive pair of rows (cached until the rows change)."""
+        if self._pairs is None:
+            v = self.value
+            self._pairs = _judge(v[:-1], v[1:], np.diff(self.ts), self.sid[1:], sa)
+        return self._pairs
 
     def take(self, idx: np.ndarray) -> None:
         """Keep rows ``idx`` (indices or a boolean mask) in that order."""
@@ -273,6 +281,7 @@ class _Rows:
             idx = np.flatnonzero(idx)
         self.sid, self.ts, self.value = self.sid[idx], self.ts[idx], self.value[idx]
         self._maps.append(idx)
+        self._pairs = None
 
     def orig(self, pos: np.ndarray) -> np.ndarray:
         for m in reversed(self._maps):
@@ -465,7 +474,7 @@ def _counter_glitches(rows: _Rows, sa: _SpecArrays, k: int) -> np.ndarray | None
         return None
     s = sid[1:]
     same = s == sid[:-1]
-    ok, inc, wrap, _ = _judge(v[:-1], v[1:], np.diff(ts), s, sa)
+    ok, inc, wrap, _ = rows.pairs(sa)
     sus = same & sa.is_counter[s] & (~ok | wrap)  # pair p = rows (p, p+1)
     if not sus.any():
         return None
@@ -566,7 +575,8 @@ def _grid(out: IntervalEnergy, rows: _Rows, sa: _SpecArrays, bridged_rows: np.nd
     prev_v, cur_v = value[:-1], value[1:]
     dt = np.diff(ts)
     counter_p = sa.is_counter[sp]
-    ok, inc_raw, wrap, tol = _judge(prev_v, cur_v, dt, sp, sa)
+    ok, inc_raw, wrap, tol = rows.pairs(sa)
+    wrap = wrap.copy()
     power_p = ~counter_p
     inc = np.where(
         counter_p,

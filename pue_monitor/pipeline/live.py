@@ -8,12 +8,13 @@ intervals of the gap — the caller upserts by ``start``).
 
 Finality, per series: an interval is final once a *judged* reading at/after its end exists
 (later readings cannot change it), or once it ends more than ``horizon`` seconds before
-``now`` (then it stays MISSING if it was). A counter reading is judged once the series has a
-newer one (a lone zero or a spike can only be told from a reset by the reading after it), so a
-counter's newest reading is held: it is left out of the energy while its step from the previous
-reading is implausible, a wrap or a rate jump (> 4x), and the intervals after the previous
-reading stay open until the next poll — one poll interval of extra latency, only for suspicious
-readings and for finality. Buffers keep, per series, only the last good reading at/before the
+``now`` (then it stays MISSING if it was). A lone zero or a spike can only be told from a reset
+by the reading after it, so a counter's newest reading is *held*: it is left out of the energy
+while its step from the previous reading is implausible, a wrap or a rate jump (> 4x), and the
+intervals after the previous reading are reported MISSING until the next poll (one poll interval
+of latency, only around suspicious readings). A counter reading's judgement (its event, and the
+finality of the intervals up to it) waits for two newer readings, since the next one may be the
+glitch; intervals are still reported (and restated) before they are final. Buffers keep, per series, only the last good reading at/before the
 start of its first non-final interval and everything after, so memory stays bounded by the
 horizon.
 
@@ -253,11 +254,12 @@ class LivePipeline:
         # series starts/ends in the sorted buffers
         sid = self._sid
         bounds = np.searchsorted(sid, np.arange(n_series + 1))
-        has = bounds[1:] > bounds[:-1]
-        newest = np.full(n_series, -math.inf)
-        newest[has] = self._ts[bounds[1:][has] - 1]
-        # a reading is judged once its series has a newer one (power: at once)
-        judged = (self._ts < newest[sid]) | ~self._is_counter[sid]
+        # a counter reading is judged once its series has two newer ones (the next one may be
+        # the glitch itself: only the one after tells); power readings at once
+        has2 = bounds[1:] - bounds[:-1] >= 2
+        second = np.full(n_series, -math.inf)
+        second[has2] = self._ts[bounds[1:][has2] - 2]
+        judged = (self._ts < second[sid]) | ~self._is_counter[sid]
         todo = np.flatnonzero(self._done < k_end)
         # one interval_energy call per distinct first-non-final interval (usually 1-3 groups)
         for lo in np.unique(self._done[todo]).tolist():
