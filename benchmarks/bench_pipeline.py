@@ -98,7 +98,10 @@ def run_live(meters: int = 200, minutes: int = 240, repeat: int = 3) -> list[dic
 
     specs, sid, ts, value = synthesise(meters, minutes)
     keys = [(s.meter, "energy") for s in specs]
-    readings = [Reading(float(t), "s", keys[i][0], "energy", float(v), "kWh") for i, t, v in zip(sid.tolist(), ts.tolist(), value.tolist(), strict=True)]
+    readings = [
+        Reading(float(t), "s", keys[i][0], "energy", float(v), "kWh")
+        for i, t, v in zip(sid.tolist(), ts.tolist(), value.tolist(), strict=True)
+    ]
     per_minute = [readings[k * meters : (k + 1) * meters] for k in range(minutes)]
     results = []
     for r in range(repeat):

@@ -386,9 +386,7 @@ TRAPS = _traps()
 
 @pytest.mark.parametrize("trap", TRAPS, ids=[t.name for t in TRAPS])
 def test_trap_batch(trap: Trap):
-    ie = interval_energy(
-        [trap.spec], np.zeros(trap.ts.size, int), trap.ts, trap.value, start=T0, step=60.0, n=N_CELLS
-    )
+    ie = interval_energy([trap.spec], np.zeros(trap.ts.size, int), trap.ts, trap.value, start=T0, step=60.0, n=N_CELLS)
     assert_trap(trap, ie.energy[0], ie.status[0], ie.reason[0], ie.events())
     # the same through a shuffled batch (CSV exports are not sorted)
     p = np.random.default_rng(5).permutation(trap.ts.size)

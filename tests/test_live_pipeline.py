@@ -9,9 +9,12 @@ import pytest
 
 from pue_monitor.config.models import ITLocation, Role
 from pue_monitor.pipeline.energy import SeriesSpec, interval_energy
+from pue_monitor.pipeline.events import EventKind
 from pue_monitor.pipeline.live import LivePipeline
-from pue_monitor.pipeline.pue import rollup
+from pue_monitor.pipeline.pue import REASON_FIELDS, rollup
 from pue_monitor.readings import Quality, Reading
+from tests.test_energy import N_CELLS, TRAPS, Trap
+from tests.test_energy import T0 as T0_TRAPS
 
 T0 = 1_700_000_040.0  # multiple of 60
 
@@ -219,12 +222,6 @@ def test_instant_counter_rollover_rate():
 # ---------------------------------------------------------------------------------------------
 # The traps of test_energy.py, fed to the live pipeline one reading at a time (issue 7)
 
-from tests.test_energy import N_CELLS, TRAPS, Trap  # noqa: E402
-from tests.test_energy import T0 as T0_TRAPS  # noqa: E402
-
-from pue_monitor.pipeline.events import EventKind  # noqa: E402
-from pue_monitor.pipeline.pue import REASON_FIELDS  # noqa: E402
-
 
 def feed_one_by_one(trap: Trap, *, grace: float = 65.0):
     """Each reading as the collector delivers it, close() after each one; final state per start."""
@@ -246,9 +243,7 @@ def test_trap_live(trap: Trap):
     cells = [final[T0_TRAPS + 60.0 * k] for k in range(N_CELLS)]
     energy = np.array([0.0 if iv.e_facility is None else iv.e_facility for iv in cells])
     status = np.array([2 if iv.missing else 1 if iv.estimated else 0 for iv in cells])
-    reason = np.array(
-        [sum(int(r) for r, f in REASON_FIELDS.items() if getattr(iv, f) == 1.0) for iv in cells]
-    )
+    reason = np.array([sum(int(r) for r, f in REASON_FIELDS.items() if getattr(iv, f) == 1.0) for iv in cells])
     events = [(e.ts, e.kind) for e in pipe.drain_events()]
     expected = [(float(trap.ts[r]), k) for r, k in trap.events]
     known = ~np.isnan(trap.truth)

@@ -14,9 +14,9 @@ while its step from the previous reading is implausible, a wrap or a rate jump (
 intervals after the previous reading are reported MISSING until the next poll (one poll interval
 of latency, only around suspicious readings). A counter reading's judgement (its event, and the
 finality of the intervals up to it) waits for two newer readings, since the next one may be the
-glitch; intervals are still reported (and restated) before they are final. Buffers keep, per series, only the last good reading at/before the
-start of its first non-final interval and everything after, so memory stays bounded by the
-horizon.
+glitch; intervals are still reported (and restated) before they are final. Buffers keep, per
+series, only the last good reading at/before the start of its first non-final interval and
+everything after, so memory stays bounded by the horizon.
 
 Time: a reading older than its series' newest accepted one is rejected (LATE), not re-sorted
 into history; one outside ``[now - horizon, now + max_ahead]`` (``now`` = the latest ``now``
