@@ -49,6 +49,7 @@ intervals.
 from __future__ import annotations
 
 import enum
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -187,7 +188,8 @@ class _SpecArrays:
     rate_max: np.ndarray  # raw units per second at max_power_kw (counters: kWh/s / factor)
 
 
-def _spec_arrays(specs: Sequence[SeriesSpec]) -> _SpecArrays:
+@functools.lru_cache(maxsize=64)  # the live pipeline asks for the same few tuples every tick
+def _spec_arrays(specs: tuple[SeriesSpec, ...]) -> _SpecArrays:
     n = len(specs)
     is_counter = np.fromiter((s.kind == "counter" for s in specs), bool, n)
     factor = np.fromiter((s.factor for s in specs), np.float64, n)
@@ -497,18 +499,23 @@ def _counter_glitches(rows: _Rows, sa: _SpecArrays, k: int) -> np.ndarray | None
     hit = cand[g]
     if hit.size == 0:
         return mask
-    if hit.size > 1 and bool((np.diff(hit) <= k).any()):
-        h0, h2 = hit - 1, hit + k
+    near = np.diff(hit) <= k  # runs that overlap or touch: only one of them can be the glitch
+    if near.any():
+        clash = np.zeros(hit.size, dtype=bool)
+        clash[1:] |= near
+        clash[:-1] |= near
+        ch = hit[clash]
+        h0, h2 = ch - 1, ch + k
         slope = (v[h2] - v[h0]) / (ts[h2] - ts[h0])
-        dev = np.zeros(hit.size)
+        dev = np.zeros(ch.size)
         for j in range(k):
-            dev = np.maximum(dev, np.abs(v[hit + j] - (v[h0] + slope * (ts[hit + j] - ts[h0]))))
-        chosen: list[int] = []
-        for idx in np.argsort(-dev, kind="stable").tolist():  # few: only rows next to anomalies
-            h = int(hit[idx])
-            if all(abs(h - c) > k for c in chosen):
-                chosen.append(h)
-        hit = np.asarray(sorted(chosen), dtype=np.int64)
+            dev = np.maximum(dev, np.abs(v[ch + j] - (v[h0] + slope * (ts[ch + j] - ts[h0]))))
+        taken: set[int] = set()
+        for idx in np.argsort(-dev, kind="stable").tolist():  # few: clashing candidates only
+            h = int(ch[idx])
+            if not any(h + j in taken for j in range(-k, k + 1)):
+                taken.add(h)
+        hit = np.sort(np.concatenate([hit[~clash], np.fromiter(taken, np.int64, len(taken))]))
     for j in range(k):
         mask[hit + j] = True
     return mask

@@ -160,14 +160,6 @@ class LivePipeline:
             self._now = float(now)
             self._check(self._now)
 
-    def _see(self, i: int, ts: float, v: float) -> None:
-        last, prev = self._last, self._prev
-        if ts > last[i][0]:
-            prev[i] = last[i]
-            last[i] = (ts, v)
-        elif prev[i][0] < ts < last[i][0]:
-            prev[i] = (ts, v)
-
     def _accept(self, i: int, ts: float, v: float, now: float) -> bool:
         """Window and order checks of one reading; records it as the series' newest if good."""
         if ts < now - self.horizon or ts > now + self.max_ahead:
@@ -178,7 +170,10 @@ class LivePipeline:
             self._event(i, ts, v, EventKind.LATE, f"{self._last_ts[i] - ts:.3f} s older than the series' newest")
             return False
         self._last_ts[i] = ts
-        self._see(i, ts, v)
+        last = self._last
+        if ts > last[i][0]:  # (== : a duplicate; the trajectory resolves it at close)
+            self._prev[i] = last[i]
+            last[i] = (ts, v)
         return True
 
     def _event(self, i: int, ts: float, v: float | None, kind: EventKind, detail: str = "") -> None:
