@@ -338,3 +338,30 @@ def test_late_reading_is_rejected_not_resorted_into_history():
     ref = batch(readings, T0 + 60, 38)
     for r in ref:
         assert_same(state[r.start], r)
+
+
+def test_instant_power_ignores_a_spike_and_a_zero():
+    specs = {
+        ("F", "energy"): SeriesSpec("F", Role.FACILITY_INPUT, None, "counter", 1.0, None, 90.0, 1000.0),
+        ("I", "energy"): SeriesSpec("I", Role.IT, ITLocation.PDU_OUTPUT, "counter", 1.0, None, 90.0, 1000.0),
+    }
+    pipe = LivePipeline(specs)
+    final: dict[float, object] = {}
+
+    def tick(now, *readings):
+        pipe.ingest([Reading(T0 + t, "s", d, "energy", v, "kWh") for t, d, v in readings])
+        final.update({iv.start: iv for iv in pipe.close(now=T0 + now, grace=0.0)})
+        return pipe.instant()
+
+    tick(1, (0, "F", 100.0), (0, "I", 50.0))
+    ip = tick(61, (60, "F", 102.5), (60, "I", 51.0 + 1e9))  # F 150 kW; I spike: 6e10 kW > 1000 kW
+    assert ip.pue is None and "it" not in ip.power_by_role  # no rate rather than 6e10 kW
+    assert ip.power_by_role["facility_input"] == pytest.approx(150.0)
+    assert tick(121, (120, "F", 105.0), (120, "I", 0.0)).pue is None  # then a zero: no rate either
+    tick(181, (180, "F", 107.5), (180, "I", 53.0))
+    assert tick(241, (240, "F", 110.0), (240, "I", 54.0)).pue == pytest.approx(150.0 / 60.0)
+    tick(301, (300, "F", 112.5), (300, "I", 55.0))
+    # both bad readings of I were judged glitches, and I used 1 kWh a minute throughout
+    assert [(e.ts, e.kind) for e in pipe.drain_events()] == [(T0 + 60, EventKind.GLITCH), (T0 + 120, EventKind.GLITCH)]
+    assert [final[T0 + 60.0 * k].e_it for k in range(5)] == pytest.approx([1.0] * 5)
+    assert [final[T0 + 60.0 * k].pue for k in range(5)] == pytest.approx([2.5] * 5)
