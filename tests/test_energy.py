@@ -468,3 +468,40 @@ def test_judged_readings_are_vectorised_for_many_series():
     glitched = sorted(int(sid[p][r]) for r, _ in ie.events())
     assert glitched == list(range(0, n_meters, 5))
     assert all(v[p][r] == 0.0 for r, _ in ie.events())
+
+
+def test_series_specs_carry_max_power_and_resolution_from_the_site(tmp_path):
+    from pue_monitor.config.loader import load_site
+    from pue_monitor.config.models import DEFAULT_MAX_POWER_KW
+    from pue_monitor.errors import ConfigError
+    from pue_monitor.pipeline.model import series_specs
+
+    site = """\
+site: {id: t1, timezone: UTC}
+devices:
+  - id: inc
+    protocol: modbus
+    host: 127.0.0.1
+    profile: schneider-iem3000
+    meter: {role: facility_input, energy: import_energy, power: active_power}
+  - id: pdu1
+    protocol: modbus
+    host: 127.0.0.1
+    port: 5021
+    profile: eastron-sdm630
+    meter: {role: it, it_location: pdu_output, energy: import_energy, max_power_kw: 22, resolution: 0.01}
+"""
+    path = tmp_path / "site.yaml"
+    path.write_text(site)
+    specs = series_specs(load_site(path))
+    inc_e, inc_p, pdu = (
+        specs[("inc", "import_energy")],
+        specs[("inc", "active_power")],
+        specs[("pdu1", "import_energy")],
+    )
+    assert inc_e.max_power_kw == inc_p.max_power_kw == DEFAULT_MAX_POWER_KW[Role.FACILITY_INPUT] == 500_000.0
+    assert (inc_e.resolution, inc_p.resolution) == (0.0, 0.0)
+    assert (pdu.max_power_kw, pdu.resolution) == (22.0, 0.01)
+    path.write_text(site.replace("max_power_kw: 22", "max_power_kw: -1"))
+    with pytest.raises(ConfigError, match="max_power_kw"):
+        load_site(path)
