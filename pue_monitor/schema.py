@@ -21,6 +21,14 @@ READING_QUALITY = "quality"  # integer: pue_monitor.readings.Quality
 #: one point per interval and resolution; timestamp = interval start; restatements overwrite
 INTERVAL = "pue_interval"
 INTERVAL_TAGS = ("site", "resolution", "category")  # resolution 1m/15m/1h/1d; ISO/IEC 30134-2 category
+#: shares of meter-interval cells estimated per reason (pipeline.pue.REASON_FIELDS, Reason):
+#: power integrated, gap split linearly, counter reset, glitch bridged; ``estimated`` is the total
+INTERVAL_REASON_FIELDS = (
+    "estimated_power_integrated",
+    "estimated_gap_split",
+    "estimated_reset",
+    "estimated_glitch_bridged",
+)
 #: float fields (kWh, ratios, shares); a field is omitted when its value is unknown
 INTERVAL_FLOAT_FIELDS = (
     "e_facility_kwh",
@@ -30,6 +38,7 @@ INTERVAL_FLOAT_FIELDS = (
     "estimated",
     "missing",
     "coverage",
+    *INTERVAL_REASON_FIELDS,
     "e_unattributed_kwh",
     *(f"e_{r.value}_kwh" for r in SUBSYSTEMS),
     *(f"ppue_{r.value}" for r in SUBSYSTEMS),

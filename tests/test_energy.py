@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
 
 from pue_monitor.config.models import ITLocation, Role
 from pue_monitor.pipeline.energy import SeriesSpec, Status, interval_energy
+from pue_monitor.pipeline.events import EventKind, Reason
 
 M, E, X = Status.MEASURED, Status.ESTIMATED, Status.MISSING
 T0 = 1_700_000_040.0  # a multiple of 60
@@ -22,9 +24,11 @@ def spec(
     rollover=None,
     max_gap=90.0,
     role=Role.FACILITY_INPUT,
+    max_power_kw=math.inf,
+    resolution=0.0,
 ):
     loc = ITLocation.PDU_OUTPUT if role is Role.IT else None
-    return SeriesSpec(meter, role, loc, kind, factor, rollover, max_gap)
+    return SeriesSpec(meter, role, loc, kind, factor, rollover, max_gap, max_power_kw, resolution)
 
 
 def run1(sp, ts, vals, *, start=T0, step=60.0, n, good=None):
@@ -49,16 +53,31 @@ def test_rollover_exact():
 
 
 def test_decrease_larger_than_half_rollover_is_a_reset():
-    # wrapped delta 10000 - 9990 + 9000 = 9010 >= 5000: not a plausible rollover -> reset
-    e, s = run1(spec(rollover=10000.0), T0 + np.array([0, 60, 120]), [9980, 9990, 9000], n=2)
-    assert e.tolist() == [10.0, 9000.0]
-    assert s.tolist() == [M, E]
+    # wrapped delta 10000 - 9990 + 9000 = 9010 >= 5000: not a plausible rollover -> reset.
+    # Was booked as 9000 kWh (the new value); 9000 is no restart from zero at 10 kWh/min, so
+    # the energy across is the neighbouring rate (10 kWh/min), estimated.
+    ie = interval_energy(
+        [spec(rollover=10000.0)], np.zeros(3, int), T0 + np.array([0, 60, 120.0]),
+        np.array([9980, 9990, 9000.0]), start=T0, step=60.0, n=2,
+    )  # fmt: skip
+    assert ie.energy[0].tolist() == [10.0, 10.0]
+    assert ie.status[0].tolist() == [M, E]
+    assert ie.reason[0].tolist() == [0, Reason.RESET]
+    assert ie.events() == [(2, EventKind.RESET)]
 
 
-def test_reset_energy_is_current_value_and_estimated():
-    e, s = run1(spec(), T0 + np.array([0, 60, 120, 180]), [1000, 1010, 3, 13], n=3)
-    assert e.tolist() == [10.0, 3.0, 10.0]
-    assert s.tolist() == [M, E, M]
+def test_reset_energy_is_estimated_from_the_neighbours():
+    # was [10, 3, 10]: the new value (3) as the pair's energy loses what was used between the
+    # last reading and the reset; the estimate is now the larger of the new value and the
+    # neighbouring pairs' rate x dt (10 kWh/min here), flagged RESET
+    ie = interval_energy(
+        [spec()], np.zeros(4, int), T0 + np.array([0, 60, 120, 180.0]), np.array([1000, 1010, 3, 13.0]),
+        start=T0, step=60.0, n=3,
+    )  # fmt: skip
+    assert ie.energy[0].tolist() == [10.0, 10.0, 10.0]
+    assert ie.status[0].tolist() == [M, E, M]
+    assert ie.reason[0].tolist() == [0, Reason.RESET, 0]
+    assert ie.events() == [(2, EventKind.RESET)]
 
 
 def test_factor_converts_to_kwh():
@@ -156,7 +175,7 @@ def test_power_is_integrated_by_trapezoid_and_estimated():
 
 def test_power_factor_w_to_kw():
     e, _ = run1(
-        spec(kind="power", factor=1e-3),
+        spec(kind="power", factor=1e-3, max_gap=3600.0),
         T0 + np.array([0, 3600.0]),
         [50_000, 50_000],
         step=3600.0,
@@ -167,7 +186,7 @@ def test_power_factor_w_to_kw():
 
 def test_unsorted_input_gives_same_result_as_sorted():
     rng = np.random.default_rng(1)
-    specs = [spec("A", rollover=1000.0), spec("B", kind="power"), spec("C", max_gap=30.0)]
+    specs = [spec("A", rollover=1000.0), spec("B", kind="power", max_gap=300.0), spec("C", max_gap=30.0)]
     rows = []
     for i in range(3):
         t = np.sort(rng.uniform(0, 3600, 80))
@@ -180,28 +199,41 @@ def test_unsorted_input_gives_same_result_as_sorted():
     p = rng.permutation(sid.size)
     b = interval_energy(specs, sid[p], ts[p], val[p], start=T0, step=300.0, n=12)
     assert np.array_equal(a.energy, b.energy) and np.array_equal(a.status, b.status)
+    assert np.array_equal(a.reason, b.reason)
+    assert [k for _, k in a.events()] == [k for _, k in b.events()] == [EventKind.ROLLOVER]
     assert (a.status != X).sum() > 20 and a.energy.sum() > 0
 
 
 def test_duplicate_timestamps_resolved_whatever_the_order():
+    # was: the larger value kept. Now the one on the trajectory 0 -> 20 (10 at t=60) is kept.
     sp = spec()
     ts = T0 + np.array([0, 60, 60, 120.0])
     v1 = np.array([0, 10, 11, 20.0])
     v2 = np.array([0, 11, 10, 20.0])
-    e1, _ = run1(sp, ts, v1, n=2)
-    e2, _ = run1(sp, ts, v2, n=2)
-    assert e1.tolist() == e2.tolist() == [11.0, 9.0]
+    for v, conflicting_row in ((v1, 2), (v2, 1)):
+        ie = interval_energy([sp], np.zeros(4, int), ts, v, start=T0, step=60.0, n=2)
+        assert ie.energy[0].tolist() == [10.0, 10.0]
+        assert ie.status[0].tolist() == [M, M]
+        assert ie.events() == [(conflicting_row, EventKind.CONFLICT)]
+    # identical duplicates are no conflict
+    ie = interval_energy([sp], np.zeros(4, int), ts, np.array([0, 10, 10, 20.0]), start=T0, step=60.0, n=2)
+    assert ie.energy[0].tolist() == [10.0, 10.0] and ie.events() == []
 
 
 def test_nan_and_bad_quality_rows_dropped():
     ts = T0 + np.array([0, 60, 90, 100, 120, 180])
     vals = np.array([0, 10, np.nan, 999, 20, 30])
     good = np.array([True, True, True, False, True, True])
-    e, s = run1(spec(), ts, vals, n=3, good=good)
-    assert e.tolist() == [10.0, 10.0, 10.0]
-    assert s.tolist() == [M, M, M]
-    e_nomask, _ = run1(spec(), ts, vals, n=3)  # the bad row does matter when not masked
-    assert e_nomask[1] != 10.0
+    ie = interval_energy([spec()], np.zeros(6, int), ts, vals, start=T0, step=60.0, n=3, good=good)
+    assert ie.energy[0].tolist() == [10.0, 10.0, 10.0]
+    assert ie.status[0].tolist() == [M, M, M]
+    assert ie.events() == [(2, EventKind.BAD_VALUE)]  # NaN: loud; bad quality: silent
+    # unmasked, the 999 between 10 and 20 is a spike falling back: dropped, bridged
+    ie = interval_energy([spec()], np.zeros(6, int), ts, vals, start=T0, step=60.0, n=3)
+    assert ie.energy[0].tolist() == [10.0, 10.0, 10.0]
+    assert ie.status[0].tolist() == [M, E, M]
+    assert ie.reason[0].tolist() == [0, Reason.GLITCH_BRIDGED, 0]
+    assert ie.events() == [(2, EventKind.BAD_VALUE), (3, EventKind.GLITCH)]
 
 
 def test_series_without_readings_and_multi_series():
@@ -227,3 +259,249 @@ def test_spec_validation():
         spec(kind="power", rollover=100.0)
     with pytest.raises(ValueError):
         spec(factor=0.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Traps of real meters (issue 7): every trap asserts the energy (equal to the truth within
+# 0.01 %), the status and reason of every cell and the judged readings. The same scenarios run
+# through LivePipeline reading by reading in test_live_pipeline.py.
+
+KW = 100.0  # true constant load of every scenario
+PER_MIN = KW / 60.0  # kWh per 1-minute cell
+N_CELLS = 60
+GLITCH, BRIDGED = EventKind.GLITCH, Reason.GLITCH_BRIDGED
+
+
+@dataclass
+class Trap:
+    name: str
+    spec: SeriesSpec
+    ts: np.ndarray
+    value: np.ndarray
+    truth: np.ndarray  # kWh per cell; NaN: the cell must be MISSING
+    events: list[tuple[int, EventKind]]  # (row of ts/value, judgement)
+    reasons: dict[int, Reason] = field(default_factory=dict)  # cell -> reason (power: + integrated)
+    total_only: tuple[int, ...] = ()  # cells whose split is not defined by the truth (sum still is)
+
+    def expected_reason(self) -> np.ndarray:
+        base = Reason.POWER_INTEGRATED if self.spec.kind == "power" else Reason.NONE
+        r = np.array([int(base | self.reasons.get(k, Reason.NONE)) for k in range(N_CELLS)])
+        r[np.isnan(self.truth)] = 0
+        return r
+
+    def expected_status(self) -> np.ndarray:
+        st = np.where(self.expected_reason() != 0, E, M)
+        st[np.isnan(self.truth)] = X
+        return st
+
+
+def _counter(v0=5000.0, *, factor=1.0, rollover=None, max_power_kw=500.0, resolution=0.0):
+    """61 readings, one a minute, of a counter at 100 kW (raw units = kWh / factor)."""
+    ts = T0 + 60.0 * np.arange(N_CELLS + 1)
+    raw = v0 + PER_MIN / factor * np.arange(N_CELLS + 1)
+    if rollover is not None:
+        raw = np.mod(raw, rollover)
+    sp = spec(factor=factor, rollover=rollover, max_power_kw=max_power_kw, resolution=resolution, max_gap=150.0)
+    return sp, ts, raw
+
+
+def _power(max_power_kw=500.0):
+    ts = T0 + 60.0 * np.arange(N_CELLS + 1)
+    return spec(kind="power", max_power_kw=max_power_kw, max_gap=150.0), ts, np.full(ts.size, KW)
+
+
+def _traps() -> list[Trap]:
+    truth = np.full(N_CELLS, PER_MIN)
+    out = []
+    for name, bad in (("spike_1e9", 1e9), ("lone_zero", 0.0), ("denormal", 5e-324)):
+        sp, ts, v = _counter()
+        v[30] = v[30] + bad if name == "spike_1e9" else bad
+        out.append(Trap(name, sp, ts, v, truth, [(30, GLITCH)], {29: BRIDGED, 30: BRIDGED}))
+    # backwards jitter of 0.001 kWh within the register's resolution: zero energy, no reset
+    sp, ts, v = _counter(resolution=0.01)
+    v[30] = v[29] - 0.001
+    out.append(Trap("jitter_within_resolution", sp, ts, v, truth, [], total_only=(29, 30)))
+    # the same jitter on a small counter with no declared resolution: a lone low reading
+    sp, ts, v = _counter(v0=10.0)
+    v[30] = v[29] - 0.001
+    out.append(Trap("jitter_beyond_resolution", sp, ts, v, truth, [(30, GLITCH)], {29: BRIDGED, 30: BRIDGED}))
+    # Wh counter wrapping at 1e6 Wh during 7 missed polls: exact, the gap split linearly
+    sp, ts, v = _counter(v0=1e6 - 31 * PER_MIN * 1000, factor=1e-3, rollover=1e6)
+    keep = np.ones(ts.size, bool)
+    keep[27:34] = False
+    assert (np.diff(v[keep]) < 0).sum() == 1  # the wrap happens inside the hole
+    out.append(
+        Trap("rollover_missed_polls", sp, ts[keep], v[keep], truth, [(27, EventKind.ROLLOVER)],
+             dict.fromkeys(range(26, 34), Reason.GAP_SPLIT))
+    )  # fmt: skip
+    # a spike that falls back on a meter with a rollover (and a loose 500 MW limit): not a wrap
+    sp, ts, v = _counter(v0=100_000.0, factor=1e-3, rollover=1e6, max_power_kw=500_000.0)
+    v[30] = 900_000.0
+    out.append(Trap("spike_falls_back_rollover", sp, ts, v, truth, [(30, GLITCH)], {29: BRIDGED, 30: BRIDGED}))
+    # a lone zero near the top of the range (no real wrap around it): not a wrap
+    sp, ts, v = _counter(v0=930_500.0, factor=1e-3, rollover=1e6, max_power_kw=500_000.0)
+    assert v[30] > 0.97e6
+    v[30] = 0.0
+    events = [(30, GLITCH), (42, EventKind.ROLLOVER)]  # the counter really wraps later
+    out.append(Trap("zero_near_top_rollover", sp, ts, v, truth, events, {29: BRIDGED, 30: BRIDGED}))
+    # a real reset right after reading 29: continues from the new level
+    sp, ts, v = _counter()
+    v[30:] = PER_MIN * np.arange(1, N_CELLS - 28)
+    out.append(Trap("real_reset", sp, ts, v, truth, [(30, EventKind.RESET)], {29: Reason.RESET}))
+    # meter replaced by one whose counter starts from another level (lower, then higher)
+    for name, level in (("replacement_lower", 1200.0), ("replacement_higher", 900_000.0)):
+        sp, ts, v = _counter()
+        v[30:] = level + PER_MIN * np.arange(N_CELLS - 29)
+        out.append(Trap(name, sp, ts, v, truth, [(30, EventKind.RESET)], {29: Reason.RESET}))
+    # two readings with the same timestamp, the second off the trajectory (higher and lower)
+    for name, delta in (("duplicate_higher", 500.0), ("duplicate_lower", -4000.0)):
+        sp, ts, v = _counter()
+        ts = np.insert(ts, 31, ts[30])
+        v = np.insert(v, 31, v[30] + delta)
+        out.append(Trap(name, sp, ts, v, truth, [(31, EventKind.CONFLICT)]))
+    sp, ts, v = _counter()
+    v[30] = np.nan
+    out.append(Trap("nan_counter", sp, ts, v, truth, [(30, EventKind.BAD_VALUE)]))
+    sp, ts, v = _power()
+    v[30] = -KW
+    out.append(Trap("negative_power", sp, ts, v, truth, [(30, EventKind.BAD_VALUE)]))
+    sp, ts, v = _power()
+    v[30] = np.nan
+    out.append(Trap("nan_power", sp, ts, v, truth, [(30, EventKind.BAD_VALUE)]))
+    sp, ts, v = _power()
+    v[30] = 1e9
+    out.append(Trap("power_spike", sp, ts, v, truth, [(30, GLITCH)], {29: BRIDGED, 30: BRIDGED}))
+    # power-only meter silent for 21 minutes (> max_gap): MISSING, not estimated
+    sp, ts, v = _power()
+    keep = np.ones(ts.size, bool)
+    keep[20:41] = False
+    hole = truth.copy()
+    hole[19:41] = np.nan
+    out.append(Trap("power_gap", sp, ts[keep], v[keep], hole, []))
+    return out
+
+
+TRAPS = _traps()
+
+
+@pytest.mark.parametrize("trap", TRAPS, ids=[t.name for t in TRAPS])
+def test_trap_batch(trap: Trap):
+    ie = interval_energy([trap.spec], np.zeros(trap.ts.size, int), trap.ts, trap.value, start=T0, step=60.0, n=N_CELLS)
+    assert_trap(trap, ie.energy[0], ie.status[0], ie.reason[0], ie.events())
+    # the same through a shuffled batch (CSV exports are not sorted)
+    p = np.random.default_rng(5).permutation(trap.ts.size)
+    ie2 = interval_energy(
+        [trap.spec], np.zeros(trap.ts.size, int), trap.ts[p], trap.value[p], start=T0, step=60.0, n=N_CELLS
+    )
+    assert np.array_equal(ie2.energy, ie.energy) and np.array_equal(ie2.status, ie.status)
+    assert sorted((int(p[r]), k) for r, k in ie2.events()) == trap.events
+
+
+def assert_trap(trap: Trap, energy, status, reason, events) -> None:
+    known = ~np.isnan(trap.truth)
+    exact = known.copy()
+    exact[list(trap.total_only)] = False
+    assert energy[exact] == pytest.approx(trap.truth[exact], rel=1e-4)
+    assert energy[known].sum() == pytest.approx(trap.truth[known].sum(), rel=1e-4)
+    assert (energy[~known] == 0).all()
+    assert status.tolist() == trap.expected_status().tolist()
+    assert reason.tolist() == trap.expected_reason().tolist()
+    assert events == trap.events
+
+
+def test_power_above_max_and_negative_power_are_never_values():
+    sp, ts, v = _power(max_power_kw=150.0)
+    v[10], v[20], v[40] = 151.0, -0.5, -1e-9  # above the meter's maximum, negative
+    ie = interval_energy([sp], np.zeros(ts.size, int), ts, v, start=T0, step=60.0, n=N_CELLS)
+    assert ie.events() == [(10, GLITCH), (20, EventKind.BAD_VALUE), (40, EventKind.BAD_VALUE)]
+    assert ie.energy[0] == pytest.approx(np.full(N_CELLS, PER_MIN), rel=1e-12)
+    assert (ie.energy[0] >= 0).all()
+    # within the declared resolution a tiny negative reading is zero power, not bad
+    sp0 = spec(kind="power", max_power_kw=150.0, max_gap=150.0, resolution=0.01)
+    ie = interval_energy([sp0], np.zeros(3, int), T0 + np.array([0, 60, 120.0]), np.array([0, -0.005, 0.0]),
+                         start=T0, step=60.0, n=2)  # fmt: skip
+    assert ie.events() == [] and ie.energy[0].tolist() == [0.0, 0.0]
+
+
+@pytest.mark.parametrize("run", [2, 3])
+def test_runs_of_bad_readings_are_glitches_too(run):
+    sp, ts, v = _counter()
+    v[30 : 30 + run] = 0.0  # the meter answered 0 for two or three polls
+    ie = interval_energy([sp], np.zeros(ts.size, int), ts, v, start=T0, step=60.0, n=N_CELLS)
+    assert ie.energy[0] == pytest.approx(np.full(N_CELLS, PER_MIN), rel=1e-9)
+    assert ie.events() == [(30 + j, GLITCH) for j in range(run)]
+    # bridged by one pair of (run + 1) minutes > max_gap (150 s): also a gap, split linearly
+    assert (ie.reason[0][29 : 30 + run] == BRIDGED | Reason.GAP_SPLIT).all()
+    assert (ie.status[0][29 : 30 + run] == E).all()
+    assert np.count_nonzero(ie.reason[0]) == run + 1
+
+
+def test_four_bad_readings_are_a_reset_pair_with_bounded_energy():
+    """Beyond MAX_GLITCH_RUN the readings are taken as a level change and back: booked as reset
+    pairs whose energy comes from the neighbours' rate — the total stays right, cells say RESET."""
+    sp, ts, v = _counter()
+    v[30:34] = 0.0
+    ie = interval_energy([sp], np.zeros(ts.size, int), ts, v, start=T0, step=60.0, n=N_CELLS)
+    # the 0 -> 0 pairs read as idle, the reset pairs at half rate: bounded, never a spike
+    assert 0.9 * KW < ie.energy[0].sum() <= KW
+    assert ie.energy[0].max() <= PER_MIN * (1 + 1e-9)
+    assert ie.events() == [(30, EventKind.RESET), (34, EventKind.RESET)]
+    assert ie.reason[0][29] == ie.reason[0][33] == Reason.RESET
+
+
+def test_judged_readings_are_vectorised_for_many_series():
+    """The batch path (CSV backfill) judges every series at once; events map to input rows."""
+    rng = np.random.default_rng(11)
+    n_meters = 50
+    specs, rows = [], []
+    for m in range(n_meters):
+        sp, ts, v = _counter(v0=float(rng.uniform(1000, 9000)))
+        specs.append(SeriesSpec(f"m{m}", sp.role, None, "counter", 1.0, None, 150.0, 500.0, 0.0))
+        if m % 5 == 0:
+            v[17 + m % 40] = 0.0  # one lone zero on every fifth meter
+        rows.append((np.full(ts.size, m), ts, v))
+    sid, ts, v = (np.concatenate(x) for x in zip(*rows, strict=True))
+    p = rng.permutation(sid.size)
+    ie = interval_energy(specs, sid[p], ts[p], v[p], start=T0, step=60.0, n=N_CELLS)
+    assert ie.energy.sum(axis=1) == pytest.approx(np.full(n_meters, KW), rel=1e-9)
+    assert ie.counts() == {GLITCH: 10}
+    glitched = sorted(int(sid[p][r]) for r, _ in ie.events())
+    assert glitched == list(range(0, n_meters, 5))
+    assert all(v[p][r] == 0.0 for r, _ in ie.events())
+
+
+def test_series_specs_carry_max_power_and_resolution_from_the_site(tmp_path):
+    from pue_monitor.config.loader import load_site
+    from pue_monitor.config.models import DEFAULT_MAX_POWER_KW
+    from pue_monitor.errors import ConfigError
+    from pue_monitor.pipeline.model import series_specs
+
+    site = """\
+site: {id: t1, timezone: UTC}
+devices:
+  - id: inc
+    protocol: modbus
+    host: 127.0.0.1
+    profile: schneider-iem3000
+    meter: {role: facility_input, energy: import_energy, power: active_power}
+  - id: pdu1
+    protocol: modbus
+    host: 127.0.0.1
+    port: 5021
+    profile: eastron-sdm630
+    meter: {role: it, it_location: pdu_output, energy: import_energy, max_power_kw: 22, resolution: 0.01}
+"""
+    path = tmp_path / "site.yaml"
+    path.write_text(site)
+    specs = series_specs(load_site(path))
+    inc_e, inc_p, pdu = (
+        specs[("inc", "import_energy")],
+        specs[("inc", "active_power")],
+        specs[("pdu1", "import_energy")],
+    )
+    assert inc_e.max_power_kw == inc_p.max_power_kw == DEFAULT_MAX_POWER_KW[Role.FACILITY_INPUT] == 500_000.0
+    assert (inc_e.resolution, inc_p.resolution) == (0.0, 0.0)
+    assert (pdu.max_power_kw, pdu.resolution) == (22.0, 0.01)
+    path.write_text(site.replace("max_power_kw: 22", "max_power_kw: -1"))
+    with pytest.raises(ConfigError, match="max_power_kw"):
+        load_site(path)

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import collections
+
 import numpy as np
 import pytest
 
 from pue_monitor.config.models import ITLocation, Role
 from pue_monitor.pipeline.energy import SeriesSpec, interval_energy
+from pue_monitor.pipeline.events import EventKind
 from pue_monitor.pipeline.live import LivePipeline
-from pue_monitor.pipeline.pue import rollup
+from pue_monitor.pipeline.pue import REASON_FIELDS, rollup
 from pue_monitor.readings import Quality, Reading
+from tests.test_energy import N_CELLS, TRAPS, Trap
+from tests.test_energy import T0 as T0_TRAPS
 
 T0 = 1_700_000_040.0  # multiple of 60
 
@@ -212,3 +217,151 @@ def test_instant_counter_rollover_rate():
     ip = pipe.instant()
     assert ip.power_by_role["facility_input"] == pytest.approx(150.0)
     assert ip.pue == pytest.approx(150.0 / 120.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# The traps of test_energy.py, fed to the live pipeline one reading at a time (issue 7)
+
+
+def feed_one_by_one(trap: Trap, *, grace: float = 65.0):
+    """Each reading as the collector delivers it, close() after each one; final state per start."""
+    pipe = LivePipeline({("F", "p"): trap.spec})
+    final: dict[float, object] = {}
+    for t, v in zip(trap.ts.tolist(), trap.value.tolist(), strict=True):
+        pipe.ingest([Reading(t, "s", "F", "p", v, "kWh")])
+        for iv in pipe.close(now=t + 1.0, grace=grace):
+            final[iv.start] = iv
+    for iv in pipe.close(now=float(trap.ts.max()) + 3600.0, grace=0.0):  # after the horizon of judging
+        final[iv.start] = iv
+    return pipe, final
+
+
+@pytest.mark.parametrize("trap", TRAPS, ids=[t.name for t in TRAPS])
+def test_trap_live(trap: Trap):
+    pipe, final = feed_one_by_one(trap)
+    assert pipe.start0 == T0_TRAPS
+    cells = [final[T0_TRAPS + 60.0 * k] for k in range(N_CELLS)]
+    energy = np.array([0.0 if iv.e_facility is None else iv.e_facility for iv in cells])
+    status = np.array([2 if iv.missing else 1 if iv.estimated else 0 for iv in cells])
+    reason = np.array([sum(int(r) for r, f in REASON_FIELDS.items() if getattr(iv, f) == 1.0) for iv in cells])
+    events = [(e.ts, e.kind) for e in pipe.drain_events()]
+    expected = [(float(trap.ts[r]), k) for r, k in trap.events]
+    known = ~np.isnan(trap.truth)
+    exact = known.copy()
+    exact[list(trap.total_only)] = False
+    assert energy[exact] == pytest.approx(trap.truth[exact], rel=1e-4)
+    assert energy[known].sum() == pytest.approx(trap.truth[known].sum(), rel=1e-4)
+    assert status.tolist() == trap.expected_status().tolist()
+    assert reason.tolist() == trap.expected_reason().tolist()
+    assert sorted(events) == sorted(expected)
+    assert pipe.counts == {k: n for k, n in collections.Counter(k for _, k in expected).items()}
+    assert pipe.drain_events() == []  # each judgement once
+
+
+# ------------------------------------------------------------------------------ time (issue 7)
+
+YEAR = 365 * 86400.0
+
+
+def minute_by_minute(readings, pipe, *, extra=(), grace=90.0):
+    """Feed readings as they arrive (plus ``extra`` readings injected at given times), close
+    every minute; returns {start: final interval}."""
+    extra = sorted(extra, key=lambda x: x[0])
+    state: dict[float, object] = {}
+    t = T0
+    i = j = 0
+    end = readings[-1].ts + 300
+    while t < end:
+        t += 60.0
+        while j < len(extra) and extra[j][0] <= t:
+            pipe.ingest([extra[j][1]])
+            j += 1
+        batch = []
+        while i < len(readings) and readings[i].ts <= t:
+            batch.append(readings[i])
+            i += 1
+        pipe.ingest(batch)
+        for iv in pipe.close(now=t, grace=grace):
+            state[iv.start] = iv
+        if T0 + 600 < t < end - 600:
+            assert pipe.instant().pue == pytest.approx(1.5, rel=1e-6), t
+    return state
+
+
+def test_old_and_future_readings_never_move_the_grid_nor_blank_live_pue():
+    readings = make_readings(minutes=60)
+    old = Reading(T0 - 3 * YEAR, "s", "I", "energy", 1.0, "kWh")  # Sparkplug replay from years ago
+    future = Reading(T0 + YEAR, "s", "I", "energy", 1e6, "kWh")  # a device clock a year ahead
+    pipe = LivePipeline(SPECS)
+    pipe.ingest([old, future])  # before the pipeline was ever told the time
+    state = minute_by_minute(
+        readings,
+        pipe,
+        extra=[(T0 + 1200, future), (T0 + 1500, old), (T0 + 1800, Reading(T0 + 700, "s", "C", "power", 40.0, "kW"))],
+    )
+    assert pipe.start0 == T0 + 60  # the first real reading's minute, not three years ago
+    assert min(state) == T0 + 60 and len(state) < 70  # no minute built from three years ago
+    events = [e for e in pipe.drain_events() if e.kind != EventKind.ROLLOVER]  # F's counter wraps
+    assert collections.Counter(e.kind for e in events) == {
+        EventKind.OUT_OF_WINDOW: 4,  # old + future, before and after the clock was known
+        EventKind.LATE: 1,  # the C reading stamped 18 minutes back
+    }
+    assert {e.device for e in events} == {"I", "C"}
+    ref = batch(readings, T0 + 60, 58)  # the same minutes without the bad readings
+    for r in ref:
+        assert_same(state[r.start], r)
+    assert all(state[r.start].pue == pytest.approx(1.5, rel=1e-6) for r in ref[1:-1])
+
+
+def test_reading_ahead_within_the_window_is_accepted_but_cannot_finalise_the_future():
+    readings = make_readings(minutes=30)
+    pipe = LivePipeline(SPECS, max_ahead=600.0)
+    pipe.ingest(readings[:40])
+    now = readings[39].ts
+    ahead = Reading(now + 500, "s", "C", "power", 40.0, "kW")  # 500 s ahead: inside the window
+    pipe.ingest([ahead])
+    out = pipe.close(now=now, grace=90.0)
+    assert max(iv.end for iv in out) <= now - 90.0  # nothing past now - grace is ever computed
+    assert [e.kind for e in pipe.drain_events()] == [EventKind.ROLLOVER]  # F's counter, really
+    assert pipe.instant().ts == now  # live power is "now", not the reading ahead
+
+
+def test_late_reading_is_rejected_not_resorted_into_history():
+    readings = make_readings(minutes=40)
+    pipe = LivePipeline(SPECS)
+    late = [r for r in readings if r.device == "I"][10]
+    moved = Reading(late.ts, "s", "I", "energy", late.value + 50.0, "kWh")  # a replay, other value
+    state = minute_by_minute(readings, pipe, extra=[(T0 + 1500, moved)])
+    (ev,) = [e for e in pipe.drain_events() if e.kind != EventKind.ROLLOVER]
+    assert (ev.kind, ev.device, ev.ts, ev.value) == (EventKind.LATE, "I", late.ts, late.value + 50.0)
+    assert pipe.counts[EventKind.LATE] == 1
+    ref = batch(readings, T0 + 60, 38)
+    for r in ref:
+        assert_same(state[r.start], r)
+
+
+def test_instant_power_ignores_a_spike_and_a_zero():
+    specs = {
+        ("F", "energy"): SeriesSpec("F", Role.FACILITY_INPUT, None, "counter", 1.0, None, 90.0, 1000.0),
+        ("I", "energy"): SeriesSpec("I", Role.IT, ITLocation.PDU_OUTPUT, "counter", 1.0, None, 90.0, 1000.0),
+    }
+    pipe = LivePipeline(specs)
+    final: dict[float, object] = {}
+
+    def tick(now, *readings):
+        pipe.ingest([Reading(T0 + t, "s", d, "energy", v, "kWh") for t, d, v in readings])
+        final.update({iv.start: iv for iv in pipe.close(now=T0 + now, grace=0.0)})
+        return pipe.instant()
+
+    tick(1, (0, "F", 100.0), (0, "I", 50.0))
+    ip = tick(61, (60, "F", 102.5), (60, "I", 51.0 + 1e9))  # F 150 kW; I spike: 6e10 kW > 1000 kW
+    assert ip.pue is None and "it" not in ip.power_by_role  # no rate rather than 6e10 kW
+    assert ip.power_by_role["facility_input"] == pytest.approx(150.0)
+    assert tick(121, (120, "F", 105.0), (120, "I", 0.0)).pue is None  # then a zero: no rate either
+    tick(181, (180, "F", 107.5), (180, "I", 53.0))
+    assert tick(241, (240, "F", 110.0), (240, "I", 54.0)).pue == pytest.approx(150.0 / 60.0)
+    tick(301, (300, "F", 112.5), (300, "I", 55.0))
+    # both bad readings of I were judged glitches, and I used 1 kWh a minute throughout
+    assert [(e.ts, e.kind) for e in pipe.drain_events()] == [(T0 + 60, EventKind.GLITCH), (T0 + 120, EventKind.GLITCH)]
+    assert [final[T0 + 60.0 * k].e_it for k in range(5)] == pytest.approx([1.0] * 5)
+    assert [final[T0 + 60.0 * k].pue for k in range(5)] == pytest.approx([2.5] * 5)

@@ -367,6 +367,23 @@ class ITLocation(enum.StrEnum):
         return {"ups_output": 1, "pdu_output": 2, "it_equipment_input": 3}[self.value]
 
 
+#: Default physically possible maximum power of a meter by role (kW), used when the meter does
+#: not set ``max_power_kw``. Deliberately loose — they only catch readings no real meter of that
+#: place can produce (a 1e9 spike, a garbage register); set the meter's rating for tighter checks.
+#: facility_input: the largest single data-centre utility connections are a few hundred MW
+#: (hyperscale campuses, 132 kV and above): 500 MW. Every other meter sits behind the incomer on
+#: one hall's or one plant's distribution: 100 MW. Lone zeros, low values and spikes that fall
+#: back are caught by the trajectory rule whatever the limit (pipeline/energy.py).
+DEFAULT_MAX_POWER_KW: dict[Role, float] = {
+    Role.FACILITY_INPUT: 500_000.0,
+    Role.IT: 100_000.0,
+    Role.COOLING: 100_000.0,
+    Role.POWER_DISTRIBUTION: 100_000.0,
+    Role.LIGHTING: 100_000.0,
+    Role.OTHER: 100_000.0,
+}
+
+
 class Meter(_Model):
     """The device's part in the energy model."""
 
@@ -391,6 +408,25 @@ class Meter(_Model):
         description="counter value (in the point's unit, after scale) at which it wraps to 0 (each listed "
         "counter wraps on its own)",
     )
+    max_power_kw: float | None = Field(
+        default=None,
+        gt=0,
+        allow_inf_nan=False,
+        description="physically possible maximum power of the meter, kW (an increment implying more "
+        "is a glitch); default by role, see DEFAULT_MAX_POWER_KW",
+    )
+    resolution: float | None = Field(
+        default=None,
+        ge=0,
+        allow_inf_nan=False,
+        description="energy register resolution in the point's unit (after scale): backwards steps "
+        "within it are jitter, not resets; default 0 (plus two float32 ulps of the value)",
+    )
+
+    @property
+    def max_power(self) -> float:
+        """``max_power_kw`` or the default for the meter's role (kW)."""
+        return self.max_power_kw if self.max_power_kw is not None else DEFAULT_MAX_POWER_KW[self.role]
 
     @model_validator(mode="after")
     def _check(self) -> Meter:

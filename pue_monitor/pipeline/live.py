@@ -6,15 +6,29 @@ recomputes the not-yet-final intervals on a fixed ``step`` grid and returns the 
 are new or whose values changed (a late counter reading that bridges a gap restates the
 intervals of the gap — the caller upserts by ``start``).
 
-Finality, per series: an interval is final once a reading at/after its end exists (later
-readings cannot change it), or once it ends more than ``horizon`` seconds before ``now`` (then
-it stays MISSING if it was). Buffers keep, per series, only the last reading at/before the
-start of its first non-final interval and everything after, so memory stays bounded by the
-horizon.
+Finality, per series: an interval is final once a *judged* reading at/after its end exists
+(later readings cannot change it), or once it ends more than ``horizon`` seconds before
+``now`` (then it stays MISSING if it was). A lone zero or a spike can only be told from a reset
+by the reading after it, so a counter's newest reading is *held*: it is left out of the energy
+while its step from the previous reading is implausible, a wrap or a rate jump (> 4x), and the
+intervals after the previous reading are reported MISSING until the next poll (one poll interval
+of latency, only around suspicious readings). A counter reading's judgement (its event, and the
+finality of the intervals up to it) waits for two newer readings, since the next one may be the
+glitch; intervals are still reported (and restated) before they are final. Buffers keep, per
+series, only the last good reading at/before the start of its first non-final interval and
+everything after, so memory stays bounded by the horizon.
+
+Time: a reading older than its series' newest accepted one is rejected (LATE), not re-sorted
+into history; one outside ``[now - horizon, now + max_ahead]`` (``now`` = the latest ``now``
+given to :meth:`LivePipeline.close` or :meth:`LivePipeline.ingest`) is rejected
+(OUT_OF_WINDOW), so one old or future reading can neither make the pipeline build every interval
+since then nor move finality or live power past the present. Judgements are queued as
+:class:`~pue_monitor.pipeline.events.PipelineEvent` for :meth:`LivePipeline.drain_events`.
 """
 
 from __future__ import annotations
 
+import collections
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -22,9 +36,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from pue_monitor.config.models import Role
-from pue_monitor.pipeline.energy import SeriesSpec, Status, interval_energy
+from pue_monitor.pipeline.energy import EVENT_KINDS, SeriesSpec, Status, interval_energy
+from pue_monitor.pipeline.events import EventKind, PipelineEvent
 from pue_monitor.pipeline.pue import PueInterval, _layout, _rollup_arrays
 from pue_monitor.readings import Quality, Reading
+
+#: judgements that drop the reading (the others keep it)
+_DROPPED = frozenset({EventKind.GLITCH, EventKind.CONFLICT, EventKind.BAD_VALUE})
 
 __all__ = ["InstantPower", "LivePipeline"]
 
@@ -54,23 +72,31 @@ class LivePipeline:
         *,
         step: float = 60.0,
         horizon: float = 7 * 86400,
+        max_ahead: float = 600.0,
+        max_events: int = 10_000,
     ) -> None:
         if not specs_by_point:
             raise ValueError("no series")
-        if not (step > 0) or not (horizon > 0):
-            raise ValueError("step and horizon must be > 0")
+        if not (step > 0) or not (horizon > 0) or not (max_ahead >= 0):
+            raise ValueError("step and horizon must be > 0, max_ahead >= 0")
         self._keys = list(specs_by_point)
         self._specs = tuple(specs_by_point[k] for k in self._keys)
         self._index = {k: i for i, k in enumerate(self._keys)}
         self._layout = _layout(self._specs)  # validates roles per meter
         self.step = float(step)
         self.horizon = float(horizon)
+        self.max_ahead = float(max_ahead)
         n = len(self._specs)
+        self._is_counter = np.array([s.kind == "counter" for s in self._specs], dtype=bool)
         # buffers: kept (sorted by sid, ts) arrays + pending rows from ingest()
         self._sid = np.zeros(0, np.int64)
         self._ts = np.zeros(0, np.float64)
         self._val = np.zeros(0, np.float64)
-        self._p_sid: list[int] = []
+        self._drop = np.zeros(0, bool)  # judged (final) glitch / conflict rows, kept for context
+        self._u_sid: list[int] = []  # ingested, time not checked yet
+        self._u_ts: list[float] = []
+        self._u_val: list[float] = []
+        self._p_sid: list[int] = []  # accepted, not merged yet
         self._p_ts: list[float] = []
         self._p_val: list[float] = []
         # grid and per-series finality (interval indices relative to start0)
@@ -80,14 +106,22 @@ class LivePipeline:
         self._computed = 0
         self._win_e = np.zeros((n, 0), np.float64)
         self._win_s = np.zeros((n, 0), np.int8)
+        self._win_r = np.zeros((n, 0), np.uint8)
         # for instant(): latest and previous reading (by ts) per series
         self._last = [(-math.inf, math.nan)] * n
         self._prev = [(-math.inf, math.nan)] * n
+        # time: the latest ``now`` we were told; readings before it are checked at close()
+        self._now: float | None = None
+        self._last_ts = [-math.inf] * n  # newest accepted reading per series
+        self._evt_ts = np.full(n, -math.inf)  # events emitted up to this ts per series
+        self._events: collections.deque[PipelineEvent] = collections.deque(maxlen=max_events)
+        #: judged readings per kind since the start (never reset; drain_events() does not clear it)
+        self.counts: collections.Counter[EventKind] = collections.Counter()
 
     @property
     def buffered(self) -> int:
         """Number of readings held in the buffers (bounded by trimming)."""
-        return int(self._ts.size) + len(self._p_ts)
+        return int(self._ts.size) + len(self._p_ts) + len(self._u_ts)
 
     @property
     def window(self) -> int:
@@ -96,25 +130,77 @@ class LivePipeline:
 
     # ------------------------------------------------------------------ ingest
 
-    def ingest(self, readings: Iterable[Reading]) -> None:
-        """Buffer readings of known (device, point); others, BAD quality and NaN are ignored."""
-        index = self._index
-        last, prev = self._last, self._prev
+    def ingest(self, readings: Iterable[Reading], *, now: float | None = None) -> None:
+        """Buffer readings of known (device, point); others and BAD quality are ignored.
+
+        NaN, infinite and negative power (beyond the series' resolution) are rejected as
+        BAD_VALUE at once. The time checks — outside ``[now - horizon, now + max_ahead]`` is
+        OUT_OF_WINDOW, older than the series' newest accepted reading is LATE — run in arrival
+        order against ``now`` when given, else at the next :meth:`close` (or :meth:`instant`)
+        against its ``now``.
+        """
+        index, specs = self._index, self._specs
+        u_sid, u_ts, u_val = self._u_sid, self._u_ts, self._u_val
         for r in readings:
             i = index.get((r.device, r.point))
             if i is None or r.quality != Quality.GOOD:
                 continue
             ts, v = float(r.ts), float(r.value)
             if not (math.isfinite(ts) and math.isfinite(v)):
+                self._event(i, ts, v, EventKind.BAD_VALUE, "not a finite number")
                 continue
-            self._p_sid.append(i)
-            self._p_ts.append(ts)
-            self._p_val.append(v)
-            if ts > last[i][0]:
-                prev[i] = last[i]
-                last[i] = (ts, v)
-            elif prev[i][0] < ts < last[i][0]:
-                prev[i] = (ts, v)
+            sp = specs[i]
+            if sp.kind == "power" and v < -sp.resolution:
+                self._event(i, ts, v, EventKind.BAD_VALUE, "negative power on a consumer meter")
+                continue
+            u_sid.append(i)
+            u_ts.append(ts)
+            u_val.append(v)
+        if now is not None and math.isfinite(now):
+            self._now = float(now)
+            self._check(self._now)
+
+    def _accept(self, i: int, ts: float, v: float, now: float) -> bool:
+        """Window and order checks of one reading; records it as the series' newest if good."""
+        if ts < now - self.horizon or ts > now + self.max_ahead:
+            side = "ahead of" if ts > now else "behind"
+            self._event(i, ts, v, EventKind.OUT_OF_WINDOW, f"{abs(ts - now):.0f} s {side} the pipeline clock")
+            return False
+        if ts < self._last_ts[i]:
+            self._event(i, ts, v, EventKind.LATE, f"{self._last_ts[i] - ts:.3f} s older than the series' newest")
+            return False
+        self._last_ts[i] = ts
+        last = self._last
+        if ts > last[i][0]:  # (== : a duplicate; the trajectory resolves it at close)
+            self._prev[i] = last[i]
+            last[i] = (ts, v)
+        return True
+
+    def _event(self, i: int, ts: float, v: float | None, kind: EventKind, detail: str = "") -> None:
+        dev, point = self._keys[i]
+        self.counts[kind] += 1
+        self._events.append(PipelineEvent(ts=ts, device=dev, point=point, kind=kind, value=v, detail=detail))
+
+    def drain_events(self) -> list[PipelineEvent]:
+        """Judgements made since the last call (oldest first; at most ``max_events`` are kept
+        between calls, ``counts`` has them all)."""
+        out = list(self._events)
+        self._events.clear()
+        return out
+
+    def _check(self, now: float) -> None:
+        """Time checks of the readings ingested since the last call, in arrival order."""
+        if not self._u_sid:
+            return
+        u = zip(self._u_sid, self._u_ts, self._u_val, strict=True)
+        self._u_sid, self._u_ts, self._u_val = [], [], []
+        accept = self._accept
+        p_sid, p_ts, p_val = self._p_sid, self._p_ts, self._p_val
+        for i, t, v in u:
+            if accept(i, t, v, now):
+                p_sid.append(i)
+                p_ts.append(t)
+                p_val.append(v)
 
     def _merge_pending(self) -> None:
         if not self._p_sid:
@@ -122,9 +208,10 @@ class LivePipeline:
         sid = np.concatenate([self._sid, np.asarray(self._p_sid, np.int64)])
         ts = np.concatenate([self._ts, np.asarray(self._p_ts, np.float64)])
         val = np.concatenate([self._val, np.asarray(self._p_val, np.float64)])
+        drop = np.concatenate([self._drop, np.zeros(len(self._p_sid), bool)])
         self._p_sid, self._p_ts, self._p_val = [], [], []
         order = np.lexsort((val, ts, sid))
-        self._sid, self._ts, self._val = sid[order], ts[order], val[order]
+        self._sid, self._ts, self._val, self._drop = sid[order], ts[order], val[order], drop[order]
 
     # ------------------------------------------------------------------- close
 
@@ -134,11 +221,14 @@ class LivePipeline:
         The result is sorted by ``start`` and depends only on the readings ingested and the
         sequence of ``close`` calls (not on the order readings arrived in within a call).
         """
+        self._now = float(now)
+        self._check(self._now)
         self._merge_pending()
         if self.start0 is None:
             if self._ts.size == 0:
                 return []
-            self.start0 = math.ceil(float(self._ts.min()) / self.step) * self.step
+            first = max(float(self._ts.min()), now - self.horizon)  # never more than the horizon
+            self.start0 = math.ceil(first / self.step) * self.step
         start0, step = self.start0, self.step
         n_series = len(self._specs)
         k_end = max(math.floor((now - grace - start0) / step), 0)
@@ -149,6 +239,7 @@ class LivePipeline:
             extra = k_end - self._computed
             self._win_e = np.concatenate([self._win_e, np.zeros((n_series, extra))], axis=1)
             self._win_s = np.concatenate([self._win_s, np.full((n_series, extra), Status.MISSING, np.int8)], axis=1)
+            self._win_r = np.concatenate([self._win_r, np.zeros((n_series, extra), np.uint8)], axis=1)
         old_computed = self._computed
         self._computed = max(self._computed, k_end)
         k0 = self._win_k0
@@ -158,6 +249,12 @@ class LivePipeline:
         # series starts/ends in the sorted buffers
         sid = self._sid
         bounds = np.searchsorted(sid, np.arange(n_series + 1))
+        # a counter reading is judged once its series has two newer ones (the next one may be
+        # the glitch itself: only the one after tells); power readings at once
+        has2 = bounds[1:] - bounds[:-1] >= 2
+        second = np.full(n_series, -math.inf)
+        second[has2] = self._ts[bounds[1:][has2] - 2]
+        judged = (self._ts < second[sid]) | ~self._is_counter[sid]
         todo = np.flatnonzero(self._done < k_end)
         # one interval_energy call per distinct first-non-final interval (usually 1-3 groups)
         for lo in np.unique(self._done[todo]).tolist():
@@ -175,32 +272,56 @@ class LivePipeline:
                 start=start0 + lo * step,
                 step=step,
                 n=k_end - lo,
+                hold_last=True,
             )
+            if ie.event_row.size:
+                self._judged(rows[ie.event_row], ie.event_kind, judged)
             c0 = lo - k0
             old_e = self._win_e[group, c0 : k_end - k0]
             old_s = self._win_s[group, c0 : k_end - k0]
-            same = (old_s == ie.status) & np.isclose(ie.energy, old_e, rtol=_RTOL, atol=_ATOL)
+            old_r = self._win_r[group, c0 : k_end - k0]
+            same = (old_s == ie.status) & (old_r == ie.reason) & np.isclose(ie.energy, old_e, rtol=_RTOL, atol=_ATOL)
             # keep previous values where only rounding differs: stable, deterministic output
             self._win_e[group, c0 : k_end - k0] = np.where(same, old_e, ie.energy)
             self._win_s[group, c0 : k_end - k0] = ie.status
+            self._win_r[group, c0 : k_end - k0] = ie.reason
             changed[c0 : k_end - k0] |= ~same.all(axis=0)
 
         cols = np.flatnonzero(changed)
         out: list[PueInterval] = []
         if cols.size:
             starts = start0 + (k0 + cols) * step
-            out = _rollup_arrays(self._layout, self._win_e[:, cols], self._win_s[:, cols], starts, starts + step)
+            out = _rollup_arrays(
+                self._layout, self._win_e[:, cols], self._win_s[:, cols], starts, starts + step, self._win_r[:, cols]
+            )
 
-        # finality: reading at/after an interval's end, or older than the horizon
+        # finality: a judged reading at/after an interval's end, or older than the horizon
+        n_judged = np.bincount(sid[judged], minlength=n_series)
+        has = n_judged > 0
         last_ts = np.full(n_series, -math.inf)
-        has = bounds[1:] > bounds[:-1]
-        last_ts[has] = self._ts[bounds[1:][has] - 1]
+        last_ts[has] = self._ts[bounds[:-1][has] + n_judged[has] - 1]
         with np.errstate(invalid="ignore"):
             k_final = np.where(has, np.floor((last_ts - start0) / step), 0).astype(np.int64)
         k_final = np.maximum(k_final, k_horizon)
         self._done = np.maximum(self._done, np.minimum(k_final, k_end))
         self._trim()
         return out
+
+    def _judged(self, pos: np.ndarray, kinds: np.ndarray, judged: np.ndarray) -> None:
+        """Queue the final judgements among ``pos`` (buffer rows), once each."""
+        fin = judged[pos]
+        pos, kinds = pos[fin], kinds[fin]
+        if pos.size == 0:
+            return
+        sid, ts, val = self._sid[pos], self._ts[pos], self._val[pos]
+        new = ts > self._evt_ts[sid]
+        for p, k, s, t, v in zip(pos[new].tolist(), kinds[new].tolist(), sid[new].tolist(),
+                                 ts[new].tolist(), val[new].tolist(), strict=True):  # fmt: skip
+            kind = EVENT_KINDS[k]
+            self._event(s, t, v, kind, _DETAIL[kind])
+            if kind in _DROPPED:
+                self._drop[p] = True
+        np.maximum.at(self._evt_ts, sid, ts)
 
     def _trim(self) -> None:
         """Drop final window columns and readings no longer needed for non-final intervals."""
@@ -210,32 +331,41 @@ class LivePipeline:
             cut = new_k0 - self._win_k0
             self._win_e = self._win_e[:, cut:]
             self._win_s = self._win_s[:, cut:]
+            self._win_r = self._win_r[:, cut:]
             self._win_k0 = new_k0
         if self._ts.size == 0:
             return
-        # per series keep the last reading at/before the start of its first non-final interval
+        # per series keep the last good reading at/before the start of its first non-final
+        # interval (the anchor) and everything after it
         b = self.start0 + self._done * self.step
         sid = self._sid
-        # a row can go if the next row of the same series is also at/before b[s]
-        before = self._ts <= b[sid]
-        nxt_before = np.zeros_like(before)
-        nxt_before[:-1] = before[1:] & (sid[1:] == sid[:-1])
-        drop = before & nxt_before
+        cand = ~self._drop & (self._ts <= b[sid])
+        anchor = np.full(len(self._specs), -1, np.int64)
+        np.maximum.at(anchor, sid[cand], np.flatnonzero(cand))
+        drop = np.arange(sid.size) < anchor[sid]
         if drop.any():
             keep = ~drop
             self._sid, self._ts, self._val = sid[keep], self._ts[keep], self._val[keep]
+            self._drop = self._drop[keep]
 
     # ----------------------------------------------------------------- instant
 
     def instant(self, now: float | None = None) -> InstantPower:
         """Latest power per role (kW): power points, else the last counter delta / dt.
 
-        ``now`` defaults to the newest reading time. A meter's value is recent if no older
-        than ``3 * max_gap``; ``pue`` is None unless every facility and IT meter is recent.
+        ``now`` defaults to the latest ``now`` given to :meth:`close` (before any, the newest
+        reading time). A meter's value is recent if no older than ``3 * max_gap``; ``pue`` is
+        None unless every facility and IT meter is recent. A counter step that is a reset or
+        implies more than the meter's ``max_power_kw`` gives no rate until the next reading.
         """
         specs = self._specs
+        ref = self._now
+        if ref is None and self._u_ts:  # never told the time: trust the newest reading
+            ref = max(self._u_ts)
+        if ref is not None:
+            self._check(ref)
         if now is None:
-            now = max((t for t, _ in self._last), default=-math.inf)
+            now = self._now if self._now is not None else max((t for t, _ in self._last), default=-math.inf)
         by_meter: dict[str, list[int]] = {}
         for i, s in enumerate(specs):
             by_meter.setdefault(s.meter, []).append(i)
@@ -279,5 +409,19 @@ class LivePipeline:
                     d = s.rollover - v0 + v1
                 else:
                     return None  # reset: no rate until the next reading
-            total += d * s.factor * 3600.0 / (t1 - t0)
+            kw = d * s.factor * 3600.0 / (t1 - t0)
+            if kw > s.max_power_kw:
+                return None  # a glitch (or a replacement): no rate until the next reading
+            total += kw
         return total
+
+
+_DETAIL = {
+    EventKind.GLITCH: "implausible reading dropped, energy bridged by its neighbours",
+    EventKind.RESET: "counter reset or replaced: continues from a new level (energy across estimated)",
+    EventKind.ROLLOVER: "counter wrapped at its rollover",
+    EventKind.CONFLICT: "same timestamp, different value: the one off the trajectory dropped",
+    EventKind.BAD_VALUE: "physically impossible value",
+    EventKind.LATE: "older than the series' newest reading",
+    EventKind.OUT_OF_WINDOW: "outside the pipeline's time window",
+}

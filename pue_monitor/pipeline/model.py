@@ -50,5 +50,7 @@ def series_specs(site: LoadedSite) -> dict[tuple[str, str], SeriesSpec]:
                 factor=UNITS[site.unit_of(dev, point) or ""][1],
                 rollover=wrap,
                 max_gap=max_gap,
+                max_power_kw=m.max_power,
+                resolution=(m.resolution or 0.0) if kind == "counter" else 0.0,
             )
     return specs

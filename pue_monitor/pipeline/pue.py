@@ -20,8 +20,18 @@ import numpy as np
 
 from pue_monitor.config.models import SUBSYSTEMS, Role
 from pue_monitor.pipeline.energy import IntervalEnergy, SeriesSpec, Status
+from pue_monitor.pipeline.events import Reason
 
-__all__ = ["RESOLUTIONS", "PueInterval", "aggregate", "rollup"]
+__all__ = ["REASON_FIELDS", "RESOLUTIONS", "PueInterval", "aggregate", "rollup"]
+
+#: PueInterval field (and stored column) with the share of meter-interval cells estimated for
+#: each reason; a cell estimated for several reasons counts in each
+REASON_FIELDS: dict[Reason, str] = {
+    Reason.POWER_INTEGRATED: "estimated_power_integrated",
+    Reason.GAP_SPLIT: "estimated_gap_split",
+    Reason.RESET: "estimated_reset",
+    Reason.GLITCH_BRIDGED: "estimated_glitch_bridged",
+}
 
 #: roles in the order of the rows of the role matrix
 _ROLES: tuple[Role, ...] = (Role.FACILITY_INPUT, Role.IT, *SUBSYSTEMS)
@@ -56,6 +66,12 @@ class PueInterval:
     #: e_facility - e_it - sum(e_subsystems); negative values signal a metering error.
     #: None unless facility, IT and every metered subsystem are present.
     e_unattributed: float | None = None
+    #: shares of (meter, interval) cells estimated per reason (see REASON_FIELDS): a power-only
+    #: feed shows as power_integrated in every interval, a glitch as glitch_bridged in its own
+    estimated_power_integrated: float = 0.0
+    estimated_gap_split: float = 0.0
+    estimated_reset: float = 0.0
+    estimated_glitch_bridged: float = 0.0
 
     @property
     def estimated_flag(self) -> bool:
@@ -140,7 +156,7 @@ def rollup(ie: IntervalEnergy, specs: Sequence[SeriesSpec]) -> list[PueInterval]
     if ie.energy.shape[0] != len(specs):
         raise ValueError(f"ie has {ie.energy.shape[0]} series, specs has {len(specs)}")
     starts = ie.starts()
-    return _rollup_arrays(_layout(specs), ie.energy, ie.status, starts, starts + ie.step)
+    return _rollup_arrays(_layout(specs), ie.energy, ie.status, starts, starts + ie.step, ie.reason)
 
 
 def _rollup_arrays(
@@ -149,6 +165,7 @@ def _rollup_arrays(
     status: np.ndarray,
     starts: np.ndarray,
     ends: np.ndarray,
+    reason: np.ndarray | None = None,
 ) -> list[PueInterval]:
     n = energy.shape[1]
     n_meters = len(lay.meters)
@@ -156,12 +173,16 @@ def _rollup_arrays(
         return []
     if n_meters == 0:
         raise ValueError("no meters in the model")
+    if reason is None:
+        reason = np.zeros(status.shape, np.uint8)
     if lay.one_each:
         e_m = energy[lay.used]
         s_m = status[lay.used]
+        r_m = reason[lay.used]
     else:
         e_m = np.add.reduceat(energy[lay.used], lay.offsets, axis=0)
         s_m = np.maximum.reduceat(status[lay.used], lay.offsets, axis=0)
+        r_m = np.bitwise_or.reduceat(reason[lay.used], lay.offsets, axis=0)
     missing_m = s_m == Status.MISSING
     e_m = np.where(missing_m, 0.0, e_m)
 
@@ -173,6 +194,10 @@ def _rollup_arrays(
     n_meas = np.count_nonzero(s_m == Status.MEASURED, axis=0) / n_meters
     n_est = np.count_nonzero(s_m == Status.ESTIMATED, axis=0) / n_meters
     n_miss = np.count_nonzero(missing_m, axis=0) / n_meters
+    est_m = s_m == Status.ESTIMATED
+    by_reason = [
+        (np.count_nonzero(est_m & ((r_m & np.uint8(bit)) != 0), axis=0) / n_meters).tolist() for bit in REASON_FIELDS
+    ]
 
     e_fac, e_it = e_role[0], e_role[1]
     pue_ok = ok_role[0] & ok_role[1] & (e_it > 0)
@@ -215,6 +240,10 @@ def _rollup_arrays(
                 missing=miss_l[k],
                 coverage=1.0,
                 e_unattributed=un_l[k] if un_ok[k] else None,
+                estimated_power_integrated=by_reason[0][k],
+                estimated_gap_split=by_reason[1][k],
+                estimated_reset=by_reason[2][k],
+                estimated_glitch_bridged=by_reason[3][k],
             )
         )
     return out
@@ -270,12 +299,13 @@ def _merge(start: float, end: float, ivs: list[PueInterval]) -> PueInterval:
     measured = sum(wi * i.measured for wi, i in zip(w, ivs, strict=True))
     estimated = sum(wi * i.estimated for wi, i in zip(w, ivs, strict=True))
     missing = sum(wi * i.missing for wi, i in zip(w, ivs, strict=True))
+    shares = {f: sum(wi * getattr(i, f) for wi, i in zip(w, ivs, strict=True)) for f in REASON_FIELDS.values()}
     category = min(i.category for i in ivs)
     if not used:
         return PueInterval(
             start=start, end=end, e_facility=None, e_it=None, e_subsystems={}, pue=None,
             ppue={}, category=category, measured=measured, estimated=estimated,
-            missing=missing, coverage=0.0, e_unattributed=None,
+            missing=missing, coverage=0.0, e_unattributed=None, **shares,
         )  # fmt: skip
     e_fac = math.fsum(i.e_facility for i in used)  # type: ignore[misc]
     e_it = math.fsum(i.e_it for i in used)  # type: ignore[misc]
@@ -303,4 +333,5 @@ def _merge(start: float, end: float, ivs: list[PueInterval]) -> PueInterval:
         missing=missing,
         coverage=cov,
         e_unattributed=unattr,
+        **shares,
     )

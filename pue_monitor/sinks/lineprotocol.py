@@ -63,6 +63,7 @@ class LineBuilder:
                 "estimated": iv.estimated,
                 "missing": iv.missing,
                 "coverage": iv.coverage,
+                **{f: getattr(iv, f, None) for f in schema.INTERVAL_REASON_FIELDS},
                 "e_unattributed_kwh": iv.e_unattributed,
             }
             for r in SUBSYSTEMS:

@@ -17,9 +17,11 @@ from typing import Any
 
 from pue_monitor.config.models import SUBSYSTEMS
 from pue_monitor.readings import Reading
+from pue_monitor.schema import INTERVAL_REASON_FIELDS
 
-SCHEMA_VERSION = 2  # 2: readings.tags
+SCHEMA_VERSION = 3  # 2: readings.tags; 3: pue_intervals.estimated_<reason> shares
 _SUB_COLS = [f"e_{r.value}_kwh" for r in SUBSYSTEMS]
+_REASON_COLS = list(INTERVAL_REASON_FIELDS)
 
 _DDL = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -35,6 +37,7 @@ CREATE TABLE IF NOT EXISTS pue_intervals (
     measured REAL NOT NULL, estimated REAL NOT NULL, missing REAL NOT NULL, coverage REAL NOT NULL,
     {", ".join(c + " REAL" for c in _SUB_COLS)}, e_unattributed_kwh REAL,
     updated REAL NOT NULL,
+    {", ".join(c + " REAL NOT NULL DEFAULT 0" for c in _REASON_COLS)},
     PRIMARY KEY (site, resolution, start)
 );
 """
@@ -55,6 +58,7 @@ INTERVAL_COLUMNS = [
     *_SUB_COLS,
     "e_unattributed_kwh",
     "updated",
+    *_REASON_COLS,
 ]
 
 
@@ -96,6 +100,10 @@ class SqliteStore:
             cols = {r["name"] for r in self._conn.execute("PRAGMA table_info(readings)")}
             if "tags" not in cols:  # a version-1 store
                 self._conn.execute("ALTER TABLE readings ADD COLUMN tags TEXT NOT NULL DEFAULT ''")
+            icols = {r["name"] for r in self._conn.execute("PRAGMA table_info(pue_intervals)")}
+            for c in _REASON_COLS:  # a version-1/2 store: rows written before stay 0 (not known)
+                if c not in icols:
+                    self._conn.execute(f"ALTER TABLE pue_intervals ADD COLUMN {c} REAL NOT NULL DEFAULT 0")
             self._conn.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
                 (str(SCHEMA_VERSION),),
@@ -136,6 +144,7 @@ class SqliteStore:
                     *subs,
                     iv.e_unattributed,
                     now,
+                    *(getattr(iv, c, 0.0) for c in _REASON_COLS),
                 )
             )
         if rows:
