@@ -772,11 +772,14 @@ async def test_three_phase_ups_power_as_a_list_of_lines(snmpsim: int) -> None:
         first = {v.point: v for v in await reader.read()}
     finally:
         await reader.close()
-    # the pipeline: 2 polls 60 s apart at constant power -> one minute of energy per line
+    # the pipeline: polls at the device's interval for a minute at constant power -> one minute
+    # of energy per line (a power-only gap longer than max_gap would be MISSING)
     ups_specs = [specs[("ups", p)] for p in lines]
-    sid = np.array([0, 1, 2, 0, 1, 2])
-    ts = np.array([T0] * 3 + [T0 + 60.0] * 3)
-    value = np.array([first[p].value for p in lines] * 2)
+    interval = device_of(site, "ups").interval
+    polls = np.arange(T0, T0 + 60.0 + interval / 2, interval)
+    sid = np.tile([0, 1, 2], polls.size)
+    ts = np.repeat(polls, 3)
+    value = np.array([first[p].value for p in lines] * polls.size)
     ie = interval_energy(ups_specs, sid, ts, value, start=T0, step=60.0, n=1)
     assert float(ie.energy[:, 0].sum()) == pytest.approx((20000 + 19600 + 18900) / 1000 / 60)  # kWh
     intervals = rollup(ie, ups_specs)
