@@ -629,6 +629,28 @@ class PrometheusConfig(_Model):
     port: int = Field(default=9464, ge=0, le=65535, description="0 picks a free port")
 
 
+class TimeWindow(_Model):
+    """Which reading timestamps the collectors accept, relative to their clock.
+
+    A reading stamped more than ``ahead_s`` after the collector's clock, or more than
+    ``behind_s`` before it, is rejected and counted per device (and per MQTT topic): it
+    never reaches the pipeline, so it can neither blank live PUE (future) nor make the
+    pipeline build every interval since years ago (past). ``behind_s`` defaults to the
+    live pipeline's horizon (7 days): older readings could not change a final interval.
+    """
+
+    ahead_s: float = Field(
+        default=600.0, ge=0, le=86400, allow_inf_nan=False, description="seconds a reading may be ahead of the clock"
+    )
+    behind_s: float = Field(
+        default=7 * 86400.0,
+        gt=0,
+        le=7 * 86400.0,
+        allow_inf_nan=False,
+        description="seconds a reading may be behind the clock (at most the pipeline horizon, 7 days)",
+    )
+
+
 class SiteConfig(_Model):
     site: SiteInfo
     thresholds: Thresholds = Thresholds()
@@ -637,6 +659,7 @@ class SiteConfig(_Model):
     prometheus: PrometheusConfig = PrometheusConfig()
     mqtt: MqttBroker | None = Field(default=None, description="broker for mqtt/sparkplug devices")
     influxdb: InfluxConfig | None = Field(default=None, description="write readings and KPIs to InfluxDB")
+    time_window: TimeWindow = TimeWindow()
 
     @property
     def store_enabled(self) -> bool:
