@@ -546,6 +546,25 @@ class MqttBroker(_Model):
         description="seconds the broker keeps our session (and QoS 1 messages) while away (MQTT 5; "
         "MQTT 3.1.1 brokers keep a persistent session until their own limit)",
     )
+    queue_messages: int = Field(
+        default=10_000,
+        ge=1,
+        le=1_000_000,
+        description="QoS 0 messages held waiting for processing; more are dropped and counted per topic",
+    )
+    queue_bytes: int = Field(
+        default=64 * 2**20,
+        ge=2**16,
+        le=2**32,
+        description="payload bytes of QoS 0 messages held waiting for processing; more are dropped and counted",
+    )
+    receive_maximum: int = Field(
+        default=100,
+        ge=1,
+        le=65535,
+        description="QoS 1 messages the broker may send before we acknowledge them (MQTT 5 Receive Maximum): "
+        "under overload the broker holds the rest (back-pressure)",
+    )
 
     @model_validator(mode="after")
     def _credentials(self) -> MqttBroker:
