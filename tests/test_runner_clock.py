@@ -257,3 +257,16 @@ def test_time_window_config_is_validated() -> None:
     for bad in ({"ahead_s": float("inf")}, {"behind_s": float("nan")}, {"ahead_s": -1}, {"behind_s": 8 * 86400}):
         with pytest.raises(ValueError, match="time_window"):
             SiteConfig.model_validate({**base, "time_window": bad})
+
+
+def test_readme_time_window_example_validates() -> None:
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    block = next(b for b in re.findall(r"```yaml\n(.*?)```", readme, flags=re.S) if b.startswith("time_window:"))
+    base = {"site": {"id": "s"}, "devices": [{"id": "x", "protocol": "modbus", "host": "h", "profile": "p"}]}
+    cfg = SiteConfig.model_validate({**base, **yaml.safe_load(block)})
+    assert cfg.time_window == TimeWindow()  # the README states the defaults
