@@ -304,6 +304,8 @@ class _Client(aiomqtt.Client):
                     if self._paused:
                         break
                     client.loop_read()
+                    if client.socket() is None:
+                        break  # the connection ended (paho told aiomqtt already)
                     if hasattr(sock, "pending") and sock.pending() > 0:
                         continue  # decoded TLS bytes left (paho issue 131)
                     if not select.select([sock], [], [], 0)[0]:
