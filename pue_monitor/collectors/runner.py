@@ -1,13 +1,27 @@
 """Supervision: every device is an independently scheduled task.
 
-The runner, not the collectors, owns scheduling (aligned to the clock so devices'
-readings share timestamps), timeouts, retries with capped jittered backoff, per-device
-statistics and up/down state (logged once on each change).
+The runner, not the collectors, owns scheduling, timeouts, retries with capped jittered
+backoff, per-device statistics and up/down state (logged once on each change).
+
+Time
+    Polls are scheduled on the clock's monotonic reading, aligned to the wall-clock grid
+    (``k * interval``) so devices' readings share timestamps; readings are stamped with
+    wall time. A wall-clock step in either direction therefore neither stalls polling
+    nor bursts it: the next slot is at most one interval away and is re-aligned to the
+    stepped wall grid (the step is logged once). A poll that overruns its slot skips the
+    missed slots instead of catching up.
+
+    Every reading, polled or pushed, passes the :class:`~pue_monitor.config.models.TimeWindow`
+    check on its way to ``emit``: a timestamp more than ``ahead_s`` after the clock or
+    ``behind_s`` before it is rejected, counted in the device's
+    :attr:`DeviceStats.out_of_window` and logged (at most once a minute per device,
+    naming the device, the timestamp and the clock). It never reaches the pipeline.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import math
 import random
@@ -17,10 +31,80 @@ from dataclasses import dataclass, field
 
 from pue_monitor.clock import Clock
 from pue_monitor.collectors.base import DeviceReader, Emit, PushSource
+from pue_monitor.config.models import TimeWindow
 from pue_monitor.errors import DeviceError, PermanentDeviceError, TransientDeviceError
 from pue_monitor.readings import Reading
 
 log = logging.getLogger(__name__)
+
+LOG_EVERY = 60.0  # real seconds between two reports of out-of-window readings of one device
+STEP_TOLERANCE = 1.0  # clock seconds of wall-vs-monotonic change that count as a wall-clock step
+
+
+def _utc(ts: float) -> str:
+    try:
+        return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    except (OverflowError, OSError, ValueError):
+        return repr(ts)
+
+
+class WindowCheck:
+    """The time-window check with its rate-limited log; shared by the runner and MQTT.
+
+    ``split(readings)`` returns the readings inside the window and counts the others in
+    ``stats[device].out_of_window`` (devices without stats in :attr:`unknown`).
+    """
+
+    def __init__(self, window: TimeWindow, clock: Clock) -> None:
+        self.window = window
+        self.clock = clock
+        self.unknown = 0
+        self._log_at: dict[str, float] = {}
+        self._suppressed: Counter[str] = Counter()
+
+    def split(self, readings: list[Reading], stats: dict[str, DeviceStats], *, where: str = "") -> list[Reading]:
+        now = self.clock.now()
+        lo, hi = now - self.window.behind_s, now + self.window.ahead_s
+        if all(lo <= r.ts <= hi for r in readings):
+            return readings
+        keep: list[Reading] = []
+        for r in readings:
+            if lo <= r.ts <= hi:
+                keep.append(r)
+                continue
+            st = stats.get(r.device)
+            if st is None:
+                self.unknown += 1
+            else:
+                st.out_of_window += 1
+            self._report(r, now, where)
+        return keep
+
+    def _report(self, r: Reading, now: float, where: str) -> None:
+        key = f"{r.device}{where}"
+        t = time.monotonic()
+        last = self._log_at.get(key)
+        if last is not None and t - last < LOG_EVERY:
+            self._suppressed[key] += 1
+            return
+        if len(self._log_at) >= 10_000:
+            self._log_at = {k: v for k, v in self._log_at.items() if t - v < LOG_EVERY}
+        self._log_at[key] = t
+        more = self._suppressed.pop(key, 0)
+        side = "ahead of" if r.ts > now else "behind"
+        w = self.window.ahead_s if r.ts > now else self.window.behind_s
+        log.warning(
+            "device %s%s: reading %s stamped %s is %.0f s %s the clock (%s; window %g s): rejected%s",
+            r.device,
+            where,
+            r.point,
+            _utc(r.ts),
+            abs(r.ts - now),
+            side,
+            _utc(now),
+            w,
+            f" (+{more} more in the last minute)" if more else "",
+        )
 
 
 @dataclass
@@ -37,11 +121,12 @@ class DeviceStats:
     last_latency: float | None = None  # wall seconds of the last successful poll
     latency_sum: float = 0.0
     up: bool | None = None  # None until the first poll ends
+    out_of_window: int = 0  # readings rejected by the time-window check
 
 
 @dataclass(frozen=True)
 class Schedule:
-    interval: float  # clock seconds
+    interval: float  # clock seconds (monotonic)
     timeout: float
     retries: int
 
@@ -50,11 +135,20 @@ class Runner:
     """Runs one polling task per device until :meth:`stop`."""
 
     def __init__(
-        self, *, site: str, clock: Clock, emit: Emit, backoff_base: float = 0.2, backoff_cap: float = 5.0
+        self,
+        *,
+        site: str,
+        clock: Clock,
+        emit: Emit,
+        backoff_base: float = 0.2,
+        backoff_cap: float = 5.0,
+        time_window: TimeWindow | None = None,
     ) -> None:
         self.site = site
         self.clock = clock
         self.emit = emit
+        self.window = WindowCheck(time_window or TimeWindow(), clock)
+        self._wall_offset = clock.now() - clock.monotonic()  # for logging wall-clock steps
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self.stats: dict[str, DeviceStats] = {}
@@ -72,6 +166,14 @@ class Runner:
         self._sources.append(source)
         for dev in source.device_ids:
             self.stats[dev] = DeviceStats(dev, protocol)
+        if hasattr(source, "window_check"):  # MQTT also counts rejections per topic
+            setattr(source, "window_check", self.window)  # noqa: B010
+
+    def deliver(self, readings: list[Reading]) -> None:
+        """Hand readings to ``emit`` after the time-window check (see the module doc)."""
+        keep = self.window.split(readings, self.stats)
+        if keep:
+            self.emit(keep)
 
     def start(self) -> None:
         for reader, schedule, _ in self._devices:
@@ -85,7 +187,7 @@ class Runner:
         """Run a push source; a crash (a bug) is logged and the source restarted after a pause."""
         while not self._stopping.is_set():
             try:
-                await source.run(self.emit, self.stats, self._stopping)
+                await source.run(self.deliver, self.stats, self._stopping)
                 return
             except Exception:
                 log.exception("source %s failed; restarting in %.0f s", source.name, self.backoff_cap)
@@ -104,26 +206,68 @@ class Runner:
         for reader, _, _ in reversed(self._devices):
             await reader.close()
 
-    async def _sleep_until(self, t: float) -> bool:
-        """Sleep until clock time ``t``; False when stopping."""
-        return await self._sleep_wall(max(0.0, (t - self.clock.now()) / self.clock.speed))
+    async def _sleep_until_monotonic(self, t: float) -> bool:
+        """Sleep until the clock's monotonic time ``t``; False when stopping."""
+        if self._stopping.is_set():
+            return False
+        sleeper = asyncio.ensure_future(self.clock.sleep_until_monotonic(t))
+        stopper = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            stopper.cancel()
+            await asyncio.gather(sleeper, stopper, return_exceptions=True)
+        return not self._stopping.is_set()
+
+    def _offset(self) -> tuple[float, float]:
+        """(monotonic now, wall - monotonic); logs a wall-clock step once."""
+        mono = self.clock.monotonic()
+        offset = self.clock.now() - mono
+        step = offset - self._wall_offset
+        if abs(step) > STEP_TOLERANCE:
+            log.warning(
+                "wall clock stepped %s %.1f s; polling keeps its monotonic schedule",
+                "forward" if step > 0 else "back",
+                abs(step),
+            )
+            self._wall_offset = offset
+        return mono, offset
+
+    @staticmethod
+    def _aligned(mono: float, offset: float, every: float) -> float:
+        """The monotonic time of the next wall-grid slot (``k * every`` wall) after ``mono``."""
+        wall = mono + offset
+        return mono + (math.floor(wall / every + 1) * every - wall)
 
     async def _poll_loop(self, reader: DeviceReader, sch: Schedule) -> None:
         stats = self.stats[reader.device_id]
         failures = 0
+        mono, offset = self._offset()
+        nxt = self._aligned(mono, offset, sch.interval)
         while not self._stopping.is_set():
-            # aligned slot; a failing device backs off to at most 8 intervals
-            every = sch.interval * min(8, 2 ** max(0, failures - 2))
-            nxt = math.floor(self.clock.now() / every + 1) * every
-            if not await self._sleep_until(nxt):
+            if not await self._sleep_until_monotonic(nxt):
                 return
             ok = await self.poll_once(reader, sch, stats, slot_end=nxt + sch.interval)
             failures = 0 if ok else failures + 1
+            # a failing device backs off to at most 8 intervals
+            every = sch.interval * min(8, 2 ** max(0, failures - 2))
+            mono, new_offset = self._offset()
+            if abs(new_offset - offset) > STEP_TOLERANCE:
+                offset = new_offset  # wall clock stepped: the next slot on the new wall grid
+                nxt = self._aligned(mono, offset, every)
+            else:
+                nxt += every
+                if nxt <= mono:  # overran (slow poll, stalled loop): skip missed slots, no burst
+                    nxt += math.ceil((mono - nxt) / every) * every
 
     async def poll_once(
         self, reader: DeviceReader, sch: Schedule, stats: DeviceStats, *, slot_end: float | None = None
     ) -> bool:
-        """One poll with retries. Returns True on success. Never raises DeviceError."""
+        """One poll with retries. Returns True on success. Never raises DeviceError.
+
+        ``slot_end`` (monotonic clock time): no retry is started that would run into it.
+        """
         stats.polls += 1
         attempts = sch.retries + 1
         error: DeviceError | None = None
@@ -141,7 +285,7 @@ class Runner:
                 stats.errors[exc.kind] += 1
                 if attempt + 1 < attempts:
                     delay = min(self.backoff_cap, self.backoff_base * 2**attempt) * random.uniform(0.5, 1.0)
-                    if slot_end is not None and self.clock.now() + delay * self.clock.speed >= slot_end:
+                    if slot_end is not None and self.clock.monotonic() + delay * self.clock.speed >= slot_end:
                         break  # never run into the next slot
                     if not await self._sleep_wall(delay):
                         break
@@ -177,7 +321,7 @@ class Runner:
                 )
                 for v in values
             ]
-            self.emit(readings)
+            self.deliver(readings)
             return True
         stats.failed_polls += 1
         stats.last_error = str(error)

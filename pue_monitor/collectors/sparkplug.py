@@ -99,7 +99,7 @@ class Decoded:
     ignored: bool = False  # a command, a STATE message or a stale NDEATH
 
 
-@dataclass
+@dataclass(slots=True)
 class _Metric:
     name: str
     datatype: int

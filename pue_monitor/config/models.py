@@ -728,6 +728,25 @@ class MqttBroker(_Model):
         description="seconds the broker keeps our session (and QoS 1 messages) while away (MQTT 5; "
         "MQTT 3.1.1 brokers keep a persistent session until their own limit)",
     )
+    queue_messages: int = Field(
+        default=10_000,
+        ge=1,
+        le=1_000_000,
+        description="QoS 0 messages held waiting for processing; more are dropped and counted per topic",
+    )
+    queue_bytes: int = Field(
+        default=64 * 2**20,
+        ge=2**16,
+        le=2**32,
+        description="payload bytes of QoS 0 messages held waiting for processing; more are dropped and counted",
+    )
+    receive_maximum: int = Field(
+        default=100,
+        ge=1,
+        le=65535,
+        description="QoS 1 messages the broker may send before we acknowledge them (MQTT 5 Receive Maximum): "
+        "under overload the broker holds the rest (back-pressure)",
+    )
 
     @model_validator(mode="after")
     def _credentials(self) -> MqttBroker:
@@ -826,6 +845,28 @@ class PrometheusConfig(_Model):
     port: int = Field(default=9464, ge=0, le=65535, description="0 picks a free port")
 
 
+class TimeWindow(_Model):
+    """Which reading timestamps the collectors accept, relative to their clock.
+
+    A reading stamped more than ``ahead_s`` after the collector's clock, or more than
+    ``behind_s`` before it, is rejected and counted per device (and per MQTT topic): it
+    never reaches the pipeline, so it can neither blank live PUE (future) nor make the
+    pipeline build every interval since years ago (past). ``behind_s`` defaults to the
+    live pipeline's horizon (7 days): older readings could not change a final interval.
+    """
+
+    ahead_s: float = Field(
+        default=600.0, ge=0, le=86400, allow_inf_nan=False, description="seconds a reading may be ahead of the clock"
+    )
+    behind_s: float = Field(
+        default=7 * 86400.0,
+        gt=0,
+        le=7 * 86400.0,
+        allow_inf_nan=False,
+        description="seconds a reading may be behind the clock (at most the pipeline horizon, 7 days)",
+    )
+
+
 class SiteConfig(_Model):
     site: SiteInfo
     thresholds: Thresholds = Thresholds()
@@ -834,6 +875,7 @@ class SiteConfig(_Model):
     prometheus: PrometheusConfig = PrometheusConfig()
     mqtt: MqttBroker | None = Field(default=None, description="broker for mqtt/sparkplug devices")
     influxdb: InfluxConfig | None = Field(default=None, description="write readings and KPIs to InfluxDB")
+    time_window: TimeWindow = TimeWindow()
 
     @property
     def store_enabled(self) -> bool:
