@@ -80,31 +80,7 @@ def energy_spec() -> dict[tuple[str, str], SeriesSpec]:
     return {("meter", "import_energy"): spec}
 
 
-def _pipeline_rejects_older_readings() -> bool:
-    """Whether the LivePipeline rejects a reading older than its series' last one (the
-    ENGINE part of issue 7 adds that rule; a wall-clock step back needs it)."""
-    p = LivePipeline(energy_spec())
-
-    def r(ts: float, wh: float) -> Reading:
-        return Reading(ts, "t", "meter", "import_energy", wh, "Wh")
-
-    p.ingest([r(T0, 0.0), r(T0 + 60, 1000.0)])
-    p.ingest([r(T0 + 30, 1500.0), r(T0 + 120, 2000.0)])
-    out = {iv.start: iv.e_facility for iv in p.close(T0 + 120, grace=0.0)}
-    return out.get(T0) == pytest.approx(1.0)
-
-
-NEEDS_OLDER_RULE = pytest.mark.xfail(
-    not _pipeline_rejects_older_readings(),
-    reason="a wall step back stamps readings older than the series' last: needs the pipeline's "
-    "'older than the last reading is rejected' rule (ENGINE, issue 7)",
-    strict=True,
-)
-
-
-@pytest.mark.parametrize(
-    "step", [pytest.param(-120.0, marks=NEEDS_OLDER_RULE), pytest.param(120.0, marks=NEEDS_OLDER_RULE), 0.0]
-)
+@pytest.mark.parametrize("step", [-120.0, 120.0, 0.0])
 async def test_wall_clock_steps_create_no_energy(step: float, caplog) -> None:
     """Polls every 10 s of monotonic time feed a LivePipeline; the wall clock steps by
     ``step`` at minute 10 and back by ``-step`` at minute 25 of a 40-minute run. Exactly one
