@@ -172,6 +172,87 @@ class SqliteStore:
         with self._lock:
             self._conn.close()
 
+    # ------------------------------------------------------------- bulk backfill (pue ingest-csv)
+
+    def good_readings(self, device: str, point: str, *, start: float, end: float) -> list[tuple[float, float]]:
+        """(ts, value) of the GOOD readings of one series with ``start <= ts <= end``, by ts."""
+        with self._lock:
+            return [
+                (r[0], r[1])
+                for r in self._conn.execute(
+                    "SELECT ts, value FROM readings WHERE device = ? AND point = ? AND quality = 0 "
+                    "AND ts >= ? AND ts <= ? AND value IS NOT NULL ORDER BY ts, value",
+                    (device, point, start, end),
+                )
+            ]
+
+    def edge_readings(
+        self, device: str, point: str, *, before: float, after: float, n: int
+    ) -> list[tuple[float, float]]:
+        """The last ``n`` GOOD readings with ts < ``before`` and the first ``n`` with ts > ``after``."""
+        q = (
+            "SELECT ts, value FROM readings WHERE device = ? AND point = ? AND quality = 0 "
+            "AND value IS NOT NULL AND ts {op} ? ORDER BY ts {order} LIMIT ?"
+        )
+        with self._lock:
+            lo = self._conn.execute(q.format(op="<", order="DESC"), (device, point, before, n)).fetchall()
+            hi = self._conn.execute(q.format(op=">", order="ASC"), (device, point, after, n)).fetchall()
+        return [(r[0], r[1]) for r in reversed(lo)] + [(r[0], r[1]) for r in hi]
+
+    def bulk_insert_readings(
+        self,
+        site: str,
+        series: Iterable[tuple[str, str, str, Sequence[float], Sequence[float]]],
+        *,
+        expected_rows: int,
+        progress: Any = None,
+    ) -> int:
+        """Insert GOOD readings ``(device, point, unit, ts, values)`` per series in ONE transaction.
+
+        All or nothing: a crash or error leaves the store as it was. When the new rows outnumber
+        the rows already stored, the readings indexes are dropped and rebuilt inside the same
+        transaction (one sort instead of millions of B-tree inserts). ``progress(n)`` is called
+        with the number of rows written so far. Returns the number of rows inserted.
+        """
+        written = 0
+        with self._lock:
+            conn = self._conn
+            (stored,) = conn.execute("SELECT coalesce(max(rowid), 0) FROM readings").fetchone()
+            rebuild = expected_rows > stored
+            conn.execute("PRAGMA cache_size = -524288")  # 512 MiB page cache for the bulk load
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                indexes: list[str] = []
+                if rebuild:
+                    rows = conn.execute(
+                        "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'readings' "
+                        "AND sql IS NOT NULL"
+                    ).fetchall()
+                    for name, sql in rows:
+                        conn.execute(f'DROP INDEX "{name}"')
+                        indexes.append(sql)
+                for device, point, unit, ts, values in series:
+                    # constant columns as SQL literals: two bound parameters per row
+                    sql = (
+                        "INSERT INTO readings (ts, site, device, point, value, unit, quality, tags) VALUES "
+                        f"(?, {_literal(site)}, {_literal(device)}, {_literal(point)}, ?, {_literal(unit)}, 0, '')"
+                    )
+                    conn.executemany(sql, zip(ts, values, strict=True))
+                    written += len(ts)
+                    if progress is not None:
+                        progress(written)
+                if indexes:
+                    conn.execute("PRAGMA threads = 2")  # let the index sorts use a second core
+                    for sql in indexes:
+                        conn.execute(sql)
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
+            finally:
+                conn.execute("PRAGMA cache_size = -2000")
+        return written
+
 
 class StoreReader:
     """Read side; safe to use from another process while the writer runs."""
@@ -236,3 +317,8 @@ class StoreReader:
             category=min(r["category"] for r in rows),
             estimated_share=sum(r["estimated"] for r in rows) / len(rows),
         )
+
+
+def _literal(text: str) -> str:
+    """A SQL string literal (quotes doubled): for constant columns of a bulk insert."""
+    return "'" + text.replace("'", "''") + "'"
