@@ -385,3 +385,22 @@ def test_day_list_covers_dst_days():
     assert [b - a for a, b in itertools.pairwise(days)] == [23 * 3600]
     assert datetime.fromtimestamp(days[0], ZONE) == datetime(2026, 3, 29, tzinfo=ZONE)
     assert timedelta(seconds=days[1] - days[0]) == timedelta(hours=23)
+
+
+def test_readme_import_device_example_validates():
+    import re
+
+    import yaml
+
+    from pue_monitor.config.loader import site_from_dict
+    from pue_monitor.config.models import ImportDevice
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    (block,) = [b for b in re.findall(r"```yaml\n(.*?)```", readme, flags=re.S) if "protocol: import" in b]
+    devices = yaml.safe_load(textwrap.dedent(block))
+    it = {"id": "ups", "protocol": "import", "meter": {"role": "it", "it_location": "ups_output", "power": "p"}}
+    site = site_from_dict({"site": {"id": "r"}, "devices": [*devices, it]}, source="README.md")
+    grid = site.config.devices[0]
+    assert isinstance(grid, ImportDevice) and site.unit_of(grid, "energy") == "MWh"
+    assert site.unit_of(site.config.devices[1], "p") == "kW"
+    assert series_specs(site)[("grid", "energy")].factor == 1000.0  # MWh -> kWh

@@ -145,72 +145,76 @@ def read_export(path: str | Path, specs: Mapping[tuple[str, str], SeriesSpec], *
         lut[slot] = i if lut[slot] == -1 else -2
     factor = np.array([s.factor for s in specs.values()] + [1.0], np.float64)
 
-    ts = pl.col("timestamp").str.strip_chars()
-    t = ts.str.to_datetime(_TS_FORMAT, strict=False, time_unit="us", time_zone="UTC").dt.epoch("us")
-    mi = pl.col("meter").str.strip_chars().replace_strict(meter_index, default=-1, return_dtype=pl.Int32)
-    qi = (
-        pl.col("quantity")
-        .str.strip_chars()
-        .replace_strict({q: i for i, q in enumerate(quantities)}, default=-1, return_dtype=pl.Int32)
-    )
-    v = pl.col("value").str.strip_chars().cast(pl.Float64, strict=False)
+    # fast path: one pass of the multi-threaded reader, every check a vectorised expression; the
+    # raw text is kept only for suspect rows (null elsewhere), for a second, forgiving look
+    t = pl.col("timestamp").str.to_datetime(_TS_FORMAT, strict=False, time_unit="us", time_zone="UTC").dt.epoch("us")
+    q_index = {q: i for i, q in enumerate(quantities)}
+    mi = pl.col("meter").replace_strict(meter_index, default=-1, return_dtype=pl.Int32)
+    qi = pl.col("quantity").replace_strict(q_index, default=-1, return_dtype=pl.Int32)
+    v = pl.col("value").cast(pl.Float64, strict=False)
+    suspect = t.is_null() | (mi < 0) | (qi < 0) | v.is_null()
     try:
         df = (
-            pl.scan_csv(
-                path,
-                infer_schema=False,
-                truncate_ragged_lines=True,
-                encoding="utf8-lossy",
-            )
-            .select([pl.col(c) for c in COLUMNS])
-            .with_row_index("row")
+            pl.scan_csv(path, infer_schema=False, truncate_ragged_lines=True, encoding="utf8-lossy")
             .select(
-                pl.col("row"),
                 t.alias("t"),
                 mi.alias("mi"),
                 qi.alias("qi"),
                 v.alias("v"),
-                pl.any_horizontal(*(pl.col(c).is_null() | (pl.col(c).str.strip_chars() == "") for c in COLUMNS)).alias(
-                    "missing"
-                ),
-                # the raw text is kept only where a row may be reported (null elsewhere: no memory)
-                pl.when(t.is_null()).then(pl.col("timestamp")).alias("ts_text"),
+                *(pl.when(suspect).then(pl.col(c)).alias(f"{c}_text") for c in COLUMNS),
             )
             .collect()
         )
-    except (pl.exceptions.ComputeError, pl.exceptions.PolarsError, OSError) as exc:
+    except (pl.exceptions.PolarsError, OSError) as exc:
         raise ExportFormatError(f"{path}: cannot parse as CSV: {str(exc).splitlines()[0]}") from None
     del names
     n = df.height
-    t_arr = df["t"].fill_null(np.iinfo(np.int64).min).to_numpy()
-    t_ok = df["t"].is_not_null().to_numpy()
+    t_arr = df["t"].fill_null(np.iinfo(np.int64).min).to_numpy().copy()
+    mi_a = df["mi"].to_numpy().copy()
+    qi_a = df["qi"].to_numpy().copy()
+    v_a = df["v"].fill_null(np.nan).to_numpy().copy()
+    v_null = df["v"].is_null().to_numpy().copy()
     problem = np.zeros(n, np.int8)
+    missing = np.zeros(n, bool)
+    t_ok = df["t"].is_not_null().to_numpy().copy()
 
-    # second chance for timestamps the fast format missed: 'Z', a space for 'T', no seconds, ...
-    retry = np.flatnonzero(~t_ok & ~df["missing"].to_numpy())
+    # second look at the suspect rows: surrounding blanks, 'Z', a space for 'T', no seconds, ...
+    retry = np.flatnonzero(~t_ok | (mi_a < 0) | (qi_a < 0) | v_null)
     if retry.size:
-        texts = df["ts_text"].gather(retry).to_list()
-        for j, text in zip(retry.tolist(), texts, strict=True):
-            s = (text or "").strip()
+        sub = df.select(pl.col(f"{c}_text").gather(retry).str.strip_chars().alias(c) for c in COLUMNS)
+        missing[retry] = sub.select(pl.any_horizontal(pl.col(c).is_null() | (pl.col(c) == "") for c in COLUMNS))[
+            :, 0
+        ].to_numpy()
+        mi_a[retry] = sub["meter"].replace_strict(meter_index, default=-1, return_dtype=pl.Int32).to_numpy()
+        qi_a[retry] = sub["quantity"].replace_strict(q_index, default=-1, return_dtype=pl.Int32).to_numpy()
+        v2 = sub["value"].cast(pl.Float64, strict=False)
+        v_a[retry] = v2.fill_null(np.nan).to_numpy()
+        v_null[retry] = v2.is_null().to_numpy()
+        # a whole file in another common form ('Z', a space for 'T') stays vectorised
+        norm = sub["timestamp"].str.replace(r"[zZ]$", "+00:00").str.replace(r"^(\d{4}-\d{2}-\d{2}) ", "${1}T")
+        t2 = norm.str.to_datetime(_TS_FORMAT, strict=False, time_unit="us", time_zone="UTC").dt.epoch("us")
+        fixed = (t2.is_not_null() & ~pl.Series(t_ok[retry])).to_numpy()
+        t_arr[retry[fixed]] = t2.filter(fixed).to_numpy()
+        t_ok[retry[fixed]] = True
+        for j, text in zip(retry.tolist(), sub["timestamp"].to_list(), strict=True):
+            if t_ok[j] or not text:
+                continue
             try:
-                when = datetime.fromisoformat(s)
+                when = datetime.fromisoformat(text)
             except ValueError:
-                problem[j] = Problem.NO_OFFSET if _NAIVE.fullmatch(s) else Problem.BAD_TIMESTAMP
+                problem[j] = Problem.NO_OFFSET if _NAIVE.fullmatch(text) else Problem.BAD_TIMESTAMP
                 continue
             if when.tzinfo is None:
                 problem[j] = Problem.NO_OFFSET
             else:
                 t_arr[j] = round(when.timestamp() * 1_000_000)
+                t_ok[j] = True
 
-    mi_a = df["mi"].to_numpy()
-    qi_a = df["qi"].to_numpy()
-    v_a = df["v"].fill_null(np.nan).to_numpy()
-    v_null = df["v"].is_null().to_numpy()
     code = np.where((mi_a >= 0) & (qi_a >= 0), mi_a * len(quantities) + qi_a, 0)
     sid = np.where((mi_a >= 0) & (qi_a >= 0), lut[code] if lut.size else -1, -1)
     # first problem wins, in the order a reader checks a row
     checks = (
-        (Problem.MISSING_FIELD, df["missing"].to_numpy()),
+        (Problem.MISSING_FIELD, missing),
         (Problem.UNKNOWN_METER, mi_a < 0),
         (Problem.UNKNOWN_QUANTITY, qi_a < 0),
         (Problem.NO_SUCH_QUANTITY, sid == -1),
@@ -220,7 +224,7 @@ def read_export(path: str | Path, specs: Mapping[tuple[str, str], SeriesSpec], *
     )
     for p, mask in checks:
         problem[(problem == 0) & mask] = p
-    problem[(problem == 0) & ~t_ok & (t_arr == np.iinfo(np.int64).min)] = Problem.BAD_TIMESTAMP
+    problem[(problem == 0) & ~t_ok] = Problem.BAD_TIMESTAMP
 
     good = problem == 0
     out = Export(
@@ -235,13 +239,13 @@ def read_export(path: str | Path, specs: Mapping[tuple[str, str], SeriesSpec], *
     if bad_idx.size:
         counts = np.bincount(problem[bad_idx], minlength=len(Problem))
         out.bad_counts = {Problem(i): int(c) for i, c in enumerate(counts) if c}
-        out.bad_rows = _describe(path, bad_idx[:max_report], problem, df["row"].to_numpy())
+        out.bad_rows = _describe(path, bad_idx[:max_report], problem)
     return out
 
 
-def _describe(path: Path, idx: np.ndarray, problem: np.ndarray, row: np.ndarray) -> list[BadRow]:
-    """Quote the offending field of the first bad rows (re-read from the file: few rows)."""
-    wanted = {int(row[i]): Problem(int(problem[i])) for i in idx}
+def _describe(path: Path, idx: np.ndarray, problem: np.ndarray) -> list[BadRow]:
+    """Quote the offending field of the first bad rows (re-read from the file up to the last)."""
+    wanted = {int(i): Problem(int(problem[i])) for i in idx}
     last = max(wanted)
     out: list[BadRow] = []
     with path.open(newline="", encoding="utf-8-sig", errors="replace") as f:
