@@ -404,3 +404,36 @@ def test_readme_import_device_example_validates():
     assert isinstance(grid, ImportDevice) and site.unit_of(grid, "energy") == "MWh"
     assert site.unit_of(site.config.devices[1], "p") == "kW"
     assert series_specs(site)[("grid", "energy")].factor == 1000.0  # MWh -> kWh
+
+
+def test_bulk_insert_is_all_or_nothing(tmp_path):
+    """A failure in the middle of a bulk load leaves the store as it was: no rows, the indexes
+    in place (they are dropped and rebuilt inside the transaction), back in WAL mode."""
+    from pue_monitor.sinks.sqlite import connect
+
+    db = tmp_path / "s.sqlite"
+    store = SqliteStore(db)
+    store.write_readings([Reading(1.0, "s", "a", "energy", 5.0, "kWh")])
+
+    def series():
+        yield "a", "energy", "kWh", [float(t) for t in range(10, 210)], [float(v) for v in range(200)]
+        raise OSError("disk gone")
+
+    with pytest.raises(OSError, match="disk gone"):
+        store.bulk_insert_readings("s", series(), expected_rows=200)
+    conn = connect(db)
+    assert conn.execute("SELECT count(*) FROM readings").fetchone()[0] == 1
+    names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert {"readings_series", "readings_ts"} <= names
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
+    # and a good load stores every row, 64 to a statement plus the remainder
+    n = store.bulk_insert_readings("s", series_ok(), expected_rows=130)
+    assert n == 130
+    got = store.good_readings("b", "p", start=0, end=1e9)
+    assert got == [(float(t), t * 0.5) for t in range(130)]
+    store.close()
+
+
+def series_ok():
+    yield "b", "p", "kWh", np.arange(130, dtype=float), np.arange(130) * 0.5

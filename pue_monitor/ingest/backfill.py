@@ -182,6 +182,7 @@ def backfill(
         expected_rows=total,
         progress=lambda done: report("writing readings", done, total),
         timings=write_times,
+        on_stage=lambda name: report(name, 0, 0),
     )
     pool.shutdown(wait=False)
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import IO, Any
@@ -32,10 +33,15 @@ class _Progress:
         self._last = -1e9
         self._stage = ""
         self._drawn = False
+        self._lock = threading.Lock()
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         if not self.enabled:
             return
+        with self._lock:  # the store writes in a thread of its own while the engine runs
+            self._show(stage, done, total)
+
+    def _show(self, stage: str, done: int, total: int) -> None:
         now = time.monotonic()
         final = done >= total
         if stage == self._stage and not final and now - self._last < self.every:
@@ -44,8 +50,11 @@ class _Progress:
             self._stage = stage
             return
         self._stage, self._last = stage, now
-        share = done / total if total else 1.0
         elapsed = now - self.t0
+        if total <= 0:  # a stage without a count: just its name
+            self.note(f"{stage} ... {elapsed:.1f} s")
+            return
+        share = done / total
         if self.tty:
             width = 30
             bar = "#" * round(share * width)

@@ -209,6 +209,7 @@ class SqliteStore:
         expected_rows: int,
         progress: Any = None,
         timings: dict[str, float] | None = None,
+        on_stage: Any = None,
     ) -> int:
         """Insert GOOD readings ``(device, point, unit, ts, values)`` per series in ONE transaction.
 
@@ -216,7 +217,8 @@ class SqliteStore:
         the rows already stored, the readings indexes are dropped and rebuilt inside the same
         transaction (one sort instead of millions of B-tree inserts). ``progress(n)`` is called
         with the number of rows written so far; ``timings`` receives the seconds spent inserting
-        rows, rebuilding indexes and committing. Returns the number of rows inserted.
+        rows, rebuilding indexes and committing; ``on_stage(name)`` is told when a stage without
+        row progress starts ("rebuilding indexes", "committing"). Returns the number of rows inserted.
         """
         import time
 
@@ -274,11 +276,15 @@ class SqliteStore:
                 t1 = clock()
                 spent["insert rows"] = t1 - t0
                 if indexes:
+                    if on_stage is not None:
+                        on_stage("rebuilding indexes")
                     conn.execute("PRAGMA threads = 2")  # let the index sorts use a second core
                     for sql in indexes:
                         conn.execute(sql)
                 t2 = clock()
                 spent["rebuild indexes"] = t2 - t1
+                if on_stage is not None:
+                    on_stage("committing")
                 conn.commit()
                 spent["commit"] = clock() - t2
             except BaseException:
