@@ -186,7 +186,7 @@ def backfill(
     )
     pool.shutdown(wait=False)
     try:
-        _engine(res, specs, both, days, tz, report)
+        _engine(res, keys, specs, both, days, tz, report)
     finally:
         res.inserted = writing.result()  # readings are committed (or rolled back) before we go on
     res.seconds["write readings (overlaps energy)"] = time.perf_counter() - clock
@@ -202,6 +202,7 @@ def backfill(
 
 def _engine(
     res: BackfillResult,
+    keys: Sequence[tuple[str, str]],
     specs: Sequence[SeriesSpec],
     both: pl.DataFrame,
     days: list[float],
@@ -218,24 +219,28 @@ def _engine(
     series_lo = np.searchsorted(b_sid, np.arange(n_series), side="left")
     series_hi = np.searchsorted(b_sid, np.arange(n_series), side="right")
     minutes: list[PueInterval] = []
-    events: list[Any] = []
+    events: list[tuple[float, int, str, float]] = []
     for k in range(len(days) - 1):
         c0, c1 = days[k], days[k + 1]
         idx = _chunk_rows(b_sid, b_ts, series_lo, series_hi, c0, c1)
         n = round((c1 - c0) / STEP)
         ie = interval_energy(specs, b_sid[idx], b_ts[idx], b_v[idx], start=c0, step=STEP, n=n)
         minutes.extend(rollup(ie, specs))
-        # the ENGINE reports judgements on single readings (glitch, reset, ...) when it can
-        for ev in getattr(ie, "events", ()) or ():
-            if c0 <= ev.ts < c1:
-                events.append(ev)
+        # the engine's judgements of single readings (glitch, reset, conflict, ...): ``events()``
+        # gives (row of the arrays passed in, kind); a day's margin rows are judged with the
+        # neighbouring day, so only readings inside [c0, c1) count here
+        judged = getattr(ie, "events", None)
+        for row, kind in judged() if callable(judged) else ():
+            i = int(idx[row])
+            if c0 <= b_ts[i] < c1:
+                events.append((float(b_ts[i]), int(b_sid[i]), str(getattr(kind, "value", kind)), float(b_v[i])))
         report("computing energy", k + 1, len(days) - 1)
-    for ev in events:
-        res.events[str(getattr(ev.kind, "value", ev.kind))] += 1
+    for ts, s, kind, value in sorted(events):
+        res.events[kind] += 1
         if len(res.event_samples) < 20:
-            when = datetime.fromtimestamp(ev.ts, tz).isoformat()
-            detail = f": {ev.detail}" if ev.detail else ""
-            res.event_samples.append(f"{when} {ev.device}/{ev.point}: {ev.kind}{detail}")
+            device, point = keys[s]
+            when = datetime.fromtimestamp(ts, tz).isoformat()
+            res.event_samples.append(f"{when} {device}/{point}: {kind} (value {value:g})")
     res.rolled = {"1m": minutes}
     for r in RESOLUTIONS:
         res.rolled[r] = aggregate(minutes, resolution=r, tz=str(tz))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
 import threading
 import time
@@ -143,6 +144,10 @@ def cmd_ingest_csv(args: argparse.Namespace) -> int:
                 value=export.value,
                 progress=progress,
             )
+        except sqlite3.Error as exc:  # locked by another writer, disk full, ...: nothing was committed
+            progress.close()
+            print(f"pue ingest-csv: {store_path}: {exc} (readings are stored all or none; run it again)", file=err)
+            return EXIT_NOTHING
         finally:
             progress.close()
             store.close()
