@@ -68,11 +68,6 @@ class BackfillResult:
     rolled: dict[str, list[PueInterval]] = field(default_factory=dict, repr=False)  # until written
 
 
-def _day_start(ts: float, tz: zoneinfo.ZoneInfo) -> float:
-    local = datetime.fromtimestamp(ts, tz)
-    return datetime.combine(local.date(), datetime.min.time(), tzinfo=tz).timestamp()
-
-
 def _day_starts(first: float, last: float, tz: zoneinfo.ZoneInfo) -> list[float]:
     """Local midnights from the day holding ``first`` to the one after the day holding ``last``."""
     d = datetime.fromtimestamp(first, tz).date()
@@ -117,9 +112,7 @@ def backfill(
     span = zip(n_sid[heads].tolist(), n_t[heads].tolist(), n_t[tails].tolist(), strict=True)
 
     # ---- the days to recompute: the file's, widened to the stored neighbours it bridges to
-    lo_all = float(new["t"].min()) / 1e6  # type: ignore[arg-type]
-    hi_all = float(new["t"].max()) / 1e6  # type: ignore[arg-type]
-    first, last = lo_all, hi_all
+    first, last = float(n_t.min()) / 1e6, float(n_t.max()) / 1e6
     for s, lo, hi in span:
         device, point = keys[s]
         edge = store.edge_readings(device, point, before=lo / 1e6, after=hi / 1e6, n=1)
