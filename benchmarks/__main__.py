@@ -1,6 +1,6 @@
 """Run every benchmark and print its table: `python -m benchmarks`."""
 
-from benchmarks import bench_influx, bench_modbus, bench_mqtt, bench_pipeline, bench_snmp
+from benchmarks import bench_influx, bench_ingest, bench_modbus, bench_mqtt, bench_pipeline, bench_snmp
 
 print("## Energy and PUE stage (one core)\n")
 bench_pipeline.main([])
@@ -12,3 +12,5 @@ print("\n## MQTT ingest (one process; publisher in another, through Mosquitto)\n
 bench_mqtt.main([])
 print("\n## InfluxDB writes (one process into real servers on loopback)\n")
 bench_influx.main([])
+print("\n## CSV backfill: pue ingest-csv of a month of 1-minute data, 1,000 meters (43 M rows)\n")
+bench_ingest.main([])

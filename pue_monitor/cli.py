@@ -520,6 +520,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--json", action="store_true")
     pr.set_defaults(func=cmd_profiles)
 
+    from pue_monitor.ingest.command import add_parser as add_ingest_parser  # `pue ingest-csv`
+
+    add_ingest_parser(sub)
+
     cs = sub.add_parser("config-schema", help="print the JSON schema of site (or profile) files")
     cs.add_argument("--profile", action="store_true", help="schema of a device profile instead")
     cs.set_defaults(func=cmd_config_schema)

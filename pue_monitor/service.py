@@ -18,6 +18,7 @@ from pue_monitor.collectors.runner import Runner, Schedule
 from pue_monitor.config.loader import LoadedSite
 from pue_monitor.config.models import (
     Device,
+    ImportDevice,
     ModbusDevice,
     MqttDevice,
     SnmpDevice,
@@ -67,7 +68,8 @@ class Service:
         self.clock = clock or WallClock()
         self.specs = series_specs(site)
         self.pipeline = LivePipeline(self.specs, step=STEP)
-        max_interval = max(d.interval for d in cfg.devices)
+        # meters known only from exports (protocol: import) are never polled: they set no deadline
+        max_interval = max((d.interval for d in cfg.devices if not isinstance(d, ImportDevice)), default=60.0)
         max_wait = max(
             (d.timeout * (d.retries + 1) for d in cfg.devices if isinstance(d, ModbusDevice | SnmpDevice)), default=0.0
         )

@@ -695,7 +695,42 @@ class SparkplugDevice(_Model):
         return v
 
 
-Device = Annotated[ModbusDevice | SnmpDevice | MqttDevice | SparkplugDevice, Field(discriminator="protocol")]
+class ImportDevice(_Model):
+    """A meter known only from building-management exports (``pue ingest-csv``); never polled.
+
+    Its points are the meter's ``energy`` and/or ``power`` names; their units default to kWh and
+    kW (``units`` overrides, e.g. ``{energy: MWh}``): readings are stored in the point's unit.
+    """
+
+    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")]
+    protocol: Literal["import"]
+    interval: float = Field(
+        default=900.0, gt=0, description="expected spacing of the export's rows, seconds (gaps above 2.5x are flagged)"
+    )
+    meter: Meter
+    units: dict[str, str] = Field(default_factory=dict, description="point -> unit; default kWh (energy), kW (power)")
+
+    def unit_of(self, point: str) -> str | None:
+        if point in self.units:
+            return self.units[point]
+        if point == self.meter.energy:
+            return "kWh"
+        if point == self.meter.power:
+            return "kW"
+        return None
+
+    @field_validator("units")
+    @classmethod
+    def _known_units(cls, v: dict[str, str]) -> dict[str, str]:
+        for point, unit in v.items():
+            if unit not in UNITS:
+                raise ValueError(f"point {point!r}: unit {unit!r} is not one of {', '.join(UNITS)}")
+        return v
+
+
+Device = Annotated[
+    ModbusDevice | SnmpDevice | MqttDevice | SparkplugDevice | ImportDevice, Field(discriminator="protocol")
+]
 
 
 class MqttTls(_Model):

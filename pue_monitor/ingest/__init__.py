@@ -1,0 +1,1 @@
+"""Backfill from building-management exports: `pue ingest-csv` (see :mod:`.command`)."""
