@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from pue_monitor.config.loader import load_site
-from pue_monitor.pipeline.energy import IntervalEnergy, interval_energy
+from pue_monitor.pipeline.energy import interval_energy
 from pue_monitor.pipeline.model import series_specs
 from pue_monitor.pipeline.pue import aggregate, rollup
 from pue_monitor.readings import Reading
@@ -273,19 +273,7 @@ def test_reingest_changes_nothing_and_rollups_equal_the_engine(tmp_path, site):
 
 
 @pytest.mark.parametrize(
-    "traps",
-    [
-        False,
-        pytest.param(
-            True,
-            marks=pytest.mark.xfail(
-                not hasattr(IntervalEnergy, "events"),  # the engine without the plausibility rules
-                strict=True,
-                reason="needs the counter plausibility rules of the ENGINE part (branch i7-engine)",
-            ),
-        ),
-    ],
-    ids=["rollover-reset-replacement-duplicates", "plus-spike-zero-denormal-jitter-conflict"],
+    "traps", [False, True], ids=["rollover-reset-replacement-duplicates", "plus-spike-zero-denormal-jitter-conflict"]
 )
 def test_month_with_traps_gives_true_energy_and_pue(tmp_path, site, traps):
     csv = tmp_path / "month.csv"
