@@ -311,7 +311,13 @@ def cmd_run(args: argparse.Namespace) -> int:
                 outputs.append(f"InfluxDB {service.influx.url} ({st.points_written} points written)")
             print(f"stopped; {', '.join(outputs)}; period PUE {_fmt(display.period_pue)}")
 
-    asyncio.run(main())
+    from pue_monitor.sinks.lock import AlreadyRunning
+
+    try:
+        asyncio.run(main())
+    except AlreadyRunning as exc:
+        print(f"pue run: {exc}", file=sys.stderr)
+        return 1
     return EXIT_OK
 
 
