@@ -291,7 +291,7 @@ class Service:
             return None
         keys = list(self.specs)
         index = {k: i for i, k in enumerate(keys)}
-        rows = [r for r in self.tail.readings_since(keys, start) if r.ts <= cut]
+        rows = self.tail.readings_since(keys, start)  # the readings after cut interpolate at cut
         ie = interval_energy(
             [self.specs[k] for k in keys],
             np.asarray([index[(r.device, r.point)] for r in rows], np.int64),

@@ -97,6 +97,7 @@ class StoreOutput(Output):
         self._retry_at = 0.0  # monotonic
         self._backoff = 0.0
         self._pruned_at: float | None = None
+        self._now = time.time()  # clock time of the last flush (retention uses clock time)
         self._task: asyncio.Task[None] | None = None
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
         self.store: SqliteStore | None = None
@@ -166,6 +167,7 @@ class StoreOutput(Output):
 
     async def flush(self, now: float) -> None:
         """Start a background write of what is buffered (unless one runs or we back off)."""
+        self._now = now
         if self._task is not None and not self._task.done():
             return
         if time.monotonic() < self._retry_at:
@@ -278,7 +280,7 @@ class StoreOutput(Output):
         await self.wait()
         if self.pending:
             self._retry_at = 0.0
-            await self.flush(time.time())
+            await self.flush(self._now)
             await self.wait()
         if self.pending:
             log.error(
