@@ -165,7 +165,7 @@ class SqliteStore:
         except sqlite3.DatabaseError as exc:
             self._conn.close()
             if _corrupt(exc):
-                raise StoreCorrupt(f"{self.path}: {exc}") from None
+                raise StoreCorrupt(str(exc)) from None
             raise
         st = os.stat(self.path)
         self.identity = (st.st_dev, st.st_ino)
@@ -176,20 +176,20 @@ class SqliteStore:
             conn = connect(self.path, timeout=busy_timeout)
         except sqlite3.DatabaseError as exc:
             if _corrupt(exc):
-                raise StoreCorrupt(f"{self.path}: {exc}") from None
+                raise StoreCorrupt(str(exc)) from None
             raise
         try:
             if self.path.stat().st_size <= QUICK_CHECK_MAX_BYTES:
                 result = [r[0] for r in conn.execute("PRAGMA quick_check(5)")]
                 if result != ["ok"]:
-                    raise StoreCorrupt(f"{self.path}: integrity check failed: {'; '.join(result)}")
+                    raise StoreCorrupt(f"integrity check failed: {'; '.join(result)}")
             else:  # touch the schema and the last page of every table
                 for (table,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
                     conn.execute(f'SELECT * FROM "{table}" ORDER BY rowid DESC LIMIT 1').fetchall()
         except sqlite3.DatabaseError as exc:
             conn.close()
             if _corrupt(exc):
-                raise StoreCorrupt(f"{self.path}: {exc}") from None
+                raise StoreCorrupt(str(exc)) from None
             raise
         except StoreCorrupt:
             conn.close()

@@ -91,7 +91,7 @@ class StoreOutput(Output):
         self.dropped: dict[str, int] = {"readings": 0, "intervals": 0, "events": 0}
         self.write_failures = 0
         self.recreated = 0
-        self.rows_written = 0
+        self.readings_written = 0
         self.up: bool | None = None
         self.last_error = ""
         self._retry_at = 0.0  # monotonic
@@ -240,7 +240,7 @@ class StoreOutput(Output):
         site = self.site
         rows = [(site, res, iv) for (res, _), iv in intervals.items()]
         self.store.write(readings, rows, [(site, ev) for ev in events], now=time.time())
-        self.rows_written += len(readings) + len(rows) + len(events)
+        self.readings_written += len(readings)
         if self.keep_readings_days is not None and (self._pruned_at is None or now - self._pruned_at >= 3600):
             self._pruned_at = now  # retention, hourly (clock time)
             self.store.prune_readings(now - self.keep_readings_days * 86400)
