@@ -48,7 +48,7 @@ class ReadingTail:
 
     def add(self, readings: Iterable[Reading]) -> bool:
         """Add GOOD finite readings of known series, in time order; True if any was added."""
-        added = False
+        touched: list[deque[Reading]] = []
         for r in readings:
             q = self._series.get((r.device, r.point))
             if q is None or r.quality != Quality.GOOD or not (math.isfinite(r.ts) and math.isfinite(r.value)):
@@ -56,14 +56,13 @@ class ReadingTail:
             if q and r.ts <= q[-1].ts:
                 continue  # not newer than the series' last reading: the pipeline rejects it too
             q.append(r)
-            added = True
+            touched.append(q)
             self.newest = max(self.newest, r.ts)
-        if added:
-            cut = self.newest - self.keep
-            for q in self._series.values():
-                while len(q) > 1 and q[0].ts < cut and q[1].ts <= cut:
-                    q.popleft()
-        return added
+        cut = self.newest - self.keep
+        for q in touched:  # a series is trimmed when it grows: cost per reading, not per series
+            while len(q) > 1 and q[0].ts < cut and q[1].ts <= cut:
+                q.popleft()
+        return bool(touched)
 
     def last_readings(self, keys: Iterable[tuple[str, str]]) -> list[Reading]:
         return [q[-1] for k in keys if (q := self._series.get(k))]
