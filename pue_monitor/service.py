@@ -5,12 +5,14 @@ Restarts (see the README, "Restarts and what a crash can lose"): at shutdown the
 the earliest newest reading of the live series are closed and the open minute is written as a
 partial row (energy up to that reading, ``coverage`` = the share of the minute covered). At
 start the pipeline is re-seeded, per energy series, with the stored readings from the last one
-at/before the start ``R`` of that open minute, so the minutes from ``R`` on are recomputed from
-the same readings, the downtime is bridged by the counter deltas, and the rows are *replaced*
-(upsert by start), never added; minutes before ``R`` are never rewritten by the new process. The
-stored 1-minute rows of the open day are reloaded, so the 15-minute, hourly and daily rows are
-always aggregated from all stored minutes of their bucket, with ``coverage`` (and the missing
-share) counting absent minutes against the part of the bucket elapsed.
+at/before ``R`` — the start of that open minute or, after a crash (no partial row, minutes
+perhaps never closed), the end of the newest stored minute, at most an hour earlier — so the
+minutes from ``R`` on are recomputed from the same readings, the downtime is bridged by the
+counter deltas, and the rows are *replaced* (upsert by start), never added; minutes before
+``R`` are never rewritten by the new process. The stored 1-minute rows of the open day are
+reloaded, so the 15-minute, hourly and daily rows are always aggregated from all stored
+minutes of their bucket, with ``coverage`` (and the missing share) counting absent minutes
+against the part of the bucket elapsed.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ log = logging.getLogger(__name__)
 
 STEP = 60.0  # the finest rollup, seconds (ISO/IEC 30134-2 category 3 wants <= 15 min)
 WINDOWS = {"15m": 900.0, "1h": 3600.0, "1d": 86400.0}
+RESUME_BACK = 3600.0  # a restart recomputes at most this far back from the open minute
 
 
 @dataclass
@@ -252,6 +255,10 @@ class Service:
         newest = max(r.ts for r in last)
         live = [r for r in last if r.ts >= newest - 3 * self.specs[(r.device, r.point)].max_gap]
         resume_at = math.floor(min(r.ts for r in live) / STEP) * STEP
+        # after a crash the minutes between the last one written and the open one were never
+        # closed: start at the end of the newest stored minute (at most RESUME_BACK earlier)
+        written = source.interval_rows("1m", resume_at - RESUME_BACK)
+        resume_at = min(resume_at, max((float(r["end"]) for r in written), default=resume_at - RESUME_BACK))
         live_keys = [(r.device, r.point) for r in live]
         seed = source.readings_since(live_keys, resume_at)
         seed += [r for r in last if (r.device, r.point) not in set(live_keys)]  # silent ones: bridge only

@@ -14,10 +14,14 @@ from pathlib import Path
 
 from pue_monitor.errors import PueError
 
-__all__ = ["AlreadyRunning", "InstanceLock"]
+__all__ = ["AlreadyRunning", "InstanceLock", "LockError"]
 
 
-class AlreadyRunning(PueError):
+class LockError(PueError):
+    """The lock file cannot be created (read-only or missing directory, permissions)."""
+
+
+class AlreadyRunning(LockError):
     """Another process holds the lock of a file this process would write."""
 
 
@@ -29,8 +33,12 @@ class InstanceLock:
         self._fd: int | None = None
 
     def acquire(self) -> InstanceLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            what = f"{self.what} {self.target}: cannot create the lock file {self.path}"
+            raise LockError(f"{what}: {exc.strerror}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
