@@ -203,13 +203,24 @@ class Service:
 
     def _build_outputs(self, store_path: str | Path | None, prometheus: bool | None, port: int | None) -> None:
         """Store (default), InfluxDB (when configured), the state file (InfluxDB only), event log,
-        live state + Prometheus. Each file written gets a single-instance lock first."""
+        live state + Prometheus. Every file written is locked (single instance) before any is opened."""
         cfg = self.site.config
-        if store_path is not None or cfg.store_enabled:
-            path = Path(store_path or cfg.store.path)
-            self._lock(path, "store")
+        store = Path(store_path or cfg.store.path) if store_path is not None or cfg.store_enabled else None
+        spool = state = None
+        if cfg.influxdb is not None:
+            spool = Path(cfg.influxdb.spool.path)
+            if not spool.is_absolute():
+                spool = self.site.base_dir / spool
+            if store is None:  # InfluxDB only: keep what a restart needs locally
+                state = Path(cfg.store.state_path or spool.with_name(spool.name + ".state.json"))
+                if not state.is_absolute():
+                    state = self.site.base_dir / state
+        for path, what in ((store, "store"), (spool, "InfluxDB spool"), (state, "state file")):
+            if path is not None:
+                self._lock(path, what)
+        if store is not None:
             self.store = StoreOutput(
-                path,
+                store,
                 site=cfg.site.id,
                 meta={"site": cfg.site.id, "timezone": cfg.site.timezone},
                 keep_readings_days=cfg.store.keep_readings_days,
@@ -217,21 +228,12 @@ class Service:
             self.state.store = self.store
             self.outputs.add(self.store)
         if cfg.influxdb is not None:
-            spool = Path(cfg.influxdb.spool.path)
-            if not spool.is_absolute():
-                spool = self.site.base_dir / spool
-            self._lock(spool, "InfluxDB spool")
             self.influx = InfluxSink(cfg.influxdb, base_dir=self.site.base_dir)
             self.state.sink = self.influx
             self.outputs.add(InfluxOutput(self.influx, site=cfg.site.id))
-            if self.store is None:  # InfluxDB only: keep what a restart needs locally
-                default = spool.with_name(spool.name + ".state.json")
-                state = Path(cfg.store.state_path) if cfg.store.state_path else default
-                if not state.is_absolute():
-                    state = self.site.base_dir / state
-                self._lock(state, "state file")
-                self.state_file = StateFile(state, site=cfg.site.id, tail=self.tail, every=self.tick)
-                self.outputs.add(self.state_file)
+        if state is not None:
+            self.state_file = StateFile(state, site=cfg.site.id, tail=self.tail, every=self.tick)
+            self.outputs.add(self.state_file)
         self.event_log = EventLog()
         self.outputs.add(self.event_log)
         enabled = cfg.prometheus.enabled if prometheus is None else prometheus

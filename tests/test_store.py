@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -404,3 +406,33 @@ def test_second_pue_run_on_the_same_store_refuses_to_start(tmp_path):
     finally:
         first.kill()
         first.wait(timeout=10)
+
+
+def test_spool_and_state_file_are_single_instance_too(tmp_path):
+    from pue_monitor.clock import ManualClock
+    from pue_monitor.config.loader import site_from_dict
+    from pue_monitor.service import Service
+    from pue_monitor.sinks.lock import AlreadyRunning
+
+    dev = {"protocol": "modbus", "host": "127.0.0.1", "port": 9, "profile": "eastron-sdm630"}
+    cfg = {"site": {"id": "s"}, "prometheus": {"enabled": False},
+           "influxdb": {"url": "http://127.0.0.1:9", "spool": {"path": str(tmp_path / "sp.sqlite")}},
+           "devices": [{**dev, "id": "inc", "meter": {"role": "facility_input", "energy": "import_energy"}},
+                       {**dev, "id": "it", "unit_id": 2, "meter": {"role": "it", "it_location": "pdu_output",
+                                                                   "energy": "import_energy"}}]}  # fmt: skip
+    site = site_from_dict(cfg, source="<test>")
+    first = Service(site, clock=ManualClock(1_790_000_000.0))
+    assert first.store is None and first.state_file.path == tmp_path / "sp.sqlite.state.json"
+    spool = re.escape(str(tmp_path / "sp.sqlite"))
+    with pytest.raises(AlreadyRunning, match=rf"InfluxDB spool {spool} is in use .*pid {os.getpid()}"):
+        Service(site, clock=ManualClock(1_790_000_000.0))
+    # another spool, the same state file
+    cfg["influxdb"]["spool"]["path"] = str(tmp_path / "other.sqlite")
+    cfg["store"] = {"state_path": str(tmp_path / "sp.sqlite.state.json")}
+    with pytest.raises(AlreadyRunning, match=r"state file .*sp\.sqlite\.state\.json is in use"):
+        Service(site_from_dict(cfg, source="<test>"), clock=ManualClock(1_790_000_000.0))
+    import asyncio
+
+    asyncio.run(first.close())
+    again = Service(site, clock=ManualClock(1_790_000_000.0))  # released at close
+    asyncio.run(again.close())
