@@ -363,11 +363,12 @@ class Service:
         self._minutes = {k: v for k, v in self._minutes.items() if k >= horizon}
         return closed
 
-    async def step(self) -> Snapshot:
+    async def step(self, *, published: Sequence[PueInterval] = ()) -> Snapshot:
         """Close intervals, hand them and the pipeline's events to the outputs, flush them,
-        refresh the live state."""
+        refresh the live state. ``published``: minutes already handed out since the last step
+        (shown to ``on_tick`` with the ones this step closes)."""
         now = self.clock.now()
-        closed = self._publish(self.pipeline.close(now, self.grace))
+        closed = [*published, *self._publish(self.pipeline.close(now, self.grace))]
         self.outputs.events(self._drain_events())
         await self.outputs.flush(now)
         inst = self.pipeline.instant()
@@ -382,14 +383,15 @@ class Service:
         """After the collectors stopped: close every minute that all live series have passed
         and write the open minute as a partial row."""
         last = self.tail.last_readings(self.specs)
+        published: list[PueInterval] = []
         if last:
             newest = max(r.ts for r in last)
             cut = min(r.ts for r in last if r.ts >= newest - 3 * self.specs[(r.device, r.point)].max_gap)
-            self._publish(self.pipeline.close(cut, 0.0))
+            published += self._publish(self.pipeline.close(cut, 0.0))
             partial = self._partial_minute()
             if partial is not None:
-                self._publish([partial])
-        return await self.step()
+                published += self._publish([partial])
+        return await self.step(published=published)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll and process until ``stop`` is set; then stop in two phases."""
