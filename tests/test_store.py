@@ -219,7 +219,9 @@ def _assert_store_complete(db, world, site_meters=("incomer-a", "incomer-b")) ->
     assert assert_rollups_are_sums_of_minutes(minutes, rows, "Asia/Shanghai") >= 3
     t0, t1 = full[0]["start"], full[-1]["end"]
     truth = sum(world.true_energy(m, t0, t1) for m in site_meters)
-    assert math.fsum(m["e_facility_kwh"] for m in full) == pytest.approx(truth, rel=1e-4)
+    # a sum of minutes telescopes to C(t1) - C(t0) of two 0.01 kWh registers: within
+    # 2 meters x 2 ends x 0.01 kWh of the truth, whatever the fault did in between
+    assert abs(math.fsum(m["e_facility_kwh"] for m in full) - truth) <= 0.04
     return minutes
 
 
