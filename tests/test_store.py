@@ -438,3 +438,38 @@ def test_spool_and_state_file_are_single_instance_too(tmp_path):
     asyncio.run(first.close())
     again = Service(site, clock=ManualClock(1_790_000_000.0))  # released at close
     asyncio.run(again.close())
+
+
+def _chattr(flag: str, path) -> None:
+    subprocess.run(["chattr", flag, str(path)], check=True)
+
+
+async def test_store_read_only_at_start_buffers_until_writable(tmp_path, caplog):
+    import asyncio
+
+    from pue_monitor.sinks.store import StoreOutput
+
+    db = tmp_path / "ro.sqlite"
+    store = SqliteStore(db)
+    store.write_readings([Reading(1.0, "s", "d", "p", 1.0, "kWh")])
+    store.close()
+    _chattr("+i", db)
+    try:
+        out = StoreOutput(db, site="s", retry_cap=0.2)  # does not raise: the service starts anyway
+        assert out.up is False and "read-only" in out.last_error
+        out.readings([Reading(60.0 * i, "s", "d", "p", float(i), "kWh") for i in range(2, 12)])
+        await out.flush(100.0)
+        await out.wait()
+        assert (out.up, out.pending) == (False, 10)
+    finally:
+        _chattr("-i", db)
+    await asyncio.sleep(0.3)  # past the backoff
+    await out.flush(100.0)
+    await out.wait()
+    assert (out.up, out.pending) == (True, 0)
+    await out.close()
+    reader = StoreReader(db)
+    assert reader.reading_count() == 11  # the old reading and the ten held while read-only
+    reader.close()
+    lines = [r.getMessage() for r in caplog.records if r.name == "pue_monitor.sinks.store"]
+    assert sum(str(db) in line and "read-only" in line for line in lines) == 1  # once, not per retry

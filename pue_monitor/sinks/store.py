@@ -250,7 +250,7 @@ class StoreOutput(Output):
         cause = _cause(exc)
         if self.up is not False or cause != self.last_error:
             log.error(
-                "store %s: write failed, %s; holding %d readings, %d rollups, %d events in memory and retrying",
+                "store %s: cannot write, %s; holding %d readings, %d rollups, %d events in memory and retrying",
                 self.path,
                 cause,
                 len(self._readings),
