@@ -342,7 +342,13 @@ def cmd_run(args: argparse.Namespace) -> int:
                 outputs.append(f"InfluxDB {service.influx.url} ({st.points_written} points written)")
             print(f"stopped; {', '.join(outputs)}; period PUE {_fmt(display.period_pue)}")
 
-    asyncio.run(main())
+    from pue_monitor.sinks.lock import LockError
+
+    try:
+        asyncio.run(main())
+    except LockError as exc:  # another `pue run` on the same file, or no lock file possible
+        print(f"pue run: {exc}", file=sys.stderr)
+        return 1
     return EXIT_OK
 
 

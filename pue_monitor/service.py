@@ -1,22 +1,43 @@
-"""Wiring: config -> collectors -> pipeline -> (store, Prometheus). Used by `pue run` and `pue demo`."""
+"""Wiring: config -> collectors -> pipeline -> outputs (store, InfluxDB, state file, Prometheus).
+Used by `pue run` and `pue demo`.
+
+Restarts (see the README, "Restarts and what a crash can lose"): at shutdown the minutes up to
+the earliest newest reading of the live series are closed and the open minute is written as a
+partial row (energy up to that reading, ``coverage`` = the share of the minute covered). At
+start the pipeline is re-seeded, per energy series, with the stored readings from the last one
+at/before ``R`` — the start of that open minute or, after a crash (no partial row, minutes
+perhaps never closed), the end of the newest stored minute, at most an hour earlier — so the
+minutes from ``R`` on are recomputed from the same readings, the downtime is bridged by the
+counter deltas, and the rows are *replaced* (upsert by start), never added; minutes before
+``R`` are never rewritten by the new process. The stored 1-minute rows of the open day are
+reloaded, so the 15-minute, hourly and daily rows are always aggregated from all stored
+minutes of their bucket, with ``coverage`` (and the missing share) counting absent minutes
+against the part of the bucket elapsed.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
+import dataclasses
 import logging
-import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+import math
+import zoneinfo
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+
+import numpy as np
 
 from pue_monitor.clock import Clock, WallClock
 from pue_monitor.collectors.modbus import ModbusConnection, ModbusReader
 from pue_monitor.collectors.runner import Runner, Schedule
 from pue_monitor.config.loader import LoadedSite
 from pue_monitor.config.models import (
+    SUBSYSTEMS,
     Device,
     ImportDevice,
     ModbusDevice,
@@ -24,19 +45,25 @@ from pue_monitor.config.models import (
     SnmpDevice,
     SparkplugDevice,
 )
+from pue_monitor.pipeline.energy import interval_energy
+from pue_monitor.pipeline.events import PipelineEvent
 from pue_monitor.pipeline.live import LivePipeline
 from pue_monitor.pipeline.model import series_specs
-from pue_monitor.pipeline.pue import PueInterval, aggregate
+from pue_monitor.pipeline.pue import PueInterval, aggregate, rollup
 from pue_monitor.readings import Reading
+from pue_monitor.sinks.base import EventLog, Outputs
 from pue_monitor.sinks.influx import InfluxSink
-from pue_monitor.sinks.lineprotocol import LineBuilder
-from pue_monitor.sinks.prometheus import LiveState, PrometheusEndpoint
-from pue_monitor.sinks.sqlite import SqliteStore
+from pue_monitor.sinks.influx_output import InfluxOutput
+from pue_monitor.sinks.lock import InstanceLock
+from pue_monitor.sinks.prometheus import LiveState, LiveStateOutput, PrometheusEndpoint
+from pue_monitor.sinks.state import ReadingTail, StateFile
+from pue_monitor.sinks.store import StoreOutput
 
 log = logging.getLogger(__name__)
 
 STEP = 60.0  # the finest rollup, seconds (ISO/IEC 30134-2 category 3 wants <= 15 min)
 WINDOWS = {"15m": 900.0, "1h": 3600.0, "1d": 86400.0}
+RESUME_BACK = 3600.0  # a restart recomputes at most this far back from the open minute
 
 
 @dataclass
@@ -46,6 +73,66 @@ class Snapshot:
     now: float
     state: LiveState
     closed: list[PueInterval] = field(default_factory=list)
+
+
+class ResumeSource(Protocol):
+    """Where a restart finds its state: the store (:class:`StoreOutput`) or the state file."""
+
+    def last_readings(self, keys: Iterable[tuple[str, str]]) -> list[Reading]: ...
+
+    def readings_since(self, keys: Iterable[tuple[str, str]], since: float) -> list[Reading]: ...
+
+    def interval_rows(self, resolution: str, since: float) -> list[dict[str, Any]]: ...
+
+
+def interval_from_row(row: dict[str, Any]) -> PueInterval:
+    """A stored 1-minute row (store or state file) as a :class:`PueInterval`."""
+    subs = {r.value: row[f"e_{r.value}_kwh"] for r in SUBSYSTEMS if row.get(f"e_{r.value}_kwh") is not None}
+    e_it = row["e_it_kwh"]
+    ppue = {n: (e_it + e) / e_it for n, e in subs.items()} if e_it is not None and e_it > 0 else {}
+    return PueInterval(
+        start=float(row["start"]),
+        end=float(row["end"]),
+        e_facility=row["e_facility_kwh"],
+        e_it=e_it,
+        e_subsystems=subs,
+        pue=row["pue"],
+        ppue=ppue,
+        category=int(row["category"]),
+        measured=float(row["measured"]),
+        estimated=float(row["estimated"]),
+        missing=float(row["missing"]),
+        coverage=float(row["coverage"]),
+        e_unattributed=row["e_unattributed_kwh"],
+    )
+
+
+def _admit(iv: PueInterval, covered: float) -> PueInterval:
+    """``iv`` scaled to a share ``covered`` of its span: the rest counts as missing."""
+    if covered >= 1.0 - 1e-12:
+        return iv
+    return dataclasses.replace(
+        iv,
+        coverage=iv.coverage * covered,
+        measured=iv.measured * covered,
+        estimated=iv.estimated * covered,
+        missing=iv.missing * covered + (1.0 - covered),
+    )
+
+
+def buckets(minutes: Sequence[PueInterval], window: str, tz: str, *, until: float) -> list[PueInterval]:
+    """15m/1h/1d rows from 1-minute rows (sorted by start), with coverage that admits gaps:
+    a minute absent from ``minutes`` counts as missing, over the part of the bucket before
+    ``until`` (the end of the newest minute), so a bucket still running is not penalised for
+    its future."""
+    starts = [iv.start for iv in minutes]
+    out = []
+    for b in aggregate(minutes, resolution=window, tz=tz):
+        lo, hi = bisect.bisect_left(starts, b.start), bisect.bisect_left(starts, b.end)
+        present = math.fsum(iv.end - iv.start for iv in minutes[lo:hi])
+        span = min(b.end, until) - b.start
+        out.append(_admit(b, present / span) if span > present > 0 else b)
+    return out
 
 
 class Service:
@@ -76,25 +163,26 @@ class Service:
         self.grace = max_interval + max_wait + 1.0  # a boundary's reading has arrived by then
         self.tick = tick if tick is not None else min(10.0, max_interval)
         self.state = LiveState(site=cfg.site.id, warning=cfg.thresholds.warning, critical=cfg.thresholds.critical)
-        # outputs: the embedded store (default), InfluxDB (when configured), or both
-        self.store: SqliteStore | None = None
-        if store_path is not None or cfg.store_enabled:
-            self.store = SqliteStore(store_path or cfg.store.path)
-            self.store.set_meta("site", cfg.site.id)
-            self.store.set_meta("timezone", cfg.site.timezone)
-        self.influx: InfluxSink | None = None
-        self.lines = LineBuilder()
-        if cfg.influxdb is not None:
-            self.influx = InfluxSink(cfg.influxdb, base_dir=site.base_dir)
-            self.state.sink = self.influx
-        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
-        if resume:
-            self._resume()
-        self._pending: list[Reading] = []
-        self._pruned_at: float | None = None  # clock time of the last retention pass
-        self._minutes: dict[float, PueInterval] = {}  # recent 1-minute rollups by start
         self.on_tick = on_tick
-        self.runner = Runner(site=cfg.site.id, clock=self.clock, emit=self._on_readings)
+        self._minutes: dict[float, PueInterval] = {}  # 1-minute rollups of the last two days, by start
+        self._floor = -math.inf  # minutes before this (the resume point) are never rewritten
+        max_gap = max(s.max_gap for s in self.specs.values())
+        # enough history per series to re-seed the pipeline at the start of the open minute
+        self.tail = ReadingTail(self.specs, keep=4 * max_gap + 2 * STEP)
+        self._locks: list[InstanceLock] = []
+        self.outputs = Outputs()
+        self.store: StoreOutput | None = None
+        self.influx: InfluxSink | None = None
+        self.state_file: StateFile | None = None
+        self.prometheus: PrometheusEndpoint | None = None
+        try:
+            self._build_outputs(store_path, prometheus, prometheus_port)
+            if resume:
+                self._resume()
+        except BaseException:
+            self._release()
+            raise
+        self.runner = Runner(site=cfg.site.id, clock=self.clock, emit=self._on_readings, time_window=cfg.time_window)
         self.state.devices = self.runner.stats
         self.connections: dict[tuple[str, int], ModbusConnection] = {}
         for dev in cfg.devices:
@@ -106,24 +194,126 @@ class Service:
             assert cfg.mqtt is not None  # the config model requires it
             source = MqttSource(cfg.mqtt, push, site_id=cfg.site.id, clock=self.clock, base_dir=site.base_dir)
             self.runner.add_source(source, protocol="mqtt")
+
+    def _lock(self, path: Path, what: str) -> None:
+        self._locks.append(InstanceLock(path, what).acquire())
+
+    def _release(self) -> None:
+        for lock in self._locks:
+            lock.release()
+        self._locks = []
+
+    def _build_outputs(self, store_path: str | Path | None, prometheus: bool | None, port: int | None) -> None:
+        """Store (default), InfluxDB (when configured), the state file (InfluxDB only), event log,
+        live state + Prometheus. Every file written is locked (single instance) before any is opened."""
+        cfg = self.site.config
+        store = Path(store_path or cfg.store.path) if store_path is not None or cfg.store_enabled else None
+        spool = state = None
+        if cfg.influxdb is not None:
+            spool = Path(cfg.influxdb.spool.path)
+            if not spool.is_absolute():
+                spool = self.site.base_dir / spool
+            if store is None:  # InfluxDB only: keep what a restart needs locally
+                state = Path(cfg.store.state_path or spool.with_name(spool.name + ".state.json"))
+                if not state.is_absolute():
+                    state = self.site.base_dir / state
+        for path, what in ((store, "store"), (spool, "InfluxDB spool"), (state, "state file")):
+            if path is not None:
+                self._lock(path, what)
+        if store is not None:
+            self.store = StoreOutput(
+                store,
+                site=cfg.site.id,
+                meta={"site": cfg.site.id, "timezone": cfg.site.timezone},
+                keep_readings_days=cfg.store.keep_readings_days,
+            )
+            self.state.store = self.store
+            self.outputs.add(self.store)
+        if cfg.influxdb is not None:
+            self.influx = InfluxSink(cfg.influxdb, base_dir=self.site.base_dir)
+            self.state.sink = self.influx
+            self.outputs.add(InfluxOutput(self.influx, site=cfg.site.id))
+        if state is not None:
+            self.state_file = StateFile(state, site=cfg.site.id, tail=self.tail, every=self.tick)
+            self.outputs.add(self.state_file)
+        self.event_log = EventLog()
+        self.outputs.add(self.event_log)
         enabled = cfg.prometheus.enabled if prometheus is None else prometheus
-        self.prometheus: PrometheusEndpoint | None = None
         if enabled:
-            port = cfg.prometheus.port if prometheus_port is None else prometheus_port
-            self.prometheus = PrometheusEndpoint(self.state, host=cfg.prometheus.host, port=port)
+            self.prometheus = PrometheusEndpoint(
+                self.state, host=cfg.prometheus.host, port=cfg.prometheus.port if port is None else port
+            )
+        self.outputs.add(LiveStateOutput(self.state, self.prometheus))
+
+    # ---------------------------------------------------------------- restarts
 
     def _resume(self) -> None:
-        """Seed the pipeline with each counter's last stored reading, so the energy used
-        while the service was down is bridged exactly by the counter delta (flagged as a
-        gap) instead of being lost."""
-        if self.store is None:
+        """Re-seed the pipeline and reload the open day's minutes (see the module docstring)."""
+        source: ResumeSource | None = self.store or self.state_file
+        if source is None:
             return
         now = self.clock.now()
-        keys = [k for k, spec in self.specs.items() if spec.kind == "counter"]
-        last = [r for r in self.store.last_readings(keys) if now - self.pipeline.horizon < r.ts < now]
-        if last:
-            self.pipeline.ingest(last)
-            log.info("resumed %d counters from %s", len(last), self.store.path)
+        last = [r for r in source.last_readings(self.specs) if now - self.pipeline.horizon < r.ts <= now]
+        if not last:
+            return
+        newest = max(r.ts for r in last)
+        live = [r for r in last if r.ts >= newest - 3 * self.specs[(r.device, r.point)].max_gap]
+        resume_at = math.floor(min(r.ts for r in live) / STEP) * STEP
+        # after a crash the minutes between the last one written and the open one were never
+        # closed: start at the end of the newest stored minute (at most RESUME_BACK earlier)
+        written = source.interval_rows("1m", resume_at - RESUME_BACK)
+        resume_at = min(resume_at, max((float(r["end"]) for r in written), default=resume_at - RESUME_BACK))
+        live_keys = [(r.device, r.point) for r in live]
+        seed = source.readings_since(live_keys, resume_at)
+        seed += [r for r in last if (r.device, r.point) not in set(live_keys)]  # silent ones: bridge only
+        self.tail.add(sorted(seed, key=lambda r: r.ts))
+        self.pipeline.ingest(seed)
+        self._floor = resume_at
+        day = self._day_start(resume_at)
+        for row in source.interval_rows("1m", day):
+            iv = interval_from_row(row)
+            self._minutes[iv.start] = iv
+        where = getattr(source, "path", "?")
+        log.info(
+            "resumed from %s: %d readings of %d series from %s on; %d stored minutes of the open day reloaded",
+            where,
+            len(seed),
+            len(last),
+            datetime.fromtimestamp(resume_at, zoneinfo.ZoneInfo(self.site.config.site.timezone)).isoformat(),
+            len(self._minutes),
+        )
+
+    def _day_start(self, ts: float) -> float:
+        local = datetime.fromtimestamp(ts, zoneinfo.ZoneInfo(self.site.config.site.timezone))
+        return local.replace(hour=0, minute=0, second=0, microsecond=0, fold=0).timestamp()
+
+    def _partial_minute(self) -> PueInterval | None:
+        """The open minute from its start to the earliest newest reading of the live series
+        (written at shutdown; the next start restates it in full)."""
+        last = self.tail.last_readings(self.specs)
+        if not last:
+            return None
+        newest = max(r.ts for r in last)
+        live = [r for r in last if r.ts >= newest - 3 * self.specs[(r.device, r.point)].max_gap]
+        cut = min(r.ts for r in live)
+        start = math.floor(cut / STEP) * STEP
+        done = max(self._minutes, default=-math.inf)
+        if cut <= start or start <= done or start < self._floor:
+            return None
+        keys = list(self.specs)
+        index = {k: i for i, k in enumerate(keys)}
+        rows = self.tail.readings_since(keys, start)  # the readings after cut interpolate at cut
+        ie = interval_energy(
+            [self.specs[k] for k in keys],
+            np.asarray([index[(r.device, r.point)] for r in rows], np.int64),
+            np.asarray([r.ts for r in rows], np.float64),
+            np.asarray([r.value for r in rows], np.float64),
+            start=start,
+            step=cut - start,
+            n=1,
+        )
+        (iv,) = rollup(ie, [self.specs[k] for k in keys])
+        return _admit(dataclasses.replace(iv, end=start + STEP), (cut - start) / STEP)
 
     def _add_device(self, dev: Device) -> None:
         if isinstance(dev, SnmpDevice):
@@ -141,50 +331,47 @@ class Service:
         reader = ModbusReader(dev, self.site.profile_of(dev), self.site.points_of(dev), conn)
         self.runner.add(reader, Schedule(dev.interval, dev.timeout, dev.retries), protocol="modbus")
 
+    # ------------------------------------------------------------------ flow
+
     def _on_readings(self, readings: list[Reading]) -> None:
-        if self.store is not None:
-            self._pending.extend(readings)
-        if self.influx is not None and self.influx.cfg.write_readings:
-            self.influx.submit(self.lines.readings(readings))
+        self.outputs.readings(readings)
+        self.tail.add(readings)
         self.pipeline.ingest(readings)
         latest = self.state.latest_readings
         for r in readings:
             latest[(r.device, r.point)] = r
         self.state.readings.update(r.device for r in readings)
 
-    async def _io_call(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._io, lambda: fn(*args, **kw))
+    def _drain_events(self) -> list[PipelineEvent]:
+        return self.pipeline.drain_events()
 
-    async def step(self) -> Snapshot:
-        """Flush readings, close intervals, upsert rollups, refresh the live state."""
+    def _publish(self, closed: Sequence[PueInterval]) -> list[PueInterval]:
+        """Hand new/restated minutes and the buckets they touch to every output."""
+        closed = [iv for iv in closed if iv.start >= self._floor]
+        if not closed:
+            return []
+        self.outputs.intervals("1m", closed)
+        for iv in closed:
+            self._minutes[iv.start] = iv
+        minutes = sorted(self._minutes.values(), key=lambda i: i.start)
+        last_end = minutes[-1].end
+        first_closed = min(iv.start for iv in closed)
+        tz = self.site.config.site.timezone
+        for window, seconds in WINDOWS.items():
+            rows = [b for b in buckets(minutes, window, tz, until=last_end) if b.end > first_closed - seconds]
+            self.outputs.intervals(window, rows)
+        horizon = last_end - 2 * 86400  # keep two days of minutes for daily buckets
+        self._minutes = {k: v for k, v in self._minutes.items() if k >= horizon}
+        return closed
+
+    async def step(self, *, published: Sequence[PueInterval] = ()) -> Snapshot:
+        """Close intervals, hand them and the pipeline's events to the outputs, flush them,
+        refresh the live state. ``published``: minutes already handed out since the last step
+        (shown to ``on_tick`` with the ones this step closes)."""
         now = self.clock.now()
-        pending, self._pending = self._pending, []
-        if self.store is not None:
-            await self._io_call(self.store.write_readings, pending)
-            if self._pruned_at is None or now - self._pruned_at >= 3600:  # retention, hourly
-                self._pruned_at = now
-                keep = self.site.config.store.keep_readings_days * 86400
-                await self._io_call(self.store.prune_readings, now - keep)
-        closed = self.pipeline.close(now, self.grace)
-        site = self.site.config.site
-        if closed:
-            await self._write_intervals("1m", closed)
-            for iv in closed:
-                self._minutes[iv.start] = iv
-            minutes = sorted(self._minutes.values(), key=lambda i: i.start)
-            last_end = max(iv.end for iv in minutes)
-            first_closed = min(iv.start for iv in closed)
-            for window, seconds in WINDOWS.items():
-                buckets = aggregate(minutes, resolution=window, tz=site.timezone)
-                buckets = [b for b in buckets if b.end > first_closed - seconds]
-                await self._write_intervals(window, buckets)
-                complete = [b for b in buckets if b.end <= last_end]
-                if complete:
-                    self.state.latest[window] = complete[-1]
-            self.state.latest["1m"] = minutes[-1]
-            horizon = last_end - 2 * 86400  # keep two days of minutes for daily buckets
-            self._minutes = {k: v for k, v in self._minutes.items() if k >= horizon}
+        closed = [*published, *self._publish(self.pipeline.close(now, self.grace))]
+        self.outputs.events(self._drain_events())
+        await self.outputs.flush(now)
         inst = self.pipeline.instant()
         self.state.instant_pue = inst.pue
         self.state.power_kw_by_role = dict(inst.power_by_role)
@@ -193,17 +380,23 @@ class Service:
             self.on_tick(snap)
         return snap
 
-    async def _write_intervals(self, resolution: str, intervals: list[PueInterval]) -> None:
-        site = self.site.config.site.id
-        if self.store is not None:
-            await self._io_call(self.store.upsert_intervals, site, resolution, intervals, now=time.time())
-        if self.influx is not None and self.influx.cfg.write_intervals:
-            self.influx.submit(self.lines.intervals(site, resolution, intervals))
+    async def final_step(self) -> Snapshot:
+        """After the collectors stopped: close every minute that all live series have passed
+        and write the open minute as a partial row."""
+        last = self.tail.last_readings(self.specs)
+        published: list[PueInterval] = []
+        if last:
+            newest = max(r.ts for r in last)
+            cut = min(r.ts for r in last if r.ts >= newest - 3 * self.specs[(r.device, r.point)].max_gap)
+            published += self._publish(self.pipeline.close(cut, 0.0))
+            partial = self._partial_minute()
+            if partial is not None:
+                published += self._publish([partial])
+        return await self.step(published=published)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll and process until ``stop`` is set; then stop in two phases."""
-        if self.influx is not None:
-            await self.influx.start()
+        await self.outputs.start()
         self.runner.start()
         try:
             while not stop.is_set():
@@ -212,16 +405,11 @@ class Service:
                 await self.step()
         finally:
             await self.runner.stop()
-            await self.step()
+            await self.final_step()
             await self.close()
 
     async def close(self) -> None:
         for conn in self.connections.values():
             await conn.close()
-        if self.influx is not None:
-            await self.influx.close()
-        if self.prometheus is not None:
-            self.prometheus.close()
-        if self.store is not None:
-            await self._io_call(self.store.close)
-        self._io.shutdown(wait=True)
+        await self.outputs.close()
+        self._release()

@@ -330,7 +330,7 @@ def test_backfill_bridges_into_live_data(tmp_path, site):
     assert daily["e_it_kwh"] == pytest.approx(4.0 * 359)
 
 
-def test_import_devices_are_never_polled(tmp_path):
+async def test_import_devices_are_never_polled(tmp_path):
     from pue_monitor.service import Service
 
     path = tmp_path / "site.yaml"
@@ -354,9 +354,7 @@ def test_import_devices_are_never_polled(tmp_path):
         assert service.grace < 60  # and its 900 s export spacing sets no deadline for live minutes
         assert ("ups", "energy") in service.specs  # but it is in the energy model
     finally:
-        service._io.shutdown(wait=True)
-        assert service.store is not None
-        service.store.close()
+        await service.close()
     bad = path.read_text().replace("meter: {role: it", "units: {energy: kWhh}, meter: {role: it")
     path.write_text(bad)
     from pue_monitor.errors import ConfigError

@@ -829,6 +829,11 @@ class StoreConfig(_Model):
     keep_readings_days: float = Field(
         default=90, gt=0, le=36500, description="raw readings older than this are deleted (rollups are kept)"
     )
+    state_path: str | None = Field(
+        default=None,
+        description="restart state (last counter readings, the open day's minutes) kept when the store is "
+        "off (InfluxDB only); default: next to the InfluxDB spool, '<spool>.state.json'",
+    )
 
 
 class SpoolConfig(_Model):

@@ -9,7 +9,7 @@ ratio), ``_total`` for counters.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +18,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from pue_monitor.collectors.runner import DeviceStats
+from pue_monitor.pipeline.events import PipelineEvent
 from pue_monitor.readings import Reading
+from pue_monitor.sinks.base import Output
 
 
 @dataclass
@@ -39,6 +41,10 @@ class LiveState:
     latest_readings: dict[tuple[str, str], Reading] = field(default_factory=dict)
     #: the InfluxDB sink, when one is configured (``pue_monitor.sinks.influx.InfluxSink``)
     sink: Any = None
+    #: the embedded store, when enabled (``pue_monitor.sinks.store.StoreOutput``)
+    store: Any = None
+    #: pipeline events (glitch, reset, ...) per (device, kind), all time
+    events: Counter[tuple[str, str]] = field(default_factory=Counter)
 
 
 class PueCollector(Collector):
@@ -130,6 +136,41 @@ class PueCollector(Collector):
         yield from (polls, failed, errors, last, latency, up, readings)
         if s.sink is not None:
             yield from self._sink_metrics(s.sink)
+        if s.store is not None:
+            yield from self._store_metrics(s.store)
+        events = CounterMetricFamily(
+            "pue_pipeline_events",
+            "Readings the pipeline judged (glitch, reset, rollover, conflict, late, out_of_window, bad_value).",
+            labels=["device", "kind"],
+        )
+        for (dev, kind), n in sorted(s.events.items()):
+            events.add_metric([dev, kind], n)
+        yield events
+
+    @staticmethod
+    def _store_metrics(store: Any) -> Iterator[Metric]:
+        lab, val = ["path"], [str(store.path)]
+        up = GaugeMetricFamily(
+            "pue_store_up", "1 if the last write to the embedded store succeeded, 0 while it fails.", labels=lab
+        )
+        up.add_metric(val, 0.0 if store.up is False else 1.0)
+        yield up
+        pending = GaugeMetricFamily(
+            "pue_store_pending_items", "Readings, rollups and events waiting in memory for the store.", labels=lab
+        )
+        pending.add_metric(val, store.pending)
+        yield pending
+        fails = CounterMetricFamily("pue_store_write_failures", "Store writes that failed (retried).", labels=lab)
+        fails.add_metric(val, store.write_failures)
+        yield fails
+        dropped = CounterMetricFamily(
+            "pue_store_dropped",
+            "Items dropped because the write buffer was full while the store failed (data lost).",
+            labels=[*lab, "kind"],
+        )
+        for kind, n in sorted(store.dropped.items()):
+            dropped.add_metric([*val, kind], n)
+        yield dropped
 
     @staticmethod
     def _sink_metrics(sink: Any) -> Iterator[Metric]:
@@ -173,6 +214,45 @@ class PueCollector(Collector):
         yield counter(
             "pue_sink_evicted_points", "Points dropped because the spool was full (data lost).", spool.evicted_points
         )
+
+
+class LiveStateOutput(Output):
+    """Keeps :class:`LiveState` (what /metrics and the CLI display show) up to date from the
+    intervals and events the service publishes; closes the endpoint, if any, at the end."""
+
+    name = "live state"
+
+    def __init__(self, state: LiveState, endpoint: PrometheusEndpoint | None = None) -> None:
+        self.state = state
+        self.endpoint = endpoint
+        self._last_end: float | None = None  # end of the newest 1-minute interval
+
+    def intervals(self, resolution: str, intervals: Sequence[Any]) -> None:
+        if not intervals:
+            return
+        if resolution == "1m":
+            newest = max(intervals, key=lambda iv: iv.start)
+            cur = self.state.latest.get("1m")
+            if cur is None or newest.start >= cur.start:
+                self.state.latest["1m"] = newest
+                self._last_end = newest.end
+            return
+        if self._last_end is None:
+            return
+        complete = [b for b in intervals if b.end <= self._last_end]
+        if complete:
+            newest = max(complete, key=lambda b: b.start)
+            cur = self.state.latest.get(resolution)
+            if cur is None or newest.start >= cur.start:
+                self.state.latest[resolution] = newest
+
+    def events(self, events: Sequence[PipelineEvent]) -> None:
+        for ev in events:
+            self.state.events[(ev.device, str(ev.kind))] += 1
+
+    async def close(self) -> None:
+        if self.endpoint is not None:
+            self.endpoint.close()
 
 
 class PrometheusEndpoint:

@@ -8,8 +8,11 @@ restated interval (a gap bridged by a late counter reading) replaces the old row
 
 from __future__ import annotations
 
+import logging
+import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,10 +21,13 @@ from typing import Any
 import numpy as np
 
 from pue_monitor.config.models import SUBSYSTEMS
+from pue_monitor.pipeline.events import PipelineEvent
 from pue_monitor.readings import Reading
 from pue_monitor.schema import INTERVAL_REASON_FIELDS
 
-SCHEMA_VERSION = 3  # 2: readings.tags; 3: pue_intervals.estimated_<reason> shares
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 3  # 2: readings.tags; 3: events table, pue_intervals.estimated_<reason> shares
 _SUB_COLS = [f"e_{r.value}_kwh" for r in SUBSYSTEMS]
 _REASON_COLS = list(INTERVAL_REASON_FIELDS)
 
@@ -33,6 +39,11 @@ CREATE TABLE IF NOT EXISTS readings (
 );
 CREATE INDEX IF NOT EXISTS readings_series ON readings (device, point, ts);
 CREATE INDEX IF NOT EXISTS readings_ts ON readings (ts);
+CREATE TABLE IF NOT EXISTS events (
+    ts REAL NOT NULL, site TEXT NOT NULL, device TEXT NOT NULL, point TEXT NOT NULL,
+    kind TEXT NOT NULL, value REAL, detail TEXT NOT NULL DEFAULT '', recorded REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_ts ON events (ts);
 CREATE TABLE IF NOT EXISTS pue_intervals (
     site TEXT NOT NULL, resolution TEXT NOT NULL, start REAL NOT NULL, end REAL NOT NULL,
     e_facility_kwh REAL, e_it_kwh REAL, pue REAL, category INTEGER NOT NULL,
@@ -78,84 +89,151 @@ class PeriodPue:
     estimated_share: float
 
 
-def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
+def connect(path: str | Path, *, readonly: bool = False, timeout: float = 10.0) -> sqlite3.Connection:
     if readonly:
         uri = f"file:{Path(path).resolve()}?mode=ro"
-        conn = sqlite3.connect(uri, uri=True, timeout=10, check_same_thread=False)
+        conn = sqlite3.connect(uri, uri=True, timeout=timeout, check_same_thread=False)
     else:
-        conn = sqlite3.connect(str(path), timeout=10, check_same_thread=False)
+        conn = sqlite3.connect(str(path), timeout=timeout, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
     conn.row_factory = sqlite3.Row
     return conn
 
 
-class SqliteStore:
-    """Writer side. Thread-safe (one lock); the service calls it from one worker thread."""
+class StoreCorrupt(Exception):
+    """The store file is not a readable SQLite database (corrupt, truncated, not SQLite)."""
 
-    def __init__(self, path: str | Path) -> None:
+
+#: files up to this size get a full ``PRAGMA quick_check`` at start; bigger ones a cheaper probe
+QUICK_CHECK_MAX_BYTES = 256 * 2**20
+
+
+def _reading_row(r: Reading) -> tuple[Any, ...]:
+    tags = ",".join(f"{k}={v}" for k, v in r.tags)
+    return (r.ts, r.site, r.device, r.point, r.value, r.unit, int(r.quality), tags)
+
+
+def _interval_row(site: str, resolution: str, iv: Any, now: float) -> tuple[Any, ...]:
+    subs = [iv.e_subsystems.get(r.value) for r in SUBSYSTEMS]
+    return (
+        site,
+        resolution,
+        iv.start,
+        iv.end,
+        iv.e_facility,
+        iv.e_it,
+        iv.pue,
+        iv.category,
+        iv.measured,
+        iv.estimated,
+        iv.missing,
+        iv.coverage,
+        *subs,
+        iv.e_unattributed,
+        now,
+        *(getattr(iv, c, 0.0) for c in _REASON_COLS),
+    )
+
+
+def _event_row(site: str, ev: PipelineEvent, now: float) -> tuple[Any, ...]:
+    return (ev.ts, site, ev.device, ev.point, str(ev.kind), ev.value, ev.detail, now)
+
+
+_INSERT_READING = "INSERT INTO readings (ts, site, device, point, value, unit, quality, tags) VALUES (?,?,?,?,?,?,?,?)"
+_INSERT_INTERVAL = (
+    f"INSERT OR REPLACE INTO pue_intervals ({', '.join(INTERVAL_COLUMNS)}) "
+    f"VALUES ({','.join('?' * len(INTERVAL_COLUMNS))})"
+)
+_INSERT_EVENT = "INSERT INTO events (ts, site, device, point, kind, value, detail, recorded) VALUES (?,?,?,?,?,?,?,?)"
+
+
+class SqliteStore:
+    """Writer side. Thread-safe (one lock); the service calls it from one worker thread.
+
+    Raises :class:`StoreCorrupt` when the file exists but is not a readable database (see
+    :func:`open_store`, which moves such a file aside), ``sqlite3.Error`` for other failures.
+    """
+
+    def __init__(self, path: str | Path, *, busy_timeout: float = 10.0, check: bool = False) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
-        self._conn = connect(self.path)
+        self._conn = connect(self.path, timeout=busy_timeout) if not check else self._checked(busy_timeout)
+        try:
+            with self._lock, self._conn:
+                self._conn.executescript(_DDL)
+                cols = {r["name"] for r in self._conn.execute("PRAGMA table_info(readings)")}
+                if "tags" not in cols:  # a version-1 store
+                    self._conn.execute("ALTER TABLE readings ADD COLUMN tags TEXT NOT NULL DEFAULT ''")
+                icols = {r["name"] for r in self._conn.execute("PRAGMA table_info(pue_intervals)")}
+                for c in _REASON_COLS:  # a version-1/2 store: rows written before stay 0 (not known)
+                    if c not in icols:
+                        self._conn.execute(f"ALTER TABLE pue_intervals ADD COLUMN {c} REAL NOT NULL DEFAULT 0")
+                self._conn.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
+                    (str(SCHEMA_VERSION),),
+                )
+        except sqlite3.DatabaseError as exc:
+            self._conn.close()
+            if _corrupt(exc):
+                raise StoreCorrupt(str(exc)) from None
+            raise
+        st = os.stat(self.path)
+        self.identity = (st.st_dev, st.st_ino)
+
+    def _checked(self, busy_timeout: float) -> sqlite3.Connection:
+        """Open and probe the file: a corrupt or truncated file fails here, not mid-run."""
+        try:
+            conn = connect(self.path, timeout=busy_timeout)
+        except sqlite3.DatabaseError as exc:
+            if _corrupt(exc):
+                raise StoreCorrupt(str(exc)) from None
+            raise
+        try:
+            if self.path.stat().st_size <= QUICK_CHECK_MAX_BYTES:
+                result = [r[0] for r in conn.execute("PRAGMA quick_check(5)")]
+                if result != ["ok"]:
+                    raise StoreCorrupt(f"integrity check failed: {'; '.join(result)}")
+            else:  # touch the schema and the last page of every table
+                for (table,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
+                    conn.execute(f'SELECT * FROM "{table}" ORDER BY rowid DESC LIMIT 1').fetchall()
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            if _corrupt(exc):
+                raise StoreCorrupt(str(exc)) from None
+            raise
+        except StoreCorrupt:
+            conn.close()
+            raise
+        return conn
+
+    def write(
+        self,
+        readings: Sequence[Reading] = (),
+        intervals: Sequence[tuple[str, str, Any]] = (),
+        events: Sequence[tuple[str, PipelineEvent]] = (),
+        *,
+        now: float,
+    ) -> None:
+        """Readings, (site, resolution, interval) rollups and (site, event) in ONE transaction:
+        on any error nothing is written, so a retry never duplicates a reading."""
         with self._lock, self._conn:
-            self._conn.executescript(_DDL)
-            cols = {r["name"] for r in self._conn.execute("PRAGMA table_info(readings)")}
-            if "tags" not in cols:  # a version-1 store
-                self._conn.execute("ALTER TABLE readings ADD COLUMN tags TEXT NOT NULL DEFAULT ''")
-            icols = {r["name"] for r in self._conn.execute("PRAGMA table_info(pue_intervals)")}
-            for c in _REASON_COLS:  # a version-1/2 store: rows written before stay 0 (not known)
-                if c not in icols:
-                    self._conn.execute(f"ALTER TABLE pue_intervals ADD COLUMN {c} REAL NOT NULL DEFAULT 0")
-            self._conn.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
-                (str(SCHEMA_VERSION),),
-            )
+            if readings:
+                self._conn.executemany(_INSERT_READING, [_reading_row(r) for r in readings])
+            if intervals:
+                self._conn.executemany(_INSERT_INTERVAL, [_interval_row(s, res, iv, now) for s, res, iv in intervals])
+            if events:
+                self._conn.executemany(_INSERT_EVENT, [_event_row(s, ev, now) for s, ev in events])
 
     def write_readings(self, readings: Sequence[Reading]) -> None:
-        if not readings:
-            return
-        rows = [
-            (r.ts, r.site, r.device, r.point, r.value, r.unit, int(r.quality), ",".join(f"{k}={v}" for k, v in r.tags))
-            for r in readings
-        ]
-        with self._lock, self._conn:
-            self._conn.executemany(
-                "INSERT INTO readings (ts, site, device, point, value, unit, quality, tags) VALUES (?,?,?,?,?,?,?,?)",
-                rows,
-            )
+        if readings:
+            self.write(readings, now=time.time())
 
     def upsert_intervals(self, site: str, resolution: str, intervals: Iterable[Any], *, now: float) -> int:
         """Insert or replace rollups (objects shaped like ``pipeline.pue.PueInterval``)."""
-        rows = []
-        for iv in intervals:
-            subs = [iv.e_subsystems.get(r.value) for r in SUBSYSTEMS]
-            rows.append(
-                (
-                    site,
-                    resolution,
-                    iv.start,
-                    iv.end,
-                    iv.e_facility,
-                    iv.e_it,
-                    iv.pue,
-                    iv.category,
-                    iv.measured,
-                    iv.estimated,
-                    iv.missing,
-                    iv.coverage,
-                    *subs,
-                    iv.e_unattributed,
-                    now,
-                    *(getattr(iv, c, 0.0) for c in _REASON_COLS),
-                )
-            )
+        rows = [(site, resolution, iv) for iv in intervals]
         if rows:
-            marks = ",".join("?" * len(INTERVAL_COLUMNS))
-            with self._lock, self._conn:
-                self._conn.executemany(
-                    f"INSERT OR REPLACE INTO pue_intervals ({', '.join(INTERVAL_COLUMNS)}) VALUES ({marks})",
-                    rows,
-                )
+            self.write(intervals=rows, now=now)
         return len(rows)
 
     def last_readings(self, keys: Iterable[tuple[str, str]]) -> list[Reading]:
@@ -168,8 +246,35 @@ class SqliteStore:
                     (device, point),
                 ).fetchone()
                 if row is not None:
-                    out.append(Reading(row["ts"], row["site"], row["device"], row["point"], row["value"], row["unit"]))
+                    out.append(_reading(row))
         return out
+
+    def readings_since(self, keys: Iterable[tuple[str, str]], since: float) -> list[Reading]:
+        """Per (device, point): the last good reading at/before ``since`` and every good one after."""
+        out: list[Reading] = []
+        with self._lock:
+            for device, point in keys:
+                first = self._conn.execute(
+                    "SELECT ts FROM readings WHERE device = ? AND point = ? AND quality = 0 AND ts <= ? "
+                    "ORDER BY ts DESC LIMIT 1",
+                    (device, point, since),
+                ).fetchone()
+                lo = first[0] if first is not None else since
+                rows = self._conn.execute(
+                    "SELECT * FROM readings WHERE device = ? AND point = ? AND quality = 0 AND ts >= ? ORDER BY ts",
+                    (device, point, lo),
+                ).fetchall()
+                out.extend(_reading(r) for r in rows)
+        return out
+
+    def interval_rows(self, site: str, resolution: str, since: float) -> list[dict[str, Any]]:
+        """Stored rollups of ``site`` at ``resolution`` starting at/after ``since``, by start."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT * FROM pue_intervals WHERE site = ? AND resolution = ? AND start >= ? ORDER BY start",
+                (site, resolution, since),
+            ).fetchall()
+        return [dict(r) for r in rows]
 
     def prune_readings(self, before: float) -> int:
         with self._lock, self._conn:
@@ -178,6 +283,14 @@ class SqliteStore:
     def set_meta(self, key: str, value: str) -> None:
         with self._lock, self._conn:
             self._conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def still_there(self) -> bool:
+        """False when the file was deleted or replaced since it was opened."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        return (st.st_dev, st.st_ino) == self.identity
 
     def close(self) -> None:
         with self._lock:
@@ -305,6 +418,32 @@ class SqliteStore:
                 if journal != "wal":
                     conn.execute("PRAGMA journal_mode = WAL")
         return written
+
+
+def _reading(row: sqlite3.Row) -> Reading:
+    return Reading(row["ts"], row["site"], row["device"], row["point"], row["value"], row["unit"])
+
+
+def _corrupt(exc: sqlite3.DatabaseError) -> bool:
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    return name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB"))
+
+
+def open_store(path: str | Path, *, busy_timeout: float = 10.0) -> SqliteStore:
+    """Open the store; a corrupt or truncated file is moved aside (``<name>.corrupt-<UTC time>``,
+    with its -wal/-shm), named in the log, and a fresh store is started."""
+    path = Path(path)
+    try:
+        return SqliteStore(path, busy_timeout=busy_timeout, check=path.exists())
+    except StoreCorrupt as exc:
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        aside = path.with_name(f"{path.name}.corrupt-{stamp}")
+        for suffix in ("", "-wal", "-shm"):
+            src = Path(f"{path}{suffix}")
+            if src.exists():
+                os.replace(src, f"{aside}{suffix}")
+        log.error("store %s is corrupt (%s); moved it aside to %s and started a fresh store", path, exc, aside)
+        return SqliteStore(path, busy_timeout=busy_timeout)
 
 
 class StoreReader:

@@ -1,0 +1,42 @@
+"""InfluxDB as an :class:`~pue_monitor.sinks.base.Output`: a thin adapter over
+:class:`~pue_monitor.sinks.influx.InfluxSink`'s public methods (start, submit, flush, close,
+cfg, stats) — the sink keeps its own spool, batching, sender and health."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from pue_monitor.readings import Reading
+from pue_monitor.sinks.base import Output, OutputHealth
+from pue_monitor.sinks.influx import InfluxSink
+from pue_monitor.sinks.lineprotocol import LineBuilder
+
+__all__ = ["InfluxOutput"]
+
+
+class InfluxOutput(Output):
+    name = "influxdb"
+
+    def __init__(self, sink: InfluxSink, *, site: str) -> None:
+        self.sink = sink
+        self.site = site
+        self.lines = LineBuilder()
+
+    async def start(self) -> None:
+        await self.sink.start()
+
+    def readings(self, readings: Sequence[Reading]) -> None:
+        if self.sink.cfg.write_readings:
+            self.sink.submit(self.lines.readings(readings))
+
+    def intervals(self, resolution: str, intervals: Sequence[Any]) -> None:
+        if self.sink.cfg.write_intervals:
+            self.sink.submit(self.lines.intervals(self.site, resolution, intervals))
+
+    async def close(self) -> None:
+        await self.sink.close()
+
+    def health(self) -> OutputHealth:
+        st = self.sink.stats
+        return OutputHealth(self.name, st.up, st.last_error or "" if st.up is False else "")
