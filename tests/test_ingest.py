@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import os
 import subprocess
 import sys
 import textwrap
@@ -213,6 +214,26 @@ def _stored(db: Path) -> tuple[int, dict[str, list[tuple]]]:
         return r.reading_count(), rows
     finally:
         r.close()
+
+
+def test_refuses_while_a_live_run_holds_the_store(tmp_path, site):
+    """`pue run` holds the store's single-instance lock; a backfill then would have its
+    recomputed rollups overwritten by the live service, so it refuses and stores nothing."""
+    from pue_monitor.sinks.lock import InstanceLock
+
+    csv = tmp_path / "month.csv"
+    month_csv(csv, traps=False)
+    db = tmp_path / "store.sqlite"
+    held = InstanceLock(db, "store").acquire()  # what Service takes at start
+    try:
+        code, _, err = ingest(csv, site)
+    finally:
+        held.release()
+    assert code == 1
+    assert f"store {db} is in use by another pue process (pid {os.getpid()}" in err
+    assert "Traceback" not in err and not db.exists()
+    code, summary, err = ingest(csv, site)  # once it is released, the backfill goes through
+    assert code == 0 and summary["inserted"] > 0, err
 
 
 def test_reingest_changes_nothing_and_rollups_equal_the_engine(tmp_path, site):

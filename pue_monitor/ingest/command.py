@@ -87,6 +87,7 @@ def cmd_ingest_csv(args: argparse.Namespace) -> int:
     from pue_monitor.ingest.backfill import backfill
     from pue_monitor.ingest.export import ExportFormatError, read_export
     from pue_monitor.pipeline.model import series_specs
+    from pue_monitor.sinks.lock import InstanceLock, LockError
     from pue_monitor.sinks.sqlite import SqliteStore
 
     err = sys.stderr
@@ -124,9 +125,17 @@ def cmd_ingest_csv(args: argparse.Namespace) -> int:
         spec_list = [specs[k] for k in keys]
         devices = {d.id: d for d in cfg.devices}
         units = [site.unit_of(devices[dev], point) or "" for dev, point in keys]
+        # the live service's single-instance lock: a running `pue run` would overwrite the
+        # recomputed rollups of the open day with its own, so backfill waits for it to stop
+        try:
+            lock = InstanceLock(store_path, "store").acquire()
+        except LockError as exc:
+            print(f"pue ingest-csv: {exc}", file=err)
+            return EXIT_NOTHING
         try:
             store = SqliteStore(store_path)
         except Exception as exc:  # sqlite3.Error, OSError: the path is the user's
+            lock.release()
             print(f"pue ingest-csv: {store_path}: cannot open the store: {exc}", file=err)
             return EXIT_USAGE
         try:
@@ -151,6 +160,7 @@ def cmd_ingest_csv(args: argparse.Namespace) -> int:
         finally:
             progress.close()
             store.close()
+            lock.release()
         result.seconds = {"read csv": read_s, **result.seconds}
     elapsed = time.perf_counter() - started
     summary: dict[str, Any] = {
