@@ -194,6 +194,7 @@ class Service:
             assert cfg.mqtt is not None  # the config model requires it
             source = MqttSource(cfg.mqtt, push, site_id=cfg.site.id, clock=self.clock, base_dir=site.base_dir)
             self.runner.add_source(source, protocol="mqtt")
+            self.state.mqtt = source
 
     def _lock(self, path: Path, what: str) -> None:
         self._locks.append(InstanceLock(path, what).acquire())

@@ -293,3 +293,49 @@ async def test_sigkill_crashes_lose_no_minute_and_count_nothing_twice(tmp_path):
     # the sum of minutes telescopes to C(t1) - C(t0) of two 0.01 kWh registers: at most
     # 2 meters x 2 ends x 0.01 kWh from the truth, whatever happened in between
     assert abs(sum(m["e_facility_kwh"] for m in full) - truth) <= 0.04
+
+
+async def test_rejected_readings_and_mqtt_overload_are_exported_and_promtool_clean(tmp_path):
+    """Readings outside the time window are counted per device in Prometheus; an MQTT site
+    exports its overload counters; the exposition passes promtool."""
+    import shutil
+    import subprocess
+
+    from pue_monitor.clock import ManualClock
+    from pue_monitor.readings import Reading
+
+    now = 1_790_000_000.0
+    dev = {"protocol": "modbus", "host": "127.0.0.1", "port": 9, "profile": "eastron-sdm630"}
+    cfg = {"site": {"id": "s"}, "prometheus": {"enabled": True, "port": 0},
+           "mqtt": {"host": "127.0.0.1", "port": 9},
+           "devices": [{**dev, "id": "inc", "meter": {"role": "facility_input", "energy": "import_energy"}},
+                       {**dev, "id": "it", "unit_id": 2, "meter": {"role": "it", "it_location": "pdu_output",
+                                                                   "energy": "import_energy"}},
+                       {"id": "wx", "protocol": "mqtt",
+                        "subscriptions": [{"topic": "wx", "points": [{"point": "t", "unit": "degC"}]}]}]}  # fmt: skip
+    svc = Service(site_from_dict(cfg, source="<test>"), clock=ManualClock(now), store_path=tmp_path / "m.sqlite")
+    try:
+        ahead = now + 86400  # a day ahead: outside the default 10-minute window
+        svc.runner.deliver(
+            [Reading(ahead, "s", "inc", "import_energy", 5.0, "kWh"), Reading(now, "s", "inc", "x", 1, "")]
+        )
+        svc.runner.deliver([Reading(now - 30 * 86400, "s", "wx", "t", 3.0, "degC")])  # 30 days behind
+        assert svc.state.mqtt is not None
+        svc.state.mqtt.dropped["wx"] += 4  # as the QoS 0 admission does when its queue is full
+        svc.state.mqtt.read_pauses += 2
+        text = await asyncio.to_thread(lambda: urllib.request.urlopen(svc.prometheus.url, timeout=5).read())
+        metrics = await asyncio.to_thread(scrape, svc.prometheus.url)
+    finally:
+        await svc.close()
+    rejected = "pue_collector_rejected_readings_total"
+    assert metrics[(rejected, (("device", "inc"), ("protocol", "modbus"), ("reason", "out_of_window")))] == 1
+    assert metrics[(rejected, (("device", "it"), ("protocol", "modbus"), ("reason", "out_of_window")))] == 0
+    assert metrics[(rejected, (("device", "wx"), ("protocol", "mqtt"), ("reason", "out_of_window")))] == 1
+    assert metrics[("pue_mqtt_dropped_messages_total", ())] == 4
+    assert metrics[("pue_mqtt_read_pauses_total", ())] == 2
+    promtool = shutil.which("promtool")
+    assert promtool is not None, "promtool (Debian package prometheus) is needed: ./scripts/test installs it"
+    check = await asyncio.to_thread(
+        subprocess.run, [promtool, "check", "metrics"], input=text, capture_output=True, timeout=30
+    )
+    assert check.returncode == 0, check.stdout + check.stderr

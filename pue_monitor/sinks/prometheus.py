@@ -43,6 +43,8 @@ class LiveState:
     sink: Any = None
     #: the embedded store, when enabled (``pue_monitor.sinks.store.StoreOutput``)
     store: Any = None
+    #: the MQTT connection, when the site has push devices (``collectors.mqtt.MqttSource``)
+    mqtt: Any = None
     #: pipeline events (glitch, reset, ...) per (device, kind), all time
     events: Counter[tuple[str, str]] = field(default_factory=Counter)
 
@@ -121,6 +123,12 @@ class PueCollector(Collector):
         readings = CounterMetricFamily(
             "pue_collector_readings", "Readings delivered to the pipeline.", labels=["device", "protocol"]
         )
+        rejected = CounterMetricFamily(
+            "pue_collector_rejected_readings",
+            "Readings rejected before the pipeline: reason=out_of_window is a timestamp outside the "
+            "time window around the collector's clock (time_window: in the site file).",
+            labels=["device", "protocol", "reason"],
+        )
         for dev, st in sorted(s.devices.items()):
             lab = [dev, st.protocol]
             polls.add_metric(lab, st.polls)
@@ -133,7 +141,10 @@ class PueCollector(Collector):
                 latency.add_metric(lab, st.last_latency)
             up.add_metric(lab, 1.0 if st.up else 0.0)
             readings.add_metric(lab, s.readings[dev])
-        yield from (polls, failed, errors, last, latency, up, readings)
+            rejected.add_metric([*lab, "out_of_window"], st.out_of_window)
+        yield from (polls, failed, errors, last, latency, up, readings, rejected)
+        if s.mqtt is not None:
+            yield from self._mqtt_metrics(s.mqtt)
         if s.sink is not None:
             yield from self._sink_metrics(s.sink)
         if s.store is not None:
@@ -171,6 +182,22 @@ class PueCollector(Collector):
         for kind, n in sorted(store.dropped.items()):
             dropped.add_metric([*val, kind], n)
         yield dropped
+
+    @staticmethod
+    def _mqtt_metrics(src: Any) -> Iterator[Metric]:
+        # totals only: a per-topic label would be unbounded under a wildcard subscription
+        # (per-topic counts stay in MqttSource.dropped / .out_of_window for the CLI and logs)
+        dropped = CounterMetricFamily(
+            "pue_mqtt_dropped_messages",
+            "QoS 0 messages dropped on arrival because the bounded queue was full (MQTT overload).",
+        )
+        dropped.add_metric([], sum(src.dropped.values()))
+        pauses = CounterMetricFamily(
+            "pue_mqtt_read_pauses",
+            "Times the collector stopped reading the socket because the QoS 1 queue was full (back-pressure).",
+        )
+        pauses.add_metric([], src.read_pauses)
+        yield from (dropped, pauses)
 
     @staticmethod
     def _sink_metrics(sink: Any) -> Iterator[Metric]:
