@@ -810,6 +810,31 @@ async def test_wildcard_power_is_summed_per_poll_and_bad_when_rows_change(snmpsi
     assert again["output_power.*"].quality is Quality.GOOD and reader.wildcard_changes == {}
 
 
+async def test_wildcard_adopts_a_row_set_that_lasts(snmpsim: int) -> None:
+    """A line gone for good (removed by the operator) makes the sum BAD for
+    WILDCARD_ADOPT_POLLS - 1 polls, then the two-line set is summed, GOOD; a line back for one
+    poll is a change again."""
+    from pue_monitor.collectors.snmp import WILDCARD_ADOPT_POLLS
+
+    site = ups_site(snmpsim, "output_power.*")
+    dev = device_of(site, "ups")
+    reader = SnmpReader(dev, site, clock=FixedClock(T0))
+    two = SnmpReader(dev.model_copy(update={"community": "ups-2lines"}), site, clock=FixedClock(T0))
+    try:
+        await reader.read()
+        two._wild_rows = dict(reader._wild_rows)  # the three-line set of the first poll
+        sums = [{v.point: v for v in await two.read()}["output_power.*"] for _ in range(WILDCARD_ADOPT_POLLS + 1)]
+        three = {v.point: v for v in await reader.read()}["output_power.*"]  # the first reader: its own set
+    finally:
+        await reader.close()
+        await two.close()
+    assert [s.value for s in sums] == [39600.0] * (WILDCARD_ADOPT_POLLS + 1)
+    assert [s.quality for s in sums] == [Quality.BAD] * (WILDCARD_ADOPT_POLLS - 1) + [Quality.GOOD] * 2
+    assert two._wild_rows["output_power.*"] == {"output_power.1", "output_power.2"}
+    assert two.wildcard_changes == {"output_power.*": WILDCARD_ADOPT_POLLS}
+    assert (three.value, three.quality) == (58500.0, Quality.GOOD)
+
+
 def test_wildcards_and_lists_are_checked_at_load() -> None:
     with pytest.raises(ConfigError, match="a wildcard would sum counter rows"):
         make_site(

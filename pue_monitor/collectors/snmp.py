@@ -62,7 +62,9 @@ Per-device overrides, multi-component indexes, wildcard sums
     several components (``1.3``) is tagged by :meth:`SnmpTable.tags_of`. A meter power
     ``column.*`` is emitted as one extra reading per poll, point ``column.*``: the sum of the
     rows read in that poll, BAD when a row is BAD or the set of rows differs from the set of
-    the first poll (a row lost or added would otherwise step the sum as if power changed).
+    the first poll (a row lost or added would otherwise step the sum as if power changed). A
+    changed set that stays the same for ``WILDCARD_ADOPT_POLLS`` polls in a row is a lasting
+    change (a line added or removed): from that poll on it is the set, and the sum GOOD again.
 
 A device that answers nothing
     When no planned point gives a value (every object absent or not numeric, and none
@@ -122,6 +124,9 @@ from pue_monitor.errors import DeviceTimeout, DeviceUnreachable, PermanentDevice
 from pue_monitor.readings import Quality
 
 log = logging.getLogger(__name__)
+
+#: polls a changed row set of a meter wildcard must persist before it becomes the set summed
+WILDCARD_ADOPT_POLLS = 3
 
 SYS_OBJECT_ID = "1.3.6.1.2.1.1.2.0"
 #: varbinds per GET PDU: well below what fits a 1472-byte UDP payload for numeric values
@@ -400,6 +405,7 @@ class SnmpReader:
         #: meter power wildcards ``column.*`` summed per poll, and the row set of the first poll
         self._wildcards = [p for p in (device.meter.power_points if device.meter else ()) if is_wildcard(p)]
         self._wild_rows: dict[str, frozenset[str]] = {}
+        self._wild_pending: dict[str, tuple[frozenset[str], int]] = {}  # a changed row set, polls seen
         self._answered = 0  # values (or "not available" answers) in the current poll
         # secrets are read once, at start-up (a missing one is a ConfigError there)
         self._base_dir = str(site.base_dir)
@@ -650,16 +656,35 @@ class SnmpReader:
             first = self._wild_rows.setdefault(wild, names)
             quality = Quality.GOOD
             if names != first:
-                quality = Quality.BAD
                 self.wildcard_changes[wild] += 1
-                if self.wildcard_changes[wild] == 1:
+                seen, n = self._wild_pending.get(wild, (names, 0))
+                n = n + 1 if seen == names else 1
+                self._wild_pending[wild] = (names, n)
+                if n >= WILDCARD_ADOPT_POLLS:  # a lasting change (a line added or removed): the new set
+                    self._wild_rows[wild] = names
+                    del self._wild_pending[wild]
                     log.warning(
-                        "device %s: the rows of %s changed (first poll %s, now %s): its sum is BAD until restart",
+                        "device %s: the rows of %s are now %s (were %s for %d polls): summing the new set",
                         self.device_id,
                         wild,
-                        sorted(first),
                         sorted(names),
+                        sorted(first),
+                        n,
                     )
+                else:
+                    quality = Quality.BAD
+                    if n == 1:
+                        log.warning(
+                            "device %s: the rows of %s changed (%s, now %s): its sum is BAD until the set is "
+                            "back or has stayed the same for %d polls",
+                            self.device_id,
+                            wild,
+                            sorted(first),
+                            sorted(names),
+                            WILDCARD_ADOPT_POLLS,
+                        )
+            else:
+                self._wild_pending.pop(wild, None)
             if any(v.quality is not Quality.GOOD for v in rows):
                 quality = Quality.BAD
             total = math.fsum(v.value for v in rows)
