@@ -340,6 +340,23 @@ def test_store_directory_that_cannot_be_created(tmp_path):
     assert load_site(path).config.store.path == f"{blocker}/sub/store.sqlite"
 
 
+def test_state_file_directory_that_cannot_be_created(tmp_path):
+    """An InfluxDB-only site keeps its restart state in store.state_path: checked like the store."""
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    path = write(
+        tmp_path,
+        GOOD
+        + f"store: {{enabled: false, state_path: '{blocker}/s/state.json'}}\n"
+        + "influxdb: {url: 'http://127.0.0.1:8086'}\n",
+    )
+    r = run_cli("check-config", str(path))
+    assert r.returncode == 2
+    assert r.stderr.strip() == (
+        f"pue check-config: {path}:15: store.state_path: {blocker}/s/state.json: {blocker} is not a directory"
+    )
+
+
 def test_influxdb_url_must_be_http_with_host(tmp_path):
     msg = error_of(tmp_path, GOOD + "influxdb: {url: 'http://admin:pw-S3CRET@db:port'}\n")
     assert ":15: influxdb.url: not a valid URL: Invalid URL: port can't be converted to integer" in msg

@@ -522,11 +522,8 @@ def _directory_errors(
         files.append((["store", "path"], store.path))
     if influx is not None:
         files.append((["influxdb", "spool", "path"], influx.spool.path))
-    for name, section in sections.items():  # a state file of the outputs, where one is configured
-        for field in ("state_file", "state_path"):
-            value = getattr(section, field, None)
-            if isinstance(value, str):
-                files.append(([name, field], value))
+    if store is not None and store.state_path is not None:  # restart state of an InfluxDB-only site
+        files.append((["store", "state_path"], store.state_path))
     problems = []
     for loc, raw in files:
         target = Path(raw) if Path(raw).is_absolute() else base / raw
