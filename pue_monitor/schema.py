@@ -10,17 +10,34 @@ from __future__ import annotations
 
 from pue_monitor.config.models import SUBSYSTEMS
 
+#: version of this schema, written into the data (``pue_meta`` at start, ``schema_version`` on
+#: every ``pue_interval`` point) so dashboards and reports can tell which layout a point has.
+#: 1: ``category`` was a tag of ``pue_interval`` and ``unit`` a tag of ``pue_reading``.
+#: 2: ``category`` is an integer field (a restated bucket overwrites its point even when its
+#:    category changes); ``pue_reading`` has no ``unit`` tag (the unit is fixed per device and
+#:    point by its profile, so the tag added no information, only series-key bytes).
+SCHEMA_VERSION = 2
+SCHEMA_VERSION_FIELD = "schema_version"  # integer
+
+# ------------------------------------------------------------------ metadata
+#: one point per service start; timestamp = start time
+META = "pue_meta"
+META_TAGS = ("site",)
+META_FIELDS = (SCHEMA_VERSION_FIELD, "software_version")  # integer, string
+
 # ------------------------------------------------------------------ raw readings
 #: one point per reading; timestamp = the moment the request was sent (or the sample time)
 READING = "pue_reading"
-READING_TAGS = ("site", "device", "point", "unit")  # + the reading's own tags (phase, outlet, ...)
+READING_TAGS = ("site", "device", "point")  # + the reading's own tags (phase, outlet, ...)
 READING_VALUE = "value"  # float; omitted when the device sent NaN/inf
 READING_QUALITY = "quality"  # integer: pue_monitor.readings.Quality
 
 # ------------------------------------------------------------- interval KPIs
 #: one point per interval and resolution; timestamp = interval start; restatements overwrite
 INTERVAL = "pue_interval"
-INTERVAL_TAGS = ("site", "resolution", "category")  # resolution 1m/15m/1h/1d; ISO/IEC 30134-2 category
+INTERVAL_TAGS = ("site", "resolution")  # resolution 1m/15m/1h/1d
+#: integer fields: ISO/IEC 30134-2 measurement category 1-3 and SCHEMA_VERSION
+INTERVAL_INT_FIELDS = ("category", SCHEMA_VERSION_FIELD)
 #: shares of meter-interval cells estimated per reason (pipeline.pue.REASON_FIELDS, Reason):
 #: power integrated, gap split linearly, counter reset, glitch bridged; ``estimated`` is the total
 INTERVAL_REASON_FIELDS = (

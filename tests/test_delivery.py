@@ -127,12 +127,12 @@ def test_sigkill_and_restart_keep_every_accepted_point(influx1, tmp_path):
     # every reading of the second run (all flushed: it stopped cleanly)
     with sqlite3.connect(tmp_path / "store.sqlite") as conn:
         rows = conn.execute(
-            "SELECT site, device, point, unit, tags, ts FROM readings WHERE ts >= ?", (restart_ts,)
+            "SELECT site, device, point, tags, ts FROM readings WHERE ts >= ?", (restart_ts,)
         ).fetchall()
     after = set()
-    for site_id, device, point, unit, tags, ts in rows:
+    for site_id, device, point, tags, ts in rows:
         extra = [tuple(kv.split("=", 1)) for kv in tags.split(",") if kv]
-        pairs = [("site", site_id), ("device", device), ("point", point), ("unit", unit), *extra]
+        pairs = [("site", site_id), ("device", device), ("point", point), *extra]  # no unit tag (schema 2)
         after.add((tuple(sorted((k, v) for k, v in pairs if v)), round(ts * 1e9)))
     assert len(after) > 50
     in_db = db_points(influx1)

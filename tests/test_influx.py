@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import time
 from types import SimpleNamespace
 
 import pytest
 from influxdb_client import Point
 from servers import VictoriaMetrics
 
+from pue_monitor import __version__, schema
 from pue_monitor.config.models import InfluxConfig
+from pue_monitor.pipeline.pue import PueInterval
 from pue_monitor.readings import Quality, Reading
 from pue_monitor.sinks.influx import InfluxSink
+from pue_monitor.sinks.influx_output import InfluxOutput
 from pue_monitor.sinks.lineprotocol import LineBuilder
 from pue_monitor.sinks.spool import Spool
 
@@ -41,7 +45,6 @@ def test_lines_match_influxdb_client_escaping():
         .tag("site", "site one")
         .tag("device", "pdu,a=b")
         .tag("point", "power l1")
-        .tag("unit", "kW")
         .tag("outlet", "3 =")
         .field("value", 1.5)
         .field("quality", 0)
@@ -55,7 +58,8 @@ def test_lines_match_influxdb_client_escaping():
                          coverage=1.0, e_unattributed=1.0, e_subsystems={"cooling": 1.0}, ppue={"cooling": 1.125},
                          category=2)  # fmt: skip
     line = LineBuilder().intervals("dc1", "1m", [iv])[0]
-    assert line.startswith("pue_interval,category=2,resolution=1m,site=dc1 e_facility_kwh=10.0,e_it_kwh=8.0,pue=1.25")
+    assert line.startswith("pue_interval,resolution=1m,site=dc1 e_facility_kwh=10.0,e_it_kwh=8.0,pue=1.25")
+    assert line.endswith(f",category=2i,schema_version={schema.SCHEMA_VERSION}i {round(T0 * 1e9)}")
     assert "ppue_cooling=1.125" in line and "e_lighting_kwh" not in line
 
 
@@ -96,6 +100,54 @@ async def test_influxdb_1_6_gets_1x_writes_and_answers_influxql_exactly(influx1,
     assert [v[0] for v in values] == [round((T0 + 60 * i) * 1e9) for i in range(100)]
     assert {v[2] for v in values} == {0}
     assert influx1.query("SELECT count(value) FROM pue_reading")[0]["values"][0][1] == 200
+
+
+def bucket(start: float, *, e_facility: float, category: int) -> PueInterval:
+    return PueInterval(start=start, end=start + 60, e_facility=e_facility, e_it=8.0, e_subsystems={},
+                       pue=e_facility / 8.0, ppue={}, category=category, measured=1.0, estimated=0.0,
+                       missing=0.0)  # fmt: skip
+
+
+async def test_restated_bucket_with_another_category_overwrites_its_point(influx1, tmp_path):
+    """category is a field: a restatement that changes it lands on the same series point
+    (as a tag it made a second series and a sum over the day counted the bucket twice)."""
+    cfg = InfluxConfig(url=influx1.url, bucket="pue", spool={"path": str(tmp_path / "spool.sqlite")})
+    lb = LineBuilder()
+    first = lb.intervals(
+        "dc1", "1m", [bucket(T0, e_facility=10.0, category=2), bucket(T0 + 60, e_facility=11.0, category=2)]
+    )
+    restated = lb.intervals("dc1", "1m", [bucket(T0, e_facility=12.5, category=1)])
+    sink = await write_all(cfg, [first, restated])
+    await sink.close()
+    q = "SELECT count(e_facility_kwh), sum(e_facility_kwh) FROM pue_interval WHERE resolution = '1m'"
+    (row,) = influx1.query(q)[0]["values"]
+    assert row[1:] == [2, 10.0 + 11.0 + 2.5]  # two buckets, the restated one counted once at 12.5
+    rows = influx1.query("SELECT e_facility_kwh, pue, category, schema_version FROM pue_interval ORDER BY time")
+    assert [r[1:] for r in rows[0]["values"]] == [[12.5, 12.5 / 8.0, 1, 2], [11.0, 11.0 / 8.0, 2, 2]]
+    tag_keys = influx1.query("SHOW TAG KEYS FROM pue_interval")[0]["values"]
+    assert sorted(k[0] for k in tag_keys) == ["resolution", "site"]
+    field_types = dict(influx1.query("SHOW FIELD KEYS FROM pue_interval")[0]["values"])
+    assert (field_types["category"], field_types["schema_version"]) == ("integer", "integer")
+
+
+async def test_output_start_writes_schema_version_and_readings_have_no_unit_tag(influx1, tmp_path):
+    cfg = InfluxConfig(url=influx1.url, bucket="pue", spool={"path": str(tmp_path / "spool.sqlite")})
+    out = InfluxOutput(InfluxSink(cfg), site="dc1")
+    before = time.time()
+    await out.start()
+    out.readings(readings(3))
+    await out.sink.flush()
+    for _ in range(200):
+        if out.sink.spool.status().queued_batches == 0:
+            break
+        await asyncio.sleep(0.05)
+    await out.close()
+    (meta,) = influx1.query("SELECT schema_version, software_version, site FROM pue_meta")[0]["values"]
+    assert meta[1:] == [schema.SCHEMA_VERSION, __version__, "dc1"]
+    assert before <= meta[0] / 1e9 <= time.time()
+    tag_keys = influx1.query("SHOW TAG KEYS FROM pue_reading")[0]["values"]
+    assert sorted(k[0] for k in tag_keys) == sorted(schema.READING_TAGS) == ["device", "point", "site"]
+    assert influx1.query("SELECT count(value) FROM pue_reading")[0]["values"][0][1] == 3
 
 
 async def test_malformed_point_is_quarantined_and_does_not_block(influx1, tmp_path):

@@ -4,9 +4,11 @@ cfg, stats) — the sink keeps its own spool, batching, sender and health."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
+from pue_monitor import __version__
 from pue_monitor.readings import Reading
 from pue_monitor.sinks.base import Output, OutputHealth
 from pue_monitor.sinks.influx import InfluxSink
@@ -25,6 +27,8 @@ class InfluxOutput(Output):
 
     async def start(self) -> None:
         await self.sink.start()
+        # which schema the data follows, once per start (pue_monitor.schema.SCHEMA_VERSION)
+        self.sink.submit([self.lines.meta(self.site, time.time(), __version__)])
 
     def readings(self, readings: Sequence[Reading]) -> None:
         if self.sink.cfg.write_readings:

@@ -32,17 +32,17 @@ class LineBuilder:
     """Turns readings and rollups into line-protocol strings (nanosecond timestamps)."""
 
     def __init__(self) -> None:
-        self._series: dict[tuple[str, str, str, str, tuple[tuple[str, str], ...]], str] = {}
+        self._series: dict[tuple[str, str, str, tuple[tuple[str, str], ...]], str] = {}
 
     def readings(self, readings: Iterable[Reading]) -> list[str]:
         out = []
         cache = self._series
         value, quality = schema.READING_VALUE, schema.READING_QUALITY
         for r in readings:
-            key = (r.site, r.device, r.point, r.unit, r.tags)
+            key = (r.site, r.device, r.point, r.tags)
             prefix = cache.get(key)
             if prefix is None:
-                tags = [("site", r.site), ("device", r.device), ("point", r.point), ("unit", r.unit), *r.tags]
+                tags = [("site", r.site), ("device", r.device), ("point", r.point), *r.tags]
                 prefix = cache[key] = _prefix(schema.READING, tags)
             ns = round(r.ts * 1e9)
             if math.isfinite(r.value):
@@ -70,8 +70,17 @@ class LineBuilder:
                 fields[f"e_{r.value}_kwh"] = iv.e_subsystems.get(r.value)
                 fields[f"ppue_{r.value}"] = iv.ppue.get(r.value)
             body = ",".join(f"{k}={float(v)!r}" for k, v in fields.items() if v is not None and math.isfinite(v))
-            prefix = _prefix(
-                schema.INTERVAL, [("site", site), ("resolution", resolution), ("category", str(iv.category))]
-            )
-            out.append(f"{prefix} {body} {round(iv.start * 1e9)}")
+            # category is a field, not a tag: a restated bucket whose category changed must
+            # overwrite the same series point, not land in a second series
+            ints = f"category={int(iv.category)}i,{schema.SCHEMA_VERSION_FIELD}={schema.SCHEMA_VERSION}i"
+            prefix = _prefix(schema.INTERVAL, [("site", site), ("resolution", resolution)])
+            out.append(f"{prefix} {body + ',' if body else ''}{ints} {round(iv.start * 1e9)}")
         return out
+
+    def meta(self, site: str, ts: float, software_version: str) -> str:
+        """The ``pue_meta`` point written once per start: which schema the data follows."""
+        sw = software_version.replace("\\", "\\\\").replace('"', '\\"')
+        return (
+            f"{_prefix(schema.META, [('site', site)])} "
+            f'{schema.SCHEMA_VERSION_FIELD}={schema.SCHEMA_VERSION}i,software_version="{sw}" {round(ts * 1e9)}'
+        )
