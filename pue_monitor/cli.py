@@ -530,6 +530,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_ingest_parser(sub)
 
+    from pue_monitor.systemd_unit import add_parser as add_unit_parser  # `pue systemd-unit`
+
+    add_unit_parser(sub)
+
     cs = sub.add_parser("config-schema", help="print the JSON schema of site (or profile) files")
     cs.add_argument("--profile", action="store_true", help="schema of a device profile instead")
     cs.set_defaults(func=cmd_config_schema)

@@ -196,8 +196,8 @@ class Service:
             self.runner.add_source(source, protocol="mqtt")
             self.state.mqtt = source
 
-    def _lock(self, path: Path, what: str) -> None:
-        self._locks.append(InstanceLock(path, what).acquire())
+    def _lock(self, path: Path, what: str, field: str | None = None) -> None:
+        self._locks.append(InstanceLock(path, what, field).acquire())
 
     def _release(self) -> None:
         for lock in self._locks:
@@ -218,9 +218,15 @@ class Service:
                 state = Path(cfg.store.state_path or spool.with_name(spool.name + ".state.json"))
                 if not state.is_absolute():
                     state = self.site.base_dir / state
-        for path, what in ((store, "store"), (spool, "InfluxDB spool"), (state, "state file")):
+        # (file, what it is, the config field that names it: in one-line errors)
+        files = (
+            (store, "store", "--db" if store_path is not None else "store.path"),
+            (spool, "InfluxDB spool", "influxdb.spool.path"),
+            (state, "state file", "store.state_path" if cfg.store.state_path else "influxdb.spool.path"),
+        )
+        for path, what, name in files:
             if path is not None:
-                self._lock(path, what)
+                self._lock(path, what, name)
         if store is not None:
             self.store = StoreOutput(
                 store,

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 from pathlib import Path
 
 from pue_monitor.errors import PueError
 
 __all__ = ["AlreadyRunning", "InstanceLock", "LockError"]
+
+log = logging.getLogger(__name__)
 
 
 class LockError(PueError):
@@ -26,18 +29,40 @@ class AlreadyRunning(LockError):
 
 
 class InstanceLock:
-    def __init__(self, target: str | Path, what: str) -> None:
+    """``what`` names the file in messages ("store"); ``field`` is the config field that set
+    its path ("store.path"), named when its directory cannot be created."""
+
+    def __init__(self, target: str | Path, what: str, field: str | None = None) -> None:
         self.target = Path(target)
         self.path = self.target.with_name(self.target.name + ".lock")
         self.what = what
+        self.field = field
         self._fd: int | None = None
 
-    def acquire(self) -> InstanceLock:
+    def _name(self) -> str:
+        return f"{self.field} ({self.what})" if self.field else self.what
+
+    def _make_directory(self) -> None:
+        """Create the file's directory on first run (logged once); a one-line error naming
+        the config field and the path when it cannot be created."""
+        parent = self.path.parent
+        if parent.is_dir():
+            return
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise LockError(
+                f"{self._name()} {self.target}: cannot create its directory {parent}: {exc.strerror or exc}; "
+                f"create it, or set {self.field or 'the path'} to a writable place"
+            ) from None
+        log.warning("created directory %s for %s %s (first run)", parent, self.field or self.what, self.target)
+
+    def acquire(self) -> InstanceLock:
+        self._make_directory()
+        try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
-            what = f"{self.what} {self.target}: cannot create the lock file {self.path}"
+            what = f"{self._name()} {self.target}: cannot create the lock file {self.path}"
             raise LockError(f"{what}: {exc.strerror}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
