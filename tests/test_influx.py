@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import json
 import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from influxdb_client import Point
@@ -492,3 +497,63 @@ async def test_unexpected_library_error_in_the_sender_is_logged_and_restarted(vm
     assert len(failures) >= 2 and "ValueError" in failures[0] and "restarting it in 0.5 s" in failures[0]
     assert "restarting it in 1.0 s" in failures[1]  # backoff doubles
     assert "tok-first-half" not in caplog.text
+
+
+def readme_downsampling_sql() -> list[str]:
+    """The InfluxQL statements of the README's "Retention and downsampling" (kept honest here)."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme[readme.index("**Retention and downsampling.**") :]
+    block = section[section.index("```sql\n") + 7 : section.index("```", section.index("```sql\n") + 7)]
+    statements, current = [], ""
+    for line in block.splitlines():
+        line = line.split("--")[0].strip()
+        current = f"{current} {line}".strip()
+        if current.startswith("CREATE CONTINUOUS QUERY") and not current.endswith("END"):
+            continue
+        if current:
+            statements.append(current)
+            current = ""
+    return statements
+
+
+def influxql_post(server: Any, q: str) -> dict[str, Any]:
+    data = urllib.parse.urlencode({"db": "pue", "q": q, "epoch": "ns"}).encode()
+    result: dict[str, Any] = json.loads(urllib.request.urlopen(f"{server.url}/query", data=data, timeout=10).read())
+    assert "error" not in result["results"][0], (q, result)
+    return result
+
+
+async def test_readme_retention_policies_and_continuous_query_keep_the_rollups(influx1, tmp_path):
+    """The README's 1.x recipe, run against InfluxDB 1.6: the CQ's SELECT (over a fixed time
+    range, as one CQ run does) copies 15m/1h/1d rollups to "long" unchanged and no 1m point."""
+    statements = readme_downsampling_sql()
+    assert [s.split(" ON ")[0] for s in statements] == [
+        'CREATE RETENTION POLICY "short"',
+        'CREATE RETENTION POLICY "long"',
+        'CREATE CONTINUOUS QUERY "keep_rollups"',
+    ]
+    for s in statements:
+        influxql_post(influx1, s)
+    cfg = InfluxConfig(url=influx1.url, bucket="pue/short", spool={"path": str(tmp_path / "spool.sqlite")})
+    day = 86_400 * (int(time.time()) // 86_400 - 2)  # inside the 30-day "short" policy
+    lb = LineBuilder()
+    minutes = [bucket(day + 60 * i, e_facility=10.0 + i, category=2) for i in range(30)]
+    quarters = [bucket(day + 900 * i, e_facility=100.0 + i, category=1 + i % 2) for i in range(2)]
+    daily = [bucket(day, e_facility=9000.0, category=2)]
+    sink = await write_all(
+        cfg,
+        [lb.intervals("dc1", "1m", minutes), lb.intervals("dc1", "15m", quarters), lb.intervals("dc1", "1d", daily)],
+    )
+    await sink.close()
+    cq = statements[2]
+    select = cq[cq.index("BEGIN") + 5 : cq.rindex("END")].strip()
+    select = select.replace(" WHERE ", f" WHERE time >= {day * 10**9} AND time < {(day + 86_400) * 10**9} AND ")
+    influxql_post(influx1, select)
+    long = influx1.query('SELECT * FROM "pue"."long"."pue_interval" ORDER BY time')[0]
+    cols = long["columns"]
+    rows = sorted((dict(zip(cols, r, strict=True)) for r in long["values"]), key=lambda r: (r["resolution"], r["time"]))
+    got = [(r["resolution"], r["time"] // 10**9, r["last_e_facility_kwh"], r["last_category"]) for r in rows]
+    assert got == [("15m", day, 100.0, 1), ("15m", day + 900, 101.0, 2), ("1d", day, 9000.0, 2)]
+    assert {r["site"] for r in rows} == {"dc1"} and {r["last_schema_version"] for r in rows} == {2}
+    short = influx1.query('SELECT count(e_facility_kwh) FROM "pue"."short"."pue_interval" GROUP BY resolution')
+    assert {s["tags"]["resolution"]: s["values"][0][1] for s in short} == {"1m": 30, "15m": 2, "1d": 1}
