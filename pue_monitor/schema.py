@@ -22,8 +22,10 @@ SCHEMA_VERSION_FIELD = "schema_version"  # integer
 # ------------------------------------------------------------------ metadata
 #: one point per service start; timestamp = start time
 META = "pue_meta"
-META_TAGS = ("site",)
-META_FIELDS = (SCHEMA_VERSION_FIELD, "software_version")  # integer, string
+#: software_version is a tag (one value per release), not a string field: VictoriaMetrics would
+#: store a string field as a meaningless 0
+META_TAGS = ("site", "software_version")
+META_FIELDS = (SCHEMA_VERSION_FIELD,)  # integer
 
 # ------------------------------------------------------------------ raw readings
 #: one point per reading; timestamp = the moment the request was sent (or the sample time)

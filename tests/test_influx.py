@@ -149,6 +149,8 @@ async def test_output_start_writes_schema_version_and_readings_have_no_unit_tag(
     await out.close()
     (meta,) = influx1.query("SELECT schema_version, software_version, site FROM pue_meta")[0]["values"]
     assert meta[1:] == [schema.SCHEMA_VERSION, __version__, "dc1"]
+    meta_tags = influx1.query("SHOW TAG KEYS FROM pue_meta")[0]["values"]
+    assert sorted(k[0] for k in meta_tags) == sorted(schema.META_TAGS)
     assert before <= meta[0] / 1e9 <= time.time()
     tag_keys = influx1.query("SHOW TAG KEYS FROM pue_reading")[0]["values"]
     assert sorted(k[0] for k in tag_keys) == sorted(schema.READING_TAGS) == ["device", "point", "site"]

@@ -79,8 +79,5 @@ class LineBuilder:
 
     def meta(self, site: str, ts: float, software_version: str) -> str:
         """The ``pue_meta`` point written once per start: which schema the data follows."""
-        sw = software_version.replace("\\", "\\\\").replace('"', '\\"')
-        return (
-            f"{_prefix(schema.META, [('site', site)])} "
-            f'{schema.SCHEMA_VERSION_FIELD}={schema.SCHEMA_VERSION}i,software_version="{sw}" {round(ts * 1e9)}'
-        )
+        prefix = _prefix(schema.META, [("site", site), ("software_version", software_version)])
+        return f"{prefix} {schema.SCHEMA_VERSION_FIELD}={schema.SCHEMA_VERSION}i {round(ts * 1e9)}"
