@@ -93,6 +93,27 @@ async def test_victoriametrics_receives_v2_writes(vm, tmp_path):
     assert series[0]["timestamps"] == [int((T0 + 60 * i) * 1000) for i in range(250)]
 
 
+async def test_victoriametrics_gets_the_schema_version_as_one_numeric_series(vm, tmp_path):
+    """pue_meta has no string field: VictoriaMetrics would keep one as a meaningless 0."""
+    cfg = InfluxConfig(url=vm.url, bucket="pue", spool={"path": str(tmp_path / "spool.sqlite")})
+    out = InfluxOutput(InfluxSink(cfg), site="dc1")
+    await out.start()
+    await out.sink.flush()
+    for _ in range(200):
+        if out.sink.stats.points_written == 1:
+            break
+        await asyncio.sleep(0.05)
+    await out.close()
+    for _ in range(50):  # written: searchable once VictoriaMetrics has indexed the new series
+        series = vm.export('{__name__=~"pue_meta.*"}')
+        if series:
+            break
+        await asyncio.sleep(0.1)
+    assert [(s["metric"], s["values"]) for s in series] == [
+        ({"__name__": "pue_meta_schema_version", "site": "dc1", "software_version": __version__}, [2])
+    ]
+
+
 async def test_influxdb_1_6_gets_1x_writes_and_answers_influxql_exactly(influx1, tmp_path):
     cfg = InfluxConfig(url=influx1.url, bucket="pue", spool={"path": str(tmp_path / "spool.sqlite")})
     rs = readings(100) + readings(100, device="pdu-2")
