@@ -101,8 +101,7 @@ def backfill(
     clock = time.perf_counter()
 
     # ---- the file's rows, sorted by (series, time, value); repeated rows dropped
-    new = pl.DataFrame({"sid": sid.astype(np.int32), "t": t_us.astype(np.int64), "v": value.astype(np.float64)})
-    new = new.sort(["sid", "t", "v"], multithreaded=True)
+    new = _sorted(sid.astype(np.int32), t_us.astype(np.int64), value.astype(np.float64))
     new = new.filter(~_repeats(new))
     res.duplicates = int(sid.size - new.height)
     n_sid = new["sid"].to_numpy()
@@ -142,7 +141,8 @@ def backfill(
         old = pl.DataFrame({"sid": np.concatenate(parts_s), "t": np.concatenate(parts_t), "v": np.concatenate(parts_v)})
         fresh = new.join(old, on=["sid", "t", "v"], how="anti", maintain_order="left")
         res.duplicates += new.height - fresh.height
-        both = pl.concat([old, fresh]).sort(["sid", "t", "v"], multithreaded=True)
+        both = pl.concat([old, fresh])
+        both = _sorted(both["sid"].to_numpy(), both["t"].to_numpy(), both["v"].to_numpy())
     else:
         fresh = new
         both = new
@@ -158,8 +158,12 @@ def backfill(
     starts = np.concatenate([[0], bounds]) if total else np.zeros(0, np.int64)
     ends = np.concatenate([bounds, [total]]) if total else np.zeros(0, np.int64)
 
+    # series in (device, point) order, each by time: the order of the store's readings index,
+    # which then grows at its end (an empty store) or series by series in one place each
+    segments = sorted(zip(starts.tolist(), ends.tolist(), strict=True), key=lambda ab: keys[int(f_sid[ab[0]])])
+
     def series_rows() -> Any:
-        for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
+        for a, b in segments:
             s = int(f_sid[a])
             device, point = keys[s]
             yield device, point, units[s], f_ts[a:b], f_v[a:b]
@@ -243,6 +247,27 @@ def _engine(
         res.e_it_kwh = math.fsum(m.e_it for m in used)  # type: ignore[misc]
         res.pue = res.e_facility_kwh / res.e_it_kwh if res.e_it_kwh > 0 else None
     res.seconds["energy"] = time.perf_counter() - clock_e
+
+
+def _sorted(sid: np.ndarray, t: np.ndarray, v: np.ndarray) -> pl.DataFrame:
+    """The rows as a frame sorted by (sid, t, v).
+
+    Usually by one stable radix sort of a 63-bit key ``sid << b | (t - min t)`` (numpy, about
+    four times faster than a three-column sort), the value deciding only between rows of equal
+    series and time, which are rare (repeats, conflicts): when there are any, or the key does
+    not fit, the three-column sort of polars does it all.
+    """
+    frame = pl.DataFrame({"sid": sid, "t": t, "v": v})
+    if sid.size > 1:
+        bits = max(int(sid.max()), 1).bit_length()
+        t0 = int(t.min())
+        if int(sid.min()) >= 0 and int(t.max()) - t0 < 1 << (63 - bits):
+            key = (sid.astype(np.int64) << (63 - bits)) | (t - t0)
+            order = np.argsort(key, kind="stable")
+            key = key[order]
+            if not (key[1:] == key[:-1]).any():
+                return pl.DataFrame({"sid": sid[order], "t": t[order], "v": v[order]})
+    return frame.sort(["sid", "t", "v"], multithreaded=True)
 
 
 def _repeats(df: pl.DataFrame) -> pl.Series:
