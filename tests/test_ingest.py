@@ -445,3 +445,29 @@ def test_bulk_insert_is_all_or_nothing(tmp_path):
 
 def series_ok():
     yield "b", "p", "kWh", np.arange(130, dtype=float), np.arange(130) * 0.5
+
+
+@pytest.mark.parametrize("layout", ["time-ordered", "shuffled", "ties"])
+def test_backfill_sort_matches_a_full_sort(layout):
+    """The fast sorts (by series alone for a time-ordered export, by a (series, time) key
+    otherwise) give exactly the (series, time, value) order of a full three-column sort,
+    and rows tied on series and time (repeats, conflicts) are ordered by value."""
+    import polars as pl
+
+    from pue_monitor.ingest.backfill import _sorted
+
+    rng = np.random.default_rng(7)
+    n = 5000
+    sid = rng.integers(0, 40, n).astype(np.int32)
+    if layout == "time-ordered":  # strictly increasing per series (a fresh time per row)
+        t = (1_767_222_000_000_000 + np.arange(n) * 1_000_000).astype(np.int64)
+    elif layout == "shuffled":
+        t = (1_767_222_000_000_000 + rng.permutation(n) * 1_000_000).astype(np.int64)
+    else:  # few distinct times: many rows share series and time
+        t = (1_767_222_000_000_000 + np.sort(rng.integers(0, 30, n)) * 60_000_000).astype(np.int64)
+    v = rng.integers(0, 5, n).astype(np.float64)
+    got = _sorted(sid, t, v)
+    want = pl.DataFrame({"sid": sid, "t": t, "v": v}).sort(["sid", "t", "v"])
+    assert got.equals(want)
+    assert got.schema == want.schema
+    assert got.height == n

@@ -101,7 +101,7 @@ def backfill(
     clock = time.perf_counter()
 
     # ---- the file's rows, sorted by (series, time, value); repeated rows dropped
-    new = _sorted(sid.astype(np.int32), t_us.astype(np.int64), value.astype(np.float64))
+    new = _sorted(np.asarray(sid, np.int32), np.asarray(t_us, np.int64), np.asarray(value, np.float64))
     new = new.filter(~_repeats(new))
     res.duplicates = int(sid.size - new.height)
     n_sid = new["sid"].to_numpy()
@@ -250,24 +250,32 @@ def _engine(
 
 
 def _sorted(sid: np.ndarray, t: np.ndarray, v: np.ndarray) -> pl.DataFrame:
-    """The rows as a frame sorted by (sid, t, v).
+    """The rows as a frame sorted by (sid, t, v), the cheapest way that is exact.
 
-    Usually by one stable radix sort of a 63-bit key ``sid << b | (t - min t)`` (numpy, about
-    four times faster than a three-column sort), the value deciding only between rows of equal
-    series and time, which are rare (repeats, conflicts): when there are any, or the key does
-    not fit, the three-column sort of polars does it all.
+    1. An export in time order (the usual): a stable radix sort by series alone (16-bit keys)
+       puts every series' rows in time order; kept when time strictly increases within each
+       series, so no two rows tie and the value never decides.
+    2. Otherwise one stable radix sort of a 63-bit key ``sid << b | (t - min t)``, kept when no
+       two rows share series and time.
+    3. Otherwise (repeats, conflicts, a key that does not fit) the three-column sort of polars.
     """
-    frame = pl.DataFrame({"sid": sid, "t": t, "v": v})
-    if sid.size > 1:
-        bits = max(int(sid.max()), 1).bit_length()
+    if sid.size > 1 and int(sid.min()) >= 0:
+        n_series = int(sid.max()) + 1
+        if n_series < 1 << 15:
+            order = np.argsort(sid.astype(np.int16), kind="stable")
+            t_s = t[order]
+            s_s = np.repeat(np.arange(n_series, dtype=np.int32), np.bincount(sid, minlength=n_series))
+            if not ((s_s[1:] == s_s[:-1]) & (t_s[1:] <= t_s[:-1])).any():
+                return pl.DataFrame({"sid": s_s, "t": t_s, "v": v[order]})
+        bits = n_series.bit_length()
         t0 = int(t.min())
-        if int(sid.min()) >= 0 and int(t.max()) - t0 < 1 << (63 - bits):
+        if int(t.max()) - t0 < 1 << (63 - bits):
             key = (sid.astype(np.int64) << (63 - bits)) | (t - t0)
             order = np.argsort(key, kind="stable")
             key = key[order]
             if not (key[1:] == key[:-1]).any():
                 return pl.DataFrame({"sid": sid[order], "t": t[order], "v": v[order]})
-    return frame.sort(["sid", "t", "v"], multithreaded=True)
+    return pl.DataFrame({"sid": sid, "t": t, "v": v}).sort(["sid", "t", "v"], multithreaded=True)
 
 
 def _repeats(df: pl.DataFrame) -> pl.Series:
