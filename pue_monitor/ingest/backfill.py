@@ -20,6 +20,7 @@ as the live service's do. Steps:
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 import zoneinfo
@@ -132,7 +133,7 @@ def backfill(
         rows = store.good_readings(device, point, start=w0, end=w1)
         rows += store.edge_readings(device, point, before=w0, after=w1, n=MARGIN_ROWS)
         if rows:
-            arr = np.asarray(rows, np.float64)
+            arr = np.fromiter(itertools.chain.from_iterable(rows), np.float64, 2 * len(rows)).reshape(-1, 2)
             parts_s.append(np.full(len(rows), s, np.int32))
             parts_t.append(np.round(arr[:, 0] * 1e6).astype(np.int64))
             parts_v.append(arr[:, 1])
