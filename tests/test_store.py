@@ -473,3 +473,54 @@ async def test_store_read_only_at_start_buffers_until_writable(tmp_path, caplog)
     reader.close()
     lines = [r.getMessage() for r in caplog.records if r.name == "pue_monitor.sinks.store"]
     assert sum(str(db) in line and "read-only" in line for line in lines) == 1  # once, not per retry
+
+
+def test_prune_goes_series_by_series_without_a_ts_index(tmp_path):
+    """Retention deletes every reading older than the cutoff in every series, keeps the rest
+    (exact counts per series), through the (device, point, ts) index: a store made before the
+    index on ts alone was dropped loses it at open, and the plan of each step names the
+    series index."""
+    db = tmp_path / "s.sqlite"
+    with connect(db) as conn:  # a store of the old schema: both indexes
+        conn.executescript(
+            """CREATE TABLE readings (ts REAL NOT NULL, site TEXT NOT NULL, device TEXT NOT NULL,
+            point TEXT NOT NULL, value REAL, unit TEXT NOT NULL, quality INTEGER NOT NULL,
+            tags TEXT NOT NULL DEFAULT '');
+            CREATE INDEX readings_series ON readings (device, point, ts);
+            CREATE INDEX readings_ts ON readings (ts);"""
+        )
+    conn.close()
+    store = SqliteStore(db)
+    SqliteStore(db).close()  # the migration is idempotent: opening again changes nothing
+    names = {r[0] for r in store._conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert "readings_ts" not in names and "readings_series" in names
+    # 7 series (two devices sharing point names, a quote in a name), each with its own span;
+    # one series wholly older than the cutoff, one wholly newer, one with bad readings
+    series = {("a", "energy"): (0, 100), ("a", "power"): (50, 150), ("b", "energy"): (0, 40),
+              ("b", "power"): (120, 200), ("c'x", "energy"): (10, 190), ("d", "p"): (99, 101),
+              ("e", "energy"): (0, 300)}  # fmt: skip
+    readings = []
+    for (device, point), (lo, hi) in series.items():
+        for i in range(lo, hi):
+            q = Quality.BAD if device == "e" and i % 3 == 0 else Quality.GOOD
+            readings.append(Reading(60.0 * i, "s", device, point, float(i), "kWh", q))
+    store.write_readings(readings)
+    cutoff = 60.0 * 100  # readings at ts < 6000 go
+    want_gone = {k: max(0, min(hi, 100) - lo) for k, (lo, hi) in series.items()}
+    statements: list[str] = []
+    store._conn.set_trace_callback(statements.append)  # the SQL prune runs, values filled in
+    assert store.prune_readings(cutoff) == sum(want_gone.values()) == 100 + 50 + 40 + 0 + 90 + 1 + 100
+    store._conn.set_trace_callback(None)
+    steps = [q for q in statements if q.startswith(("SELECT", "DELETE"))]
+    assert len(steps) == 2 * len(series) + 1  # first series, then per series: delete, next series
+    for q in steps:
+        plan = " ".join(str(r[3]) for r in store._conn.execute("EXPLAIN QUERY PLAN " + q))
+        assert "readings_series" in plan, (q, plan)  # an index seek or a LIMIT 1 index scan, never the table
+    reader = StoreReader(db)
+    for (device, point), (lo, hi) in series.items():
+        got = reader.readings(device, point)
+        assert [ts for ts, _, _ in got] == [60.0 * i for i in range(max(lo, 100), hi)], (device, point)
+    assert reader.reading_count() == sum(hi - lo for lo, hi in series.values()) - sum(want_gone.values())
+    assert store.prune_readings(cutoff) == 0  # nothing left to prune
+    reader.close()
+    store.close()

@@ -20,6 +20,7 @@ as the live service's do. Steps:
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 import zoneinfo
@@ -101,8 +102,7 @@ def backfill(
     clock = time.perf_counter()
 
     # ---- the file's rows, sorted by (series, time, value); repeated rows dropped
-    new = pl.DataFrame({"sid": sid.astype(np.int32), "t": t_us.astype(np.int64), "v": value.astype(np.float64)})
-    new = new.sort(["sid", "t", "v"], multithreaded=True)
+    new = _sorted(np.asarray(sid, np.int32), np.asarray(t_us, np.int64), np.asarray(value, np.float64))
     new = new.filter(~_repeats(new))
     res.duplicates = int(sid.size - new.height)
     n_sid = new["sid"].to_numpy()
@@ -133,7 +133,7 @@ def backfill(
         rows = store.good_readings(device, point, start=w0, end=w1)
         rows += store.edge_readings(device, point, before=w0, after=w1, n=MARGIN_ROWS)
         if rows:
-            arr = np.asarray(rows, np.float64)
+            arr = np.fromiter(itertools.chain.from_iterable(rows), np.float64, 2 * len(rows)).reshape(-1, 2)
             parts_s.append(np.full(len(rows), s, np.int32))
             parts_t.append(np.round(arr[:, 0] * 1e6).astype(np.int64))
             parts_v.append(arr[:, 1])
@@ -142,7 +142,8 @@ def backfill(
         old = pl.DataFrame({"sid": np.concatenate(parts_s), "t": np.concatenate(parts_t), "v": np.concatenate(parts_v)})
         fresh = new.join(old, on=["sid", "t", "v"], how="anti", maintain_order="left")
         res.duplicates += new.height - fresh.height
-        both = pl.concat([old, fresh]).sort(["sid", "t", "v"], multithreaded=True)
+        both = pl.concat([old, fresh])
+        both = _sorted(both["sid"].to_numpy(), both["t"].to_numpy(), both["v"].to_numpy())
     else:
         fresh = new
         both = new
@@ -158,8 +159,12 @@ def backfill(
     starts = np.concatenate([[0], bounds]) if total else np.zeros(0, np.int64)
     ends = np.concatenate([bounds, [total]]) if total else np.zeros(0, np.int64)
 
+    # series in (device, point) order, each by time: the order of the store's readings index,
+    # which then grows at its end (an empty store) or series by series in one place each
+    segments = sorted(zip(starts.tolist(), ends.tolist(), strict=True), key=lambda ab: keys[int(f_sid[ab[0]])])
+
     def series_rows() -> Any:
-        for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
+        for a, b in segments:
             s = int(f_sid[a])
             device, point = keys[s]
             yield device, point, units[s], f_ts[a:b], f_v[a:b]
@@ -243,6 +248,35 @@ def _engine(
         res.e_it_kwh = math.fsum(m.e_it for m in used)  # type: ignore[misc]
         res.pue = res.e_facility_kwh / res.e_it_kwh if res.e_it_kwh > 0 else None
     res.seconds["energy"] = time.perf_counter() - clock_e
+
+
+def _sorted(sid: np.ndarray, t: np.ndarray, v: np.ndarray) -> pl.DataFrame:
+    """The rows as a frame sorted by (sid, t, v), the cheapest way that is exact.
+
+    1. An export in time order (the usual): a stable radix sort by series alone (16-bit keys)
+       puts every series' rows in time order; kept when time strictly increases within each
+       series, so no two rows tie and the value never decides.
+    2. Otherwise one stable radix sort of a 63-bit key ``sid << b | (t - min t)``, kept when no
+       two rows share series and time.
+    3. Otherwise (repeats, conflicts, a key that does not fit) the three-column sort of polars.
+    """
+    if sid.size > 1 and int(sid.min()) >= 0:
+        n_series = int(sid.max()) + 1
+        if n_series < 1 << 15:
+            order = np.argsort(sid.astype(np.int16), kind="stable")
+            t_s = t[order]
+            s_s = np.repeat(np.arange(n_series, dtype=np.int32), np.bincount(sid, minlength=n_series))
+            if not ((s_s[1:] == s_s[:-1]) & (t_s[1:] <= t_s[:-1])).any():
+                return pl.DataFrame({"sid": s_s, "t": t_s, "v": v[order]})
+        bits = n_series.bit_length()
+        t0 = int(t.min())
+        if int(t.max()) - t0 < 1 << (63 - bits):
+            key = (sid.astype(np.int64) << (63 - bits)) | (t - t0)
+            order = np.argsort(key, kind="stable")
+            key = key[order]
+            if not (key[1:] == key[:-1]).any():
+                return pl.DataFrame({"sid": sid[order], "t": t[order], "v": v[order]})
+    return pl.DataFrame({"sid": sid, "t": t, "v": v}).sort(["sid", "t", "v"], multithreaded=True)
 
 
 def _repeats(df: pl.DataFrame) -> pl.Series:

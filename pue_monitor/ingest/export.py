@@ -152,16 +152,15 @@ def read_export(path: str | Path, specs: Mapping[tuple[str, str], SeriesSpec], *
     mi = pl.col("meter").replace_strict(meter_index, default=-1, return_dtype=pl.Int32)
     qi = pl.col("quantity").replace_strict(q_index, default=-1, return_dtype=pl.Int32)
     v = pl.col("value").cast(pl.Float64, strict=False)
-    suspect = t.is_null() | (mi < 0) | (qi < 0) | v.is_null()
+    # parsed columns first, then the suspect flag from them (once, not once per text column)
+    suspect = pl.col("t").is_null() | (pl.col("mi") < 0) | (pl.col("qi") < 0) | pl.col("v").is_null()
     try:
         df = (
             pl.scan_csv(path, infer_schema=False, truncate_ragged_lines=True, encoding="utf8-lossy")
+            .with_columns(t.alias("t"), mi.alias("mi"), qi.alias("qi"), v.alias("v"))
+            .with_columns(suspect.alias("suspect"))
             .select(
-                t.alias("t"),
-                mi.alias("mi"),
-                qi.alias("qi"),
-                v.alias("v"),
-                *(pl.when(suspect).then(pl.col(c)).alias(f"{c}_text") for c in COLUMNS),
+                "t", "mi", "qi", "v", *(pl.when(pl.col("suspect")).then(pl.col(c)).alias(f"{c}_text") for c in COLUMNS)
             )
             .collect()
         )
@@ -169,6 +168,20 @@ def read_export(path: str | Path, specs: Mapping[tuple[str, str], SeriesSpec], *
         raise ExportFormatError(f"{path}: cannot parse as CSV: {str(exc).splitlines()[0]}") from None
     del names
     n = df.height
+    any_suspect = df.select(pl.any_horizontal(pl.col("t", "v").is_null().any(), (pl.col("mi", "qi") < 0).any()))
+    if n and not any_suspect.item():
+        # fast path, every field parsed: only the meter/quantity pairing and finiteness to check
+        sid_fast = lut[df["mi"].to_numpy().astype(np.int64) * len(quantities) + df["qi"].to_numpy()]
+        v_fast = df["v"].to_numpy()
+        if sid_fast.min() >= 0 and np.isfinite(v_fast).all():
+            return Export(
+                path=path,
+                keys=keys,
+                sid=sid_fast.astype(np.int32),
+                t_us=df["t"].to_numpy(),
+                value=v_fast / factor[sid_fast],
+                rows=n,
+            )
     t_arr = df["t"].fill_null(np.iinfo(np.int64).min).to_numpy().copy()
     mi_a = df["mi"].to_numpy().copy()
     qi_a = df["qi"].to_numpy().copy()
