@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import struct
 import subprocess
 import sys
 import time
@@ -105,3 +106,50 @@ def test_fresh_venv_pip_install_runs_demo_without_mosquitto(tmp_path: Path) -> N
     # the demo's store and the broker's temp dirs are gone
     assert "temporary store removed" in demo.stdout
     assert list(tmp.iterdir()) == []
+
+
+def _connect_v5(client_id: bytes) -> bytes:
+    """An MQTT 5 CONNECT packet (clean start, keepalive 60, no properties)."""
+    body = b"\x00\x04MQTT\x05\x02\x00\x3c\x00" + struct.pack("!H", len(client_id)) + client_id
+    return bytes([0x10, len(body)]) + body
+
+
+async def test_embedded_broker_refuses_mqtt5_clients_without_a_traceback() -> None:
+    """The demo's asyncio traceback: our MQTT source tries MQTT 5 first; amqtt (3.1.1 only)
+    answers "unacceptable protocol version" and closes a socket the client already dropped,
+    and the OSError escaped amqtt's connection callback. Now: no unhandled exception, and the
+    broker keeps serving."""
+    import asyncio
+    import socket
+
+    from pue_monitor.simulator.broker import Broker
+
+    loop = asyncio.get_running_loop()
+    unhandled: list[str] = []
+    loop.set_exception_handler(lambda _loop, ctx: unhandled.append(str(ctx.get("message"))))
+    try:
+        async with Broker(kind="amqtt") as broker:
+            # the refusal a polite MQTT 5 client reads: CONNACK, return code 1 (unacceptable protocol)
+            reader, writer = await asyncio.open_connection(broker.host, broker.port)
+            writer.write(_connect_v5(b"polite"))
+            assert await asyncio.wait_for(reader.readexactly(4), 5) == b"\x20\x02\x00\x01"
+            writer.close()
+            await writer.wait_closed()
+            # clients that hang up (RST) right after their CONNECT, as a falling-back client may
+            for n in range(20):
+                s = socket.create_connection((broker.host, broker.port))
+                s.sendall(_connect_v5(b"rude%d" % n))
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                s.close()
+            await asyncio.sleep(0.5)
+            # still serving MQTT 3.1.1
+            import aiomqtt
+
+            async with aiomqtt.Client(
+                broker.host, broker.port, identifier="after", protocol=aiomqtt.ProtocolVersion.V311
+            ) as client:
+                await client.publish("still/up", b"1", qos=1)
+            await asyncio.sleep(0.2)  # amqtt ends the session's tasks
+    finally:
+        loop.set_exception_handler(None)
+    assert unhandled == []
