@@ -215,6 +215,8 @@ def cmd_spool_status(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- run / demo
 
 
+DEMO_TIMEOUT_S = 5.0  # the demo's device timeout, wall seconds (a timed-out poll skips its missed slots)
+
 _SHORT = {"facility_input": "facility", "power_distribution": "distribution"}
 
 
@@ -353,20 +355,26 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    import shutil
+
     from pue_monitor.clock import ScaledClock
     from pue_monitor.config.loader import site_from_dict
     from pue_monitor.simulator import SimulatedDataCentre
     from pue_monitor.simulator.site import SimulatedSite
 
     start = dt.datetime.fromisoformat(args.start).timestamp() if args.start else dt.datetime.now(dt.UTC).timestamp()
-    db = args.db or str(Path(tempfile.mkdtemp(prefix="pue-demo-")) / "demo.sqlite")
+    # a store of our own in a temp dir is removed at exit unless --keep; a store named with --db is the user's
+    tmp_dir = None if args.db else Path(tempfile.mkdtemp(prefix="pue-demo-"))
+    db = args.db or str(Path(str(tmp_dir)) / "demo.sqlite")
+    keep = args.keep or tmp_dir is None
+    where = f"store {db}" if keep else "store in a temp dir, removed at exit (--keep keeps it)"
 
     async def main() -> dict[str, Any]:
         clock = ScaledClock(start=start, speed=args.speed)
         world = SimulatedDataCentre(start=start, seed=args.seed)
         async with SimulatedSite(world, clock, publish_interval=args.interval) as sim:
-            # timeouts are in simulated seconds too: a third of the interval
-            cfg = sim.site_config(interval=args.interval, timeout=args.interval / 3)
+            # intervals are simulated seconds; timeouts are wall seconds at any speed (collectors.runner)
+            cfg = sim.site_config(interval=args.interval, timeout=min(DEMO_TIMEOUT_S, args.interval / 3))
             cfg["store"] = {"path": db}
             site = site_from_dict(cfg, source="<demo site>")
             if not args.json:
@@ -375,12 +383,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
                     f"pue demo: simulated data centre '{site.config.site.id}' ("
                     + ", ".join(f"{n} {p}" for p, n in sorted(protocols.items()))
                     + f" devices on loopback; MQTT broker: {sim.broker.kind}), "
-                    f"{args.speed:g}x real time; store {db}",
+                    f"{args.speed:g}x real time; {where}",
                     flush=True,
                 )
             # a new simulated timeline: never resume counters from an earlier run's store
             _, display = await _run_service(site, args, clock=clock, store_path=db, resume=False)
-        result: dict[str, Any] = {"store": db, "pue_period": display.period_pue}
+        result: dict[str, Any] = {"store": db if keep else None, "pue_period": display.period_pue}
         if display.period_start is not None and display.period_end is not None:
             truth = world.true_pue(display.period_start, display.period_end)
             result.update(
@@ -393,7 +401,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
             )
         return result
 
-    result = asyncio.run(main())
+    try:
+        result = asyncio.run(main())
+    finally:
+        if not keep and tmp_dir is not None:
+            shutil.rmtree(tmp_dir, ignore_errors=True)
     if args.json:
         print(json.dumps({"summary": result}))
     elif result.get("pue_true") is not None:
@@ -404,9 +416,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
             f"simulator ground truth {result['pue_true']:.4f}; "
             f"difference {result['error_percent']:+.3f} %"
         )
-        print(f"store: {db}  (inspect with: pue show --db {db})")
     else:
         print("\nno complete 1-minute interval yet: run longer (--duration) or faster (--speed)")
+    if not args.json:
+        if keep:
+            print(f"store kept: {db}  (inspect with: pue show --db {db})")
+        else:
+            print("temporary store removed (run with --keep, or --db PATH, to keep it)")
     return EXIT_OK
 
 
@@ -487,6 +503,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--interval", type=_positive, default=15.0, help="poll interval in simulated seconds (default 15)")
     d.add_argument("--start", metavar="ISO8601", help="simulated start time (default now)")
     d.add_argument("--seed", type=int, default=1)
+    d.add_argument(
+        "--keep", action="store_true", help="keep the demo's store (default: its temp dir is removed at exit)"
+    )
     # the demo must never clash with a real exporter on 9464: a free port unless asked
     d.set_defaults(prometheus_port=0)
     d.set_defaults(func=cmd_demo)

@@ -91,6 +91,50 @@ def test_demo_stops_cleanly_on_ctrl_c(tmp_path):
     assert "Traceback" not in err
 
 
+def test_demo_removes_its_temp_dirs_even_on_ctrl_c_and_keeps_the_store_with_keep(tmp_path):
+    import os
+    from pathlib import Path
+
+    def env(tmp):
+        tmp.mkdir()
+        return {**os.environ, "TMPDIR": str(tmp)}
+
+    # --keep: the store stays in its temp dir, and the last line says where
+    kept_tmp = tmp_path / "kept"
+    out = subprocess.run(
+        [*PUE, "demo", "--duration", "5", "--speed", "120", "--keep", "-q"],
+        capture_output=True, text=True, timeout=90, env=env(kept_tmp),
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    last = out.stdout.strip().splitlines()[-1]
+    assert last.startswith("store kept: ")
+    store = Path(last.removeprefix("store kept: ").split()[0])
+    assert store.parent.parent == kept_tmp and store.name == "demo.sqlite"
+    reader = StoreReader(store)
+    assert len(reader.intervals("1m", limit=100)) >= 5
+    reader.close()
+    assert [p.name.startswith("pue-demo-") for p in kept_tmp.iterdir()] == [True]  # the broker's dir is gone
+
+    # no --keep, no --db: Ctrl-C mid-run still removes the store's and the broker's temp dirs
+    gone_tmp = tmp_path / "gone"
+    proc = subprocess.Popen(
+        [*PUE, "demo", "--speed", "120", "--refresh", "0.5"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(gone_tmp),
+    )  # fmt: skip
+    try:
+        for line in proc.stdout:
+            if "PUE now" in line and "1-min   n/a" not in line:
+                break
+        assert any(p.name.startswith("pue-demo-") for p in gone_tmp.iterdir())
+        proc.send_signal(signal.SIGINT)
+        rest, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "temporary store removed" in rest
+    assert list(gone_tmp.iterdir()) == []
+
+
 def test_run_against_simulated_devices(tmp_path):
     cfg = tmp_path / "site.yaml"
     sim = subprocess.Popen(

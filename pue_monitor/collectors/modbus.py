@@ -4,6 +4,7 @@ One :class:`ModbusConnection` per host:port. Several unit ids behind one Modbus 
 gateway (an RS-485 bus) share it and are served strictly one request at a time.
 After a timeout the connection is closed, so a late answer can never be matched to a
 later request (the stale-response failure other collectors have).
+Timeouts are wall seconds, even on a fast simulated clock (see :mod:`pue_monitor.collectors.runner`).
 """
 
 from __future__ import annotations
@@ -102,8 +103,7 @@ class ModbusConnection:
     async def _read_locked(
         self, function: str, address: int, count: int, unit: int, timeout: float
     ) -> tuple[float, list[int]]:
-        shown = timeout
-        timeout = timeout / self.clock.speed  # wall seconds
+        shown = timeout  # wall seconds, whatever the clock's speed (see collectors.runner)
         client = await self._ensure(timeout)
         sent = self.clock.now()
         call = client.read_holding_registers if function == "holding" else client.read_input_registers

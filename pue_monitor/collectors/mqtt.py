@@ -108,7 +108,8 @@ __all__ = [
 ]
 
 LOG_EVERY = 60.0  # wall seconds between two reports of malformed payloads on one topic
-STALE_AFTER = 3.0  # a device without a message for this many intervals is down
+STALE_AFTER = 3.0  # a device without a message for this many intervals is down ...
+STALE_MIN_WALL = 5.0  # ... and for at least this many wall seconds (broker and network delays are real time)
 #: sane sample times: 2000-01-01 .. 2100-01-01 (a ms value read as s lands far outside)
 TS_MIN, TS_MAX = 946_684_800.0, 4_102_444_800.0
 _MS_THRESHOLD = 1e11  # epoch values above this are milliseconds (1e11 s is year 5138)
@@ -452,6 +453,8 @@ class MqttSource:
         self._broker_up: bool | None = None
         self._attempt = 0  # connection attempts since the last success (backoff)
         self._started = clock.now()
+        self._wall_started = time.monotonic()
+        self._wall_last: dict[str, float] = {}  # device -> time.monotonic() of its last message
 
     @property
     def connected(self) -> bool:
@@ -623,6 +626,7 @@ class MqttSource:
 
     def _success(self, stats: DeviceStats) -> None:
         stats.last_success = self.clock.now()
+        self._wall_last[stats.device] = time.monotonic()
         if stats.up is not True:
             if stats.up is False:
                 log.warning("device %s recovered", stats.device)
@@ -720,6 +724,7 @@ class MqttSource:
         for dev in self.device_ids:
             stats.setdefault(dev, self.stats[dev])
         self.stats = stats
+        self._started, self._wall_started = self.clock.now(), time.monotonic()
         watch = asyncio.create_task(self._watch(stopping), name=f"{self.name} staleness")
         try:
             await self._connection_loop(emit, stopping)
@@ -834,5 +839,6 @@ class MqttSource:
             for dev, interval in intervals.items():
                 st = self.stats[dev]
                 last = st.last_success if st.last_success is not None else self._started
-                if now - last > STALE_AFTER * interval and st.up is not False:
+                wall_quiet = time.monotonic() - self._wall_last.get(dev, self._wall_started)
+                if now - last > STALE_AFTER * interval and wall_quiet > STALE_MIN_WALL and st.up is not False:
                     self._down(st, f"no message for {now - last:.0f} s (interval {interval:g} s)")

@@ -16,6 +16,14 @@ Time
     ``behind_s`` before it is rejected, counted in the device's
     :attr:`DeviceStats.out_of_window` and logged (at most once a minute per device,
     naming the device, the timestamp and the clock). It never reaches the pipeline.
+
+Timeouts are wall seconds
+    A device's ``timeout`` ("no answer within 5 s") is real seconds whatever the clock's
+    speed: the collectors apply it with ``asyncio.timeout`` on the event loop's clock, and
+    retry pauses are wall seconds too. Intervals and schedules are clock seconds. On a real
+    site (speed 1) the two are the same; on a simulated clock running 60x a 5 s timeout is
+    still 5 s of waiting for an answer, so a busy machine raises no false "device down"
+    (a timed-out poll that overruns its slot skips the missed slots, as above).
 """
 
 from __future__ import annotations
@@ -127,7 +135,7 @@ class DeviceStats:
 @dataclass(frozen=True)
 class Schedule:
     interval: float  # clock seconds (monotonic)
-    timeout: float
+    timeout: float  # wall seconds, whatever the clock's speed
     retries: int
 
 

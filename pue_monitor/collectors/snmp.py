@@ -11,8 +11,8 @@ Requests
     Scalars (and single table rows named in ``points``) go in GET PDUs (up to 40 varbinds
     each). Tables are walked with GETBULK, all wanted columns of a table in the same PDU
     (``max_repetitions`` rows per column per request), so a 24-outlet table with 3 columns
-    is one request rather than three walks. Timeouts are clock seconds like every collector
-    (``device.timeout / clock.speed`` wall seconds), pysnmp's own retries are 0: the runner
+    is one request rather than three walks. Timeouts are wall seconds like every collector
+    (``device.timeout``, whatever the clock's speed), pysnmp's own retries are 0: the runner
     retries. Every value is stamped with the clock time its request was sent.
 
 Errors (mapped here, once)
@@ -445,7 +445,7 @@ class SnmpReader:
         )
 
     def _wall_timeout(self) -> float:
-        return self.device.timeout / self.clock.speed
+        return self.device.timeout  # wall seconds, whatever the clock's speed
 
     async def _ensure(self) -> tuple[Any, Any]:
         if self._engine is None:

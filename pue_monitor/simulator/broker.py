@@ -2,8 +2,9 @@
 
 Mosquitto when it is installed (a child process with its own config, persistence folder
 and log file in a temp dir): MQTT 5, persistent sessions that survive a restart.
-Otherwise an in-process amqtt broker (the ``embedded-broker`` extra; MQTT 3.1.1 only,
-sessions kept in memory).
+Otherwise an in-process amqtt broker (a dependency of pue-monitor, so ``pip install
+pue-monitor && pue demo`` needs nothing else; MQTT 3.1.1 only, sessions kept in memory).
+``PUE_MOSQUITTO`` names the mosquitto binary, or hides it when empty.
 
 ``stop()`` / ``start()`` take the broker down and up again on the same port: mosquitto
 writes its persistence file on SIGTERM and reloads it on start, so queued QoS 1 messages
@@ -32,7 +33,14 @@ MOSQUITTO_FALLBACK = "/usr/sbin/mosquitto"  # Debian installs it outside a user'
 
 
 def mosquitto_binary() -> str | None:
-    """Path of the mosquitto executable, or None."""
+    """Path of the mosquitto executable, or None.
+
+    ``PUE_MOSQUITTO`` overrides the search: a path to the binary, or empty for "no
+    Mosquitto here" (the embedded amqtt broker is used).
+    """
+    override = os.environ.get("PUE_MOSQUITTO")
+    if override is not None:
+        return override if override and os.access(override, os.X_OK) else None
     found = shutil.which("mosquitto")
     if found:
         return found
@@ -196,8 +204,9 @@ class Broker:
         try:
             from amqtt.broker import Broker as AmqttBroker  # type: ignore[import-untyped]
         except ImportError as exc:
-            raise RuntimeError("no MQTT broker: install mosquitto, or pue-monitor[embedded-broker] for amqtt") from exc
+            raise RuntimeError("no MQTT broker: install mosquitto, or amqtt (pip install amqtt)") from exc
         logging.getLogger("amqtt").setLevel(logging.WARNING)
+        _quiet_amqtt_disconnects(asyncio.get_running_loop())
         broker = AmqttBroker(
             {
                 "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}},
@@ -206,3 +215,29 @@ class Broker:
         )
         await broker.start()
         self._amqtt = broker
+
+
+def _quiet_amqtt_disconnects(loop: asyncio.AbstractEventLoop) -> None:
+    """Log a client that hangs up during its CONNECT at debug level, not as a traceback.
+
+    amqtt (0.12) closes such a connection with ``write_eof()`` on a socket that is already
+    gone; the ``OSError`` escapes its ``client_connected_cb`` and asyncio prints it with a
+    traceback ("Unhandled exception in client_connected_cb"). The client is gone either
+    way; nothing is lost. Every other exception goes to the previous handler.
+    """
+    previous = loop.get_exception_handler()
+    if getattr(previous, "_pue_amqtt", False):
+        return
+
+    def handler(lp: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        if isinstance(exc, OSError) and "client_connected_cb" in str(context.get("message", "")):
+            log.debug("embedded MQTT broker: a client hung up while connecting (%s)", exc)
+            return
+        if previous is not None:
+            previous(lp, context)
+        else:
+            lp.default_exception_handler(context)
+
+    handler._pue_amqtt = True  # type: ignore[attr-defined]
+    loop.set_exception_handler(handler)
