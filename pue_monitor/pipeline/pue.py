@@ -13,7 +13,7 @@ import functools
 import math
 import zoneinfo
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -72,6 +72,9 @@ class PueInterval:
     estimated_gap_split: float = 0.0
     estimated_reset: float = 0.0
     estimated_glitch_bridged: float = 0.0
+    #: meter id -> kWh of each meter that is not MISSING (1-minute rollups only; empty for
+    #: aggregates and rows read back from a store)
+    e_meters: dict[str, float] = field(default_factory=dict)
 
     @property
     def estimated_flag(self) -> bool:
@@ -220,6 +223,7 @@ def _rollup_arrays(
     meas_l, est_l, miss_l = n_meas.tolist(), n_est.tolist(), n_miss.tolist()
     st_l, en_l = starts.tolist(), ends.tolist()
     cat = lay.category
+    e_m_t, ok_m_t = e_m.T.tolist(), (~missing_m).T.tolist()
     out: list[PueInterval] = []
     for k in range(n):
         it_k = it_l[k] if it_ok[k] else None
@@ -244,6 +248,7 @@ def _rollup_arrays(
                 estimated_gap_split=by_reason[1][k],
                 estimated_reset=by_reason[2][k],
                 estimated_glitch_bridged=by_reason[3][k],
+                e_meters={m: e for m, e, ok in zip(lay.meters, e_m_t[k], ok_m_t[k], strict=True) if ok},
             )
         )
     return out
