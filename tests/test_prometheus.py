@@ -5,15 +5,19 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import shutil
+import subprocess
 import time
 import urllib.parse
 import urllib.request
 from types import SimpleNamespace
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from servers import Prometheus
 
 from pue_monitor.clock import ScaledClock
+from pue_monitor.collectors.runner import ERROR_KINDS
 from pue_monitor.config.loader import site_from_dict
 from pue_monitor.pipeline.pue import PueInterval
 from pue_monitor.readings import Quality, Reading
@@ -69,6 +73,8 @@ async def test_promql_increase_of_energy_counters_gives_the_pipelines_pue(tmp_pa
                 await asyncio.sleep(0.2)
             fac = await asyncio.to_thread(samples, prom, "facility_input", at)
             ratio = await asyncio.to_thread(query, prom, PUE_QL.format(r="10m"), at)
+            text = await asyncio.to_thread(lambda: urllib.request.urlopen(svc.prometheus.url, timeout=5).read())
+            latest = dict(svc.state.latest_readings)
         finally:
             stop.set()
             await run
@@ -94,6 +100,23 @@ async def test_promql_increase_of_energy_counters_gives_the_pipelines_pue(tmp_pa
     store_pue = sum(r["e_facility_kwh"] for r in minutes) / sum(r["e_it_kwh"] for r in minutes)
     assert promql_pue == pytest.approx(store_pue, rel=1e-3)
     assert 1.05 < store_pue < 2.0
+
+    # the full exposition (counters, histograms, reading gauges, process metrics) passes promtool
+    promtool = shutil.which("promtool")
+    assert promtool is not None, "promtool (Debian package prometheus) is needed: ./scripts/test installs it"
+    check = await asyncio.to_thread(
+        subprocess.run, [promtool, "check", "metrics"], input=text, capture_output=True, timeout=30
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    fams = {f.name: f for f in text_string_to_metric_families(text.decode())}
+    assert {"process_resident_memory_bytes", "python_info", "pue_build_info"} <= fams.keys()
+    assert fams["pue_collector_poll_latency_seconds"].type == "histogram"
+    # one gauge per point read, equal to the latest good reading the service held
+    shown = {(s.labels["device"], s.labels["point"]): s.value for s in fams["pue_reading_value"].samples}
+    devices = {d for d, _ in latest}
+    assert devices and devices == {d for d, _ in shown}
+    for key, value in shown.items():
+        assert value == latest[key].value
 
 
 def _iv(start: float, fac: float | None, it: float | None, meters: dict[str, float]) -> PueInterval:
@@ -129,7 +152,7 @@ def test_energy_counters_count_restated_minutes_once_and_never_go_down():
 
 
 def test_every_metric_has_site_errors_preinitialised_latency_histogram_and_fresh_readings():
-    from pue_monitor.collectors.runner import ERROR_KINDS, DeviceStats
+    from pue_monitor.collectors.runner import DeviceStats
 
     now = [1000.0]
     state = LiveState(site="dc1", warning=1.5, critical=2.0, intervals_s={"m1": 10.0}, now=lambda: now[0])
@@ -168,3 +191,32 @@ def test_every_metric_has_site_errors_preinitialised_latency_histogram_and_fresh
     assert value not in _collect(state)
     info = [k for k in m if k[0] == "pue_build_info"]
     assert len(info) == 1 and dict(info[0][1])["version"]
+
+
+async def test_sparkplug_devices_are_labelled_sparkplug_with_their_error_kinds(tmp_path):
+    from pue_monitor.clock import ManualClock
+
+    dev = {"protocol": "modbus", "host": "127.0.0.1", "port": 9, "profile": "eastron-sdm630"}
+    cfg = {"site": {"id": "s"}, "prometheus": {"enabled": True, "port": 0},
+           "mqtt": {"host": "127.0.0.1", "port": 9},
+           "devices": [{**dev, "id": "inc", "meter": {"role": "facility_input", "energy": "import_energy"}},
+                       {**dev, "id": "it", "unit_id": 2, "meter": {"role": "it", "it_location": "pdu_output",
+                                                                   "energy": "import_energy"}},
+                       {"id": "gw", "protocol": "sparkplug", "group": "g1", "edge_node": "n1"},
+                       {"id": "wx", "protocol": "mqtt",
+                        "subscriptions": [{"topic": "wx", "points": [{"point": "t", "unit": "degC"}]}]}]}  # fmt: skip
+    svc = Service(site_from_dict(cfg, source="<test>"), clock=ManualClock(1_790_000_000.0), store_path=tmp_path / "s")
+    try:
+        text = await asyncio.to_thread(lambda: urllib.request.urlopen(svc.prometheus.url, timeout=5).read().decode())
+    finally:
+        await svc.close()
+    errors = {
+        (s.labels["device"], s.labels["protocol"], s.labels["kind"])
+        for f in text_string_to_metric_families(text)
+        if f.name == "pue_collector_errors"
+        for s in f.samples
+    }
+    assert {k for d, p, k in errors if (d, p) == ("gw", "sparkplug")} == {"sparkplug", "rebirth"}
+    assert {k for d, p, k in errors if (d, p) == ("wx", "mqtt")} == set(ERROR_KINDS["mqtt"])
+    assert all(p != "mqtt" for d, p, _ in errors if d == "gw")
+    assert {k for d, p, k in errors if (d, p) == ("inc", "modbus")} == set(ERROR_KINDS["modbus"])
