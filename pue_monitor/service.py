@@ -200,8 +200,7 @@ class Service:
 
             assert cfg.mqtt is not None  # the config model requires it
             source = MqttSource(cfg.mqtt, push, site_id=cfg.site.id, clock=self.clock, base_dir=site.base_dir)
-            sparkplug = {d.id: "sparkplug" for d in push if isinstance(d, SparkplugDevice)}
-            self.runner.add_source(source, protocol="mqtt", protocols=sparkplug)
+            self.runner.add_source(source, protocol="mqtt", protocols=source.protocols)
             self.state.mqtt = source
 
     def _lock(self, path: Path, what: str) -> None:
