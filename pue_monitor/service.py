@@ -320,7 +320,7 @@ class Service:
             step=cut - start,
             n=1,
         )
-        (iv,) = rollup(ie, [self.specs[k] for k in keys])
+        (iv,) = rollup(ie, [self.specs[k] for k in keys], per_meter=True)
         return _admit(dataclasses.replace(iv, end=start + STEP), (cut - start) / STEP)
 
     def _add_device(self, dev: Device) -> None:

@@ -73,6 +73,10 @@ async def test_promql_increase_of_energy_counters_gives_the_pipelines_pue(tmp_pa
                 await asyncio.sleep(0.2)
             fac = await asyncio.to_thread(samples, prom, "facility_input", at)
             ratio = await asyncio.to_thread(query, prom, PUE_QL.format(r="10m"), at)
+            by_meter = await asyncio.to_thread(
+                query, prom, 'sum by (role) (pue_meter_energy_joules_total{job="pue"})', at
+            )
+            by_role = await asyncio.to_thread(query, prom, 'pue_energy_joules_total{job="pue"}', at)
             text = await asyncio.to_thread(lambda: urllib.request.urlopen(svc.prometheus.url, timeout=5).read())
             latest = dict(svc.state.latest_readings)
         finally:
@@ -100,6 +104,15 @@ async def test_promql_increase_of_energy_counters_gives_the_pipelines_pue(tmp_pa
     store_pue = sum(r["e_facility_kwh"] for r in minutes) / sum(r["e_it_kwh"] for r in minutes)
     assert promql_pue == pytest.approx(store_pue, rel=1e-3)
     assert 1.05 < store_pue < 2.0
+
+    # the meters of a role add up to the role (minutes with a missing meter add to the others only)
+    meters = {r["metric"]["role"]: float(r["value"][1]) for r in by_meter}  # type: ignore[index]
+    roles = {r["metric"]["role"]: float(r["value"][1]) for r in by_role}  # type: ignore[index]
+    assert meters.keys() == roles.keys() >= {"facility_input", "it", "cooling"}
+    for role, joules in roles.items():
+        assert meters[role] >= joules * (1 - 1e-12)
+        if all(r["pue"] is not None for r in rows[:last]):
+            assert meters[role] == pytest.approx(joules, rel=1e-9), role
 
     # the full exposition (counters, histograms, reading gauges, process metrics) passes promtool
     promtool = shutil.which("promtool")
