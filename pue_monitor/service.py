@@ -162,7 +162,14 @@ class Service:
         )
         self.grace = max_interval + max_wait + 1.0  # a boundary's reading has arrived by then
         self.tick = tick if tick is not None else min(10.0, max_interval)
-        self.state = LiveState(site=cfg.site.id, warning=cfg.thresholds.warning, critical=cfg.thresholds.critical)
+        self.state = LiveState(
+            site=cfg.site.id,
+            warning=cfg.thresholds.warning,
+            critical=cfg.thresholds.critical,
+            meter_roles={spec.meter: str(spec.role) for spec in self.specs.values()},
+            intervals_s={d.id: d.interval for d in cfg.devices if not isinstance(d, ImportDevice)},
+            now=self.clock.now,
+        )
         self.on_tick = on_tick
         self._minutes: dict[float, PueInterval] = {}  # 1-minute rollups of the last two days, by start
         self._floor = -math.inf  # minutes before this (the resume point) are never rewritten
@@ -193,7 +200,7 @@ class Service:
 
             assert cfg.mqtt is not None  # the config model requires it
             source = MqttSource(cfg.mqtt, push, site_id=cfg.site.id, clock=self.clock, base_dir=site.base_dir)
-            self.runner.add_source(source, protocol="mqtt")
+            self.runner.add_source(source, protocol="mqtt", protocols=source.protocols)
             self.state.mqtt = source
 
     def _lock(self, path: Path, what: str, field: str | None = None) -> None:
@@ -319,7 +326,7 @@ class Service:
             step=cut - start,
             n=1,
         )
-        (iv,) = rollup(ie, [self.specs[k] for k in keys])
+        (iv,) = rollup(ie, [self.specs[k] for k in keys], per_meter=True)
         return _admit(dataclasses.replace(iv, end=start + STEP), (cut - start) / STEP)
 
     def _add_device(self, dev: Device) -> None:

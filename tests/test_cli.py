@@ -47,9 +47,9 @@ def test_demo_agrees_with_ground_truth_and_store_is_readable_during_run(tmp_path
     assert status and status[-1]["devices"] == 15
     # every device answered; a single late poll under a loaded CI machine may mark one down
     assert max(s["devices_up"] for s in status) == 15 and status[-1]["devices_up"] >= 14
-    # all three protocols delivered readings: Modbus meters, SNMP UPS/rack PDUs, MQTT sensors
+    # every protocol delivered readings: Modbus meters, SNMP UPS/rack PDUs, MQTT sensors, a Sparkplug node
     by_protocol = status[-1]["readings_by_protocol"]
-    assert set(by_protocol) == {"modbus", "snmp", "mqtt"} and min(by_protocol.values()) > 0
+    assert set(by_protocol) == {"modbus", "snmp", "mqtt", "sparkplug"} and min(by_protocol.values()) > 0
     assert status[-1]["outdoor_temperature_c"] is not None
     assert set(status[-1]["power_kw"]) == {"facility_input", "it", "cooling", "lighting"}
     # a second process read the store while the demo wrote it, and saw it grow

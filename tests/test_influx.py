@@ -307,7 +307,7 @@ def sink_up_metric(sink: InfluxSink) -> float:
     """``pue_sink_up`` as the Prometheus endpoint renders it."""
     from pue_monitor.sinks.prometheus import PueCollector
 
-    metric = next(m for m in PueCollector._sink_metrics(sink) if m.name == "pue_sink_up")
+    metric = next(m for m in PueCollector._sink_metrics(sink, "s") if m.name == "pue_sink_up")
     return float(metric.samples[0].value)
 
 

@@ -65,9 +65,9 @@ async def test_live_chain_matches_ground_truth_through_faults(tmp_path):
         < latest_1m.pue
     )
     assert metrics[("pue_power_watts", (("role", "it"), ("site", "sim-taiyuan")))] > 100_000
-    pdu3 = (("device", "pdu-3"), ("protocol", "modbus"))
+    pdu3 = (("device", "pdu-3"), ("protocol", "modbus"), ("site", "sim-taiyuan"))
     assert metrics[("pue_collector_polls_total", pdu3)] <= stats["pdu-3"][0]
-    assert metrics[("pue_collector_errors_total", (*pdu3[:1], ("kind", "timeout"), pdu3[1]))] >= 1
+    assert metrics[("pue_collector_errors_total", (*pdu3[:1], ("kind", "timeout"), *pdu3[1:]))] >= 1
     assert ("pue_collector_last_success_timestamp_seconds", pdu3) in metrics
 
     reader = StoreReader(db)
@@ -210,9 +210,9 @@ async def test_pipeline_events_are_stored_counted_and_logged_rate_limited(tmp_pa
     lines = [r.getMessage() for r in caplog.records if r.name == "pue_monitor.sinks.base"]
     assert len(lines) == 3 and "3 reading(s) judged glitch" in lines[-1] and "1000000007.0" in lines[-1]
     metrics = await asyncio.to_thread(scrape, svc.prometheus.url)
-    assert metrics[("pue_pipeline_events_total", (("device", "inc"), ("kind", "glitch")))] == 8
-    assert metrics[("pue_pipeline_events_total", (("device", "it"), ("kind", "reset")))] == 1
-    assert metrics[("pue_store_up", (("path", str(db)),))] == 1.0
+    assert metrics[("pue_pipeline_events_total", (("device", "inc"), ("kind", "glitch"), ("site", "s")))] == 8
+    assert metrics[("pue_pipeline_events_total", (("device", "it"), ("kind", "reset"), ("site", "s")))] == 1
+    assert metrics[("pue_store_up", (("path", str(db)), ("site", "s")))] == 1.0
     await svc.close()
     with sqlite3.connect(db) as conn:
         rows = conn.execute("SELECT device, kind, value, detail FROM events ORDER BY ts").fetchall()
@@ -328,11 +328,12 @@ async def test_rejected_readings_and_mqtt_overload_are_exported_and_promtool_cle
     finally:
         await svc.close()
     rejected = "pue_collector_rejected_readings_total"
-    assert metrics[(rejected, (("device", "inc"), ("protocol", "modbus"), ("reason", "out_of_window")))] == 1
-    assert metrics[(rejected, (("device", "it"), ("protocol", "modbus"), ("reason", "out_of_window")))] == 0
-    assert metrics[(rejected, (("device", "wx"), ("protocol", "mqtt"), ("reason", "out_of_window")))] == 1
-    assert metrics[("pue_mqtt_dropped_messages_total", ())] == 4
-    assert metrics[("pue_mqtt_read_pauses_total", ())] == 2
+    why = (("reason", "out_of_window"), ("site", "s"))
+    assert metrics[(rejected, (("device", "inc"), ("protocol", "modbus"), *why))] == 1
+    assert metrics[(rejected, (("device", "it"), ("protocol", "modbus"), *why))] == 0
+    assert metrics[(rejected, (("device", "wx"), ("protocol", "mqtt"), *why))] == 1
+    assert metrics[("pue_mqtt_dropped_messages_total", (("site", "s"),))] == 4
+    assert metrics[("pue_mqtt_read_pauses_total", (("site", "s"),))] == 2
     promtool = shutil.which("promtool")
     assert promtool is not None, "promtool (Debian package prometheus) is needed: ./scripts/test installs it"
     check = await asyncio.to_thread(

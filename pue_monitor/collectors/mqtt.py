@@ -381,7 +381,7 @@ class MqttSource:
     """All MQTT and Sparkplug devices of a site, fed from one broker connection.
 
     >>> source = MqttSource(cfg.mqtt, devices, site_id="dc1", clock=WallClock(), base_dir=Path("."))
-    >>> runner.add_source(source, protocol="mqtt")
+    >>> runner.add_source(source, protocol="mqtt", protocols=source.protocols)
 
     Credentials and TLS files are read here (a :class:`ConfigError` at start-up, not later).
     """
@@ -432,7 +432,9 @@ class MqttSource:
         self._route_cache: dict[str, tuple[_Route, ...]] = {}
         self.decoder = SparkplugDecoder()
 
-        self.stats: dict[str, DeviceStats] = {d: DeviceStats(d, "mqtt") for d in self.device_ids}
+        #: device -> protocol label of its statistics ("sparkplug" for Sparkplug B devices)
+        self.protocols = {d.id: "sparkplug" if isinstance(d, SparkplugDevice) else "mqtt" for d in devices}
+        self.stats: dict[str, DeviceStats] = {d: DeviceStats(d, self.protocols.get(d, "mqtt")) for d in self.device_ids}
         self.malformed: Counter[str] = Counter()  # malformed payloads by topic
         self.duplicates: Counter[str] = Counter()  # dropped redeliveries by device ("" = whole message)
         self.unmatched = 0  # messages on our filters that no device wanted

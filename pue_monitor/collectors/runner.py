@@ -29,6 +29,7 @@ Timeouts are wall seconds
 from __future__ import annotations
 
 import asyncio
+import bisect
 import datetime as dt
 import logging
 import math
@@ -47,6 +48,19 @@ log = logging.getLogger(__name__)
 
 LOG_EVERY = 60.0  # real seconds between two reports of out-of-window readings of one device
 STEP_TOLERANCE = 1.0  # clock seconds of wall-vs-monotonic change that count as a wall-clock step
+
+#: upper bounds (wall seconds) of the poll-latency histogram buckets; +Inf is implied
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_POLLED_KINDS = ("timeout", "connection", "protocol", "decode", "internal")
+#: every error kind a device of each protocol can count (``DeviceStats.errors``), so that
+#: exports can show each at 0 before it first happens
+ERROR_KINDS: dict[str, tuple[str, ...]] = {
+    "modbus": _POLLED_KINDS,
+    "snmp": (*_POLLED_KINDS, "no-points"),
+    # MalformedPayload kinds (collectors/mqtt.py)
+    "mqtt": ("json", "number", "path", "range", "timestamp", "type", "value"),
+    "sparkplug": ("sparkplug", "rebirth"),
+}
 
 
 def _utc(ts: float) -> str:
@@ -128,8 +142,16 @@ class DeviceStats:
     last_error: str | None = None
     last_latency: float | None = None  # wall seconds of the last successful poll
     latency_sum: float = 0.0
+    #: successful polls per LATENCY_BUCKETS bucket (not cumulative; the last is > 10 s)
+    latency_counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
     up: bool | None = None  # None until the first poll ends
     out_of_window: int = 0  # readings rejected by the time-window check
+
+    def observe_latency(self, seconds: float) -> None:
+        """Record the duration of a successful poll."""
+        self.last_latency = seconds
+        self.latency_sum += seconds
+        self.latency_counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
 
 
 @dataclass(frozen=True)
@@ -169,11 +191,12 @@ class Runner:
         self._devices.append((reader, schedule, protocol))
         self.stats[reader.device_id] = DeviceStats(reader.device_id, protocol)
 
-    def add_source(self, source: PushSource, *, protocol: str) -> None:
-        """A push source (MQTT): one task for its connection, stats for each of its devices."""
+    def add_source(self, source: PushSource, *, protocol: str, protocols: dict[str, str] | None = None) -> None:
+        """A push source (MQTT): one task for its connection, stats for each of its devices
+        (``protocols``: device -> protocol where it differs from ``protocol``, e.g. sparkplug)."""
         self._sources.append(source)
         for dev in source.device_ids:
-            self.stats[dev] = DeviceStats(dev, protocol)
+            self.stats[dev] = DeviceStats(dev, (protocols or {}).get(dev, protocol))
         if hasattr(source, "window_check"):  # MQTT also counts rejections per topic
             setattr(source, "window_check", self.window)  # noqa: B010
 
@@ -308,9 +331,7 @@ class Runner:
                 if stats.errors["internal"] == 1:
                     log.exception("device %s: unexpected error while polling", reader.device_id)
                 break
-            latency = time.monotonic() - t0
-            stats.last_latency = latency
-            stats.latency_sum += latency
+            stats.observe_latency(time.monotonic() - t0)
             stats.last_success = ts
             if stats.up is not True:
                 if stats.up is False:

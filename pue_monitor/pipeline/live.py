@@ -292,7 +292,13 @@ class LivePipeline:
         if cols.size:
             starts = start0 + (k0 + cols) * step
             out = _rollup_arrays(
-                self._layout, self._win_e[:, cols], self._win_s[:, cols], starts, starts + step, self._win_r[:, cols]
+                self._layout,
+                self._win_e[:, cols],
+                self._win_s[:, cols],
+                starts,
+                starts + step,
+                self._win_r[:, cols],
+                per_meter=True,
             )
 
         # finality: a judged reading at/after an interval's end, or older than the horizon

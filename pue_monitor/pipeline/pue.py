@@ -13,7 +13,7 @@ import functools
 import math
 import zoneinfo
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -72,6 +72,9 @@ class PueInterval:
     estimated_gap_split: float = 0.0
     estimated_reset: float = 0.0
     estimated_glitch_bridged: float = 0.0
+    #: meter id -> kWh of each meter that is not MISSING (the live pipeline's 1-minute
+    #: intervals only; empty for batch rollups, aggregates and rows read back from a store)
+    e_meters: dict[str, float] = field(default_factory=dict)
 
     @property
     def estimated_flag(self) -> bool:
@@ -146,7 +149,7 @@ def _layout(specs: Sequence[SeriesSpec]) -> _Layout:
 # ------------------------------------------------------------------------- rollup
 
 
-def rollup(ie: IntervalEnergy, specs: Sequence[SeriesSpec]) -> list[PueInterval]:
+def rollup(ie: IntervalEnergy, specs: Sequence[SeriesSpec], *, per_meter: bool = False) -> list[PueInterval]:
     """One :class:`PueInterval` per grid interval of ``ie`` (ISO/IEC 30134-2 PUE, pPUE).
 
     A meter with both a counter and a power series uses the counter; its energy is the sum of
@@ -156,7 +159,9 @@ def rollup(ie: IntervalEnergy, specs: Sequence[SeriesSpec]) -> list[PueInterval]
     if ie.energy.shape[0] != len(specs):
         raise ValueError(f"ie has {ie.energy.shape[0]} series, specs has {len(specs)}")
     starts = ie.starts()
-    return _rollup_arrays(_layout(specs), ie.energy, ie.status, starts, starts + ie.step, ie.reason)
+    return _rollup_arrays(
+        _layout(specs), ie.energy, ie.status, starts, starts + ie.step, ie.reason, per_meter=per_meter
+    )
 
 
 def _rollup_arrays(
@@ -166,7 +171,11 @@ def _rollup_arrays(
     starts: np.ndarray,
     ends: np.ndarray,
     reason: np.ndarray | None = None,
+    *,
+    per_meter: bool = False,
 ) -> list[PueInterval]:
+    """``per_meter``: fill ``PueInterval.e_meters`` (the live pipeline's few closed minutes;
+    the batch path skips it, it would cost more than the rest of the rollup)."""
     n = energy.shape[1]
     n_meters = len(lay.meters)
     if n == 0:
@@ -220,6 +229,8 @@ def _rollup_arrays(
     meas_l, est_l, miss_l = n_meas.tolist(), n_est.tolist(), n_miss.tolist()
     st_l, en_l = starts.tolist(), ends.tolist()
     cat = lay.category
+    if per_meter:
+        e_m_t, ok_m_t = e_m.T.tolist(), (~missing_m).T.tolist()
     out: list[PueInterval] = []
     for k in range(n):
         it_k = it_l[k] if it_ok[k] else None
@@ -244,6 +255,9 @@ def _rollup_arrays(
                 estimated_gap_split=by_reason[1][k],
                 estimated_reset=by_reason[2][k],
                 estimated_glitch_bridged=by_reason[3][k],
+                e_meters=(
+                    {m: e for m, e, ok in zip(lay.meters, e_m_t[k], ok_m_t[k], strict=True) if ok} if per_meter else {}
+                ),
             )
         )
     return out

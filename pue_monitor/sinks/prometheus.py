@@ -8,18 +8,21 @@ ratio), ``_total`` for counters.
 
 from __future__ import annotations
 
+import math
+import platform
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client import CollectorRegistry, start_http_server
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import PLATFORM_COLLECTOR, PROCESS_COLLECTOR, CollectorRegistry, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from pue_monitor.collectors.runner import DeviceStats
+from pue_monitor import __version__
+from pue_monitor.collectors.runner import ERROR_KINDS, LATENCY_BUCKETS, DeviceStats
 from pue_monitor.pipeline.events import PipelineEvent
-from pue_monitor.readings import Reading
+from pue_monitor.readings import Quality, Reading
 from pue_monitor.sinks.base import Output
 
 
@@ -47,6 +50,66 @@ class LiveState:
     mqtt: Any = None
     #: pipeline events (glitch, reset, ...) per (device, kind), all time
     events: Counter[tuple[str, str]] = field(default_factory=Counter)
+    #: role -> joules of the closed 1-minute intervals in which the role's energy is known
+    energy_j: dict[str, float] = field(default_factory=dict)
+    #: (meter, role) -> joules of the closed 1-minute intervals in which the meter is not missing
+    meter_energy_j: dict[tuple[str, str], float] = field(default_factory=dict)
+    #: meter id -> role (from the site's energy model)
+    meter_roles: dict[str, str] = field(default_factory=dict)
+    #: device -> poll interval (clock seconds): a reading older than 3 intervals is not exported
+    intervals_s: dict[str, float] = field(default_factory=dict)
+    #: the service clock's ``now`` (for the staleness of readings); None: never stale
+    now: Callable[[], float] | None = None
+
+
+KWH_TO_J = 3.6e6
+KEEP_MINUTES_S = 2 * 86400.0  # restatements are followed this far back (the service's own horizon)
+
+
+class EnergyCounters:
+    """Monotonic energy counters fed with closed (possibly restated) 1-minute intervals.
+
+    A minute counts once: a restated minute adds the difference to what it contributed
+    before. A counter never goes down: a restatement that lowers a minute's energy is held
+    back (the exported value waits until the true sum passes it again). Minutes older than
+    ``KEEP_MINUTES_S`` before the newest are forgotten and ignored if they come again.
+    """
+
+    def __init__(self, state: LiveState) -> None:
+        self.state = state
+        self._true: dict[tuple[str, ...], float] = {}
+        self._seen: dict[float, dict[tuple[str, ...], float]] = {}
+        self._newest = -float("inf")
+
+    def add(self, iv: Any) -> None:
+        if iv.start < self._newest - KEEP_MINUTES_S:
+            return
+        new: dict[tuple[str, ...], float] = {}
+        if iv.e_facility is not None:
+            new[("role", "facility_input")] = iv.e_facility * KWH_TO_J
+        if iv.e_it is not None:
+            new[("role", "it")] = iv.e_it * KWH_TO_J
+        for role, kwh in iv.e_subsystems.items():
+            new[("role", role)] = kwh * KWH_TO_J
+        for meter, kwh in getattr(iv, "e_meters", {}).items():
+            new[("meter", meter, self.state.meter_roles.get(meter, "unknown"))] = kwh * KWH_TO_J
+        old = self._seen.get(iv.start, {})
+        for key in new.keys() | old.keys():
+            total = self._true.get(key, 0.0) + new.get(key, 0.0) - old.get(key, 0.0)
+            self._true[key] = total
+            if key[0] == "role":
+                cur = self.state.energy_j
+                cur[key[1]] = max(cur.get(key[1], 0.0), total)
+            else:
+                mcur = self.state.meter_energy_j
+                mkey = (key[1], key[2])
+                mcur[mkey] = max(mcur.get(mkey, 0.0), total)
+        self._seen[iv.start] = new
+        if iv.start > self._newest:
+            self._newest = iv.start
+            horizon = iv.start - KEEP_MINUTES_S
+            if min(self._seen) < horizon:
+                self._seen = {k: v for k, v in self._seen.items() if k >= horizon}
 
 
 class PueCollector(Collector):
@@ -55,6 +118,12 @@ class PueCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         s = self.state
+        site = s.site
+        info = GaugeMetricFamily(
+            "pue_build_info", "pue-monitor version and Python version; always 1.", labels=["site", "version", "python"]
+        )
+        info.add_metric([site, __version__, platform.python_version()], 1.0)
+        yield info
         pue = GaugeMetricFamily(
             "pue_power_usage_effectiveness_ratio",
             "PUE (ISO/IEC 30134-2): facility energy over IT energy for the latest complete "
@@ -62,7 +131,7 @@ class PueCollector(Collector):
             labels=["site", "window"],
         )
         if s.instant_pue is not None:
-            pue.add_metric([s.site, "instant"], s.instant_pue)
+            pue.add_metric([site, "instant"], s.instant_pue)
         ppue = GaugeMetricFamily(
             "pue_partial_power_usage_effectiveness_ratio",
             "Partial PUE per subsystem: (E_IT + E_subsystem) / E_IT.",
@@ -86,81 +155,127 @@ class PueCollector(Collector):
         )
         for window, iv in sorted(s.latest.items()):
             if iv.pue is not None:
-                pue.add_metric([s.site, window], iv.pue)
+                pue.add_metric([site, window], iv.pue)
             for sub, val in sorted(iv.ppue.items()):
-                ppue.add_metric([s.site, sub, window], val)
+                ppue.add_metric([site, sub, window], val)
             for status in ("measured", "estimated", "missing"):
-                quality.add_metric([s.site, window, status], getattr(iv, status))
-            cat.add_metric([s.site, window], iv.category)
-            start.add_metric([s.site, window], iv.start)
+                quality.add_metric([site, window, status], getattr(iv, status))
+            cat.add_metric([site, window], iv.category)
+            start.add_metric([site, window], iv.start)
         yield from (pue, ppue, quality, cat, start)
+
+        energy = CounterMetricFamily(
+            "pue_energy_joules",
+            "Energy per energy-model role over the closed 1-minute intervals in which the role's "
+            "energy is known. PUE over any range: increase(facility_input) / increase(it).",
+            labels=["site", "role"],
+        )
+        for role, j in sorted(s.energy_j.items()):
+            energy.add_metric([site, role], j)
+        meter_energy = CounterMetricFamily(
+            "pue_meter_energy_joules",
+            "Energy per meter over the closed 1-minute intervals in which the meter is not missing.",
+            labels=["site", "meter", "role"],
+        )
+        for (meter, role), j in sorted(s.meter_energy_j.items()):
+            meter_energy.add_metric([site, meter, role], j)
+        yield from (energy, meter_energy)
 
         power = GaugeMetricFamily("pue_power_watts", "Active power per energy-model role.", labels=["site", "role"])
         for role, kw in sorted(s.power_kw_by_role.items()):
-            power.add_metric([s.site, role], kw * 1000.0)
+            power.add_metric([site, role], kw * 1000.0)
         yield power
+        yield self._reading_values(s)
         thr = GaugeMetricFamily("pue_threshold_ratio", "Configured PUE limits.", labels=["site", "level"])
-        thr.add_metric([s.site, "warning"], s.warning)
-        thr.add_metric([s.site, "critical"], s.critical)
+        thr.add_metric([site, "warning"], s.warning)
+        thr.add_metric([site, "critical"], s.critical)
         yield thr
-
-        polls = CounterMetricFamily("pue_collector_polls", "Polls started per device.", labels=["device", "protocol"])
-        failed = CounterMetricFamily(
-            "pue_collector_failed_polls", "Polls that failed after all retries.", labels=["device", "protocol"]
+        yield from self._device_metrics(s)
+        if s.mqtt is not None:
+            yield from self._mqtt_metrics(s.mqtt, site)
+        if s.sink is not None:
+            yield from self._sink_metrics(s.sink, site)
+        if s.store is not None:
+            yield from self._store_metrics(s.store, site)
+        events = CounterMetricFamily(
+            "pue_pipeline_events",
+            "Readings the pipeline judged (glitch, reset, rollover, conflict, late, out_of_window, bad_value).",
+            labels=["site", "device", "kind"],
         )
+        for (dev, kind), n in sorted(s.events.items()):
+            events.add_metric([site, dev, kind], n)
+        yield events
+
+    @staticmethod
+    def _reading_values(s: LiveState) -> Metric:
+        """The latest GOOD reading per (device, point); a reading older than 3 poll intervals
+        of its device is dropped (the series disappears)."""
+        values = GaugeMetricFamily(
+            "pue_reading_value",
+            "Latest good reading of each device point (meter power and energy, UPS/PDU values), "
+            "in the unit named by the unit label; absent when older than 3 poll intervals.",
+            labels=["site", "device", "point", "unit"],
+        )
+        now = s.now() if s.now is not None else None
+        for (dev, point), r in sorted(s.latest_readings.items()):
+            if r.quality is not Quality.GOOD or not math.isfinite(r.value):
+                continue
+            every = s.intervals_s.get(dev)
+            if now is not None and every is not None and now - r.ts > 3 * every:
+                continue
+            values.add_metric([s.site, dev, point, r.unit or ""], float(r.value))
+        return values
+
+    @staticmethod
+    def _device_metrics(s: LiveState) -> Iterator[Metric]:
+        lab = ["site", "device", "protocol"]
+        polls = CounterMetricFamily("pue_collector_polls", "Polls started per device.", labels=lab)
+        failed = CounterMetricFamily("pue_collector_failed_polls", "Polls that failed after all retries.", labels=lab)
         errors = CounterMetricFamily(
-            "pue_collector_errors", "Request errors by kind.", labels=["device", "protocol", "kind"]
+            "pue_collector_errors",
+            "Request errors by kind (every kind the device's protocol can count is shown, 0 until it happens).",
+            labels=[*lab, "kind"],
         )
         last = GaugeMetricFamily(
-            "pue_collector_last_success_timestamp_seconds",
-            "Time of the last successful poll.",
-            labels=["device", "protocol"],
+            "pue_collector_last_success_timestamp_seconds", "Time of the last successful poll.", labels=lab
         )
-        latency = GaugeMetricFamily(
-            "pue_collector_poll_latency_seconds", "Duration of the last successful poll.", labels=["device", "protocol"]
+        latency = HistogramMetricFamily(
+            "pue_collector_poll_latency_seconds",
+            "Duration of successful polls (polled devices: Modbus, SNMP).",
+            labels=lab,
         )
-        up = GaugeMetricFamily("pue_collector_up", "1 if the last poll succeeded.", labels=["device", "protocol"])
-        readings = CounterMetricFamily(
-            "pue_collector_readings", "Readings delivered to the pipeline.", labels=["device", "protocol"]
-        )
+        up = GaugeMetricFamily("pue_collector_up", "1 if the last poll succeeded.", labels=lab)
+        readings = CounterMetricFamily("pue_collector_readings", "Readings delivered to the pipeline.", labels=lab)
         rejected = CounterMetricFamily(
             "pue_collector_rejected_readings",
             "Readings rejected before the pipeline: reason=out_of_window is a timestamp outside the "
             "time window around the collector's clock (time_window: in the site file).",
-            labels=["device", "protocol", "reason"],
+            labels=[*lab, "reason"],
         )
         for dev, st in sorted(s.devices.items()):
-            lab = [dev, st.protocol]
-            polls.add_metric(lab, st.polls)
-            failed.add_metric(lab, st.failed_polls)
-            for kind, n in sorted(st.errors.items()):
-                errors.add_metric([*lab, kind], n)
+            lv = [s.site, dev, st.protocol]
+            polls.add_metric(lv, st.polls)
+            failed.add_metric(lv, st.failed_polls)
+            kinds = dict.fromkeys(ERROR_KINDS.get(st.protocol, ()), 0)
+            kinds.update(st.errors)
+            for kind, n in sorted(kinds.items()):
+                errors.add_metric([*lv, kind], n)
             if st.last_success is not None:
-                last.add_metric(lab, st.last_success)
-            if st.last_latency is not None:
-                latency.add_metric(lab, st.last_latency)
-            up.add_metric(lab, 1.0 if st.up else 0.0)
-            readings.add_metric(lab, s.readings[dev])
-            rejected.add_metric([*lab, "out_of_window"], st.out_of_window)
+                last.add_metric(lv, st.last_success)
+            if st.protocol in ("modbus", "snmp"):
+                cum, buckets = 0, []
+                for le, n in zip((*LATENCY_BUCKETS, float("inf")), st.latency_counts, strict=True):
+                    cum += n
+                    buckets.append(("+Inf" if le == float("inf") else repr(le), float(cum)))
+                latency.add_metric(lv, buckets, st.latency_sum)
+            up.add_metric(lv, 1.0 if st.up else 0.0)
+            readings.add_metric(lv, s.readings[dev])
+            rejected.add_metric([*lv, "out_of_window"], st.out_of_window)
         yield from (polls, failed, errors, last, latency, up, readings, rejected)
-        if s.mqtt is not None:
-            yield from self._mqtt_metrics(s.mqtt)
-        if s.sink is not None:
-            yield from self._sink_metrics(s.sink)
-        if s.store is not None:
-            yield from self._store_metrics(s.store)
-        events = CounterMetricFamily(
-            "pue_pipeline_events",
-            "Readings the pipeline judged (glitch, reset, rollover, conflict, late, out_of_window, bad_value).",
-            labels=["device", "kind"],
-        )
-        for (dev, kind), n in sorted(s.events.items()):
-            events.add_metric([dev, kind], n)
-        yield events
 
     @staticmethod
-    def _store_metrics(store: Any) -> Iterator[Metric]:
-        lab, val = ["path"], [str(store.path)]
+    def _store_metrics(store: Any, site: str = "") -> Iterator[Metric]:
+        lab, val = ["site", "path"], [site, str(store.path)]
         up = GaugeMetricFamily(
             "pue_store_up", "1 if the last write to the embedded store succeeded, 0 while it fails.", labels=lab
         )
@@ -184,26 +299,28 @@ class PueCollector(Collector):
         yield dropped
 
     @staticmethod
-    def _mqtt_metrics(src: Any) -> Iterator[Metric]:
+    def _mqtt_metrics(src: Any, site: str = "") -> Iterator[Metric]:
         # totals only: a per-topic label would be unbounded under a wildcard subscription
         # (per-topic counts stay in MqttSource.dropped / .out_of_window for the CLI and logs)
         dropped = CounterMetricFamily(
             "pue_mqtt_dropped_messages",
             "QoS 0 messages dropped on arrival because the bounded queue was full (MQTT overload).",
+            labels=["site"],
         )
-        dropped.add_metric([], sum(src.dropped.values()))
+        dropped.add_metric([site], sum(src.dropped.values()))
         pauses = CounterMetricFamily(
             "pue_mqtt_read_pauses",
             "Times the collector stopped reading the socket because the QoS 1 queue was full (back-pressure).",
+            labels=["site"],
         )
-        pauses.add_metric([], src.read_pauses)
+        pauses.add_metric([site], src.read_pauses)
         yield from (dropped, pauses)
 
     @staticmethod
-    def _sink_metrics(sink: Any) -> Iterator[Metric]:
+    def _sink_metrics(sink: Any, site: str = "") -> Iterator[Metric]:
         st, spool = sink.stats, sink.spool.status()
-        lab = ["sink"]
-        val = ["influxdb"]
+        lab = ["site", "sink"]
+        val = [site, "influxdb"]
 
         def gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
             g = GaugeMetricFamily(name, doc, labels=lab)
@@ -253,11 +370,14 @@ class LiveStateOutput(Output):
         self.state = state
         self.endpoint = endpoint
         self._last_end: float | None = None  # end of the newest 1-minute interval
+        self.energy = EnergyCounters(state)
 
     def intervals(self, resolution: str, intervals: Sequence[Any]) -> None:
         if not intervals:
             return
         if resolution == "1m":
+            for iv in intervals:
+                self.energy.add(iv)
             newest = max(intervals, key=lambda iv: iv.start)
             cur = self.state.latest.get("1m")
             if cur is None or newest.start >= cur.start:
@@ -288,6 +408,8 @@ class PrometheusEndpoint:
     def __init__(self, state: LiveState, *, host: str = "127.0.0.1", port: int = 9464) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(PueCollector(state))
+        self.registry.register(PROCESS_COLLECTOR)  # process_* (Linux /proc): CPU, memory, open fds
+        self.registry.register(PLATFORM_COLLECTOR)  # python_info
         self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
         self.host = host
         self.port = int(self._server.server_address[1])
