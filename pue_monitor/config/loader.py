@@ -116,6 +116,8 @@ def _parse_yaml(path: Path) -> tuple[Any, yaml.Node | None, list[str]]:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        if "nesting depth" in problem:  # PyYAML >= 6.0.4 / libyaml stop absurd nesting themselves
+            raise ConfigError(f"{where}: nested more than {MAX_DEPTH} levels deep; not a site file") from None
         raise ConfigError(f"{where}: not valid YAML: {problem}") from None
     except RecursionError:
         raise ConfigError(f"{path}: nested too deeply (more than {MAX_DEPTH} levels)") from None
