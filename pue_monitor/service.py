@@ -46,7 +46,6 @@ from pue_monitor.config.models import (
     SparkplugDevice,
 )
 from pue_monitor.pipeline.energy import interval_energy
-from pue_monitor.pipeline.events import PipelineEvent
 from pue_monitor.pipeline.live import LivePipeline
 from pue_monitor.pipeline.model import series_specs
 from pue_monitor.pipeline.pue import PueInterval, aggregate, rollup
@@ -356,9 +355,6 @@ class Service:
             latest[(r.device, r.point)] = r
         self.state.readings.update(r.device for r in readings)
 
-    def _drain_events(self) -> list[PipelineEvent]:
-        return self.pipeline.drain_events()
-
     def _publish(self, closed: Sequence[PueInterval]) -> list[PueInterval]:
         """Hand new/restated minutes and the buckets they touch to every output."""
         closed = [iv for iv in closed if iv.start >= self._floor]
@@ -384,7 +380,7 @@ class Service:
         (shown to ``on_tick`` with the ones this step closes)."""
         now = self.clock.now()
         closed = [*published, *self._publish(self.pipeline.close(now, self.grace))]
-        self.outputs.events(self._drain_events())
+        self.outputs.events(self.pipeline.drain_events())
         await self.outputs.flush(now)
         inst = self.pipeline.instant()
         self.state.instant_pue = inst.pue

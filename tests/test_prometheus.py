@@ -25,6 +25,7 @@ from pue_monitor.service import Service
 from pue_monitor.simulator import SimulatedDataCentre, SimulatorServers
 from pue_monitor.sinks.prometheus import LiveState, LiveStateOutput, PueCollector
 from pue_monitor.sinks.sqlite import StoreReader
+from tests.sites import WEATHER_MQTT, two_meter_site
 
 START = dt.datetime(2026, 7, 15, 2, 0, tzinfo=dt.UTC).timestamp()
 PUE_QL = (
@@ -209,15 +210,8 @@ def test_every_metric_has_site_errors_preinitialised_latency_histogram_and_fresh
 async def test_sparkplug_devices_are_labelled_sparkplug_with_their_error_kinds(tmp_path):
     from pue_monitor.clock import ManualClock
 
-    dev = {"protocol": "modbus", "host": "127.0.0.1", "port": 9, "profile": "eastron-sdm630"}
-    cfg = {"site": {"id": "s"}, "prometheus": {"enabled": True, "port": 0},
-           "mqtt": {"host": "127.0.0.1", "port": 9},
-           "devices": [{**dev, "id": "inc", "meter": {"role": "facility_input", "energy": "import_energy"}},
-                       {**dev, "id": "it", "unit_id": 2, "meter": {"role": "it", "it_location": "pdu_output",
-                                                                   "energy": "import_energy"}},
-                       {"id": "gw", "protocol": "sparkplug", "group": "g1", "edge_node": "n1"},
-                       {"id": "wx", "protocol": "mqtt",
-                        "subscriptions": [{"topic": "wx", "points": [{"point": "t", "unit": "degC"}]}]}]}  # fmt: skip
+    sparkplug = {"id": "gw", "protocol": "sparkplug", "group": "g1", "edge_node": "n1"}
+    cfg = two_meter_site(sparkplug, WEATHER_MQTT, mqtt=True)
     svc = Service(site_from_dict(cfg, source="<test>"), clock=ManualClock(1_790_000_000.0), store_path=tmp_path / "s")
     try:
         text = await asyncio.to_thread(lambda: urllib.request.urlopen(svc.prometheus.url, timeout=5).read().decode())

@@ -17,6 +17,7 @@ from pue_monitor.simulator import SimulatedDataCentre
 from pue_monitor.simulator.site import SimulatedSite
 from pue_monitor.simulator.world import SIM_METER_ROLLOVER_KWH
 from pue_monitor.sinks.sqlite import StoreReader
+from tests.sites import WEATHER_MQTT, two_meter_site
 
 START = dt.datetime(2026, 7, 15, 2, 0, tzinfo=dt.UTC).timestamp()  # summer: chillers run
 
@@ -172,11 +173,7 @@ async def test_pipeline_events_are_stored_counted_and_logged_rate_limited(tmp_pa
     from pue_monitor.pipeline.events import EventKind, PipelineEvent
 
     now = 1_790_000_000.0
-    dev = {"protocol": "modbus", "host": "127.0.0.1", "port": 9, "profile": "eastron-sdm630"}
-    cfg = {"site": {"id": "s"}, "prometheus": {"enabled": True, "port": 0},
-           "devices": [{**dev, "id": "inc", "meter": {"role": "facility_input", "energy": "import_energy"}},
-                       {**dev, "id": "it", "unit_id": 2, "meter": {"role": "it", "it_location": "pdu_output",
-                                                                   "energy": "import_energy"}}]}  # fmt: skip
+    cfg = two_meter_site()
     db = tmp_path / "e.sqlite"
     svc = Service(site_from_dict(cfg, source="<test>"), clock=ManualClock(now), store_path=db, resume=False)
     queue: list[PipelineEvent] = []
@@ -305,14 +302,7 @@ async def test_rejected_readings_and_mqtt_overload_are_exported_and_promtool_cle
     from pue_monitor.readings import Reading
 
     now = 1_790_000_000.0
-    dev = {"protocol": "modbus", "host": "127.0.0.1", "port": 9, "profile": "eastron-sdm630"}
-    cfg = {"site": {"id": "s"}, "prometheus": {"enabled": True, "port": 0},
-           "mqtt": {"host": "127.0.0.1", "port": 9},
-           "devices": [{**dev, "id": "inc", "meter": {"role": "facility_input", "energy": "import_energy"}},
-                       {**dev, "id": "it", "unit_id": 2, "meter": {"role": "it", "it_location": "pdu_output",
-                                                                   "energy": "import_energy"}},
-                       {"id": "wx", "protocol": "mqtt",
-                        "subscriptions": [{"topic": "wx", "points": [{"point": "t", "unit": "degC"}]}]}]}  # fmt: skip
+    cfg = two_meter_site(WEATHER_MQTT, mqtt=True)
     svc = Service(site_from_dict(cfg, source="<test>"), clock=ManualClock(now), store_path=tmp_path / "m.sqlite")
     try:
         ahead = now + 86400  # a day ahead: outside the default 10-minute window
