@@ -1,0 +1,279 @@
+"""`pue run` and `pue demo`: the live service with its status lines."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from pue_monitor.cli.common import EXIT_FAILURE, EXIT_OK, Subparsers, fmt, install_stop, iso, positive, stop_after
+from pue_monitor.config.models import Role
+
+DEMO_TIMEOUT_S = 5.0  # the demo's device timeout, wall seconds (a timed-out poll skips its missed slots)
+
+_SHORT = {"facility_input": "facility", "power_distribution": "distribution"}
+
+
+class _Display:
+    """Prints live PUE and power per role, at most every ``every`` wall seconds."""
+
+    def __init__(self, tz: str, *, every: float, json_lines: bool, quiet: bool) -> None:
+        import time
+
+        self._time = time.monotonic
+        self.tz = tz
+        self.every = every
+        self.json_lines = json_lines
+        self.quiet = quiet
+        self._last = -1e9
+        self.period_fac = 0.0
+        self.period_it = 0.0
+        self.period_start: float | None = None
+        self.period_end: float | None = None
+
+    def __call__(self, snap: Any) -> None:
+        for iv in snap.closed:
+            if iv.pue is None or (self.period_end is not None and iv.start < self.period_end):
+                continue  # restatements of already counted minutes are not re-added
+            if self.period_end is not None and iv.start != self.period_end:
+                continue  # keep the period contiguous
+            self.period_fac += iv.e_facility
+            self.period_it += iv.e_it
+            self.period_start = iv.start if self.period_start is None else self.period_start
+            self.period_end = iv.end
+        if self.quiet or self._time() - self._last < self.every:
+            return
+        self._last = self._time()
+        st = snap.state
+        minute = st.latest.get("1m")
+        devs = st.devices.values()
+        up = sum(1 for d in devs if d.up)
+        by_protocol: Counter[str] = Counter()
+        for dev, n in st.readings.items():
+            by_protocol[st.devices[dev].protocol if dev in st.devices else "?"] += n
+        outdoor = next((r for (_, p), r in st.latest_readings.items() if p == "outdoor_temperature"), None)
+        rec = {
+            "time": iso(snap.now, self.tz),
+            "pue_instant": st.instant_pue,
+            "pue_1m": minute.pue if minute else None,
+            "pue_period": self.period_pue,
+            "category": minute.category if minute else None,
+            "power_kw": {
+                r.value: round(st.power_kw_by_role[r.value], 1) for r in Role if r.value in st.power_kw_by_role
+            },
+            "measured_share": minute.measured if minute else None,
+            "devices_up": up,
+            "devices": len(st.devices),
+            "readings_by_protocol": dict(sorted(by_protocol.items())),
+            "outdoor_temperature_c": outdoor.value if outdoor else None,
+        }
+        if st.sink is not None:
+            rec["influxdb"] = {"up": st.sink.stats.up, "points_written": st.sink.stats.points_written,
+                               "quarantined_batches": st.sink.stats.batches_quarantined}  # fmt: skip
+        if self.json_lines:
+            print(json.dumps(rec), flush=True)
+            return
+        power = " ".join(f"{_SHORT.get(k, k)} {v:.0f}" for k, v in rec["power_kw"].items()) or "n/a"
+        quality = f"cat {rec['category']}, {rec['measured_share']:.0%} measured" if minute else "no interval yet"
+        protocols = " ".join(f"{k} {v}" for k, v in rec["readings_by_protocol"].items()) or "none yet"
+        extra = f" | outdoor {outdoor.value:.1f} °C" if outdoor else ""
+        if st.sink is not None:
+            state = {True: "up", False: "DOWN (spooling)", None: "connecting"}[st.sink.stats.up]
+            extra += f" | InfluxDB {state}, {st.sink.stats.points_written} written"
+        print(
+            f"{rec['time']}  PUE now {fmt(rec['pue_instant'])}  1-min {fmt(rec['pue_1m'])}  "
+            f"period {fmt(rec['pue_period'])} ({quality}) | kW: {power}{extra} | "
+            f"devices {up}/{len(st.devices)} up | readings: {protocols}",
+            flush=True,
+        )
+
+    @property
+    def period_pue(self) -> float | None:
+        return self.period_fac / self.period_it if self.period_it > 0 else None
+
+
+async def _run_service(
+    site: Any, args: argparse.Namespace, *, clock: Any = None, store_path: str | None = None, resume: bool = True
+) -> tuple[Any, _Display]:
+    from pue_monitor.service import Service
+
+    display = _Display(site.config.site.timezone, every=args.refresh, json_lines=args.json, quiet=args.quiet)
+    service = Service(
+        site,
+        clock=clock,
+        store_path=store_path or args.db,
+        resume=resume,
+        prometheus_port=args.prometheus_port,
+        prometheus=False if args.no_prometheus else None,
+        on_tick=display,
+    )
+    if service.prometheus:
+        print(
+            json.dumps({"prometheus": service.prometheus.url})
+            if args.json
+            else f"Prometheus metrics: {service.prometheus.url}",
+            flush=True,
+        )
+    stop = asyncio.Event()
+    install_stop(stop)
+    stopper = asyncio.create_task(stop_after(stop, args.duration))
+    try:
+        await service.run(stop)
+    finally:
+        stopper.cancel()
+    return service, display
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from pue_monitor.config.loader import load_site
+
+    site = load_site(args.config)
+
+    async def main() -> None:
+        service, display = await _run_service(site, args)
+        if not args.json:
+            outputs = [f"store {service.store.path}"] if service.store else []
+            if service.influx is not None:
+                st = service.influx.stats
+                outputs.append(f"InfluxDB {service.influx.url} ({st.points_written} points written)")
+            print(f"stopped; {', '.join(outputs)}; period PUE {fmt(display.period_pue)}")
+
+    from pue_monitor.sinks.lock import LockError
+
+    try:
+        asyncio.run(main())
+    except LockError as exc:  # another `pue run` on the same file, or no lock file possible
+        print(f"pue run: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    import shutil
+
+    from pue_monitor.clock import ScaledClock
+    from pue_monitor.config.loader import site_from_dict
+    from pue_monitor.simulator import SimulatedDataCentre
+    from pue_monitor.simulator.site import SimulatedSite
+
+    start = dt.datetime.fromisoformat(args.start).timestamp() if args.start else dt.datetime.now(dt.UTC).timestamp()
+    # a store of our own in a temp dir is removed at exit unless --keep; a store named with --db is the user's
+    tmp_dir = None if args.db else Path(tempfile.mkdtemp(prefix="pue-demo-"))
+    db = args.db or str(Path(str(tmp_dir)) / "demo.sqlite")
+    keep = args.keep or tmp_dir is None
+    where = f"store {db}" if keep else "store in a temp dir, removed at exit (--keep keeps it)"
+
+    async def main() -> dict[str, Any]:
+        clock = ScaledClock(start=start, speed=args.speed)
+        world = SimulatedDataCentre(start=start, seed=args.seed)
+        async with SimulatedSite(world, clock, publish_interval=args.interval) as sim:
+            # intervals are simulated seconds; timeouts are wall seconds at any speed (collectors.runner)
+            cfg = sim.site_config(interval=args.interval, timeout=min(DEMO_TIMEOUT_S, args.interval / 3))
+            cfg["store"] = {"path": db}
+            site = site_from_dict(cfg, source="<demo site>")
+            if not args.json:
+                protocols = Counter(d.protocol for d in site.config.devices)
+                print(
+                    f"pue demo: simulated data centre '{site.config.site.id}' ("
+                    + ", ".join(f"{n} {p}" for p, n in sorted(protocols.items()))
+                    + f" devices on loopback; MQTT broker: {sim.broker.kind}), "
+                    f"{args.speed:g}x real time; {where}",
+                    flush=True,
+                )
+            # a new simulated timeline: never resume counters from an earlier run's store
+            _, display = await _run_service(site, args, clock=clock, store_path=db, resume=False)
+        result: dict[str, Any] = {"store": db if keep else None, "pue_period": display.period_pue}
+        if display.period_start is not None and display.period_end is not None:
+            truth = world.true_pue(display.period_start, display.period_end)
+            result.update(
+                period_start=iso(display.period_start, site.config.site.timezone),
+                period_end=iso(display.period_end, site.config.site.timezone),
+                e_facility_kwh=display.period_fac,
+                e_it_kwh=display.period_it,
+                pue_true=truth,
+                error_percent=100.0 * (display.period_pue - truth) / truth if display.period_pue else None,
+            )
+        return result
+
+    try:
+        result = asyncio.run(main())
+    finally:
+        if not keep and tmp_dir is not None:
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+    if args.json:
+        print(json.dumps({"summary": result}))
+    elif result.get("pue_true") is not None:
+        print(
+            f"\nperiod {result['period_start']} .. {result['period_end']} (simulated time): "
+            f"PUE {result['pue_period']:.4f} measured from energy "
+            f"(E_DC {result['e_facility_kwh']:.1f} kWh / E_IT {result['e_it_kwh']:.1f} kWh); "
+            f"simulator ground truth {result['pue_true']:.4f}; "
+            f"difference {result['error_percent']:+.3f} %"
+        )
+    else:
+        print("\nno complete 1-minute interval yet: run longer (--duration) or faster (--speed)")
+    if not args.json:
+        if keep:
+            print(f"store kept: {db}  (inspect with: pue show --db {db})")
+        else:
+            print("temporary store removed (run with --keep, or --db PATH, to keep it)")
+    return EXIT_OK
+
+
+def add_live_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--duration",
+        type=positive,
+        metavar="SECONDS",
+        help="stop after this many wall-clock seconds (default: until Ctrl-C)",
+    )
+    p.add_argument("--db", metavar="PATH", help="embedded store file (SQLite)")
+    p.add_argument("--prometheus-port", type=int, metavar="PORT", help="Prometheus endpoint port (0 picks a free one)")
+    p.add_argument("--no-prometheus", action="store_true", help="do not serve /metrics")
+    p.add_argument(
+        "--refresh",
+        type=positive,
+        default=2.0,
+        metavar="SECONDS",
+        help="wall seconds between status lines (default 2)",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON lines instead of text")
+    p.add_argument("-q", "--quiet", action="store_true", help="no status lines")
+
+
+def add_parsers(sub: Subparsers) -> None:
+    d = sub.add_parser(
+        "demo",
+        help="simulated data centre measured live, nothing to set up",
+        description="Start the simulator (real Modbus TCP servers on loopback) and "
+        "the pipeline together; show live PUE; at the end compare the "
+        "measured PUE with the simulator's ground truth.",
+    )
+    add_live_options(d)
+    d.add_argument(
+        "--speed", type=positive, default=60.0, help="simulated seconds per wall second (default 60: an hour a minute)"
+    )
+    d.add_argument("--interval", type=positive, default=15.0, help="poll interval in simulated seconds (default 15)")
+    d.add_argument("--start", metavar="ISO8601", help="simulated start time (default now)")
+    d.add_argument("--seed", type=int, default=1)
+    d.add_argument(
+        "--keep", action="store_true", help="keep the demo's store (default: its temp dir is removed at exit)"
+    )
+    # the demo must never clash with a real exporter on 9464: a free port unless asked
+    d.set_defaults(prometheus_port=0)
+    d.set_defaults(func=cmd_demo)
+
+    r = sub.add_parser(
+        "run",
+        help="collect from real devices per a site configuration",
+        description="Run collectors and pipeline against the devices in --config.",
+    )
+    r.add_argument("--config", required=True, metavar="FILE", help="site configuration (YAML)")
+    add_live_options(r)
+    r.set_defaults(func=cmd_run)

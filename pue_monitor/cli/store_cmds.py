@@ -1,0 +1,102 @@
+"""`pue show` and `pue spool status`: what a run stored."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from pue_monitor.cli.common import EXIT_OK, EXIT_USAGE, Subparsers, fmt, iso
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from pue_monitor.sinks.sqlite import StoreReader
+
+    try:
+        reader = StoreReader(args.db)
+    except FileNotFoundError as exc:
+        print(f"pue show: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        rows = reader.intervals(args.resolution, limit=args.last)
+        period = reader.period_pue()
+        tz = reader.meta().get("timezone", "UTC")
+    finally:
+        reader.close()
+    if args.json:
+        print(json.dumps({"intervals": rows, "period": period.__dict__ if period else None}, indent=2))
+        return EXIT_OK
+    print(
+        f"{'start (' + tz + ')':21} {'PUE':>6} {'E_DC kWh':>10} {'E_IT kWh':>10} cat  "
+        "measured estimated missing coverage"
+    )
+    for r in rows:
+        print(
+            f"{iso(r['start'], tz):21} {fmt(r['pue']):>6} {fmt(r['e_facility_kwh'], '.2f'):>10} "
+            f"{fmt(r['e_it_kwh'], '.2f'):>10} {r['category']:>3}  {r['measured']:8.0%} "
+            f"{r['estimated']:9.0%} {r['missing']:7.0%} {r['coverage']:8.0%}"
+        )
+    if period:
+        print(
+            f"period {iso(period.start, tz)} .. {iso(period.end, tz)}: PUE {fmt(period.pue)} "
+            f"(E_DC {period.e_facility_kwh:.1f} kWh / E_IT {period.e_it_kwh:.1f} kWh, "
+            f"category {period.category}, interim)"
+        )
+    return EXIT_OK
+
+
+def cmd_spool_status(args: argparse.Namespace) -> int:
+    from pue_monitor.config.loader import load_site
+    from pue_monitor.sinks.spool import Spool
+
+    if args.config:
+        site = load_site(args.config)
+        if site.config.influxdb is None:
+            print(f"pue spool status: {args.config} has no influxdb: section (nothing is spooled)", file=sys.stderr)
+            return EXIT_USAGE
+        path = Path(site.config.influxdb.spool.path)
+        if not path.is_absolute():
+            path = site.base_dir / path
+    else:
+        path = Path(args.spool)
+    if not path.exists():
+        print(f"pue spool status: {path}: no spool yet (nothing was ever queued)", file=sys.stderr)
+        return EXIT_USAGE
+    spool = Spool(path)
+    try:
+        status, quarantined = spool.status(), spool.quarantined()
+    finally:
+        spool.close()
+    if args.json:
+        print(json.dumps({"spool": str(path), **status.as_dict(), "quarantine": quarantined}, indent=2))
+        return EXIT_OK
+    age = f", oldest {status.oldest_age_s:.0f} s old" if status.oldest_age_s is not None else ""
+    print(f"spool {path}")
+    print(
+        f"  queued:      {status.queued_batches} batches, {status.queued_points} points, "
+        f"{status.queued_bytes} bytes{age}"
+    )
+    print(f"  quarantined: {status.quarantined_batches} batches, {status.quarantined_points} points")
+    print(f"  evicted:     {status.evicted_batches} batches, {status.evicted_points} points (lost: spool was full)")
+    for q in quarantined:
+        print(f"    batch {q['id']}: {q['points']} points rejected: {q['error']}")
+    return EXIT_OK
+
+
+def add_parsers(sub: Subparsers) -> None:
+    s = sub.add_parser("show", help="print stored PUE intervals (safe while a run writes)")
+    s.add_argument("--db", required=True, metavar="PATH")
+    s.add_argument("--resolution", default="1m", choices=["1m", "15m", "1h", "1d"])
+    s.add_argument("--last", type=int, default=15, metavar="N", help="last N intervals (default 15)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_show)
+
+    sp = sub.add_parser("spool", help="the InfluxDB spool (queued and quarantined batches)")
+    spsub = sp.add_subparsers(dest="spool_command", required=True, metavar="COMMAND")
+    sps = spsub.add_parser("status", help="show queued, quarantined and evicted batches")
+    where = sps.add_mutually_exclusive_group(required=True)
+    where.add_argument("--config", metavar="FILE", help="site configuration naming the spool")
+    where.add_argument("--spool", metavar="PATH", help="spool file")
+    sps.add_argument("--json", action="store_true")
+    sps.set_defaults(func=cmd_spool_status)
