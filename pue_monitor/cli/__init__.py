@@ -35,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_ingest_parser(sub)
     add_unit_parser(sub)
     simulate.add_parsers(sub)
+    from pue_monitor.cli import commission  # `pue read`
+
+    commission.add_parsers(sub)
     return p
 
 

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from pue_monitor.cli.common import EXIT_OK, EXIT_USAGE, Subparsers
 
@@ -33,10 +34,21 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     site = result.site
     summary = energy_model_summary(site)
+    if args.probe:
+        from pue_monitor.cli.commission import probe_command
+
+        if not args.json:
+            _print_summary(args.file, summary)
+        return probe_command(site, as_json=args.json, summary=summary)
     if args.json:
         print(json.dumps(summary, indent=2, sort_keys=True))
         return EXIT_OK
-    print(f"{args.file}: OK — site {summary['site']} ({summary['timezone']}), {summary['devices']} devices")
+    _print_summary(args.file, summary)
+    return EXIT_OK
+
+
+def _print_summary(file: str, summary: dict[str, Any]) -> None:
+    print(f"{file}: OK — site {summary['site']} ({summary['timezone']}), {summary['devices']} devices")
     print(f"PUE thresholds: warning {summary['thresholds']['warning']}, critical {summary['thresholds']['critical']}")
     cat = summary["measurement_category"]
     print(f"Measurement category (ISO/IEC 30134-2): {cat} ({_CATEGORY_NAMES[cat]})")
@@ -48,7 +60,6 @@ def cmd_check_config(args: argparse.Namespace) -> int:
             print(f"    {m['device']}: {m['point']} ({m['energy']}{extra})")
     if summary["unmetered_subsystems"]:
         print("Unmetered subsystems (no partial PUE): " + ", ".join(summary["unmetered_subsystems"]))
-    return EXIT_OK
 
 
 def cmd_profiles(args: argparse.Namespace) -> int:
@@ -77,6 +88,13 @@ def add_parsers(sub: Subparsers) -> None:
     c = sub.add_parser("check-config", help="validate a site file and summarise its energy model")
     c.add_argument("file", metavar="FILE")
     c.add_argument("--json", action="store_true", help="print the summary as JSON")
+    c.add_argument(
+        "--probe",
+        action="store_true",
+        help="also read every device once: which answer, which configured points are missing, and the "
+        "energy balance of the first readings (exit 1 when a device does not answer, a point is missing "
+        "or the balance warns of a forgotten meter)",
+    )
     c.set_defaults(func=cmd_check_config)
 
     pr = sub.add_parser("profiles", help="list device profiles")

@@ -28,6 +28,25 @@ class PointValue:
     tags: tuple[tuple[str, str], ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class RawValue:
+    """What the wire carried for one point (commissioning: `pue read`).
+
+    Filled by a reader whose ``capture`` is a dict (None, the default, captures nothing):
+    ``where`` is the Modbus register range (``holding 3059+2``) or the OID, ``raw`` the
+    registers as hex words or the SNMP type and value, ``note`` why no value came of it
+    ("not available" code, absent object, a per-request error) or "" when it decoded.
+    """
+
+    where: str
+    raw: str
+    note: str = ""
+
+
+#: a reader's raw capture: point -> what the wire carried (see :class:`RawValue`)
+Capture = dict[str, RawValue]
+
+
 class PushSource(Protocol):
     """A push protocol connection (MQTT) feeding readings of several devices.
 
@@ -46,7 +65,9 @@ class DeviceReader(Protocol):
     """Reads all planned points of one device once.
 
     Raises a :class:`pue_monitor.errors.DeviceError` subclass on failure; never
-    retries or sleeps itself (the runner does that).
+    retries or sleeps itself (the runner does that). The Modbus and SNMP readers also
+    have a ``capture`` attribute: None (the service), or a :data:`Capture` dict they fill
+    with each point's :class:`RawValue` while reading (`pue read`); the runner never uses it.
     """
 
     device_id: str

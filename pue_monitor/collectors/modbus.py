@@ -18,7 +18,7 @@ from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
 from pue_monitor.clock import Clock, WallClock
-from pue_monitor.collectors.base import PointValue
+from pue_monitor.collectors.base import Capture, PointValue, RawValue
 from pue_monitor.collectors.decode import decode, pf_four_quadrant, raw_bits
 from pue_monitor.collectors.plan import PlannedPoint, ReadRequest, compile_plan
 from pue_monitor.config.models import ModbusDevice, ModbusProfile
@@ -161,6 +161,10 @@ class ModbusReader:
         self.not_available = {p: profile.not_available_codes(p) for p in points}
         #: readings made BAD by a "not available" code, per point (tests, metrics)
         self.unavailable: Counter[str] = Counter()
+        #: None, or filled with each point's registers while reading (`pue read`); with a
+        #: capture a request the device refuses (exception code) marks its points and the
+        #: read goes on with the next request, so one wrong address does not hide the rest
+        self.capture: Capture | None = None
         self.plan: tuple[ReadRequest, ...] = compile_plan(
             specs,
             max_registers=cap,
@@ -171,14 +175,21 @@ class ModbusReader:
         out: list[PointValue] = []
         d = self.device
         for req in self.plan:
-            sent, regs = await self.connection.read(
-                function=req.function,
-                address=req.address,
-                count=req.count,
-                unit=d.unit_id,
-                timeout=d.timeout,
-                pause=d.request_pause,
-            )
+            try:
+                sent, regs = await self.connection.read(
+                    function=req.function,
+                    address=req.address,
+                    count=req.count,
+                    unit=d.unit_id,
+                    timeout=d.timeout,
+                    pause=d.request_pause,
+                )
+            except PermanentDeviceError as exc:
+                if self.capture is None:
+                    raise
+                for pp in req.points:
+                    self.capture[pp.name] = RawValue(_where(req.function, pp), "", str(exc))
+                continue
             for pp in req.points:
                 out.append(self._value(pp, regs[pp.offset : pp.offset + pp.spec.count], sent))
         return out
@@ -187,7 +198,12 @@ class ModbusReader:
         """One point: BAD (value NaN) for a "not available" code or a non-finite value."""
         s = pp.spec
         codes = self.not_available.get(pp.name)
-        if codes and raw_bits(regs, word_order=s.word_order, byte_order=s.byte_order) in codes:
+        bits = raw_bits(regs, word_order=s.word_order, byte_order=s.byte_order) if codes else None
+        na = codes is not None and bits in codes
+        if self.capture is not None:
+            words = " ".join(f"0x{r:04X}" for r in regs)
+            self.capture[pp.name] = RawValue(_where(s.function, pp), words, "not available" if na else "")
+        if na:
             self.unavailable[pp.name] += 1
             return PointValue(pp.name, math.nan, s.unit, Quality.BAD, sent)
         value = decode(regs, s.type, word_order=s.word_order, byte_order=s.byte_order)
@@ -200,3 +216,8 @@ class ModbusReader:
     async def close(self) -> None:
         # the connection is shared; the runner closes connections itself
         return None
+
+
+def _where(function: str, pp: PlannedPoint) -> str:
+    """``holding 3059+2``: the point's registers as a Modbus tool names them."""
+    return f"{function} {pp.spec.address}+{pp.spec.count}"

@@ -109,7 +109,7 @@ from pysnmp.hlapi.v3arch.asyncio import (  # type: ignore[import-untyped]
 from pysnmp.proto import errind, rfc1902, rfc1905  # type: ignore[import-untyped]
 
 from pue_monitor.clock import Clock, WallClock
-from pue_monitor.collectors.base import PointValue
+from pue_monitor.collectors.base import Capture, PointValue, RawValue
 from pue_monitor.config.loader import LoadedSite
 from pue_monitor.config.models import (
     ENTITY_SENSOR_ENTRY,
@@ -422,6 +422,8 @@ class SnmpReader:
         self._warned_types: set[str] = set()
         #: polls in which a wildcard's row set differed from the first poll's
         self.wildcard_changes: Counter[str] = Counter()
+        #: None, or filled with each point's OID and raw value while reading (`pue read`)
+        self.capture: Capture | None = None
 
     # ------------------------------------------------------------------ setup
 
@@ -751,19 +753,24 @@ class SnmpReader:
             log.warning("device %s (%s): skipping %s: %s", self.device_id, self.address, key, why)
         self.skipped[key] += 1
 
-    def _raw(self, obj: SnmpObject, oid: tuple[int, ...], value: Any) -> float | None:
+    def _raw(self, point: str, obj: SnmpObject, oid: tuple[int, ...], value: Any) -> float | None:
+        raw = None if value is None or isinstance(value, _ABSENT) else snmp_number(value)
         if value is None:
-            self._skip(oid, "missing from the answer")
-            return None
-        if isinstance(value, _ABSENT):
-            self._skip(oid, _type_name(value))
-            return None
-        raw = snmp_number(value)
+            why = "missing from the answer"
+        elif isinstance(value, _ABSENT):
+            why = _type_name(value)
+        elif raw is None:
+            why = f"not numeric ({_type_name(value)})"
+        else:
+            why = "not available" if raw in obj.missing_values else ""
+        if self.capture is not None:
+            shown = "" if value is None or isinstance(value, _ABSENT) else f"{_type_name(value)} {value.prettyPrint()}"
+            self.capture[point] = RawValue(_dotted(oid), shown, why)
         if raw is None:
-            self._skip(oid, f"not numeric ({_type_name(value)})")
+            self._skip(oid, why)
             return None
         self._answered += 1
-        if raw in obj.missing_values:
+        if why:
             return None  # the device says "not available": expected, not counted
         return raw
 
@@ -789,7 +796,7 @@ class SnmpReader:
         ts: float,
         tags: tuple[tuple[str, str], ...] = (),
     ) -> PointValue | None:
-        raw = self._raw(obj, oid, value)
+        raw = self._raw(point, obj, oid, value)
         if raw is None:
             return None
         self._note_type(point, point.split(".", 1)[0], obj, value)
@@ -806,7 +813,7 @@ class SnmpReader:
         meta: dict[int, str],
         tags: tuple[tuple[str, str], ...],
     ) -> PointValue | None:
-        raw = self._raw(c.obj, c.oid + _oid(index), value)
+        raw = self._raw(point, c.obj, c.oid + _oid(index), value)
         if raw is None:
             return None
 
