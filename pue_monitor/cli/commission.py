@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # the collectors are imported when a command runs, not at CLI
 
 def _site_from_args(args: argparse.Namespace) -> tuple[LoadedSite, str]:
     """The site and device id to read: from ``--config`` or from the command line."""
-    from pue_monitor.config.loader import load_site, site_from_dict
+    from pue_monitor.config.loader import load_site
 
     if args.config is not None:
         if args.protocol or args.host:
@@ -71,8 +71,38 @@ def _site_from_args(args: argparse.Namespace) -> tuple[LoadedSite, str]:
         if args.unit != 1:
             raise ConfigError("--unit is for --protocol modbus")
         dev["community"] = args.community if args.community is not None else "public"
-    data = {"site": {"id": "pue-read"}, "devices": [dev], "profile_dirs": [str(Path(d)) for d in args.profile_dir]}
-    return site_from_dict(data, source="<command line>", base_dir=Path.cwd()), device_id
+    return _command_line_site(dev, args.profile_dir), device_id
+
+
+#: site-file field -> the `pue read` option that sets it
+_OPTION_OF = {"port": "--port", "unit_id": "--unit", "timeout": "--timeout", "host": "--host", "points": "--points"}
+
+
+def _command_line_site(dev: dict[str, Any], profile_dirs: list[str]) -> LoadedSite:
+    """A one-device site from command-line options. Not :func:`site_from_dict`: that checks
+    the energy model (a facility and an IT meter), which a lone device to read has not."""
+    from pydantic import ValidationError
+
+    from pue_monitor.config.loader import LoadedSite, load_profiles
+    from pue_monitor.config.models import SiteConfig
+
+    try:
+        cfg = SiteConfig.model_validate({"site": {"id": "pue-read"}, "devices": [dev]})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = next((str(x) for x in reversed(first["loc"]) if str(x) in _OPTION_OF), "")
+        raise ConfigError(f"{_OPTION_OF.get(field, 'options')}: {first['msg']}") from None
+    profiles = load_profiles([Path(d) for d in profile_dirs])
+    name, protocol = dev["profile"], dev["protocol"]
+    prof = profiles.get(name)
+    if not (protocol == "snmp" and name == "auto") and (prof is None or prof.protocol != protocol):
+        known = ", ".join(sorted(k for k, p in profiles.items() if p.protocol == protocol))
+        raise ConfigError(f"--profile: no {protocol} profile {name!r} (known: {known}; see `pue profiles`)")
+    if prof is not None and dev.get("points"):
+        unknown = [p for p in dev["points"] if p.split(".", 1)[0] not in prof.points]
+        if unknown:
+            raise ConfigError(f"--points: profile {name!r} has no point {', '.join(unknown)}")
+    return LoadedSite(Path("<command line>"), cfg, profiles)
 
 
 def _fmt_value(v: float | None) -> str:
