@@ -210,6 +210,11 @@ async def test_read_a_dead_port_fails_with_one_line_naming_host_and_port(capsys)
     rc, out, err = await _pue(capsys, *argv, "--timeout", "0.3")
     assert rc == 1 and out == ""
     assert err.count("\n") == 1 and f"127.0.0.1:{udp}" in err and "no answer within 0.3 s" in err
+    # a host name that does not resolve (RFC 6761 .invalid): the same one line, no traceback
+    argv = ("read", "--protocol", "snmp", "--host", "meter.invalid", "--profile", "ups-mib")
+    rc, out, err = await _pue(capsys, *argv)
+    assert rc == 1 and out == "" and "Traceback" not in err
+    assert err == "pue read: meter.invalid (meter.invalid:161): cannot resolve host name 'meter.invalid'\n"
 
 
 async def test_read_usage_errors_exit_2(tmp_path, capsys):
@@ -290,6 +295,8 @@ async def test_probe_reports_a_dead_device_and_a_missing_point(tmp_path, capsys)
                 d["profile"] = "pue-sim-meter-plus"
                 d["points"] = [*d["points"], "reactive_power"]
         site.write_text(yaml.safe_dump(cfg))
+        next(d for d in cfg["devices"] if d["id"] == "pdu-3")["timeout"] = 0.5
+        site.write_text(yaml.safe_dump(cfg))
         sim.world.kill_device("pdu-3", T - 1)
         rc, out, _ = await _pue(capsys, "check-config", "--probe", "--json", str(site))
         rc_text, text, _ = await _pue(capsys, "check-config", "--probe", str(site))
@@ -298,7 +305,7 @@ async def test_probe_reports_a_dead_device_and_a_missing_point(tmp_path, capsys)
     devices = {d["device"]: d for d in json.loads(out)["probe"]["devices"]}
     host, port, _ = sim.modbus.ports["pdu-3"]
     assert not devices["pdu-3"]["answered"]
-    assert f"{host}:{port} unit 3: no answer within 2 s" in devices["pdu-3"]["error"]
+    assert f"{host}:{port} unit 3: no answer within 0.5 s" in devices["pdu-3"]["error"]
     assert devices["pdu-4"]["answered"]  # the gateway still serves the other units
     assert devices["lighting"]["missing"] == ["reactive_power"]
     (bad,) = [p for p in devices["lighting"]["points"] if p["point"] == "reactive_power"]

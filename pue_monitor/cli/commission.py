@@ -26,6 +26,7 @@ from pue_monitor.errors import ConfigError
 if TYPE_CHECKING:  # the collectors are imported when a command runs, not at CLI start
     from pue_monitor.collectors.probe import DeviceProbe
     from pue_monitor.config.loader import LoadedSite
+    from pue_monitor.config.models import ModbusDevice, SnmpDevice
     from pue_monitor.pipeline.balance import Balance
 
 
@@ -56,13 +57,11 @@ def _site_from_args(args: argparse.Namespace) -> tuple[LoadedSite, str]:
         "protocol": args.protocol,
         "host": args.host,
         "profile": args.profile,
-        "timeout": args.timeout,
-        "interval": max(60.0, 2 * args.timeout),
+        "timeout": args.timeout or 2.0,
+        "interval": max(60.0, 2 * (args.timeout or 2.0)),
     }
     if args.port is not None:
         dev["port"] = args.port
-    if args.points:
-        dev["points"] = [p.strip() for p in args.points.split(",") if p.strip()]
     if args.protocol == "modbus":
         if args.community is not None:
             raise ConfigError("--community is for --protocol snmp")
@@ -98,11 +97,23 @@ def _command_line_site(dev: dict[str, Any], profile_dirs: list[str]) -> LoadedSi
     if not (protocol == "snmp" and name == "auto") and (prof is None or prof.protocol != protocol):
         known = ", ".join(sorted(k for k, p in profiles.items() if p.protocol == protocol))
         raise ConfigError(f"--profile: no {protocol} profile {name!r} (known: {known}; see `pue profiles`)")
-    if prof is not None and dev.get("points"):
-        unknown = [p for p in dev["points"] if p.split(".", 1)[0] not in prof.points]
-        if unknown:
-            raise ConfigError(f"--points: profile {name!r} has no point {', '.join(unknown)}")
     return LoadedSite(Path("<command line>"), cfg, profiles)
+
+
+def _narrowed(dev: ModbusDevice | SnmpDevice, site: LoadedSite, args: argparse.Namespace) -> ModbusDevice | SnmpDevice:
+    """The device with ``--points`` (only those, no meter sums) and ``--timeout`` applied."""
+    update: dict[str, Any] = {}
+    if args.timeout is not None:
+        update["timeout"] = args.timeout
+        update["interval"] = max(dev.interval, 2 * args.timeout)
+    if args.points:
+        points = [p.strip() for p in args.points.split(",") if p.strip()]
+        prof = site.profiles.get(dev.profile)
+        unknown = [p for p in points if prof is not None and p.split(".", 1)[0] not in prof.points]
+        if unknown:
+            raise ConfigError(f"--points: profile {dev.profile!r} has no point {', '.join(unknown)}")
+        update |= {"points": points, "meter": None}
+    return dev.model_copy(update=update) if update else dev
 
 
 def _fmt_value(v: float | None) -> str:
@@ -121,7 +132,7 @@ def print_read(p: DeviceProbe) -> None:
         cells += [row[3].rjust(widths[3]), row[4].ljust(widths[4]), row[5]]
         print("  ".join(cells).rstrip())
     if p.missing:
-        print(f"configured points with no value: {', '.join(p.missing)}")
+        print(f"points with no value: {', '.join(p.missing)}")
 
 
 def cmd_read(args: argparse.Namespace) -> int:
@@ -138,11 +149,12 @@ def cmd_read(args: argparse.Namespace) -> int:
                 "cannot be read on demand; watch the topic with an MQTT client (mosquitto_sub -v -t TOPIC)"
             )
         raise ConfigError(f"device {dev.id!r} is an import-only device ({dev.protocol}): nothing to read")
-    probe = asyncio.run(read_device(dev, site))
+    probe = asyncio.run(read_device(_narrowed(dev, site, args), site))
     if args.json:
         print(json.dumps(probe.as_dict(), indent=2))
     if not probe.answered:
-        print(f"pue read: {dev.id}: {probe.error}", file=sys.stderr)
+        who = "" if probe.error.startswith(dev.id) else f"{dev.id}: "
+        print(f"pue read: {who}{probe.error}", file=sys.stderr)
         return EXIT_FAILURE
     if not args.json:
         print_read(probe)
@@ -216,7 +228,7 @@ def print_probe(probes: list[DeviceProbe], bal: Balance) -> None:
     if bal.unattributed_share is not None:
         print(
             f"  {'unattributed':20} {bal.unattributed_kw:10.1f} kW "
-            f"({bal.unattributed_share:.1%} of facility: losses and unmetered loads)"
+            f"({bal.unattributed_share:.1%} of facility)"
         )
     if bal.it_to_ups is not None:
         print(
@@ -261,7 +273,7 @@ def add_parsers(sub: Subparsers) -> None:
     r.add_argument("--unit", type=int, default=1, metavar="N", help="modbus unit id (default 1)")
     r.add_argument("--community", metavar="C", help="SNMP v2c community (default public)")
     r.add_argument("--points", metavar="P1,P2", help="only these points (default all of the profile)")
-    r.add_argument("--timeout", type=positive, default=2.0, metavar="S", help="per-request timeout, s (default 2)")
+    r.add_argument("--timeout", type=positive, metavar="S", help="per-request timeout, s (default the device's, or 2)")
     r.add_argument("--profile-dir", action="append", default=[], metavar="DIR", help="extra profile folder")
     r.add_argument("--json", action="store_true", help="print the result as JSON")
     r.set_defaults(func=cmd_read)

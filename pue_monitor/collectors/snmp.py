@@ -83,6 +83,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pysnmp.error import PySnmpError  # type: ignore[import-untyped]
 from pysnmp.hlapi.v3arch.asyncio import (  # type: ignore[import-untyped]
     USM_AUTH_HMAC96_MD5,
     USM_AUTH_HMAC96_SHA,
@@ -454,9 +455,14 @@ class SnmpReader:
             self._engine = _acquire_engine()
         if self._target is None:
             # pysnmp's timer ticks every 0.1 s; our own asyncio timeout is the exact one
-            self._target = await UdpTransportTarget.create(
-                (self.device.host, self.device.port), timeout=self._wall_timeout() + 0.5, retries=0
-            )
+            try:
+                self._target = await UdpTransportTarget.create(
+                    (self.device.host, self.device.port), timeout=self._wall_timeout() + 0.5, retries=0
+                )
+            except PySnmpError:  # the host name does not resolve (DNS may come back: transient)
+                raise DeviceUnreachable(
+                    f"{self.device_id} ({self.address}): cannot resolve host name {self.device.host!r}"
+                ) from None
         return self._engine, self._target
 
     async def close(self) -> None:
@@ -749,7 +755,7 @@ class SnmpReader:
 
     def _skip(self, oid: tuple[int, ...], why: str) -> None:
         key = _dotted(oid)
-        if not self.skipped[key]:
+        if not self.skipped[key] and self.capture is None:  # with a capture, `pue read` shows it
             log.warning("device %s (%s): skipping %s: %s", self.device_id, self.address, key, why)
         self.skipped[key] += 1
 
