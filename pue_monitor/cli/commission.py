@@ -226,10 +226,7 @@ def print_probe(probes: list[DeviceProbe], bal: Balance) -> None:
     for role, kw in bal.loads_kw.items():
         print(f"  {role:20} {kw:10.1f} kW")
     if bal.unattributed_share is not None:
-        print(
-            f"  {'unattributed':20} {bal.unattributed_kw:10.1f} kW "
-            f"({bal.unattributed_share:.1%} of facility)"
-        )
+        print(f"  {'unattributed':20} {bal.unattributed_kw:10.1f} kW ({bal.unattributed_share:.1%} of facility)")
     if bal.it_to_ups is not None:
         print(
             f"  IT behind the UPSes  {bal.it_downstream_kw:10.1f} kW = {bal.it_to_ups:.1%} of the UPS output "
