@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import re
 import sys
 from pathlib import Path
@@ -117,7 +118,16 @@ def _narrowed(dev: ModbusDevice | SnmpDevice, site: LoadedSite, args: argparse.N
 
 
 def _fmt_value(v: float | None) -> str:
-    return "" if v is None else f"{v:.6g}"
+    """Every digit the register holds, no binary noise: a float32 value (an f32 register)
+    in its shortest form (222.4, not 222.399993896), anything else to 12 digits (a Wh counter)."""
+    import numpy as np
+
+    if v is None:
+        return ""
+    f32 = np.float32(v)
+    if math.isfinite(v) and float(f32) == v:
+        return str(np.format_float_positional(f32, trim="-"))
+    return f"{v:.12g}"
 
 
 def print_read(p: DeviceProbe) -> None:
