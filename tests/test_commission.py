@@ -95,11 +95,14 @@ def test_balance_with_an_unknown_meter_is_incomplete_and_silent():
 
 
 @contextlib.asynccontextmanager
-async def _sim(tmp_path: Path, *, drop: tuple[str, ...] = ()) -> AsyncIterator[tuple[SimulatedSite, Path]]:
-    """The simulated site frozen at ``T`` and its site file (``drop``: devices left out)."""
+async def _sim(
+    tmp_path: Path, *, drop: tuple[str, ...] = (), publish: float = 15.0
+) -> AsyncIterator[tuple[SimulatedSite, Path]]:
+    """The simulated site frozen at ``T`` and its site file (``drop``: devices left out;
+    ``publish``: wall seconds between two MQTT publications, the clock being frozen)."""
     clock = ManualClock(T)
     world = SimulatedDataCentre(start=T - 3600, seed=11)
-    async with SimulatedSite(world, clock) as sim:
+    async with SimulatedSite(world, clock, publish_interval=publish) as sim:
         cfg = sim.site_config(interval=60, timeout=2)
         cfg["devices"] = [d for d in cfg["devices"] if d["id"] not in drop]
         path = tmp_path / "site.yaml"
@@ -221,12 +224,37 @@ async def test_read_usage_errors_exit_2(tmp_path, capsys):
     async with _sim(tmp_path) as (_, site):
         rc, _, err = await _pue(capsys, "read", "--config", str(site), "pdu-9")
         assert rc == 2 and f"{site}: no device 'pdu-9'" in err and "pdu-1" in err
-        rc, _, err = await _pue(capsys, "read", "--config", str(site), "weather")
-        assert rc == 2 and "mqtt push device" in err and "dc/sim/weather" in err
+        rc, _, err = await _pue(capsys, "read", "--config", str(site), "weather", "--points", "pressure")
+        assert rc == 2 and "push device" in err
     rc, _, err = await _pue(capsys, "read", "--protocol", "modbus", "--host", "127.0.0.1")
     assert rc == 2 and "--profile" in err
     rc, _, err = await _pue(capsys, "read", "--protocol", "modbus", "--host", "h", "--profile", "no-such-meter")
     assert rc == 2 and "no-such-meter" in err and err.count("\n") == 1
+
+
+async def test_read_push_devices_listens_for_their_next_message(tmp_path, capsys):
+    async with _sim(tmp_path, publish=0.3) as (sim, site):
+        rc, out, err = await _pue(capsys, "read", "--config", str(site), "weather", "--timeout", "10", "--json")
+        wx = sim.world.weather_at(T)
+        rc_sp, text, _ = await _pue(capsys, "read", "--config", str(site), "crah-sensors", "--timeout", "10")
+        cfg = yaml.safe_load(site.read_text())
+        cfg["mqtt"]["port"] = _free_port(socket.SOCK_STREAM)  # nobody there
+        site.write_text(yaml.safe_dump(cfg))
+        rc_dead, out_dead, err_dead = await _pue(capsys, "read", "--config", str(site), "water-meter", "--timeout", "1")
+    assert rc == 0, err
+    assert "weather is a mqtt push device: waiting up to 10 s" in err
+    got = json.loads(out)
+    assert got["answered"] and got["address"] == "dc/sim/weather"
+    values = {p["point"]: (p["value"], p["unit"], p["quality"]) for p in got["points"]}
+    # the station publishes the world's weather at T rounded to 0.01
+    assert values["outdoor_temperature"] == (pytest.approx(float(wx.dry_bulb_c), abs=0.005), "degC", "ok")
+    assert values["relative_humidity"] == (pytest.approx(float(wx.rh_pct), abs=0.005), "%", "ok")
+    assert values["pressure"] == (pytest.approx(float(wx.pressure_hpa), abs=0.005), "hPa", "ok")
+    assert rc_sp == 0 and "supply_temperature" in text and "first message after" in text
+    assert rc_dead == 1 and out_dead == ""
+    last = err_dead.strip().splitlines()[-1]
+    assert last.startswith(f"pue read: water-meter: broker 127.0.0.1:{cfg['mqtt']['port']}: no message")
+    assert "within 1 s" in last and "Traceback" not in err_dead
 
 
 def _expected_balance(sim: SimulatedSite, it_meters: tuple[str, ...]) -> tuple[float, float]:

@@ -131,7 +131,10 @@ def _fmt_value(v: float | None) -> str:
 
 
 def print_read(p: DeviceProbe) -> None:
-    print(f"{p.device} ({p.protocol} {p.address}, profile {p.profile}): answered in {p.seconds:.3f} s")
+    if p.push:
+        print(f"{p.device} ({p.protocol}, {p.address}): first message after {p.seconds:.3f} s")
+    else:
+        print(f"{p.device} ({p.protocol} {p.address}, profile {p.profile}): answered in {p.seconds:.3f} s")
     rows = [("POINT", "WHERE", "RAW", "VALUE", "UNIT", "QUALITY")]
     for r in p.points:
         quality = r.quality if not r.reason or r.quality == "ok" else f"{r.quality}: {r.reason}"
@@ -146,20 +149,25 @@ def print_read(p: DeviceProbe) -> None:
 
 
 def cmd_read(args: argparse.Namespace) -> int:
-    from pue_monitor.collectors.probe import push_probe, read_device
-    from pue_monitor.config.models import ModbusDevice, SnmpDevice
+    from pue_monitor.collectors.probe import listen_push, read_device
+    from pue_monitor.config.models import ModbusDevice, MqttDevice, SnmpDevice, SparkplugDevice
 
     site, device_id = _site_from_args(args)
     dev = next(d for d in site.config.devices if d.id == device_id)
-    if not isinstance(dev, ModbusDevice | SnmpDevice):
-        if dev.protocol in ("mqtt", "sparkplug"):
-            where = push_probe(dev).address
-            raise ConfigError(
-                f"device {dev.id!r} is a {dev.protocol} push device: it publishes when it wants to ({where}) and "
-                "cannot be read on demand; watch the topic with an MQTT client (mosquitto_sub -v -t TOPIC)"
-            )
+    if isinstance(dev, MqttDevice | SparkplugDevice):
+        # a push device publishes when it wants to: listen for its next message instead
+        seconds = args.timeout if args.timeout is not None else dev.interval + 5.0
+        if args.points:
+            raise ConfigError(f"--points: device {dev.id!r} is a {dev.protocol} push device; it sends what it sends")
+        print(
+            f"{dev.id} is a {dev.protocol} push device: waiting up to {seconds:g} s for its next message",
+            file=sys.stderr,
+        )
+        probe = asyncio.run(listen_push(dev, site, seconds=seconds))
+    elif isinstance(dev, ModbusDevice | SnmpDevice):
+        probe = asyncio.run(read_device(_narrowed(dev, site, args), site))
+    else:
         raise ConfigError(f"device {dev.id!r} is an import-only device ({dev.protocol}): nothing to read")
-    probe = asyncio.run(read_device(_narrowed(dev, site, args), site))
     if args.json:
         print(json.dumps(probe.as_dict(), indent=2))
     if not probe.answered:

@@ -25,6 +25,7 @@ They are reported as such (:data:`PUSH`), never as down.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from collections.abc import Coroutine, Sequence
@@ -46,7 +47,7 @@ from pue_monitor.config.models import (
     is_wildcard,
 )
 from pue_monitor.errors import DeviceError
-from pue_monitor.readings import Quality
+from pue_monitor.readings import Quality, Reading
 
 OK, NOT_AVAILABLE, MISSING, ERROR = "ok", "not available", "missing", "error"
 #: capture notes of an object the agent does not have (see SnmpReader._raw)
@@ -320,3 +321,60 @@ def ups_output_kw(probe: DeviceProbe) -> float | None:
         return None
     kws = [_kw(p.value, p.unit) for p in rows]
     return None if any(k is None for k in kws) else math.fsum(k for k in kws if k is not None)
+
+
+# ------------------------------------------------------------------------ push devices
+
+
+async def listen_push(
+    device: MqttDevice | SparkplugDevice, site: LoadedSite, *, seconds: float, clock: Clock | None = None
+) -> DeviceProbe:
+    """Subscribe as the service does (:class:`~pue_monitor.collectors.mqtt.MqttSource`, so
+    payloads decode exactly as in `pue run`) and return the first message's readings of
+    ``device``, or ``answered=False`` when none came within ``seconds`` (wall)."""
+    from pue_monitor.collectors.mqtt import MqttSource
+    from pue_monitor.collectors.runner import DeviceStats
+
+    broker = site.config.mqtt
+    assert broker is not None  # the site model requires a broker for push devices
+    where = push_probe(device).address
+    probe = DeviceProbe(device.id, device.protocol, where, answered=False)
+    source = MqttSource(
+        broker, [device], site_id=site.config.site.id, clock=clock or WallClock(), base_dir=site.base_dir
+    )
+    got: list[Reading] = []
+    first = asyncio.Event()
+
+    def emit(readings: list[Reading]) -> None:
+        got.extend(r for r in readings if r.device == device.id)
+        if got:
+            first.set()
+
+    stats = {device.id: DeviceStats(device.id, device.protocol)}
+    stopping = asyncio.Event()
+    start = time.perf_counter()
+    task = asyncio.create_task(source.run(emit, stats, stopping), name=f"pue read {device.id}")
+    try:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(first.wait(), timeout=seconds)
+    finally:
+        stopping.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(task, timeout=5.0)
+    probe.seconds = time.perf_counter() - start
+    if not got:
+        why = stats[device.id].last_error
+        broker_at = f"{broker.host}:{broker.port}"
+        probe.error = f"broker {broker_at}: no message for {device.id} on {where} within {seconds:g} s" + (
+            f" (last error: {why})" if why else ""
+        )
+        return probe
+    probe.answered = True
+    for r in got:
+        quality = OK if r.quality is Quality.GOOD else ERROR
+        value = r.value if math.isfinite(r.value) else None
+        tags = " ".join(f"{k}={v}" for k, v in r.tags)
+        probe.points.append(
+            PointResult(r.point, tags, "", value, r.unit, quality, "" if quality == OK else "marked BAD")
+        )
+    return probe
