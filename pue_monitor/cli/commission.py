@@ -198,7 +198,7 @@ def site_balance(site: LoadedSite, probes: list[DeviceProbe]) -> Balance:
         if m is not None:
             loc = m.it_location.value if m.it_location is not None else None
             meters.append(MeterPower(dev.id, m.role.value, meter_kw(probe, dev), loc))
-        if is_ups(dev, site):
+        if is_ups(dev, site, probe.profile):
             ups.append(UpsOutput(dev.id, ups_output_kw(probe)))
     return balance(meters, ups)
 
@@ -276,8 +276,8 @@ def add_parsers(sub: Subparsers) -> None:
         "read",
         help="read one device once and print every point (raw, decoded, unit, quality)",
         description="Read one device once and print every point: Modbus registers as hex words or the SNMP "
-        "OID and raw value, the decoded value, unit and quality. Exit 0 the device answered, 1 it did not, "
-        "2 usage or configuration error.",
+        "OID and raw value, the decoded value, unit and quality (an MQTT or Sparkplug device: the readings of "
+        "its next message). Exit 0 the device answered, 1 it did not, 2 usage or configuration error.",
     )
     r.add_argument("device", nargs="?", metavar="DEVICE", help="device id in the site file (with --config)")
     r.add_argument("--config", metavar="SITE", help="site file the device is in")
@@ -288,7 +288,13 @@ def add_parsers(sub: Subparsers) -> None:
     r.add_argument("--unit", type=int, default=1, metavar="N", help="modbus unit id (default 1)")
     r.add_argument("--community", metavar="C", help="SNMP v2c community (default public)")
     r.add_argument("--points", metavar="P1,P2", help="only these points (default all of the profile)")
-    r.add_argument("--timeout", type=positive, metavar="S", help="per-request timeout, s (default the device's, or 2)")
+    r.add_argument(
+        "--timeout",
+        type=positive,
+        metavar="S",
+        help="per-request timeout, s (default the device's, or 2); push devices: how long to wait for a message "
+        "(default the device's interval + 5)",
+    )
     r.add_argument("--profile-dir", action="append", default=[], metavar="DIR", help="extra profile folder")
     r.add_argument("--json", action="store_true", help="print the result as JSON")
     r.set_defaults(func=cmd_read)

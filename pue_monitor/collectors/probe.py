@@ -301,13 +301,14 @@ def meter_kw(probe: DeviceProbe, device: Device) -> float | None:
     return total
 
 
-def is_ups(device: Device, site: LoadedSite) -> bool:
-    """A device read as a UPS: its profile has :data:`UPS_OUTPUT_POINT` and it is not an IT
-    meter downstream of a UPS (a rack PDU that happens to name a point so)."""
+def is_ups(device: Device, site: LoadedSite, profile: str = "") -> bool:
+    """A device read as a UPS: its profile (``profile``: the one a probe found for
+    ``profile: auto``) has :data:`UPS_OUTPUT_POINT` and it is not an IT meter downstream
+    of a UPS (a rack PDU that happens to name a point so)."""
     if not isinstance(device, ModbusDevice | SnmpDevice):
         return False
-    prof = site.profiles.get(device.profile)
-    if device.profile == "auto" or prof is None or UPS_OUTPUT_POINT not in prof.points:
+    prof = site.profiles.get(profile or device.profile)
+    if prof is None or UPS_OUTPUT_POINT not in prof.points:
         return False
     m = device.meter
     return not (m is not None and m.it_location is not None and m.it_location.value != "ups_output")
