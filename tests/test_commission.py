@@ -201,6 +201,26 @@ async def test_read_shows_an_absent_snmp_row_as_missing(tmp_path, capsys):
     assert json.loads(out)["missing"] == ["output_power.7"]
 
 
+async def test_read_shows_a_not_available_code_with_its_registers(capsys):
+    """An ABB B21 answers FFFF.. / 7FFF.. for what it does not measure (tests/modbus_server.py)."""
+    from modbus_server import serve
+
+    abb = load_profiles()["abb-b-series"]
+    na = {"import_energy": [0xFFFF] * 4, "active_power": [0x7FFF, 0xFFFF], "voltage_l1": 230.1}
+    async with serve({3: (abb, na)}) as (port, _):
+        argv = ("read", "--protocol", "modbus", "--host", "127.0.0.1", "--port", str(port), "--unit", "3")
+        rc, out, _ = await _pue(capsys, *argv, "--profile", "abb-b-series", "--json")
+        rc_text, text, _ = await _pue(capsys, *argv, "--profile", "abb-b-series")
+    assert rc == 0 and rc_text == 0
+    got = {p["point"]: p for p in json.loads(out)["points"]}
+    assert got["import_energy"]["raw"] == "0xFFFF 0xFFFF 0xFFFF 0xFFFF"
+    assert (got["import_energy"]["quality"], got["import_energy"]["value"]) == ("not available", None)
+    assert got["active_power"]["raw"] == "0x7FFF 0xFFFF" and got["active_power"]["quality"] == "not available"
+    assert got["voltage_l1"]["value"] == pytest.approx(230.1) and got["voltage_l1"]["quality"] == "ok"
+    line = next(ln for ln in text.splitlines() if ln.startswith("import_energy "))
+    assert line.endswith("not available: the device's not-available code") and "0xFFFF 0xFFFF 0xFFFF 0xFFFF" in line
+
+
 async def test_read_a_dead_port_fails_with_one_line_naming_host_and_port(capsys):
     port = _free_port(socket.SOCK_STREAM)
     argv = ("read", "--protocol", "modbus", "--host", "127.0.0.1", "--port", str(port), "--profile", "eastron-sdm630")
