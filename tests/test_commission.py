@@ -10,13 +10,14 @@ import math
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from pue_monitor.cli import main
 from pue_monitor.clock import ManualClock
-from pue_monitor.config.loader import BUILTIN_PROFILES, load_profiles
+from pue_monitor.config.loader import BUILTIN_PROFILES, LoadedSite, load_profiles
 from pue_monitor.config.models import ModbusProfile
 from pue_monitor.pipeline.balance import MeterPower, UpsOutput, balance
 from pue_monitor.simulator import SimulatedDataCentre
@@ -89,6 +90,38 @@ def test_balance_with_an_unknown_meter_is_incomplete_and_silent():
     assert b.unknown == ["pdu-3"] and not b.complete
     assert b.warnings == []  # the dead meter is reported as such, not as a forgotten one
     assert b.unattributed_share == pytest.approx(0.33)  # the figures are still shown
+
+
+def test_site_balance_counts_an_import_only_incomer_as_unknown():
+    """Incomer B comes from CSV exports only: without it the facility looks 400 kW short, so
+    the balance is incomplete and silent instead of warning 'sub-meters exceed incomers'."""
+    from pue_monitor.cli.commission import site_balance
+    from pue_monitor.collectors.probe import OK, DeviceProbe, PointResult
+    from pue_monitor.config.loader import site_from_dict
+
+    modbus = {"protocol": "modbus", "host": "127.0.0.1", "profile": "eastron-sdm630"}
+    inc_a = {**modbus, "id": "inc-a", "meter": {"role": "facility_input", "power": "active_power"}}
+    inc_b = {"id": "inc-b", "protocol": "import", "meter": {"role": "facility_input", "energy": "kwh"}}
+    it = {
+        **modbus,
+        "id": "it",
+        "unit_id": 2,
+        "meter": {"role": "it", "it_location": "pdu_output", "power": "active_power"},
+    }
+
+    def site(*devices: dict[str, Any]) -> LoadedSite:
+        return site_from_dict({"site": {"id": "s"}, "devices": list(devices)}, source="<test>")
+
+    def read(device: str, watts: float) -> DeviceProbe:
+        point = PointResult("active_power", "input 52+2", "", watts, "W", OK)
+        return DeviceProbe(device, "modbus", "", answered=True, points=[point])
+
+    b = site_balance(site(inc_a, inc_b, it), [read("inc-a", 600_000.0), read("it", 700_000.0)])
+    assert b.unknown == ["inc-b"] and b.warnings == []
+    assert b.facility_kw == 600.0 and b.loads_kw == {"it": 700.0}  # W converted to kW
+    # incomer A alone feeding the site: 1000 kW in, 700 kW IT, 30 % unattributed (a warning)
+    b = site_balance(site(inc_a, it), [read("inc-a", 1_000_000.0), read("it", 700_000.0)])
+    assert b.unattributed_share == pytest.approx(0.3) and len(b.warnings) == 1
 
 
 # ------------------------------------------------------------------ against the simulator

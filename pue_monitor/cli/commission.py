@@ -192,13 +192,11 @@ def site_balance(site: LoadedSite, probes: list[DeviceProbe]) -> Balance:
     ups: list[UpsOutput] = []
     for dev in site.config.devices:
         probe = by_id.get(dev.id)
-        if probe is None:
-            continue  # import-only
         m = getattr(dev, "meter", None)
-        if m is not None:
+        if m is not None:  # an import-only or push meter has no power here: the balance is incomplete
             loc = m.it_location.value if m.it_location is not None else None
-            meters.append(MeterPower(dev.id, m.role.value, meter_kw(probe, dev), loc))
-        if is_ups(dev, site, probe.profile):
+            meters.append(MeterPower(dev.id, m.role.value, meter_kw(probe, dev) if probe else None, loc))
+        if probe is not None and is_ups(dev, site, probe.profile):
             ups.append(UpsOutput(dev.id, ups_output_kw(probe)))
     return balance(meters, ups)
 
