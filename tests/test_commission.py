@@ -122,6 +122,15 @@ def test_site_balance_counts_an_import_only_incomer_as_unknown():
     # incomer A alone feeding the site: 1000 kW in, 700 kW IT, 30 % unattributed (a warning)
     b = site_balance(site(inc_a, it), [read("inc-a", 1_000_000.0), read("it", 700_000.0)])
     assert b.unattributed_share == pytest.approx(0.3) and len(b.warnings) == 1
+    # an IT meter configured with its energy counter only is balanced on the active power it read
+    it_energy = {**it, "meter": {"role": "it", "it_location": "pdu_output", "energy": "import_energy"}}
+    b = site_balance(site(inc_a, it_energy), [read("inc-a", 1_000_000.0), read("it", 950_000.0)])
+    assert b.loads_kw == {"it": 950.0} and b.unknown == [] and b.unattributed_share == pytest.approx(0.05)
+    no_power = DeviceProbe(
+        "it", "modbus", "", answered=True, points=[PointResult("import_energy", "", "", 5.0, "kWh", OK)]
+    )
+    b = site_balance(site(inc_a, it_energy), [read("inc-a", 1_000_000.0), no_power])
+    assert b.unknown == ["it"] and b.warnings == []
 
 
 # ------------------------------------------------------------------ against the simulator

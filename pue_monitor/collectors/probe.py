@@ -285,14 +285,26 @@ def _kw(value: float | None, unit: str) -> float | None:
     return None if value is None or kind != "power" else value * factor
 
 
+#: a meter configured with an energy counter only is balanced on the first of these points its
+#: device answered in a power unit (the profiles' total active power: meters, APC rack PDUs)
+FALLBACK_POWER_POINTS = ("active_power", "device_power", "device_power.1")
+
+
 def meter_kw(probe: DeviceProbe, device: Device) -> float | None:
-    """The meter's power in kW from one read: the sum of its power points; None when it
-    has no power point or any of them gave no value in a power unit."""
+    """The meter's power in kW from one read: the sum of its power points (for an
+    energy-only meter the first of :data:`FALLBACK_POWER_POINTS` that came back); None when
+    there is none or any of them gave no value in a power unit."""
     meter = getattr(device, "meter", None)
-    if meter is None or not meter.power_points or not probe.answered:
+    if meter is None or not probe.answered:
         return None
+    names = meter.power_points
+    if not names:
+        ok = {p.point: p for p in probe.points if p.quality == OK and _kw(p.value, p.unit) is not None}
+        names = next(((n,) for n in FALLBACK_POWER_POINTS if n in ok), ())
+        if not names:
+            return None
     total = 0.0
-    for name in meter.power_points:
+    for name in names:
         r = next((p for p in probe.points if p.point == name and p.quality == OK), None)
         kw = None if r is None else _kw(r.value, r.unit)
         if kw is None:
