@@ -14,7 +14,7 @@ import json
 import subprocess
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from prometheus_client.metrics_core import Metric
@@ -29,7 +29,7 @@ _POINT_LABELS = frozenset({"le", "quantile"})
 
 
 class ScrapeLog(Collector):
-    """OpenMetrics scrapes, each stamped with its scrape time, regrouped into one exposition:
+    """Scrapes of a registry, each stamped with its scrape time, regrouped into one exposition:
     every metric family once, each of its label sets' points contiguous and in time order
     (what the OpenMetrics format requires and what ``promtool`` appends to a TSDB)."""
 
@@ -39,13 +39,14 @@ class ScrapeLog(Collector):
         self.scrapes = 0
         self.last_ts = -float("inf")
 
-    def add(self, text: str, ts: float) -> None:
-        """One scrape (OpenMetrics text, as our endpoint serves it) taken at ``ts`` (seconds)."""
+    def add(self, families: Iterable[Metric], ts: float) -> None:
+        """One scrape taken at ``ts`` (seconds): the families a registry's ``collect()`` yields
+        (what its endpoint renders) or :func:`parse` gives for an endpoint's text."""
         if ts <= self.last_ts:
             raise ValueError(f"scrape at {ts} is not after the previous one at {self.last_ts}")
         self.last_ts = ts
         self.scrapes += 1
-        for fam in text_string_to_metric_families(text):
+        for fam in families:
             entry = self._families.get(fam.name)
             if entry is None:
                 bare = Metric(fam.name, fam.documentation, fam.type, fam.unit)
@@ -68,6 +69,11 @@ class ScrapeLog(Collector):
         registry.register(self)
         path.write_bytes(generate_latest(registry))
         return sum(len(s) for _, series in self._families.values() for s in series.values())
+
+
+def parse(text: str) -> list[Metric]:
+    """An endpoint's OpenMetrics text as metric families (the text must end with ``# EOF``)."""
+    return list(text_string_to_metric_families(text))
 
 
 def create_blocks(openmetrics: Path, data_dir: Path) -> str:

@@ -2,8 +2,9 @@
 pipeline's daily PUE.
 
 The whole service (simulator Modbus meters, collectors, pipeline, store, Prometheus endpoint)
-runs through one simulated day on a :class:`ManualClock`; our endpoint is scraped once a
-minute (OpenMetrics, over HTTP) and each scrape is kept with its simulated time. The scrapes
+runs through one simulated day on a :class:`ManualClock`; our endpoint's registry is scraped
+once a minute and each scrape kept with its simulated time (every hour the endpoint's
+OpenMetrics answer over HTTP is checked to carry the same samples). The scrapes
 become TSDB blocks (``promtool tsdb create-blocks-from openmetrics``) served by a real
 Prometheus, which is then asked for the day's PUE the way the README tells operators to.
 """
@@ -14,12 +15,13 @@ import asyncio
 import datetime as dt
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from promtsdb import PrometheusOnBlocks, ScrapeLog, create_blocks, extrapolated_increase
+from prometheus_client.metrics_core import Metric
+from promtsdb import PrometheusOnBlocks, ScrapeLog, create_blocks, extrapolated_increase, parse
 
 from pue_monitor.clock import ManualClock
 from pue_monitor.config.loader import site_from_dict
@@ -57,6 +59,16 @@ def scrape(url: str) -> str:
         return resp.read().decode()  # type: ignore[no-any-return]
 
 
+def pue_samples(families: Iterable[Metric]) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Our own samples (``pue_*``; process metrics change between two reads) by name and labels."""
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in families
+        if f.name.startswith("pue_")
+        for s in f.samples
+    }
+
+
 async def run_day(tmp_path: Path, world: SimulatedDataCentre, db: Path) -> ScrapeLog:
     """The service from ``M0 - WARMUP`` to ``M0 + DAY + TAIL`` in ticks of ``svc.tick`` (as
     ``Service.run`` steps), every meter polled on its minute grid, a scrape each minute."""
@@ -64,6 +76,8 @@ async def run_day(tmp_path: Path, world: SimulatedDataCentre, db: Path) -> Scrap
     log = ScrapeLog()
     async with SimulatorServers(world, clock) as servers:
         cfg = servers.site_config(interval=POLL, timeout=2)
+        for dev in cfg["devices"]:  # what a PUE site reads: the energy register and the power
+            dev["points"] = ["import_energy", "active_power"]
         svc = Service(site_from_dict(cfg, source="<sim>"), clock=clock, prometheus_port=0, store_path=db, resume=False)
         assert svc.prometheus is not None
         url = svc.prometheus.url
@@ -72,7 +86,7 @@ async def run_day(tmp_path: Path, world: SimulatedDataCentre, db: Path) -> Scrap
         svc.runner.start()
         try:
             await wait_for(lambda: clock.sleepers() == len(stats))
-            tick, polls = svc.tick, 0
+            tick, polls, served = svc.tick, 0, 0
             assert POLL % tick == 0 and SCRAPE_PHASE % tick == 0
             for _ in range(round((WARMUP + DAY + TAIL) / tick)):
                 clock.advance(tick)
@@ -81,11 +95,16 @@ async def run_day(tmp_path: Path, world: SimulatedDataCentre, db: Path) -> Scrap
                     await wait_for(lambda n=polls: all(s.polls == n for s in stats) and clock.sleepers() == len(stats))
                 await svc.step()
                 if clock.now() % 60 == SCRAPE_PHASE:
-                    log.add(await asyncio.to_thread(scrape, url), clock.now())
+                    log.add(svc.prometheus.registry.collect(), clock.now())
+                    if clock.now() % 3600 == SCRAPE_PHASE:  # hourly: the endpoint serves just that
+                        text = await asyncio.to_thread(scrape, url)
+                        assert pue_samples(parse(text)) == pue_samples(svc.prometheus.registry.collect())
+                        served += 1
         finally:
             await svc.runner.stop()
             await svc.final_step()
             await svc.close()
+    assert served == 25
     assert all(s.failed_polls == 0 for s in stats), [(s.device, s.last_error) for s in stats if s.failed_polls]
     return log
 
@@ -150,6 +169,11 @@ async def test_a_day_of_increase_of_the_energy_counters_gives_the_pipelines_dail
         assert pue == pytest.approx(day["pue"], rel=1e-3)
         print(f"day PUE: Prometheus {pue:.6f}, store {day['pue']:.6f} ({(pue / day['pue'] - 1) * 100:+.4f} %)")
 
+        # (the README's counter-example: the mean of the minute PUEs, a mean of ratios, printed only)
+        mean = await asyncio.to_thread(
+            prom.value, 'avg_over_time(pue_power_usage_effectiveness_ratio{window="1m"}[1d])', end
+        )
+        print(f"avg_over_time of the 1-minute PUE gauge: {mean:.6f} ({(mean / day['pue'] - 1) * 100:+.4f} %)")
         # 2. ... and why it differs: the samples in the range, the extrapolation, the counted minutes
         fac = await asyncio.to_thread(prom.samples, f"{FAC}[1d]", end)
         it = await asyncio.to_thread(prom.samples, f"{IT}[1d]", end)
