@@ -333,6 +333,18 @@ def _meaning_problems(
     return problems
 
 
+def _cooling_problems(site: SiteConfig | None, devices: list[tuple[int, Device]]) -> list[tuple[list[Any], str]]:
+    """The cooling: section's points name configured devices."""
+    if site is None or site.cooling is None:
+        return []
+    ids = {d.id for _, d in devices}
+    return [
+        (["cooling", "points", name, "device"], f"no device {ref.device!r} in devices")
+        for name, ref in site.cooling.points
+        if ref is not None and ref.device not in ids
+    ]
+
+
 def _format_problems(path: Path, node: yaml.Node | None, problems: list[tuple[list[Any], str]]) -> list[str]:
     msgs = []
     for loc, msg in problems:
@@ -475,6 +487,7 @@ def _check(
         errors.extend(str(exc).splitlines())
     if profiles is not None:
         problems = _meaning_problems(devices, profiles, all_devices_valid=all_devices_valid)
+        problems += _cooling_problems(site, devices)
         errors.extend(_format_problems(path, node, problems))
     if secrets:
         errors.extend(_secret_errors(path, node, base, devices, sections))

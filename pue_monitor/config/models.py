@@ -942,6 +942,13 @@ class CoolingConfig(_Model):
     points: CoolingPoints = CoolingPoints()
     economisers: list[Economiser] = Field(default_factory=default_economisers, min_length=1)
 
+    @field_validator("envelope", mode="before")
+    @classmethod
+    def _envelope_name(cls, v: Any) -> Any:
+        if isinstance(v, str) and v not in ENVELOPES:
+            raise ValueError(f"unknown envelope {v!r} (recommended, a1, or a mapping of limits)")
+        return v
+
     @property
     def inlet_envelope(self) -> Envelope:
         return ENVELOPES[self.envelope] if isinstance(self.envelope, str) else self.envelope
@@ -1116,10 +1123,6 @@ class SiteConfig(_Model):
             raise ValueError("mqtt and sparkplug devices need an mqtt: broker section")
         return self
 
-    @model_validator(mode="after")
-    def _cooling_devices(self) -> SiteConfig:
-        if self.cooling is None:
-            return self
         ids = {d.id for d in self.devices}
         for name, ref in self.cooling.points:
             if ref is not None and ref.device not in ids:
