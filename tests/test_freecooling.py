@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
 import psychrolib
 import pytest
+import yaml
 
 from pue_monitor.cli import main
 from pue_monitor.config.loader import load_site
 from pue_monitor.config.models import CoolingConfig
 from pue_monitor.errors import ConfigError
-from pue_monitor.freecooling.availability import Mode, Weather, classify
+from pue_monitor.freecooling.availability import Mode, Weather, classify, modes
 from pue_monitor.freecooling.epw import EpwError, read_epw
 from pue_monitor.freecooling.psychro import moist_air, pressure_from_altitude, sat_hum_ratio, sat_vap_pres
 from pue_monitor.freecooling.report import siting_report
+from pue_monitor.simulator.physics import Noise, SimParams, free_cooling_fraction, weather
 
 psychrolib.SetUnitSystem(psychrolib.SI)
 DATA = Path(__file__).parent / "data"
@@ -379,3 +383,30 @@ def test_simulated_year_is_taiyuan_like(tmp_path, capsys):
     jan, jul = ws["months"][0], ws["months"][6]
     assert jan["full"] == 744 and jul["full"] == 0 and jul["none"] > 600
     assert sum(ws["year"][k] for k in ("full", "partial", "none", "unknown")) == 8760
+    # the simulator's own plant runs the same water-side rule on its exact wet-bulb: the mode read
+    # back from the EPW (rounded to 0.1 °C and 1 % RH) agrees hour by hour
+    p = SimParams()
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=8))).timestamp()
+    wx = weather(start + (np.arange(8760) + 1) * 3600.0, p, Noise.from_seed(1, p))
+    sim_mode = modes(np.asarray(free_cooling_fraction(np.asarray(wx.wet_bulb_c), p), dtype=float))
+    ours = classify(Weather(data.dry_bulb_c, data.rh_pct, data.pressure_pa), CoolingConfig()).mode["water-side"]
+    assert (sim_mode == ours).mean() >= 0.995
+    # the README's siting table is this run's output
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    year_row = next(line for line in readme.splitlines() if line.startswith("| **year** | **4"))
+    cells = [c.strip(" *").replace(",", "") for c in year_row.split("|")[2:-1]]
+    assert cells == ["{full:g} / {partial:g} / {none:g}".format(**e["year"]) for e in out["economisers"]]
+    months = [line for line in readme.splitlines() if line.startswith(("| Jan | 7", "| Jul | 0"))]
+    assert months[0].split("|")[2:-1] == [
+        " {full:g} / {partial:g} / {none:g} ".format(**e["months"][0]) for e in out["economisers"]
+    ]
+    assert months[1].split("|")[2:-1] == [
+        " {full:g} / {partial:g} / {none:g} ".format(**e["months"][6]) for e in out["economisers"]
+    ]
+
+
+def test_readme_cooling_example_validates():
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    block = next(b for b in re.findall(r"```yaml\n(.*?)```", readme, flags=re.S) if b.startswith("cooling:"))
+    cooling = CoolingConfig.model_validate(yaml.safe_load(block)["cooling"])
+    assert [e.type for e in cooling.economisers] == ["water_side", "dry_cooler", "indirect_air"]

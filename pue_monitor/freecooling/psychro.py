@@ -1,8 +1,9 @@
 """Vectorised psychrometrics (SI) on numpy arrays, with psychrolib's own ASHRAE formulas.
 
 psychrolib (the ASHRAE Handbook Fundamentals 2017 ch. 1 implementation) is scalar: one Python
-call per value, each wet-bulb a bisection of ~20 saturation-pressure evaluations (≈ 50 µs), so a
-year of minutes (525,600 rows) would take ~30 s through it (``np.vectorize`` is the same loop).
+call per value, each wet-bulb a bisection of ~20 saturation-pressure evaluations: ≈ 35 µs a row
+for wet-bulb, dew point, humidity ratio and enthalpy, so a year of minutes (525,600 rows) takes
+≈ 19 s through it (``np.vectorize`` is the same loop).
 This module evaluates the *same equations with the same constants* over whole arrays and solves
 the same way psychrolib does:
 
