@@ -254,6 +254,25 @@ def test_malformed_epw_names_file_line_and_field(tmp_path, capsys, bad, where):
     assert err == f"pue free-cooling: {path}:10: {where}" and "\n" not in err
 
 
+def test_sub_hourly_rows_count_their_share_of_the_hour(tmp_path):
+    path = write(tmp_path, [row(1, 1, 1, 5.0, 5.0, 100), row(1, 1, 1, 12.0, 12.0, 100)])
+    path.write_text(path.read_text().replace("DATA PERIODS,1,1,", "DATA PERIODS,1,2,"))
+    data = read_epw(path)
+    assert data.records_per_hour == 2
+    ws = siting_report(data, CoolingConfig(), "t").economisers[0]
+    # 5 °C saturated: full; 12 °C: partial ((21 - 18) / 6 = 0.5); each row is half an hour
+    assert (ws.year.full, ws.year.partial, ws.year.load) == (0.5, 0.5, pytest.approx(0.75))
+
+
+def test_unwritable_outputs_are_one_line(tmp_path, capsys):
+    epw = write(tmp_path, [row(1, 1, 1, 5.0, 5.0, 100)])
+    for opt in ("--csv", "--png"):
+        target = tmp_path / "no-such-dir" / "out"
+        assert main(["free-cooling", "--epw", str(epw), opt, str(target)]) == 2
+        err = capsys.readouterr().err
+        assert err == f"pue free-cooling: {target}: cannot write: No such file or directory\n"
+
+
 def test_missing_header_is_one_line(tmp_path, capsys):
     path = tmp_path / "x.epw"
     path.write_text("year,month\n1,2\n")

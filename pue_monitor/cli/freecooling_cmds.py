@@ -72,7 +72,11 @@ def cmd_free_cooling(args: argparse.Namespace) -> int:
 
     if args.simulated_year is not None:
         epw_path = Path(args.simulated_year)
-        write_simulated_year(epw_path, year=args.year, seed=args.seed)
+        try:
+            write_simulated_year(epw_path, year=args.year, seed=args.seed)
+        except OSError as exc:
+            print(f"pue free-cooling: {epw_path}: cannot write: {exc.strerror or exc}", file=sys.stderr)
+            return EXIT_USAGE
     else:
         epw_path = Path(args.epw)
     cooling = CoolingConfig()
@@ -99,11 +103,17 @@ def cmd_free_cooling(args: argparse.Namespace) -> int:
         print(json.dumps(report.as_dict(), indent=2))
     else:
         print(text_table(report))
-    if args.csv is not None:
-        with open(args.csv, "w", newline="", encoding="utf-8") as fh:
-            csv.writer(fh).writerows(csv_rows(report))
-    if args.png is not None:
-        plot_png(report, Path(args.png))
+    out = args.csv
+    try:
+        if args.csv is not None:
+            with open(args.csv, "w", newline="", encoding="utf-8") as fh:
+                csv.writer(fh).writerows(csv_rows(report))
+        out = args.png
+        if args.png is not None:
+            plot_png(report, Path(args.png))
+    except OSError as exc:
+        print(f"pue free-cooling: {out}: cannot write: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
     return EXIT_OK
 
 
@@ -141,6 +151,16 @@ def plot_png(report: SitingReport, path: Path) -> None:
     plt.close(fig)
 
 
+def _year(text: str) -> int:
+    try:
+        y = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a year") from None
+    if not 1971 <= y <= 2100:
+        raise argparse.ArgumentTypeError(f"{y} is outside 1971..2100")
+    return y
+
+
 def add_parsers(sub: Subparsers) -> None:
     p = sub.add_parser(
         "free-cooling",
@@ -153,7 +173,7 @@ def add_parsers(sub: Subparsers) -> None:
     src.add_argument(
         "--simulated-year", metavar="OUT.epw", help="write the simulator's Taiyuan-like year as an EPW, then analyse it"
     )
-    p.add_argument("--year", type=int, default=2026, help="year of --simulated-year (default 2026)")
+    p.add_argument("--year", type=_year, default=2026, help="year of --simulated-year (default 2026)")
     p.add_argument("--seed", type=int, default=1, help="simulator seed of --simulated-year (default 1, as `pue demo`)")
     p.add_argument("--config", metavar="SITE", help="site file whose cooling: section describes the plant")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
