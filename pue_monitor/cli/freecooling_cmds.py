@@ -144,9 +144,15 @@ def plot_png(report: SitingReport, path: Path) -> None:
         ax.set_ylabel("hours")
     for ax in list(axes.flat)[n:]:
         ax.set_visible(False)
-    axes.flat[0].legend(fontsize=7, loc="lower left")
-    fig.suptitle(f"Free-cooling hours per month: {report.location.city} ({report.envelope} envelope)", fontsize=10)
-    fig.tight_layout()
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="upper right", ncol=4, frameon=False)
+    fig.suptitle(
+        f"Free-cooling hours per month: {report.location.city} ({report.envelope} envelope)",
+        fontsize=10,
+        x=0.02,
+        ha="left",
+    )
+    fig.tight_layout(rect=(0, 0, 1, 0.96))
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
