@@ -24,6 +24,7 @@ a value: a caller treats NaN as "unknown".
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,19 +53,38 @@ def pressure_from_altitude(altitude_m: float) -> float:
     return float(psychrolib.GetStandardAtmPressure(float(altitude_m)))
 
 
-def _ln_sat_vap_pres(t_c: Array) -> Array:
-    """ln p_ws (Pa) over ice (T <= 0.01 °C, eq. 5) or water (eq. 6); psychrolib's constants."""
-    t = t_c + ZERO_C_K
-    ln_t = np.log(t)
-    ice = (
+def _ln_ice(t: Array) -> Array:
+    """ASHRAE 2017 ch. 1 eq. 5 (over ice), ln p_ws in Pa, T in K; psychrolib's constants."""
+    out: Array = (
         -5.6745359e03 / t
         + 6.3925247
         + t * (-9.677843e-03 + t * (6.2215701e-07 + t * (2.0747825e-09 - t * 9.484024e-13)))
+        + 4.1635019 * np.log(t)
     )
-    ice += 4.1635019 * ln_t
-    water = -5.8002206e03 / t + 1.3914993 + t * (-4.8640239e-02 + t * (4.1764768e-05 - t * 1.4452093e-08))
-    water += 6.5459673 * ln_t
-    out: Array = np.where(t_c <= TRIPLE_POINT_C, ice, water)
+    return out
+
+
+def _ln_water(t: Array) -> Array:
+    """ASHRAE 2017 ch. 1 eq. 6 (over liquid water), ln p_ws in Pa, T in K; psychrolib's constants."""
+    out: Array = (
+        -5.8002206e03 / t + 1.3914993 + t * (-4.8640239e-02 + t * (4.1764768e-05 - t * 1.4452093e-08))
+    ) + 6.5459673 * np.log(t)
+    return out
+
+
+def _ln_sat_vap_pres(t_c: Array) -> Array:
+    """ln p_ws (Pa) over ice (T <= 0.01 °C, eq. 5) or water (eq. 6), each formula evaluated only
+    where it applies (NaN stays NaN)."""
+    t = t_c + ZERO_C_K
+    ice = t_c <= TRIPLE_POINT_C
+    if not ice.any():
+        return _ln_water(t)
+    water = ~ice
+    if not water.any():
+        return _ln_ice(t)
+    out = np.empty_like(t)
+    out[ice] = _ln_ice(t[ice])
+    out[water] = _ln_water(t[water])  # and NaN: neither comparison holds
     return out
 
 
@@ -96,7 +116,12 @@ def sat_hum_ratio(t_c: ArrayLike, pressure_pa: ArrayLike) -> Array:
 def _dew_point_from_vap_pres(t_c: Array, pw: Array) -> Array:
     """Newton-Raphson on ln p_ws(T) = ln p_w from T = dry-bulb, bounded to -100..200 °C."""
     ln_pw = np.log(pw)
-    td = t_c.copy()
+    # first guess: the Magnus formula over water (within ~1 K); psychrolib starts at the dry-bulb.
+    # ln p_ws is monotonic, so Newton reaches the same root either way, in fewer steps from here.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        g = ln_pw - math.log(611.2)
+        td = np.clip(243.12 * g / (17.62 - g), T_MIN_C, t_c)
+    td = np.where(np.isfinite(td), td, t_c)
     active = np.isfinite(td) & np.isfinite(ln_pw)
     for _ in range(100):  # psychrolib's MAX_ITER_COUNT; it takes 3-6
         if not active.any():
@@ -225,7 +250,10 @@ def moist_air(
     td = _dew_point_from_vap_pres(t, p * w_b / (EPSILON + w_b))
     twb = _wet_bulb(t, w_b, p, td, wet_bulb_tolerance_k)
     h = 1.006 * t + w_b * (2501.0 + 1.86 * t)
-    td_out = _dew_point_from_vap_pres(t, pw)
+    td_out = td.copy()  # the bounded humidity ratio differs only below 1e-7 kg/kg (RH ~ 0)
+    tiny = np.flatnonzero(w < MIN_HUM_RATIO)
+    if tiny.size:
+        td_out[tiny] = _dew_point_from_vap_pres(t[tiny], pw[tiny])
     return MoistAir(
         dry_bulb_c=t,
         rh_pct=np.where(ok, rh, np.nan),
