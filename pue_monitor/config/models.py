@@ -817,12 +817,12 @@ class CoolingPoints(_Model):
 class Envelope(_Model):
     """Allowed IT inlet air (ASHRAE TC 9.9 thermal guidelines). Presets: ``recommended`` and ``a1``."""
 
-    min_c: float = Field(ge=-10, le=60)
-    max_c: float = Field(ge=-10, le=60)
-    dew_point_min_c: float | None = Field(default=None, ge=-60, le=40)
-    dew_point_max_c: float | None = Field(default=None, ge=-60, le=40)
-    rh_min_pct: float | None = Field(default=None, ge=0, le=100)
-    rh_max_pct: float | None = Field(default=None, ge=0, le=100)
+    min_c: float = Field(ge=-10, le=60, description="lowest IT inlet dry-bulb, °C")
+    max_c: float = Field(ge=-10, le=60, description="highest IT inlet dry-bulb, °C")
+    dew_point_min_c: float | None = Field(default=None, ge=-60, le=40, description="lowest dew point, °C")
+    dew_point_max_c: float | None = Field(default=None, ge=-60, le=40, description="highest dew point, °C")
+    rh_min_pct: float | None = Field(default=None, ge=0, le=100, description="lowest RH at the inlet, %")
+    rh_max_pct: float | None = Field(default=None, ge=0, le=100, description="highest RH at the inlet, %")
 
     @model_validator(mode="after")
     def _order(self) -> Envelope:
@@ -903,7 +903,9 @@ class IndirectAirEconomiser(_AirSide):
     wet-bulb); the outdoor air never enters the room, so its moisture does not matter."""
 
     type: Literal["indirect_air"]
-    variant: Literal["air_to_air", "evaporative"] = "air_to_air"
+    variant: Literal["air_to_air", "evaporative"] = Field(
+        default="air_to_air", description="air_to_air: approach to the outdoor dry-bulb; evaporative: to the wet-bulb"
+    )
     hx_approach_k: float = Field(
         default=4.0,
         ge=0,
