@@ -311,7 +311,7 @@ def test_cooling_section_validates_and_feeds_free_cooling(tmp_path, capsys):
   altitude_m: 780
   envelope: a1
   points:
-    outdoor_temperature: {device: incomer, point: outdoor_temperature}
+    chiller_power: {device: incomer, point: active_power}
   economisers:
     - {id: towers, type: water_side, chw_supply_c: 18, chw_return_c: 24, tower_approach_k: 3}
     - {id: evap, type: indirect_air, variant: evaporative}
@@ -348,6 +348,10 @@ def test_cooling_section_validates_and_feeds_free_cooling(tmp_path, capsys):
         (
             "  points:\n    relative_humidity: {device: nowhere, point: rh}\n",
             ":16: cooling.points.relative_humidity.device: no device 'nowhere' in devices",
+        ),
+        (
+            "  points:\n    outdoor_temperature: {device: pdu, point: outdoor_temperature}\n",
+            ":16: cooling.points.outdoor_temperature.point: device 'pdu' has no point 'outdoor_temperature'",
         ),
         ("  altitude_m: 9000\n", ":15: cooling.altitude_m: Input should be less than or equal to 6000"),
     ],
