@@ -149,13 +149,15 @@ def _wet_bulb(t: Array, w: Array, p: Array, td: Array, tol: float) -> Array:
     """Root of W(T*) = w in [dew point, dry-bulb] (W rises with T*), to a bracket of ``tol``.
 
     Each iteration evaluates W at x and x + tol: both shrink the bracket (as bisection would),
-    and their secant slope gives a Newton step; the next x sits tol/2 below the Newton estimate,
-    so x and x + tol straddle the root once Newton is within tol/2. A step outside the bracket
-    bisects instead. Stops only on the bracket width, so the discontinuity of eqs. 33/35 at
-    T* = 0 °C gives psychrolib's bisection answer too. 3-5 iterations instead of ~20."""
+    and their secant slope gives a Newton step; the next x sits tol/2 below the Newton estimate
+    (kept inside the bracket), so x and x + tol straddle the root once Newton is within tol/2.
+    An estimate outside the bracket bisects instead. Stops only on the bracket width: 4
+    iterations instead of psychrolib's ~20. Elements whose estimate comes within 2.5 K of 0 °C,
+    where eqs. 33/35 are discontinuous, leave for psychrolib's own bisection (below)."""
     lo, hi = td.copy(), t.copy()
     x = 0.5 * (lo + hi)
     active = np.isfinite(x) & (hi - lo > tol)
+    near_zero = np.zeros(x.shape, dtype=bool)
     for _ in range(100):
         if not active.any():
             break
@@ -169,17 +171,19 @@ def _wet_bulb(t: Array, w: Array, p: Array, td: Array, tol: float) -> Array:
         lo_a = np.where(f2 <= 0, np.maximum(lo_a, xa + tol), lo_a)
         hi_a = np.where(f2 > 0, np.minimum(hi_a, xa + tol), hi_a)
         with np.errstate(divide="ignore", invalid="ignore"):
-            nxt = xa - f * tol / (f2 - f) - 0.5 * tol
-        bad = ~np.isfinite(nxt) | (nxt <= lo_a) | (nxt + tol >= hi_a)
-        nxt = np.where(bad, 0.5 * (lo_a + hi_a), nxt)
+            root = xa - f * tol / (f2 - f)  # Newton's estimate
+        bad = ~np.isfinite(root) | (root < lo_a) | (root > hi_a)
+        nxt = np.where(bad, 0.5 * (lo_a + hi_a), np.clip(root - 0.5 * tol, lo_a, hi_a - tol))
         lo[idx], hi[idx], x[idx] = lo_a, hi_a, nxt
-        active[idx[hi_a - lo_a <= tol * 1.000001]] = False
+        close = np.abs(nxt) < 2.5
+        near_zero[idx[close]] = True
+        active[idx[(hi_a - lo_a <= tol * 1.000001) | close]] = False
     out: Array = 0.5 * (lo + hi)
     # Near T* = 0 °C eqs. 33 (water) and 35 (ice) do not meet: W(T*) jumps there, and a
     # humidity ratio inside the jump has no root, or two. psychrolib's bisection then picks one
     # by its midpoint sequence; redo those few elements with that very sequence so the answer
     # is psychrolib's everywhere.
-    near = np.flatnonzero(np.abs(out) < 2.0)
+    near = np.flatnonzero(near_zero | (np.abs(out) < 2.0))
     if near.size:
         out[near] = _bisect_like_psychrolib(t[near], w[near], p[near], td[near])
     return out
