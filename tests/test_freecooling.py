@@ -242,6 +242,7 @@ def test_free_cooling_hours_match_a_hand_count(tmp_path):
         (row(1, 1, 25, 1.0, 1.0, 50), "field 4 (hour): 25 is not 1..24 (EPW hours end at 1:00..24:00)"),
         (row(1, 1, 2, 1.0, 1.0, "x9"), "field 9 (relative humidity): 'x9' is not a number"),
         ("2026,1,1,2,60,flags,1.0", "7 fields; a data row has 35 (at least 10 are read)"),
+        (row(1, 1, 2, '"1.0', 1.0, 50), "field 7 (dry bulb temperature): '\"1.0' is not a number"),
     ],
 )
 def test_malformed_epw_names_file_line_and_field(tmp_path, capsys, bad, where):

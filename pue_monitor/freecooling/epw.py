@@ -30,7 +30,6 @@ too few fields or an impossible date is an error naming the file, line and field
 from __future__ import annotations
 
 import csv
-import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,10 +139,11 @@ def parse_epw(text: str, path: Path = Path("<epw>")) -> EpwData:
     ints = np.zeros((n, 5), dtype=np.int64)
     vals = np.empty((n, 4), dtype=np.float64)
     rows = 0
-    for k, f in enumerate(csv.reader(io.StringIO("\n".join(lines[HEADER_LINES:])))):
+    for k, text in enumerate(lines[HEADER_LINES:]):
         line = HEADER_LINES + 1 + k
-        if not f or (len(f) == 1 and not f[0].strip()):
-            continue  # a blank line (trailing newline)
+        if not text.strip():
+            continue  # a blank line (a trailing newline)
+        f = text.split(",")  # data rows hold no quoted fields: one line is one row, whatever it holds
         if len(f) < 10:
             raise EpwError(f"{path}:{line}: {len(f)} fields; a data row has 35 (at least 10 are read)")
         for j, name in enumerate(("year", "month", "day", "hour", "minute")):
