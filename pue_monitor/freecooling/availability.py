@@ -12,15 +12,10 @@ Between the full and the none limit the fraction is linear in the driving temper
 integrated-economiser assumption: with leaving temperature ``s``, full limit ``a`` and none
 limit ``b``, ``f = clip((b - s) / (b - a), 0, 1)``. Limits per type (docs/domain.md "Free cooling"):
 
-=================  =========================================  ===============  ===========
-type               leaving temperature s                       full if s <=     none if s >=
-=================  =========================================  ===============  ===========
-water_side         T_wb + tower approach + HX approach          CHW supply       CHW return
-dry_cooler         T_db + dry-cooler approach + HX approach     CHW supply       CHW return
-direct_air         T_db + fan heat                              supply air       return air
-indirect_air       T_db (T_wb if evaporative) + approach +      supply air       return air
-                   fan heat
-=================  =========================================  ===============  ===========
+- ``water_side``: s = T_wb + tower approach + HX approach; full at CHW supply, none at CHW return;
+- ``dry_cooler``: s = T_db + dry-cooler approach + HX approach; full at CHW supply, none at return;
+- ``direct_air``: s = T_db + fan heat; full at the supply-air set point, none at return air;
+- ``indirect_air``: s = T_db (T_wb if evaporative) + HX approach + fan heat; same limits.
 
 Direct air also needs the outdoor moisture inside the IT inlet envelope (dew point limits,
 RH at the supply-air temperature): outside it the fraction is 0 (the air cannot be let in
