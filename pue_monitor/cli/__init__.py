@@ -11,7 +11,7 @@ import logging
 import sys
 
 from pue_monitor import __version__
-from pue_monitor.cli import config_cmds, live, simulate, store_cmds
+from pue_monitor.cli import commission, config_cmds, freecooling_cmds, live, simulate, store_cmds
 from pue_monitor.cli.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from pue_monitor.errors import ConfigError
 
@@ -35,9 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_ingest_parser(sub)
     add_unit_parser(sub)
     simulate.add_parsers(sub)
-    from pue_monitor.cli import commission  # `pue read`
-
     commission.add_parsers(sub)
+    freecooling_cmds.add_parsers(sub)
     return p
 
 

@@ -333,6 +333,27 @@ def _meaning_problems(
     return problems
 
 
+def _cooling_problems(
+    site: SiteConfig | None, devices: list[tuple[int, Device]], profiles: dict[str, ModbusProfile | SnmpProfile]
+) -> list[tuple[list[Any], str]]:
+    """The cooling: section's points name configured devices and points they serve."""
+    if site is None or site.cooling is None:
+        return []
+    by_id = {d.id: (i, d) for i, d in devices}
+    problems: list[tuple[list[Any], str]] = []
+    for name, ref in site.cooling.points:
+        if ref is None:
+            continue
+        if ref.device not in by_id:
+            problems.append((["cooling", "points", name, "device"], f"no device {ref.device!r} in devices"))
+            continue
+        i, dev = by_id[ref.device]
+        found = _device_units(dev, profiles, i, [])  # the device's own problems are reported already
+        if found is not None and not is_wildcard(ref.point) and found[0](ref.point) is None:
+            problems.append((["cooling", "points", name, "point"], f"device {ref.device!r} has no point {ref.point!r}"))
+    return problems
+
+
 def _format_problems(path: Path, node: yaml.Node | None, problems: list[tuple[list[Any], str]]) -> list[str]:
     msgs = []
     for loc, msg in problems:
@@ -475,6 +496,7 @@ def _check(
         errors.extend(str(exc).splitlines())
     if profiles is not None:
         problems = _meaning_problems(devices, profiles, all_devices_valid=all_devices_valid)
+        problems += _cooling_problems(site, devices, profiles)
         errors.extend(_format_problems(path, node, problems))
     if secrets:
         errors.extend(_secret_errors(path, node, base, devices, sections))

@@ -790,6 +790,188 @@ class MqttBroker(_Model):
         return self
 
 
+# --------------------------------------------------------------------- cooling plant
+# Free-cooling (economiser) model: defaults and sources from docs/domain.md "Free cooling",
+# tagged [c] confirmed, [s] secondary source, [u] engineering judgement.
+
+
+class PointRef(_Model):
+    """One point of one configured device (like a meter's points, but named from outside it)."""
+
+    device: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$", description="device id")]
+    point: Annotated[str, Field(min_length=1, description="point name of that device")]
+
+
+class CoolingPoints(_Model):
+    """Which weather and plant points feed the free-cooling model."""
+
+    outdoor_temperature: PointRef | None = Field(default=None, description="outdoor dry-bulb, °C")
+    relative_humidity: PointRef | None = Field(default=None, description="outdoor relative humidity, %")
+    pressure: PointRef | None = Field(
+        default=None, description="station pressure, hPa; default: standard atmosphere at the site altitude"
+    )
+    chiller_power: PointRef | None = Field(default=None, description="chiller plant power (live state)")
+    economiser_mode: PointRef | None = Field(default=None, description="economiser valve/mode status (live state)")
+
+
+class Envelope(_Model):
+    """Allowed IT inlet air (ASHRAE TC 9.9 thermal guidelines). Presets: ``recommended`` and ``a1``."""
+
+    min_c: float = Field(ge=-10, le=60, description="lowest IT inlet dry-bulb, °C")
+    max_c: float = Field(ge=-10, le=60, description="highest IT inlet dry-bulb, °C")
+    dew_point_min_c: float | None = Field(default=None, ge=-60, le=40, description="lowest dew point, °C")
+    dew_point_max_c: float | None = Field(default=None, ge=-60, le=40, description="highest dew point, °C")
+    rh_min_pct: float | None = Field(default=None, ge=0, le=100, description="lowest RH at the inlet, %")
+    rh_max_pct: float | None = Field(default=None, ge=0, le=100, description="highest RH at the inlet, %")
+
+    @model_validator(mode="after")
+    def _order(self) -> Envelope:
+        for lo, hi in (("min_c", "max_c"), ("dew_point_min_c", "dew_point_max_c"), ("rh_min_pct", "rh_max_pct")):
+            a, b = getattr(self, lo), getattr(self, hi)
+            if a is not None and b is not None and a >= b:
+                raise ValueError(f"{lo} ({a}) must be below {hi} ({b})")
+        return self
+
+
+#: ASHRAE recommended: 18-27 °C, dew point -9 to 15 °C, RH <= 60 % [c] (domain.md)
+ENVELOPE_RECOMMENDED = Envelope(min_c=18.0, max_c=27.0, dew_point_min_c=-9.0, dew_point_max_c=15.0, rh_max_pct=60.0)
+#: ASHRAE class A1 allowable: 15-32 °C, 8-80 % RH, dew point <= 17 °C [u] (domain.md)
+ENVELOPE_A1 = Envelope(min_c=15.0, max_c=32.0, dew_point_max_c=17.0, rh_min_pct=8.0, rh_max_pct=80.0)
+ENVELOPES = {"recommended": ENVELOPE_RECOMMENDED, "a1": ENVELOPE_A1}
+
+
+class _EconomiserBase(_Model):
+    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$", description="unique economiser id")]
+
+
+class _ChilledWater(_EconomiserBase):
+    #: chilled-water set points, °C: elevated for a modern DC, as the simulator's plant [u]
+    chw_supply_c: float = Field(default=15.0, ge=0, le=40, description="chilled-water supply set point, °C")
+    chw_return_c: float = Field(default=21.0, ge=0, le=50, description="chilled-water return, °C")
+
+    @model_validator(mode="after")
+    def _chw(self) -> _ChilledWater:
+        if self.chw_return_c <= self.chw_supply_c:
+            raise ValueError(f"chw_return_c ({self.chw_return_c}) must be above chw_supply_c ({self.chw_supply_c})")
+        return self
+
+
+class WaterSideEconomiser(_ChilledWater):
+    """Cooling tower + plate heat exchanger: full when T_wb + tower + HX approach <= CHW supply,
+    partial while that sum < CHW return [s]."""
+
+    type: Literal["water_side"]
+    tower_approach_k: float = Field(default=4.0, ge=0, le=20, description="tower approach, K (3-5 K at design [s]/[u])")
+    hx_approach_k: float = Field(default=2.0, ge=0, le=20, description="plate HX approach, K (1-3 K [s]/[u])")
+
+
+class DryCoolerEconomiser(_ChilledWater):
+    """Dry cooler: full when T_db + dry-cooler approach (+ HX approach) <= CHW supply [s]/[u]."""
+
+    type: Literal["dry_cooler"]
+    dry_cooler_approach_k: float = Field(
+        default=5.0, ge=0, le=30, description="dry-cooler approach to dry-bulb, K (3-6 K [s]/[u])"
+    )
+    hx_approach_k: float = Field(
+        default=0.0, ge=0, le=20, description="plate HX approach, K, when a HX separates glycol and CHW (1-3 K)"
+    )
+
+
+class _AirSide(_EconomiserBase):
+    #: supply-air set point: inside the recommended 18-27 °C [u]
+    supply_air_c: float = Field(default=24.0, ge=5, le=45, description="supply-air set point, °C")
+    #: return air: supply + ~12 K across the IT [u]
+    return_air_c: float = Field(default=36.0, ge=10, le=60, description="return-air temperature, °C")
+    fan_heat_k: float = Field(default=1.0, ge=0, le=5, description="supply fan temperature rise, K (0.5-1 K [u])")
+
+    @model_validator(mode="after")
+    def _air(self) -> _AirSide:
+        if self.return_air_c <= self.supply_air_c:
+            raise ValueError(f"return_air_c ({self.return_air_c}) must be above supply_air_c ({self.supply_air_c})")
+        return self
+
+
+class DirectAirEconomiser(_AirSide):
+    """Direct outside air: full when T_db <= supply-air set point - fan heat and the outdoor moisture
+    fits the envelope; partial (mixed with return air) while T_db < return air [u]."""
+
+    type: Literal["direct_air"]
+
+
+class IndirectAirEconomiser(_AirSide):
+    """Indirect air-side: an air-to-air HX (outdoor dry-bulb) or an evaporative one (outdoor
+    wet-bulb); the outdoor air never enters the room, so its moisture does not matter."""
+
+    type: Literal["indirect_air"]
+    variant: Literal["air_to_air", "evaporative"] = Field(
+        default="air_to_air", description="air_to_air: approach to the outdoor dry-bulb; evaporative: to the wet-bulb"
+    )
+    hx_approach_k: float = Field(
+        default=4.0,
+        ge=0,
+        le=20,
+        description="approach of supply air to outdoor dry-bulb (wet-bulb if evaporative), K [u]",
+    )
+
+
+Economiser = Annotated[
+    WaterSideEconomiser | DryCoolerEconomiser | DirectAirEconomiser | IndirectAirEconomiser,
+    Field(discriminator="type"),
+]
+
+
+def default_economisers() -> list[
+    WaterSideEconomiser | DryCoolerEconomiser | DirectAirEconomiser | IndirectAirEconomiser
+]:
+    """One economiser of each type with the defaults above (the siting comparison)."""
+    return [
+        WaterSideEconomiser(id="water-side", type="water_side"),
+        DryCoolerEconomiser(id="dry-cooler", type="dry_cooler"),
+        DirectAirEconomiser(id="direct-air", type="direct_air"),
+        IndirectAirEconomiser(id="indirect-air", type="indirect_air"),
+    ]
+
+
+class CoolingConfig(_Model):
+    """The cooling plant's economisers, the IT inlet envelope and the points that feed them."""
+
+    altitude_m: float = Field(
+        default=0.0, ge=-500, le=6000, description="site altitude, m: pressure when no pressure point exists"
+    )
+    envelope: Literal["recommended", "a1"] | Envelope = Field(
+        default="recommended", description="IT inlet envelope: recommended (ASHRAE), a1 (allowable) or explicit limits"
+    )
+    points: CoolingPoints = CoolingPoints()
+    economisers: list[Economiser] = Field(default_factory=default_economisers, min_length=1)
+
+    @field_validator("envelope", mode="before")
+    @classmethod
+    def _envelope_name(cls, v: Any) -> Any:
+        if isinstance(v, str) and v not in ENVELOPES:
+            raise ValueError(f"unknown envelope {v!r} (recommended, a1, or a mapping of limits)")
+        return v
+
+    @property
+    def inlet_envelope(self) -> Envelope:
+        return ENVELOPES[self.envelope] if isinstance(self.envelope, str) else self.envelope
+
+    @model_validator(mode="after")
+    def _check(self) -> CoolingConfig:
+        seen: set[str] = set()
+        for e in self.economisers:
+            if e.id in seen:
+                raise ValueError(f"economiser id {e.id!r} used twice")
+            seen.add(e.id)
+        env = self.inlet_envelope
+        for e in self.economisers:
+            if isinstance(e, _AirSide) and not env.min_c <= e.supply_air_c <= env.max_c:
+                raise ValueError(
+                    f"economiser {e.id!r}: supply_air_c {e.supply_air_c} is outside the IT inlet envelope "
+                    f"{env.min_c:g}..{env.max_c:g} °C"
+                )
+        return self
+
+
 # ------------------------------------------------------------------------------ site
 
 
@@ -916,6 +1098,7 @@ class SiteConfig(_Model):
     mqtt: MqttBroker | None = Field(default=None, description="broker for mqtt/sparkplug devices")
     influxdb: InfluxConfig | None = Field(default=None, description="write readings and KPIs to InfluxDB")
     time_window: TimeWindow = TimeWindow()
+    cooling: CoolingConfig | None = Field(default=None, description="cooling plant for free-cooling potential")
 
     @property
     def store_enabled(self) -> bool:
@@ -940,4 +1123,10 @@ class SiteConfig(_Model):
             units[key] = d.id
         if self.mqtt is None and any(isinstance(d, MqttDevice | SparkplugDevice) for d in self.devices):
             raise ValueError("mqtt and sparkplug devices need an mqtt: broker section")
+        return self
+
+        ids = {d.id for d in self.devices}
+        for name, ref in self.cooling.points:
+            if ref is not None and ref.device not in ids:
+                raise ValueError(f"cooling.points.{name}: no device {ref.device!r} in devices")
         return self
