@@ -12,7 +12,17 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from pue_monitor.cli.common import EXIT_FAILURE, EXIT_OK, Subparsers, fmt, install_stop, iso, positive, stop_after
+from pue_monitor.cli.common import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    Subparsers,
+    fmt,
+    install_reload,
+    install_stop,
+    iso,
+    positive,
+    stop_after,
+)
 from pue_monitor.config.models import Role
 
 DEMO_TIMEOUT_S = 5.0  # the demo's device timeout, wall seconds (a timed-out poll skips its missed slots)
@@ -99,7 +109,13 @@ class _Display:
 
 
 async def _run_service(
-    site: Any, args: argparse.Namespace, *, clock: Any = None, store_path: str | None = None, resume: bool = True
+    site: Any,
+    args: argparse.Namespace,
+    *,
+    clock: Any = None,
+    store_path: str | None = None,
+    resume: bool = True,
+    reloadable: bool = False,
 ) -> tuple[Any, _Display]:
     from pue_monitor.service import Service
 
@@ -122,6 +138,8 @@ async def _run_service(
         )
     stop = asyncio.Event()
     install_stop(stop)
+    if reloadable:  # SIGHUP (systemctl reload): re-read the site file, see Service.reload
+        install_reload(service.reload)
     stopper = asyncio.create_task(stop_after(stop, args.duration))
     try:
         await service.run(stop)
@@ -136,7 +154,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     site = load_site(args.config)
 
     async def main() -> None:
-        service, display = await _run_service(site, args)
+        service, display = await _run_service(site, args, reloadable=True)
         if not args.json:
             outputs = [f"store {service.store.path}"] if service.store else []
             if service.influx is not None:
