@@ -1,0 +1,261 @@
+"""Configuration reload (SIGHUP): a running service re-reads its site file without losing energy.
+
+The service runs against the simulator's real Modbus servers on a :class:`ManualClock` moved by
+the test (every poll slot is reached, so poll counts are exact); one test sends a real SIGHUP to
+a `pue run` process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from pue_monitor.clock import ManualClock
+from pue_monitor.config.loader import load_site
+from pue_monitor.pipeline.pue import PueInterval
+from pue_monitor.service import Service, Snapshot
+from pue_monitor.simulator import SimulatedDataCentre
+from pue_monitor.simulator.servers import SimulatorServers
+from pue_monitor.sinks.sqlite import StoreReader
+
+START = dt.datetime(2026, 3, 10, 4, 0, tzinfo=dt.UTC).timestamp()  # noon in Asia/Shanghai
+INTERVAL = 15.0
+IT_METERS = ("pdu-1", "pdu-2", "pdu-3", "pdu-4")  # the Modbus simulator's IT meters
+
+
+def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = urllib.request.urlopen(url, timeout=5).read().decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for fam in text_string_to_metric_families(text)
+        for s in fam.samples
+    }
+
+
+def write_site(path: Path, cfg: dict[str, Any], *, without: str) -> None:
+    doc = {**cfg, "devices": [d for d in cfg["devices"] if d["id"] != without]}
+    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+
+
+class Driver:
+    """Moves the clock in 5 s steps; after each, waits until every polling task sleeps again
+    (so each slot's poll has happened) and runs the service's step every 10 s."""
+
+    def __init__(self, svc: Service, clock: ManualClock) -> None:
+        self.svc, self.clock = svc, clock
+
+    async def settle(self) -> None:
+        for _ in range(5):  # let the tasks the clock woke leave their sleep
+            await asyncio.sleep(0)
+        deadline = time.monotonic() + 30
+        while self.clock.sleepers() < len(self.svc.runner._task_of):
+            assert time.monotonic() < deadline, "polling tasks did not go back to sleep"
+            await asyncio.sleep(0.002)
+
+    async def until(self, t: float) -> None:
+        while self.clock.now() < t:
+            self.clock.advance(5.0)
+            await self.settle()
+            if self.clock.now() % 10 == 0:
+                await self.svc.step()
+
+
+async def test_reload_adds_removes_keeps_polling_and_energy(tmp_path, caplog):
+    """Four minutes with 'lighting' (no 'crah'); an invalid file and a file that needs a restart
+    are refused (nothing changes); then the valid reload: 'crah' added, 'lighting' removed,
+    every other device untouched. The energy of the whole run equals the simulator's truth."""
+    caplog.set_level(logging.INFO, logger="pue_monitor.service")
+    clock = ManualClock(START - 30)
+    world = SimulatedDataCentre(start=START - 600, seed=11)
+    site_file = tmp_path / "site.yaml"
+    minutes: dict[float, PueInterval] = {}
+
+    def on_tick(snap: Snapshot) -> None:
+        for iv in snap.closed:
+            minutes[iv.start] = iv
+
+    async with SimulatorServers(world, clock) as servers:
+        cfg = servers.site_config(interval=INTERVAL, timeout=2.0)
+        cfg["store"] = {"path": str(tmp_path / "store.sqlite")}
+        cfg["prometheus"] = {"enabled": True, "port": 0}
+        write_site(site_file, cfg, without="crah")
+        svc = Service(load_site(site_file), clock=clock, on_tick=on_tick)
+        try:
+            t_reload = await _scenario(svc, clock, cfg, site_file, caplog)
+        finally:
+            await svc.runner.stop()
+            await svc.final_step()
+            await svc.close()
+
+    # every minute from the first to the last full one is there, complete and measured
+    full = sorted((iv for iv in minutes.values() if iv.coverage == 1.0), key=lambda iv: iv.start)
+    first, last = full[0].start, full[-1].end
+    assert first <= START and last >= START + 540
+    assert [iv.start for iv in full] == [first + 60 * k for k in range(len(full))]
+    assert all(iv.pue is not None and iv.measured == 1.0 and iv.estimated == 0 for iv in full)
+    fac = sum(iv.e_facility for iv in full if iv.e_facility is not None)
+    it = sum(iv.e_it for iv in full if iv.e_it is not None)
+    assert fac == pytest.approx(world.true_energy("facility_input", first, last), rel=1e-4)
+    assert it == pytest.approx(sum(world.true_energy(m, first, last) for m in IT_METERS), rel=1e-4)
+    # lighting counts up to the minute of its last reading, crah from the minute after its first
+    with_l = [iv for iv in full if "lighting" in iv.e_meters]
+    with_c = [iv for iv in full if "crah" in iv.e_meters]
+    leave, join = with_l[-1].end, with_c[0].start
+    assert with_l == [iv for iv in full if iv.start < leave] and with_c == [iv for iv in full if iv.start >= join]
+    assert t_reload - 60 <= leave <= t_reload < join <= t_reload + 60
+    # (both registers count 0.01 kWh steps: the ends of a span are each off by up to one step)
+    e_light = sum(iv.e_meters["lighting"] for iv in with_l)
+    assert e_light == pytest.approx(world.true_energy("lighting", first, leave), abs=0.02)
+    e_crah = sum(iv.e_meters["crah"] for iv in with_c)
+    assert e_crah == pytest.approx(world.true_energy("crah", join, last), abs=0.02)
+    # the stored day: the same energy (the stop's partial minute included, up to its cut)
+    reader = StoreReader(tmp_path / "store.sqlite")
+    stored = reader.intervals("1m")
+    (day,) = reader.intervals("1d")
+    reader.close()
+    tail = stored[-1]
+    cut = tail["start"] + 60 * tail["coverage"]
+    assert day["e_facility_kwh"] == pytest.approx(world.true_energy("facility_input", first, cut), rel=1e-4)
+    assert day["e_it_kwh"] == pytest.approx(sum(world.true_energy(m, first, cut) for m in IT_METERS), rel=1e-4)
+
+
+async def _scenario(svc: Service, clock: ManualClock, cfg: dict[str, Any], site_file: Path, caplog: Any) -> float:
+    """Runs the reloads; returns the time of the valid one."""
+    drive = Driver(svc, clock)
+    await svc.outputs.start()
+    svc.runner.start()
+    await drive.settle()
+    await drive.until(START + 240)
+    unchanged = sorted(set(svc.runner.stats) - {"lighting"})
+    assert len(unchanged) == 7
+    tasks = {d: svc.runner._task_of[d] for d in unchanged}
+    stats = {d: svc.runner.stats[d] for d in unchanged}
+    used = {(d["host"], d["port"]) for d in cfg["devices"] if d["id"] in unchanged}
+    clients = {k: c._client for k, c in svc.connections.items() if k in used}
+    assert len(clients) >= 3 and all(clients.values())  # each connected
+
+    # an invalid file: one line naming the file and the error; nothing changes
+    text = await asyncio.to_thread(site_file.read_text)
+    await asyncio.to_thread(site_file.write_text, text.replace("interval: 15.0", "interval: -1", 1))
+    caplog.clear()
+    assert await svc.reload() is False
+    (rec,) = [r for r in caplog.records if "reload" in r.getMessage()]
+    msg = rec.getMessage()
+    assert rec.levelno == logging.ERROR and "\n" not in msg
+    assert str(site_file) in msg and "still running the previous configuration" in msg and "interval" in msg
+    # a valid file that changes what only a restart applies: refused whole (crah not started)
+    cfg_tz = {**cfg, "site": {**cfg["site"], "timezone": "Europe/Berlin"}}
+    write_site(site_file, cfg_tz, without="lighting")
+    caplog.clear()
+    assert await svc.reload() is False
+    (rec,) = [r for r in caplog.records if "reload" in r.getMessage()]
+    assert "site.timezone changed: a restart is needed" in rec.getMessage()
+    assert "crah" not in svc.runner.stats and "lighting" in svc.runner.stats
+    assert svc.site.config.site.timezone == "Asia/Shanghai"
+
+    # the valid reload: crah added, lighting removed, the rest unchanged
+    await drive.until(START + 300)
+    write_site(site_file, cfg, without="lighting")
+    lighting = svc.runner.stats["lighting"]
+    at_reload = {d: s.polls for d, s in stats.items()}
+    t_reload = clock.now()
+    caplog.clear()
+    assert await svc.reload() is True
+    (rec,) = [r for r in caplog.records if "reload" in r.getMessage()]
+    assert "1 devices added (crah), 1 removed (lighting), 0 changed, 7 unchanged" in rec.getMessage()
+    lighting_polls = lighting.polls
+    await drive.until(START + 600)
+
+    # unchanged devices: same task, same stats, same connection, every slot polled
+    slots = int(clock.now() // INTERVAL) - int(t_reload // INTERVAL)
+    assert slots == 20
+    for d in unchanged:
+        assert svc.runner._task_of[d] is tasks[d] and not tasks[d].done()
+        assert svc.runner.stats[d] is stats[d]
+        assert stats[d].polls - at_reload[d] == slots, d
+        assert stats[d].failed_polls == 0
+    assert {k: c._client for k, c in svc.connections.items() if k in used} == clients
+    # the removed device stopped; the added one polls
+    assert "lighting" not in svc.runner.stats and lighting.polls == lighting_polls
+    assert svc.runner.stats["crah"].polls == slots and svc.state.readings["crah"] > 0
+    assert svc.prometheus is not None
+    metrics = await asyncio.to_thread(scrape, svc.prometheus.url)
+    site_lab = ("site", cfg["site"]["id"])
+    assert metrics[("pue_config_reloads_total", (("result", "failure"), site_lab))] == 2
+    assert metrics[("pue_config_reloads_total", (("result", "success"), site_lab))] == 1
+    return t_reload
+
+
+def test_sighup_reloads_a_running_pue_run_and_an_invalid_file_keeps_it_running(tmp_path):
+    """A real `pue run` process: SIGHUP with a device added logs what was applied; SIGHUP with a
+    broken file logs one line naming the file and keeps running; SIGTERM then stops it (exit 0)."""
+    site = tmp_path / "site.yaml"
+    dead = {"protocol": "modbus", "host": "127.0.0.1", "port": 9, "profile": "eastron-sdm630"}
+    dead |= {"interval": 1, "timeout": 0.5}
+    energy = {"energy": "import_energy"}
+    cfg: dict[str, Any] = {
+        "site": {"id": "hup"},
+        "prometheus": {"enabled": False},
+        "store": {"path": str(tmp_path / "hup.sqlite")},
+        "devices": [
+            {**dead, "id": "inc", "meter": {"role": "facility_input", "energy": "import_energy"}},
+            {**dead, "id": "it", "unit_id": 2, "meter": {"role": "it", "it_location": "ups_output", **energy}},
+        ],
+    }
+    site.write_text(yaml.safe_dump(cfg))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pue_monitor", "-v", "run", "--config", str(site), "--quiet"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    lines: list[str] = []
+
+    def wait_for(text: str) -> str:
+        deadline = time.monotonic() + 30
+        assert proc.stderr is not None
+        while time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            if not line:
+                break
+            lines.append(line)
+            if text in line:
+                return line
+        raise AssertionError(f"no {text!r} in:\n{''.join(lines)}")
+
+    try:
+        wait_for("device inc down")  # running: polls have started
+        cfg["devices"].append({**dead, "id": "extra", "unit_id": 3})
+        site.write_text(yaml.safe_dump(cfg))
+        proc.send_signal(signal.SIGHUP)
+        line = wait_for("reloaded")
+        assert f"reloaded {site}: 1 devices added (extra), 0 removed, 0 changed, 2 unchanged" in line
+        wait_for("device extra down")  # the added device is polled
+        site.write_text("site: {id: hup}\ndevices: [\n")
+        proc.send_signal(signal.SIGHUP)
+        line = wait_for("reload of")
+        assert "ERROR" in line and str(site) in line and "still running the previous configuration" in line
+        time.sleep(0.5)
+        assert proc.poll() is None  # still running
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert not any("Traceback" in ln for ln in lines)
