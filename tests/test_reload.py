@@ -19,13 +19,18 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from pue_monitor.clock import ManualClock
 from pue_monitor.config.loader import load_site
+from pue_monitor.config.models import ITLocation, Role
+from pue_monitor.pipeline.energy import SeriesSpec
+from pue_monitor.pipeline.live import LivePipeline
 from pue_monitor.pipeline.pue import PueInterval
+from pue_monitor.readings import Reading
 from pue_monitor.service import Service, Snapshot
 from pue_monitor.simulator import SimulatedDataCentre
 from pue_monitor.simulator.servers import SimulatorServers
@@ -259,3 +264,79 @@ def test_sighup_reloads_a_running_pue_run_and_an_invalid_file_keeps_it_running(t
             proc.kill()
             proc.wait()
     assert not any("Traceback" in ln for ln in lines)
+
+
+# ------------------------------------------------------------------ the pipeline's model swap
+
+
+def _feed(pipes: list[LivePipeline], t0: float, t1: float, kw: dict[tuple[str, str], float]) -> list[PueInterval]:
+    """Counter readings every 15 s in [t0, t1) for each series (kWh at ``kw``), closing each
+    pipeline every minute; returns the last pipeline's closed intervals."""
+    out: list[PueInterval] = []
+    for t in np.arange(t0, t1, 15.0).tolist():
+        rs = [Reading(t, "s", d, p, 1000.0 + power * (t - T0) / 3600.0, "kWh") for (d, p), power in kw.items()]
+        for pipe in pipes:
+            pipe.ingest(rs)
+        if t % 60 == 45:
+            for pipe in pipes:
+                got = pipe.close(t, 20.0)
+            out += got
+    return out
+
+
+T0 = 1_700_000_040.0  # a multiple of 60
+
+
+def _spec(meter: str, role: Role, loc: ITLocation | None = None, max_gap: float = 40.0) -> SeriesSpec:
+    return SeriesSpec(meter, role, loc, "counter", 1.0, None, max_gap)
+
+
+def test_pipeline_respec_keeps_continuing_series_exact_and_books_changes_at_a_boundary():
+    a = {
+        ("F", "e"): _spec("F", Role.FACILITY_INPUT),
+        ("I", "e"): _spec("I", Role.IT, ITLocation.UPS_OUTPUT),
+        ("C", "e"): _spec("C", Role.COOLING),
+    }
+    kw = {("F", "e"): 150.0, ("I", "e"): 100.0, ("C", "e"): 40.0, ("L", "e"): 5.0}
+    ref, pipe = LivePipeline(a), LivePipeline(a)
+    before = _feed([ref, pipe], T0, T0 + 900, kw)  # the same for both
+    # F unchanged but its max_gap (poll interval) changed: swapped in place; I moved to the PDU
+    # outputs (category 2): a new version; C removed; L and Z (never answers) added
+    b = {
+        ("F", "e"): _spec("F", Role.FACILITY_INPUT, max_gap=50.0),
+        ("I", "e"): _spec("I", Role.IT, ITLocation.PDU_OUTPUT),
+        ("L", "e"): _spec("L", Role.LIGHTING),
+        ("Z", "e"): _spec("Z", Role.COOLING),
+    }
+    change = pipe.respec(b, now=T0 + 900)
+    assert (change.kept, change.changed, change.added, change.removed) == (
+        [("F", "e")],
+        [("I", "e")],
+        [("L", "e"), ("Z", "e")],
+        [("C", "e")],
+    )
+    with pytest.raises(ValueError, match="different roles"):  # a bad model changes nothing
+        pipe.respec({**b, ("F", "p"): _spec("F", Role.IT, ITLocation.PDU_OUTPUT)}, now=T0 + 900)
+    out = {iv.start: iv for iv in [*before, *_feed([pipe], T0 + 900, T0 + 1800, kw)]}
+    refs = {iv.start: iv for iv in [*before, *_feed([ref], T0 + 900, T0 + 1800, kw)]}
+    assert set(out) == set(refs) and len(out) >= 28
+    for s, iv in out.items():
+        assert iv.e_meters["F"] == refs[s].e_meters["F"]  # the continuing meter: exactly the same
+        assert iv.e_facility == refs[s].e_facility
+    # C: in the model up to the minute of its last reading (T0+885: 14:45 -> until T0+840)
+    assert [s for s, iv in out.items() if "C" in iv.e_meters] == [s for s in out if s < T0 + 840]
+    # I's old version ends there too; its new one (category 2) starts there: the minute without
+    # a new reading before it is MISSING (never silently absent), the rest measured
+    cat = {s: iv.category for s, iv in out.items()}
+    assert {c for s, c in cat.items() if s < T0 + 840} == {1} and {c for s, c in cat.items() if s >= T0 + 840} == {2}
+    assert [s for s, iv in out.items() if iv.e_it is None] == [T0 + 840]
+    assert all(iv.e_it == pytest.approx(100.0 / 60) for s, iv in out.items() if s > T0 + 840)
+    # L joins at the first minute starting at/after its first reading (T0+900, on the boundary);
+    # Z never answered: it joins at its deadline (3 max_gap after the reload), MISSING from then on
+    assert min(s for s, iv in out.items() if "L" in iv.e_meters) == T0 + 900
+    assert all(iv.e_meters["L"] == pytest.approx(5.0 / 60) for iv in out.values() if "L" in iv.e_meters)
+    z_from = T0 + 900 + 3 * 40.0
+    assert all(("cooling" in iv.e_subsystems) == (s < T0 + 840) for s, iv in out.items() if s < z_from)
+    assert all(iv.missing > 0 and "cooling" not in iv.e_subsystems for s, iv in out.items() if s >= z_from + 60)
+    # instant power: the current model only (no C, no Z before it answers)
+    assert set(pipe.instant().power_by_role) == {"facility_input", "it", "lighting"}
