@@ -296,22 +296,25 @@ def test_pipeline_respec_keeps_continuing_series_exact_and_books_changes_at_a_bo
         ("F", "e"): _spec("F", Role.FACILITY_INPUT),
         ("I", "e"): _spec("I", Role.IT, ITLocation.UPS_OUTPUT),
         ("C", "e"): _spec("C", Role.COOLING),
+        ("U", "e"): _spec("U", Role.OTHER),
     }
-    kw = {("F", "e"): 150.0, ("I", "e"): 100.0, ("C", "e"): 40.0, ("L", "e"): 5.0}
+    kw = {("F", "e"): 150.0, ("I", "e"): 100.0, ("C", "e"): 40.0, ("L", "e"): 5.0, ("U", "e"): 2.0}
     ref, pipe = LivePipeline(a), LivePipeline(a)
     before = _feed([ref, pipe], T0, T0 + 900, kw)  # the same for both
     # F unchanged but its max_gap (poll interval) changed: swapped in place; I moved to the PDU
-    # outputs (category 2): a new version; C removed; L and Z (never answers) added
+    # outputs (category 2): a new version; U's unit changed (kWh -> Wh); C removed; L and Z
+    # (never answers) added
     b = {
         ("F", "e"): _spec("F", Role.FACILITY_INPUT, max_gap=50.0),
         ("I", "e"): _spec("I", Role.IT, ITLocation.PDU_OUTPUT),
+        ("U", "e"): SeriesSpec("U", Role.OTHER, None, "counter", 1e-3, None, 40.0),
         ("L", "e"): _spec("L", Role.LIGHTING),
         ("Z", "e"): _spec("Z", Role.COOLING),
     }
     change = pipe.respec(b, now=T0 + 900)
     assert (change.kept, change.changed, change.added, change.removed) == (
         [("F", "e")],
-        [("I", "e")],
+        [("I", "e"), ("U", "e")],
         [("L", "e"), ("Z", "e")],
         [("C", "e")],
     )
@@ -325,12 +328,17 @@ def test_pipeline_respec_keeps_continuing_series_exact_and_books_changes_at_a_bo
         assert iv.e_facility == refs[s].e_facility
     # C: in the model up to the minute of its last reading (T0+885: 14:45 -> until T0+840)
     assert [s for s, iv in out.items() if "C" in iv.e_meters] == [s for s in out if s < T0 + 840]
-    # I's old version ends there too; its new one (category 2) starts there: the minute without
-    # a new reading before it is MISSING (never silently absent), the rest measured
+    # I's old version ends there too and its new one (category 2) starts there with the same
+    # readings: its energy continues, measured
     cat = {s: iv.category for s, iv in out.items()}
     assert {c for s, c in cat.items() if s < T0 + 840} == {1} and {c for s, c in cat.items() if s >= T0 + 840} == {2}
-    assert [s for s, iv in out.items() if iv.e_it is None] == [T0 + 840]
-    assert all(iv.e_it == pytest.approx(100.0 / 60) for s, iv in out.items() if s > T0 + 840)
+    assert all(iv.e_it == pytest.approx(100.0 / 60) and iv.pue is not None for iv in out.values())
+    assert all(iv.e_meters["I"] == refs[s].e_meters["I"] for s, iv in out.items() if s != T0 + 840)
+    # U's readings mean something else now (Wh): no old reading carries over, so the minute
+    # before its first new one is MISSING (never silently absent), then it counts in Wh
+    assert [s for s, iv in out.items() if "U" not in iv.e_meters] == [T0 + 840]
+    assert all(iv.e_meters["U"] == pytest.approx(2.0 / 60 * (1e-3 if s > T0 + 840 else 1)) for s, iv in out.items()
+               if s != T0 + 840)  # fmt: skip
     # L joins at the first minute starting at/after its first reading (T0+900, on the boundary);
     # Z never answered: it joins at its deadline (3 max_gap after the reload), MISSING from then on
     assert min(s for s, iv in out.items() if "L" in iv.e_meters) == T0 + 900
@@ -339,4 +347,4 @@ def test_pipeline_respec_keeps_continuing_series_exact_and_books_changes_at_a_bo
     assert all(("cooling" in iv.e_subsystems) == (s < T0 + 840) for s, iv in out.items() if s < z_from)
     assert all(iv.missing > 0 and "cooling" not in iv.e_subsystems for s, iv in out.items() if s >= z_from + 60)
     # instant power: the current model only (no C, no Z before it answers)
-    assert set(pipe.instant().power_by_role) == {"facility_input", "it", "lighting"}
+    assert set(pipe.instant().power_by_role) == {"facility_input", "it", "lighting", "other"}

@@ -251,9 +251,11 @@ class LivePipeline:
         - gone: the series is *retired*: it counts in the intervals before ``B`` and in no later
           one, where ``B`` is the start of its last reading's interval, but never before the
           first interval not yet computed (intervals already reported keep their data);
-        - otherwise changed (role, unit, rollover, ...): retired as above, and the new version
-          counts from the same ``B`` on (between its last old and first new reading the meter
-          is MISSING, not silently absent);
+        - otherwise changed (role, IT location, unit, rollover, ...): retired as above, and the
+          new version counts from the same ``B`` on. When its readings mean the same (kind,
+          factor and rollover equal: a new role or IT location) it starts with the old
+          version's readings, so its energy continues; otherwise it has none before its first
+          new reading and is MISSING until then (never silently absent);
         - new: its meter joins the model at the first interval that starts after the first
           reading of each of its new series (so a new meter does not show MISSING for the
           minutes before it was ever polled), or, if a series has no reading within three
@@ -277,6 +279,7 @@ class LivePipeline:
         specs = list(self._specs)
         retire: dict[int, float] = {}
         new_meters: dict[str, list[int]] = {}
+        carry: list[tuple[int, int]] = []  # (old, new) series of a changed meter with the same readings
         for key, spec in specs_by_point.items():
             i = self._index.get(key)
             if i is not None and specs[i] == spec:
@@ -293,6 +296,8 @@ class LivePipeline:
                 retire[i] = self._boundary(i, cut)
                 add_join.append(retire[i])
                 change.changed.append(key)
+                if (spec.kind, spec.factor, spec.rollover) == (specs[i].kind, specs[i].factor, specs[i].rollover):
+                    carry.append((i, sid))  # its readings mean the same: the new version has them
             else:
                 add_join.append(math.inf)
                 new_meters.setdefault(spec.meter, []).append(sid)
@@ -327,6 +332,7 @@ class LivePipeline:
         self._join = np.concatenate([self._join, np.asarray(add_join, np.float64)])
         self._leave = np.concatenate([self._leave, np.full(n_add, math.inf)])
         self._k_stop = np.concatenate([self._k_stop, np.full(n_add, _NEVER, np.int64)])
+        self._carry(carry)
         for i, b in retire.items():
             self._leave[i] = b
             self._k_stop[i] = self._k_of(b)
@@ -345,6 +351,27 @@ class LivePipeline:
                 self._drop_waiting(meter)
         self._epochs = True
         return change
+
+    def _carry(self, pairs: list[tuple[int, int]]) -> None:
+        """Copy the buffered readings and reading state of old series to their new versions."""
+        if not pairs:
+            return
+        self._merge_pending()
+        old = np.asarray([i for i, _ in pairs], np.int64)
+        new = np.full(len(self._specs), -1, np.int64)
+        new[old] = [j for _, j in pairs]
+        rows = np.flatnonzero(np.isin(self._sid, old))
+        self._p_sid += new[self._sid[rows]].tolist()
+        self._p_ts += self._ts[rows].tolist()
+        self._p_val += self._val[rows].tolist()
+        drop = self._drop[rows]
+        self._merge_pending()
+        if drop.any():  # judged glitches stay dropped in the copy
+            copied = np.flatnonzero(np.isin(self._sid, new[old]))
+            self._drop[copied] = drop[np.lexsort((self._val[rows], self._ts[rows], new[self._sid[rows]]))]
+        for i, j in pairs:
+            self._last[j], self._prev[j], self._last_ts[j] = self._last[i], self._prev[i], self._last_ts[i]
+            self._evt_ts[j] = self._evt_ts[i]
 
     def _next_start(self) -> float:
         """Start of the first interval not computed yet (-inf before the first close)."""
