@@ -348,3 +348,67 @@ def test_pipeline_respec_keeps_continuing_series_exact_and_books_changes_at_a_bo
     assert all(iv.missing > 0 and "cooling" not in iv.e_subsystems for s, iv in out.items() if s >= z_from + 60)
     # instant power: the current model only (no C, no Z before it answers)
     assert set(pipe.instant().power_by_role) == {"facility_input", "it", "lighting", "other"}
+
+
+async def test_reload_restarts_the_mqtt_connection_only_when_push_devices_change(tmp_path):
+    """MQTT devices share one broker connection: removing one restarts it, the other MQTT
+    device's counts continue (same stats), the removed topic is no longer read; a Modbus
+    device is untouched; a reload that changes no push device keeps the connection."""
+    import aiomqtt
+
+    from pue_monitor.clock import WallClock
+    from pue_monitor.config.loader import site_from_dict
+    from pue_monitor.simulator.broker import Broker
+    from tests.sites import two_meter_site
+
+    def mqtt_dev(dev_id: str) -> dict[str, Any]:
+        return {"id": dev_id, "protocol": "mqtt", "subscriptions": [{"topic": dev_id, "points": [{"point": "t"}]}]}
+
+    async def until(cond: Any) -> None:
+        deadline = time.monotonic() + 10
+        while not cond():
+            assert time.monotonic() < deadline, "timed out"
+            await asyncio.sleep(0.02)
+
+    async with Broker(kind="mosquitto") as broker:
+        cfg = two_meter_site(mqtt_dev("wx1"), mqtt_dev("wx2"), mqtt=True)
+        cfg["mqtt"] = {"host": broker.host, "port": broker.port}
+        cfg["prometheus"] = {"enabled": False}
+        cfg["store"] = {"path": str(tmp_path / "m.sqlite")}
+        svc = Service(site_from_dict(cfg, source="<test>"), clock=WallClock())
+        await svc.outputs.start()
+        svc.runner.start()
+        try:
+            first = svc.source
+            assert first is not None
+            await until(lambda: first.connected)
+            async with aiomqtt.Client(broker.host, broker.port) as pub:
+
+                async def publish_both() -> None:
+                    await pub.publish("wx1", "21.5", qos=1)
+                    await pub.publish("wx2", "22.5", qos=1)
+
+                await publish_both()
+                await until(lambda: svc.state.readings["wx1"] == 1 and svc.state.readings["wx2"] == 1)
+                wx1, inc_task = svc.runner.stats["wx1"], svc.runner._task_of["inc"]
+                # a reload that changes no push device: the same connection
+                cfg["thresholds"] = {"warning": 1.6, "critical": 1.9}
+                assert await svc.reload(site=site_from_dict(cfg, source="<test>")) is True
+                assert svc.source is first and svc.runner._task_of[first] is not None
+                assert svc.state.warning == 1.6
+                # wx2 removed: the connection restarts for wx1 alone
+                cfg["devices"] = [d for d in cfg["devices"] if d["id"] != "wx2"]
+                assert await svc.reload(site=site_from_dict(cfg, source="<test>")) is True
+                second = svc.source
+                assert second is not None and second is not first and second.device_ids == ["wx1"]
+                assert first not in svc.runner._task_of
+                await until(lambda: second.connected)
+                await publish_both()
+                await until(lambda: svc.state.readings["wx1"] == 2)
+                await asyncio.sleep(0.2)
+                assert "wx2" not in svc.runner.stats and "wx2" not in svc.state.readings
+                assert svc.runner.stats["wx1"] is wx1 and wx1.polls == 2  # the counts continue
+                assert svc.runner._task_of["inc"] is inc_task  # the Modbus device: untouched
+        finally:
+            await svc.runner.stop()
+            await svc.close()
