@@ -412,3 +412,12 @@ async def test_reload_restarts_the_mqtt_connection_only_when_push_devices_change
         finally:
             await svc.runner.stop()
             await svc.close()
+
+
+def test_the_unit_reloads_with_sighup_and_verifies(tmp_path):
+    from tests.test_deploy import analyze, rendered_unit, settings
+
+    unit = rendered_unit(tmp_path)
+    assert settings(unit)["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
+    verify = analyze("verify", str(unit))
+    assert (verify.returncode, verify.stderr, verify.stdout) == (0, "", "")
