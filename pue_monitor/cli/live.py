@@ -12,17 +12,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from pue_monitor.cli.common import (
-    EXIT_FAILURE,
-    EXIT_OK,
-    Subparsers,
-    fmt,
-    install_reload,
-    install_stop,
-    iso,
-    positive,
-    stop_after,
-)
+from pue_monitor.cli.common import EXIT_FAILURE, EXIT_OK, Subparsers, fmt, install_stop, iso, positive, stop_after
 from pue_monitor.config.models import Role
 
 DEMO_TIMEOUT_S = 5.0  # the demo's device timeout, wall seconds (a timed-out poll skips its missed slots)
@@ -139,6 +129,8 @@ async def _run_service(
     stop = asyncio.Event()
     install_stop(stop)
     if reloadable:  # SIGHUP (systemctl reload): re-read the site file, see Service.reload
+        from pue_monitor.cli.common import install_reload
+
         install_reload(service.reload)
     stopper = asyncio.create_task(stop_after(stop, args.duration))
     try:
