@@ -268,8 +268,9 @@ class LivePipeline:
         if not specs_by_point:
             raise ValueError("no series")
         _layout(tuple(specs_by_point.values()))  # validates roles per meter
-        if self._now is not None:
-            self._check(self._now)
+        ref = self._now if self._now is not None else max(self._u_ts, default=None)
+        if ref is not None:  # readings ingested so far belong to the series as they were
+            self._check(ref)
         change = ModelChange()
         cut = self._next_start()
         # new series are appended; retired ones keep their rows until the window passes them
