@@ -141,8 +141,12 @@ async def _run_service(
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    import signal
+
     from pue_monitor.config.loader import load_site
 
+    if hasattr(signal, "SIGHUP"):  # a reload during start-up must not end the process (default action)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     site = load_site(args.config)
 
     async def main() -> None:
