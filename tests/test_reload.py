@@ -99,7 +99,7 @@ async def test_reload_adds_removes_keeps_polling_and_energy(tmp_path, caplog):
         write_site(site_file, cfg, without="crah")
         svc = Service(load_site(site_file), clock=clock, on_tick=on_tick)
         try:
-            t_reload = await _scenario(svc, clock, cfg, site_file, caplog)
+            t_reload = await _scenario(svc, clock, cfg, site_file, caplog, minutes)
         finally:
             await svc.runner.stop()
             await svc.final_step()
@@ -137,7 +137,9 @@ async def test_reload_adds_removes_keeps_polling_and_energy(tmp_path, caplog):
     assert day["e_it_kwh"] == pytest.approx(sum(world.true_energy(m, first, cut) for m in IT_METERS), rel=1e-4)
 
 
-async def _scenario(svc: Service, clock: ManualClock, cfg: dict[str, Any], site_file: Path, caplog: Any) -> float:
+async def _scenario(
+    svc: Service, clock: ManualClock, cfg: dict[str, Any], site_file: Path, caplog: Any, minutes: dict[float, Any]
+) -> float:
     """Runs the reloads; returns the time of the valid one."""
     drive = Driver(svc, clock)
     await svc.outputs.start()
@@ -201,6 +203,10 @@ async def _scenario(svc: Service, clock: ManualClock, cfg: dict[str, Any], site_
     site_lab = ("site", cfg["site"]["id"])
     assert metrics[("pue_config_reloads_total", (("result", "failure"), site_lab))] == 2
     assert metrics[("pue_config_reloads_total", (("result", "success"), site_lab))] == 1
+    # the energy counters of the meters that continued: every closed minute counted once
+    for meter, role in (("incomer-a", "facility_input"), ("pdu-2", "it"), ("chiller-plant", "cooling")):
+        j = metrics[("pue_meter_energy_joules_total", (("meter", meter), ("role", role), site_lab))]
+        assert j == pytest.approx(3.6e6 * sum(iv.e_meters[meter] for iv in minutes.values()), rel=1e-12)
     return t_reload
 
 
