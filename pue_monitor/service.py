@@ -28,24 +28,28 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from pue_monitor.clock import Clock, WallClock
+from pue_monitor.collectors.base import DeviceReader
 from pue_monitor.collectors.modbus import ModbusConnection, ModbusReader
 from pue_monitor.collectors.runner import Runner, Schedule
-from pue_monitor.config.loader import LoadedSite
+from pue_monitor.config.diff import SiteDiff, diff_sites, polled
+from pue_monitor.config.loader import LoadedSite, load_site
 from pue_monitor.config.models import (
     SUBSYSTEMS,
     Device,
     ImportDevice,
     ModbusDevice,
     MqttDevice,
+    SiteConfig,
     SnmpDevice,
     SparkplugDevice,
 )
-from pue_monitor.pipeline.energy import interval_energy
+from pue_monitor.errors import ConfigError, PueError
+from pue_monitor.pipeline.energy import SeriesSpec, interval_energy
 from pue_monitor.pipeline.live import LivePipeline
 from pue_monitor.pipeline.model import series_specs
 from pue_monitor.pipeline.pue import PueInterval, aggregate, rollup
@@ -57,6 +61,9 @@ from pue_monitor.sinks.lock import InstanceLock
 from pue_monitor.sinks.prometheus import LiveState, LiveStateOutput, PrometheusEndpoint
 from pue_monitor.sinks.state import ReadingTail, StateFile
 from pue_monitor.sinks.store import StoreOutput
+
+if TYPE_CHECKING:
+    from pue_monitor.collectors.mqtt import MqttSource
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +111,14 @@ def interval_from_row(row: dict[str, Any]) -> PueInterval:
         coverage=float(row["coverage"]),
         e_unattributed=row["e_unattributed_kwh"],
     )
+
+
+def _one_line(exc: BaseException) -> str:
+    return "; ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or type(exc).__name__
+
+
+def _ids(devices: Sequence[Device]) -> str:
+    return f" ({', '.join(d.id for d in devices)})" if devices else ""
 
 
 def _admit(iv: PueInterval, covered: float) -> PueInterval:
@@ -154,13 +169,8 @@ class Service:
         self.clock = clock or WallClock()
         self.specs = series_specs(site)
         self.pipeline = LivePipeline(self.specs, step=STEP)
-        # meters known only from exports (protocol: import) are never polled: they set no deadline
-        max_interval = max((d.interval for d in cfg.devices if not isinstance(d, ImportDevice)), default=60.0)
-        max_wait = max(
-            (d.timeout * (d.retries + 1) for d in cfg.devices if isinstance(d, ModbusDevice | SnmpDevice)), default=0.0
-        )
-        self.grace = max_interval + max_wait + 1.0  # a boundary's reading has arrived by then
-        self.tick = tick if tick is not None else min(10.0, max_interval)
+        self._tick = tick
+        self._set_timing(cfg)
         self.state = LiveState(
             site=cfg.site.id,
             warning=cfg.thresholds.warning,
@@ -193,14 +203,25 @@ class Service:
         self.connections: dict[tuple[str, int], ModbusConnection] = {}
         for dev in cfg.devices:
             self._add_device(dev)
-        push = [d for d in cfg.devices if isinstance(d, MqttDevice | SparkplugDevice)]
-        if push:
-            from pue_monitor.collectors.mqtt import MqttSource
+        self.source: MqttSource | None = self._push_source(site)
+        if self.source is not None:
+            self.runner.add_source(self.source, protocol="mqtt", protocols=self.source.protocols)
+            self.state.mqtt = self.source
+        # reload (SIGHUP): what the command line fixed, and the reload metric's counts
+        self._store_fixed = store_path is not None
+        self._prometheus_fixed = prometheus is not None or prometheus_port is not None
+        self._reloading = asyncio.Lock()
+        for result in ("success", "failure"):
+            self.state.reloads.setdefault(result, 0)
 
-            assert cfg.mqtt is not None  # the config model requires it
-            source = MqttSource(cfg.mqtt, push, site_id=cfg.site.id, clock=self.clock, base_dir=site.base_dir)
-            self.runner.add_source(source, protocol="mqtt", protocols=source.protocols)
-            self.state.mqtt = source
+    def _set_timing(self, cfg: SiteConfig) -> None:
+        # meters known only from exports (protocol: import) are never polled: they set no deadline
+        max_interval = max((d.interval for d in cfg.devices if not isinstance(d, ImportDevice)), default=60.0)
+        max_wait = max(
+            (d.timeout * (d.retries + 1) for d in cfg.devices if isinstance(d, ModbusDevice | SnmpDevice)), default=0.0
+        )
+        self.grace = max_interval + max_wait + 1.0  # a boundary's reading has arrived by then
+        self.tick = self._tick if self._tick is not None else min(10.0, max_interval)
 
     def _lock(self, path: Path, what: str, field: str | None = None) -> None:
         self._locks.append(InstanceLock(path, what, field).acquire())
@@ -329,20 +350,121 @@ class Service:
         return _admit(dataclasses.replace(iv, end=start + STEP), (cut - start) / STEP)
 
     def _add_device(self, dev: Device) -> None:
+        made = self._reader(dev, self.site)
+        if made is not None:
+            self.runner.add(made[0], made[1], protocol=made[2])
+
+    def _reader(self, dev: Device, site: LoadedSite) -> tuple[DeviceReader, Schedule, str] | None:
+        """The reader of a polled device, its schedule and protocol (None: pushed or imported)."""
         if isinstance(dev, SnmpDevice):
             from pue_monitor.collectors.snmp import SnmpReader
 
-            snmp_reader = SnmpReader(dev, self.site, clock=self.clock)
-            self.runner.add(snmp_reader, Schedule(dev.interval, dev.timeout, dev.retries), protocol="snmp")
-            return
+            return SnmpReader(dev, site, clock=self.clock), Schedule(dev.interval, dev.timeout, dev.retries), "snmp"
         if not isinstance(dev, ModbusDevice):
-            return  # push devices share one source, added by __init__
+            return None  # push devices share one source, added by __init__
         key = (dev.host, dev.port)
         conn = self.connections.get(key)
         if conn is None:
             conn = self.connections[key] = ModbusConnection(host=dev.host, port=dev.port, clock=self.clock)
-        reader = ModbusReader(dev, self.site.profile_of(dev), self.site.points_of(dev), conn)
-        self.runner.add(reader, Schedule(dev.interval, dev.timeout, dev.retries), protocol="modbus")
+        reader = ModbusReader(dev, site.profile_of(dev), site.points_of(dev), conn)
+        return reader, Schedule(dev.interval, dev.timeout, dev.retries), "modbus"
+
+    def _push_source(self, site: LoadedSite) -> MqttSource | None:
+        cfg = site.config
+        push = [d for d in cfg.devices if isinstance(d, MqttDevice | SparkplugDevice)]
+        if not push:
+            return None
+        from pue_monitor.collectors.mqtt import MqttSource
+
+        assert cfg.mqtt is not None  # the config model requires it
+        return MqttSource(cfg.mqtt, push, site_id=cfg.site.id, clock=self.clock, base_dir=site.base_dir)
+
+    # ---------------------------------------------------------------- reload
+
+    async def reload(self, path: str | Path | None = None, *, site: LoadedSite | None = None) -> bool:
+        """Apply a new version of the site file (SIGHUP; see the README, "Reloading the
+        configuration"). All or nothing: an invalid file, or one that changes what only a
+        restart can apply (site id, timezone, store, Prometheus endpoint, InfluxDB), is
+        refused with one log line and the running configuration stays as it is. Otherwise
+        unchanged devices keep polling (same task, same connection), removed ones stop,
+        added ones start, changed ones restart, and the pipeline swaps its energy model
+        keeping the state of every series that continues. Returns True when applied."""
+        async with self._reloading:
+            where = str(path or self.site.path)
+            try:
+                new = site if site is not None else load_site(where)
+                diff = diff_sites(
+                    self.site, new, store_fixed=self._store_fixed, prometheus_fixed=self._prometheus_fixed
+                )
+                if diff.restart_needed:
+                    raise ConfigError(
+                        f"{', '.join(diff.restart_needed)} changed: a restart is needed to apply "
+                        "that (systemctl restart pue-monitor); nothing was applied"
+                    )
+                specs = series_specs(new)
+                LivePipeline(specs, step=STEP)  # validates the new energy model (ValueError)
+                stop = [d.id for d in diff.removed if polled(d)] + [o.id for o, _ in diff.changed if polled(o)]
+                start = [d for d in diff.added if polled(d)] + [n for _, n in diff.changed if polled(n)]
+                readers = [self._reader(d, new) for d in start]  # may raise: before anything stops
+                source = self._push_source(new) if diff.push_changed else self.source
+            except (PueError, OSError, ValueError) as exc:
+                self.state.reloads["failure"] += 1
+                log.error("reload of %s failed, still running the previous configuration: %s", where, _one_line(exc))
+                return False
+            await self._apply(new, diff, specs, stop, readers, source)
+            self.state.reloads["success"] += 1
+            log.info(
+                "reloaded %s: %d devices added%s, %d removed%s, %d changed%s, %d unchanged",
+                where,
+                len(diff.added),
+                _ids(diff.added),
+                len(diff.removed),
+                _ids(diff.removed),
+                len(diff.changed),
+                _ids([n for _, n in diff.changed]),
+                len(diff.unchanged),
+            )
+            return True
+
+    async def _apply(
+        self,
+        new: LoadedSite,
+        diff: SiteDiff,
+        specs: dict[tuple[str, str], SeriesSpec],
+        stop: list[str],
+        readers: list[tuple[DeviceReader, Schedule, str] | None],
+        source: MqttSource | None,
+    ) -> None:
+        for dev_id in stop:
+            await self.runner.remove(dev_id)
+        if source is not self.source and self.source is not None:
+            keep = source.protocols if source is not None else {}
+            await self.runner.remove_source(self.source, keep_stats=keep)
+        self.pipeline.respec(specs, now=self.clock.now())
+        self.specs = specs
+        self.tail.track(specs)
+        self.site = new
+        conf = new.config
+        gone = {d.id for d in diff.removed}
+        state = self.state
+        state.meter_roles.update({spec.meter: str(spec.role) for spec in specs.values()})
+        state.intervals_s = {d.id: d.interval for d in conf.devices if not isinstance(d, ImportDevice)}
+        state.warning, state.critical = conf.thresholds.warning, conf.thresholds.critical
+        state.latest_readings = {k: r for k, r in state.latest_readings.items() if k[0] not in gone}
+        for dev_id in gone:
+            state.readings.pop(dev_id, None)
+        self.runner.window.window = conf.time_window
+        self._set_timing(conf)
+        for made in readers:
+            if made is not None:
+                self.runner.add(made[0], made[1], protocol=made[2])
+        if source is not self.source:
+            if source is not None:
+                self.runner.add_source(source, protocol="mqtt", protocols=source.protocols)
+            self.source = self.state.mqtt = source
+        used = {(d.host, d.port) for d in conf.devices if isinstance(d, ModbusDevice)}
+        for key in [k for k in self.connections if k not in used]:
+            await self.connections.pop(key).close()
 
     # ------------------------------------------------------------------ flow
 

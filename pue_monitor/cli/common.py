@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import signal
+from collections.abc import Awaitable, Callable
 from typing import TypeAlias
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -49,6 +50,20 @@ def install_stop(stop: asyncio.Event) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+
+
+def install_reload(reload: Callable[[], Awaitable[object]]) -> None:
+    """SIGHUP runs ``reload()`` (one at a time; the service serialises them)."""
+    loop = asyncio.get_running_loop()
+    running: set[asyncio.Task[object]] = set()  # a reference, so a task is not collected mid-run
+
+    def hup() -> None:
+        task: asyncio.Task[object] = asyncio.ensure_future(reload())
+        running.add(task)
+        task.add_done_callback(running.discard)
+
+    with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):  # no SIGHUP on Windows
+        loop.add_signal_handler(signal.SIGHUP, hup)
 
 
 async def stop_after(stop: asyncio.Event, seconds: float | None) -> None:

@@ -99,7 +99,13 @@ class _Display:
 
 
 async def _run_service(
-    site: Any, args: argparse.Namespace, *, clock: Any = None, store_path: str | None = None, resume: bool = True
+    site: Any,
+    args: argparse.Namespace,
+    *,
+    clock: Any = None,
+    store_path: str | None = None,
+    resume: bool = True,
+    reloadable: bool = False,
 ) -> tuple[Any, _Display]:
     from pue_monitor.service import Service
 
@@ -122,6 +128,10 @@ async def _run_service(
         )
     stop = asyncio.Event()
     install_stop(stop)
+    if reloadable:  # SIGHUP (systemctl reload): re-read the site file, see Service.reload
+        from pue_monitor.cli.common import install_reload
+
+        install_reload(service.reload)
     stopper = asyncio.create_task(stop_after(stop, args.duration))
     try:
         await service.run(stop)
@@ -131,12 +141,16 @@ async def _run_service(
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    import signal
+
     from pue_monitor.config.loader import load_site
 
+    if hasattr(signal, "SIGHUP"):  # a reload during start-up must not end the process (default action)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     site = load_site(args.config)
 
     async def main() -> None:
-        service, display = await _run_service(site, args)
+        service, display = await _run_service(site, args, reloadable=True)
         if not args.json:
             outputs = [f"store {service.store.path}"] if service.store else []
             if service.influx is not None:

@@ -36,6 +36,7 @@ import math
 import random
 import time
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from pue_monitor.clock import Clock
@@ -186,19 +187,75 @@ class Runner:
         self._sources: list[PushSource] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
+        # per task (device id or source): its own stop, so a reload can end one task alone
+        self._task_of: dict[object, asyncio.Task[None]] = {}
+        self._stop_of: dict[object, asyncio.Event] = {}
+        self._running = False
 
     def add(self, reader: DeviceReader, schedule: Schedule, *, protocol: str) -> None:
+        """Poll a device (at once when the runner is running: a reload adds devices live)."""
         self._devices.append((reader, schedule, protocol))
         self.stats[reader.device_id] = DeviceStats(reader.device_id, protocol)
+        if self._running:
+            self._start_device(reader, schedule)
+
+    async def remove(self, device_id: str, *, deadline: float = 2.0) -> None:
+        """Stop polling one device (reload): its poll in flight gets ``deadline`` wall seconds,
+        then its task is cancelled; its reader is closed and its stats forgotten. The other
+        devices' tasks are not touched."""
+        await self._end_task(device_id, deadline)
+        for entry in [d for d in self._devices if d[0].device_id == device_id]:
+            self._devices.remove(entry)
+            await entry[0].close()
+        self.stats.pop(device_id, None)
+
+    async def remove_source(self, source: PushSource, *, keep_stats: Iterable[str] = (), deadline: float = 2.0) -> None:
+        """Stop a push source (reload); its devices' stats are forgotten except ``keep_stats``
+        (devices a replacing source takes over: their counts continue)."""
+        await self._end_task(source, deadline)
+        if source in self._sources:
+            self._sources.remove(source)
+        keep = set(keep_stats)
+        for dev in source.device_ids:
+            if dev not in keep:
+                self.stats.pop(dev, None)
+
+    async def _end_task(self, key: object, deadline: float) -> None:
+        stop, task = self._stop_of.pop(key, None), self._task_of.pop(key, None)
+        if stop is not None:
+            stop.set()
+        if task is None:
+            return
+        _, pending = await asyncio.wait([task], timeout=deadline)
+        for t in pending:
+            t.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        self._tasks.remove(task)
+
+    def _start_device(self, reader: DeviceReader, schedule: Schedule) -> None:
+        stop = self._stop_of[reader.device_id] = asyncio.Event()
+        task = asyncio.create_task(self._poll_loop(reader, schedule, stop), name=f"poll {reader.device_id}")
+        self._task_of[reader.device_id] = task
+        self._tasks.append(task)
+
+    def _start_source(self, source: PushSource) -> None:
+        stop = self._stop_of[source] = asyncio.Event()
+        task = asyncio.create_task(self._source_loop(source, stop), name=f"source {source.name}")
+        self._task_of[source] = task
+        self._tasks.append(task)
 
     def add_source(self, source: PushSource, *, protocol: str, protocols: dict[str, str] | None = None) -> None:
         """A push source (MQTT): one task for its connection, stats for each of its devices
         (``protocols``: device -> protocol where it differs from ``protocol``, e.g. sparkplug)."""
         self._sources.append(source)
         for dev in source.device_ids:
-            self.stats[dev] = DeviceStats(dev, (protocols or {}).get(dev, protocol))
+            proto = (protocols or {}).get(dev, protocol)
+            if dev not in self.stats or self.stats[dev].protocol != proto:  # a reload's new source continues
+                self.stats[dev] = DeviceStats(dev, proto)
         if hasattr(source, "window_check"):  # MQTT also counts rejections per topic
             setattr(source, "window_check", self.window)  # noqa: B010
+        if self._running:
+            self._start_source(source)
 
     def deliver(self, readings: list[Reading]) -> None:
         """Hand readings to ``emit`` after the time-window check (see the module doc)."""
@@ -207,18 +264,17 @@ class Runner:
             self.emit(keep)
 
     def start(self) -> None:
+        self._running = True
         for reader, schedule, _ in self._devices:
-            task = asyncio.create_task(self._poll_loop(reader, schedule), name=f"poll {reader.device_id}")
-            self._tasks.append(task)
+            self._start_device(reader, schedule)
         for source in self._sources:
-            task = asyncio.create_task(self._source_loop(source), name=f"source {source.name}")
-            self._tasks.append(task)
+            self._start_source(source)
 
-    async def _source_loop(self, source: PushSource) -> None:
+    async def _source_loop(self, source: PushSource, stop: asyncio.Event) -> None:
         """Run a push source; a crash (a bug) is logged and the source restarted after a pause."""
-        while not self._stopping.is_set():
+        while not stop.is_set():
             try:
-                await source.run(self.deliver, self.stats, self._stopping)
+                await source.run(self.deliver, self.stats, stop)
                 return
             except Exception:
                 log.exception("source %s failed; restarting in %.0f s", source.name, self.backoff_cap)
@@ -228,28 +284,35 @@ class Runner:
     async def stop(self, deadline: float = 2.0) -> None:
         """Two-phase stop: let polls in flight finish (bounded), then cancel."""
         self._stopping.set()
+        self._running = False
+        for ev in self._stop_of.values():
+            ev.set()
         if self._tasks:
             _, pending = await asyncio.wait(self._tasks, timeout=deadline)
             for t in pending:
                 t.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        self._task_of.clear()
+        self._stop_of.clear()
         for reader, _, _ in reversed(self._devices):
             await reader.close()
 
-    async def _sleep_until_monotonic(self, t: float) -> bool:
-        """Sleep until the clock's monotonic time ``t``; False when stopping."""
-        if self._stopping.is_set():
+    async def _sleep_until_monotonic(self, t: float, stop: asyncio.Event | None = None) -> bool:
+        """Sleep until the clock's monotonic time ``t``; False when stopping (``stop``: the
+        task's own stop, default the runner's)."""
+        stop = stop or self._stopping
+        if stop.is_set():
             return False
         sleeper = asyncio.ensure_future(self.clock.sleep_until_monotonic(t))
-        stopper = asyncio.ensure_future(self._stopping.wait())
+        stopper = asyncio.ensure_future(stop.wait())
         try:
             await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             sleeper.cancel()
             stopper.cancel()
             await asyncio.gather(sleeper, stopper, return_exceptions=True)
-        return not self._stopping.is_set()
+        return not stop.is_set()
 
     def _offset(self) -> tuple[float, float]:
         """(monotonic now, wall - monotonic); logs a wall-clock step once."""
@@ -271,13 +334,14 @@ class Runner:
         wall = mono + offset
         return mono + (math.floor(wall / every + 1) * every - wall)
 
-    async def _poll_loop(self, reader: DeviceReader, sch: Schedule) -> None:
+    async def _poll_loop(self, reader: DeviceReader, sch: Schedule, stop: asyncio.Event | None = None) -> None:
+        stop = stop or self._stopping
         stats = self.stats[reader.device_id]
         failures = 0
         mono, offset = self._offset()
         nxt = self._aligned(mono, offset, sch.interval)
-        while not self._stopping.is_set():
-            if not await self._sleep_until_monotonic(nxt):
+        while not stop.is_set():
+            if not await self._sleep_until_monotonic(nxt, stop):
                 return
             ok = await self.poll_once(reader, sch, stats, slot_end=nxt + sch.interval)
             failures = 0 if ok else failures + 1

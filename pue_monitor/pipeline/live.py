@@ -31,7 +31,7 @@ from __future__ import annotations
 import collections
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -44,11 +44,14 @@ from pue_monitor.readings import Quality, Reading
 #: judgements that drop the reading (the others keep it)
 _DROPPED = frozenset({EventKind.GLITCH, EventKind.CONFLICT, EventKind.BAD_VALUE})
 
-__all__ = ["InstantPower", "LivePipeline"]
+__all__ = ["InstantPower", "LivePipeline", "ModelChange"]
 
 #: a cell recomputed within this tolerance of its previous value is "unchanged" (rounding)
 _RTOL = 1e-9
 _ATOL = 1e-9  # kWh
+_NEVER = 2**62  # k_stop of a series that is not retired
+#: SeriesSpec fields that only change how readings are judged: swapped in place by respec()
+_JUDGEMENT = ("max_gap", "max_power_kw", "resolution")
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,16 @@ class InstantPower:
     ts: float
     power_by_role: dict[str, float]
     pue: float | None
+
+
+@dataclass
+class ModelChange:
+    """What :meth:`LivePipeline.respec` did, by (device, point)."""
+
+    kept: list[tuple[str, str]] = field(default_factory=list)
+    added: list[tuple[str, str]] = field(default_factory=list)
+    removed: list[tuple[str, str]] = field(default_factory=list)
+    changed: list[tuple[str, str]] = field(default_factory=list)
 
 
 class LivePipeline:
@@ -115,6 +128,16 @@ class LivePipeline:
         self._last_ts = [-math.inf] * n  # newest accepted reading per series
         self._evt_ts = np.full(n, -math.inf)  # events emitted up to this ts per series
         self._events: collections.deque[PipelineEvent] = collections.deque(maxlen=max_events)
+        # model changes (respec): series i counts in the intervals starting in [join, leave);
+        # a retired series' cells from k_stop on are irrelevant (final)
+        self._join = np.full(n, -math.inf)
+        self._leave = np.full(n, math.inf)
+        self._k_stop = np.full(n, _NEVER, np.int64)
+        self._epochs = False  # True once a respec made the model differ between intervals
+        #: new meters waiting for their first readings: meter -> (series, deadline)
+        self._waiting: dict[str, tuple[list[int], float]] = {}
+        self._waiting_sids: dict[int, str] = {}
+        self._first_ts: dict[int, float] = {}
         #: judged readings per kind since the start (never reset; drain_events() does not clear it)
         self.counts: collections.Counter[EventKind] = collections.Counter()
 
@@ -170,6 +193,8 @@ class LivePipeline:
             self._event(i, ts, v, EventKind.LATE, f"{self._last_ts[i] - ts:.3f} s older than the series' newest")
             return False
         self._last_ts[i] = ts
+        if self._waiting_sids and i in self._waiting_sids:
+            self._first_reading(i, ts)
         last = self._last
         if ts > last[i][0]:  # (== : a duplicate; the trajectory resolves it at close)
             self._prev[i] = last[i]
@@ -213,6 +238,201 @@ class LivePipeline:
         order = np.lexsort((val, ts, sid))
         self._sid, self._ts, self._val, self._drop = sid[order], ts[order], val[order], drop[order]
 
+    # ------------------------------------------------------------------ respec
+
+    def respec(self, specs_by_point: Mapping[tuple[str, str], SeriesSpec], *, now: float) -> ModelChange:
+        """Swap the energy model (a configuration reload) without losing any state of the
+        series that continue.
+
+        Per (device, point):
+
+        - same spec: kept as is (buffers, finality, judgements; its energy continues exactly);
+        - only ``max_gap``/``max_power_kw``/``resolution`` differ: the spec is swapped in place;
+        - gone: the series is *retired*: it counts in the intervals before ``B`` and in no later
+          one, where ``B`` is the start of its last reading's interval, but never before the
+          first interval not yet computed (intervals already reported keep their data);
+        - otherwise changed (role, IT location, unit, rollover, ...): retired as above, and the
+          new version counts from the same ``B`` on. When its readings mean the same (kind,
+          factor and rollover equal: a new role or IT location) it starts with the old
+          version's readings, so its energy continues; otherwise it has none before its first
+          new reading and is MISSING until then (never silently absent);
+        - new: its meter joins the model at the first interval that starts after the first
+          reading of each of its new series (so a new meter does not show MISSING for the
+          minutes before it was ever polled), or, if a series has no reading within three
+          ``max_gap`` of ``now``, at that deadline (from then on MISSING, never silently
+          absent).
+
+        Raises ValueError (nothing changed) when the new model has no series or a meter with
+        mixed roles.
+        """
+        if not specs_by_point:
+            raise ValueError("no series")
+        _layout(tuple(specs_by_point.values()))  # validates roles per meter
+        ref = self._now if self._now is not None else max(self._u_ts, default=None)
+        if ref is not None:  # readings ingested so far belong to the series as they were
+            self._check(ref)
+        change = ModelChange()
+        cut = self._next_start()
+        # new series are appended; retired ones keep their rows until the window passes them
+        add_keys: list[tuple[str, str]] = []
+        add_specs: list[SeriesSpec] = []
+        add_join: list[float] = []
+        specs = list(self._specs)
+        retire: dict[int, float] = {}
+        new_meters: dict[str, list[int]] = {}
+        carry: list[tuple[int, int]] = []  # (old, new) series of a changed meter with the same readings
+        for key, spec in specs_by_point.items():
+            i = self._index.get(key)
+            if i is not None and specs[i] == spec:
+                change.kept.append(key)
+                continue
+            if i is not None and all(
+                getattr(specs[i], f) == getattr(spec, f) for f in SeriesSpec.__dataclass_fields__ if f not in _JUDGEMENT
+            ):
+                specs[i] = spec
+                change.kept.append(key)
+                continue
+            sid = len(specs) + len(add_specs)
+            if i is not None:
+                retire[i] = self._boundary(i, cut)
+                add_join.append(retire[i])
+                change.changed.append(key)
+                if (spec.kind, spec.factor, spec.rollover) == (specs[i].kind, specs[i].factor, specs[i].rollover):
+                    carry.append((i, sid))  # its readings mean the same: the new version has them
+            else:
+                add_join.append(math.inf)
+                new_meters.setdefault(spec.meter, []).append(sid)
+                change.added.append(key)
+            add_keys.append(key)
+            add_specs.append(spec)
+        for key, i in self._index.items():
+            if key not in specs_by_point:
+                retire[i] = self._boundary(i, cut)
+                change.removed.append(key)
+        if not (retire or add_specs or specs != list(self._specs)):
+            return change
+        # ---- commit (nothing above changed the pipeline)
+        n_add = len(add_specs)
+        self._keys = [*self._keys, *add_keys]
+        self._specs = (*specs, *add_specs)
+        self._index = {k: i for k, i in self._index.items() if k in specs_by_point and i not in retire}
+        n_old = len(specs)
+        for j, key in enumerate(add_keys):
+            self._index[key] = n_old + j
+        self._is_counter = np.array([sp.kind == "counter" for sp in self._specs], dtype=bool)
+        self._layout = _layout(tuple(self._specs[i] for i in sorted(self._index.values())))
+        cols = self._win_e.shape[1]
+        self._win_e = np.concatenate([self._win_e, np.zeros((n_add, cols))])
+        self._win_s = np.concatenate([self._win_s, np.full((n_add, cols), Status.MISSING, np.int8)])
+        self._win_r = np.concatenate([self._win_r, np.zeros((n_add, cols), np.uint8)])
+        self._done = np.concatenate([self._done, np.full(n_add, self._computed, np.int64)])
+        self._last = [*self._last, *[(-math.inf, math.nan)] * n_add]
+        self._prev = [*self._prev, *[(-math.inf, math.nan)] * n_add]
+        self._last_ts = [*self._last_ts, *[-math.inf] * n_add]
+        self._evt_ts = np.concatenate([self._evt_ts, np.full(n_add, -math.inf)])
+        self._join = np.concatenate([self._join, np.asarray(add_join, np.float64)])
+        self._leave = np.concatenate([self._leave, np.full(n_add, math.inf)])
+        self._k_stop = np.concatenate([self._k_stop, np.full(n_add, _NEVER, np.int64)])
+        self._carry(carry)
+        for i, b in retire.items():
+            self._leave[i] = b
+            self._k_stop[i] = self._k_of(b)
+            if i in self._waiting_sids:  # a new meter removed again before it joined
+                self._drop_waiting(self._waiting_sids[i])
+        deadline = now + 3 * max((sp.max_gap for sp in add_specs), default=0.0)
+        for meter, sids in new_meters.items():
+            self._waiting[meter] = (sids, deadline)
+            for j in sids:
+                self._waiting_sids[j] = meter
+        if self.start0 is None:  # nothing computed yet: the new model holds from the start
+            self._join[n_old:] = -math.inf
+            self._leave[list(retire)] = -math.inf
+            self._k_stop[list(retire)] = 0
+            for meter in list(self._waiting):
+                self._drop_waiting(meter)
+        self._epochs = True
+        return change
+
+    def _carry(self, pairs: list[tuple[int, int]]) -> None:
+        """Copy the buffered readings and reading state of old series to their new versions."""
+        if not pairs:
+            return
+        self._merge_pending()
+        old = np.asarray([i for i, _ in pairs], np.int64)
+        new = np.full(len(self._specs), -1, np.int64)
+        new[old] = [j for _, j in pairs]
+        rows = np.flatnonzero(np.isin(self._sid, old))
+        self._p_sid += new[self._sid[rows]].tolist()
+        self._p_ts += self._ts[rows].tolist()
+        self._p_val += self._val[rows].tolist()
+        drop = self._drop[rows]
+        self._merge_pending()
+        if drop.any():  # judged glitches stay dropped in the copy
+            copied = np.flatnonzero(np.isin(self._sid, new[old]))
+            self._drop[copied] = drop[np.lexsort((self._val[rows], self._ts[rows], new[self._sid[rows]]))]
+        for i, j in pairs:
+            self._last[j], self._prev[j], self._last_ts[j] = self._last[i], self._prev[i], self._last_ts[i]
+            self._evt_ts[j] = self._evt_ts[i]
+
+    def _next_start(self) -> float:
+        """Start of the first interval not computed yet (-inf before the first close)."""
+        return -math.inf if self.start0 is None else self.start0 + self._computed * self.step
+
+    def _boundary(self, i: int, cut: float) -> float:
+        last = self._last_ts[i]
+        return max(cut, math.floor(last / self.step) * self.step) if math.isfinite(last) else cut
+
+    def _k_of(self, t: float) -> int:
+        if self.start0 is None or not math.isfinite(t):
+            return 0 if t < 0 else _NEVER
+        return max(0, round((t - self.start0) / self.step))
+
+    def _first_reading(self, i: int, ts: float) -> None:
+        meter = self._waiting_sids[i]
+        self._first_ts[i] = ts
+        sids, _ = self._waiting[meter]
+        if all(j in self._first_ts for j in sids):
+            self._join_meter(meter, max(self._first_ts[j] for j in sids))
+
+    def _join_meter(self, meter: str, ts: float) -> None:
+        sids, _ = self._waiting[meter]
+        at = math.ceil(ts / self.step) * self.step
+        self._join[sids] = max(at, self._next_start())
+        self._drop_waiting(meter)
+
+    def _drop_waiting(self, meter: str) -> None:
+        sids, _ = self._waiting.pop(meter)
+        for j in sids:
+            self._waiting_sids.pop(j, None)
+            self._first_ts.pop(j, None)
+
+    def _rollup(self, cols: np.ndarray) -> list[PueInterval]:
+        """Roll up window columns ``cols``, each with the series in the model at its start."""
+        k0 = self._win_k0
+        assert self.start0 is not None
+        starts = self.start0 + (k0 + cols) * self.step
+        if not self._epochs:
+            return _rollup_arrays(
+                self._layout, self._win_e[:, cols], self._win_s[:, cols], starts, starts + self.step,
+                self._win_r[:, cols], per_meter=True,
+            )  # fmt: skip
+        active = (self._join[:, None] <= starts[None, :]) & (starts[None, :] < self._leave[:, None])
+        out: list[PueInterval] = []
+        patterns, which = np.unique(active, axis=1, return_inverse=True)
+        for p in range(patterns.shape[1]):
+            sids = np.flatnonzero(patterns[:, p])
+            c = cols[which.reshape(-1) == p]
+            if sids.size == 0:
+                continue
+            st = self.start0 + (k0 + c) * self.step
+            out += _rollup_arrays(
+                _layout(tuple(self._specs[i] for i in sids.tolist())),
+                self._win_e[np.ix_(sids, c)], self._win_s[np.ix_(sids, c)], st, st + self.step,
+                self._win_r[np.ix_(sids, c)], per_meter=True,
+            )  # fmt: skip
+        out.sort(key=lambda iv: iv.start)
+        return out
+
     # ------------------------------------------------------------------- close
 
     def close(self, now: float, grace: float) -> list[PueInterval]:
@@ -224,6 +444,9 @@ class LivePipeline:
         self._now = float(now)
         self._check(self._now)
         self._merge_pending()
+        for meter, (_, deadline) in list(self._waiting.items()):
+            if deadline <= now:  # a new meter silent since the reload: in the model, MISSING
+                self._join_meter(meter, deadline)
         if self.start0 is None:
             if self._ts.size == 0:
                 return []
@@ -255,7 +478,7 @@ class LivePipeline:
         second = np.full(n_series, -math.inf)
         second[has2] = self._ts[bounds[1:][has2] - 2]
         judged = (self._ts < second[sid]) | ~self._is_counter[sid]
-        todo = np.flatnonzero(self._done < k_end)
+        todo = np.flatnonzero(self._done < np.minimum(k_end, self._k_stop))
         # one interval_energy call per distinct first-non-final interval (usually 1-3 groups)
         for lo in np.unique(self._done[todo]).tolist():
             group = todo[self._done[todo] == lo]
@@ -288,18 +511,7 @@ class LivePipeline:
             changed[c0 : k_end - k0] |= ~same.all(axis=0)
 
         cols = np.flatnonzero(changed)
-        out: list[PueInterval] = []
-        if cols.size:
-            starts = start0 + (k0 + cols) * step
-            out = _rollup_arrays(
-                self._layout,
-                self._win_e[:, cols],
-                self._win_s[:, cols],
-                starts,
-                starts + step,
-                self._win_r[:, cols],
-                per_meter=True,
-            )
+        out: list[PueInterval] = self._rollup(cols) if cols.size else []
 
         # finality: a judged reading at/after an interval's end, or older than the horizon
         n_judged = np.bincount(sid[judged], minlength=n_series)
@@ -309,6 +521,8 @@ class LivePipeline:
         with np.errstate(invalid="ignore"):
             k_final = np.where(has, np.floor((last_ts - start0) / step), 0).astype(np.int64)
         k_final = np.maximum(k_final, k_horizon)
+        # a retired series gets no more readings: final once computed past its boundary
+        k_final = np.where(self._k_stop <= k_end, k_end, k_final)
         self._done = np.maximum(self._done, np.minimum(k_final, k_end))
         self._trim()
         return out
@@ -374,7 +588,8 @@ class LivePipeline:
             now = self._now if self._now is not None else max((t for t, _ in self._last), default=-math.inf)
         by_meter: dict[str, list[int]] = {}
         for i, s in enumerate(specs):
-            by_meter.setdefault(s.meter, []).append(i)
+            if self._join[i] < math.inf and self._leave[i] == math.inf:  # in the model now
+                by_meter.setdefault(s.meter, []).append(i)
         power: dict[str, float] = {}
         stale: set[Role] = set()
         for idx in by_meter.values():

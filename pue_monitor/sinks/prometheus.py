@@ -60,6 +60,8 @@ class LiveState:
     intervals_s: dict[str, float] = field(default_factory=dict)
     #: the service clock's ``now`` (for the staleness of readings); None: never stale
     now: Callable[[], float] | None = None
+    #: configuration reloads (SIGHUP) by result: success, failure
+    reloads: Counter[str] = field(default_factory=Counter)
 
 
 KWH_TO_J = 3.6e6
@@ -205,6 +207,15 @@ class PueCollector(Collector):
         for (dev, kind), n in sorted(s.events.items()):
             events.add_metric([site, dev, kind], n)
         yield events
+        reloads = CounterMetricFamily(
+            "pue_config_reloads",
+            "Configuration reloads (SIGHUP) by result: success (applied) or failure (invalid or "
+            "needs a restart; the previous configuration kept running).",
+            labels=["site", "result"],
+        )
+        for result, n in sorted(s.reloads.items()):
+            reloads.add_metric([site, result], n)
+        yield reloads
 
     @staticmethod
     def _reading_values(s: LiveState) -> Metric:

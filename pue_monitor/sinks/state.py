@@ -64,6 +64,11 @@ class ReadingTail:
                 q.popleft()
         return bool(touched)
 
+    def track(self, keys: Iterable[tuple[str, str]]) -> None:
+        """Also keep the series ``keys`` (a reload's new meters); held ones stay."""
+        for k in keys:
+            self._series.setdefault(k, deque())
+
     def last_readings(self, keys: Iterable[tuple[str, str]]) -> list[Reading]:
         return [q[-1] for k in keys if (q := self._series.get(k))]
 
