@@ -30,6 +30,12 @@ class UserError(PueError):
         return f"{self.message}; {self.hint}" if self.hint else self.message
 
 
+class UsageError(UserError):
+    """Arguments that cannot work together (found after parsing): exit status 2."""
+
+    exit_code = 2
+
+
 class ConfigError(UserError):
     """Configuration is invalid; fatal at start-up. The message names file, path and field."""
 
