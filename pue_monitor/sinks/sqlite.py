@@ -208,9 +208,17 @@ class SqliteStore:
         self.path = Path(path)
         self._lock = threading.Lock()
         _check_path(self.path, _WRITER_HINT, write=True)
+        if self.path.exists() and self.path.stat().st_size > 0:
+            # before anything writes (connect() switches the file to WAL): only our own stores
+            probe = connect(self.path, readonly=True, timeout=busy_timeout)
+            try:
+                _check_schema(probe, self.path, _WRITER_HINT, new_ok=True)
+            except sqlite3.DatabaseError:
+                pass  # not a database at all: corrupt, moved aside by open_store
+            finally:
+                probe.close()
         self._conn = connect(self.path, timeout=busy_timeout) if not check else self._checked(busy_timeout)
         try:
-            _check_schema(self._conn, self.path, _WRITER_HINT, new_ok=True)
             with self._lock, self._conn:
                 self._conn.executescript(_DDL)
                 cols = {r["name"] for r in self._conn.execute("PRAGMA table_info(readings)")}
@@ -232,9 +240,6 @@ class SqliteStore:
             self._conn.close()
             if _corrupt(exc):
                 raise StoreCorrupt(str(exc)) from None
-            raise
-        except StoreUnusable:
-            self._conn.close()
             raise
         st = os.stat(self.path)
         self.identity = (st.st_dev, st.st_ino)
