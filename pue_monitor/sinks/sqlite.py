@@ -133,6 +133,9 @@ def _check_path(path: Path, hint: str, *, write: bool) -> None:
             ) from None
 
 
+_STORE_TABLES = {"meta", "readings", "events", "pue_intervals"}
+
+
 def _check_schema(conn: sqlite3.Connection, path: Path, hint: str, *, new_ok: bool) -> None:
     """An existing database must be a pue-monitor store this version can read."""
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
@@ -140,9 +143,9 @@ def _check_schema(conn: sqlite3.Connection, path: Path, hint: str, *, new_ok: bo
         if new_ok:
             return  # a new (or empty) file becomes a store
         raise StoreUnusable(f"{path} is empty, not a pue-monitor store", hint)
-    # `meta` is the store's first table (a store being created may have no version row yet)
+    # a store has at least one of its tables (one being created may have no version row yet)
     row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() if "meta" in tables else None
-    if "meta" not in tables or (row is not None and not str(row[0]).isdigit()):
+    if not tables & _STORE_TABLES or (row is not None and not str(row[0]).isdigit()):
         raise StoreUnusable(
             f"{path} is an SQLite database but not a pue-monitor store (tables: {', '.join(sorted(tables)[:5])})",
             hint,
