@@ -1,26 +1,43 @@
-"""Run every benchmark and print its table: `python -m benchmarks`."""
+"""Run the benchmarks and print their tables: `python -m benchmarks [NAME ...]`.
 
-from benchmarks import (
-    bench_freecooling,
-    bench_influx,
-    bench_ingest,
-    bench_modbus,
-    bench_mqtt,
-    bench_pipeline,
-    bench_snmp,
-)
+Each benchmark also runs alone with its own options: `python -m benchmarks.bench_pipeline --help`.
+"""
 
-print("## Energy and PUE stage (one core)\n")
-bench_pipeline.main([])
-print("\n## Modbus polling (collector process; simulator in another process)\n")
-bench_modbus.main([])
-print("\n## SNMP (collector process; snmpd in another process)\n")
-bench_snmp.main([])
-print("\n## MQTT ingest (one process; publisher in another, through Mosquitto)\n")
-bench_mqtt.main([])
-print("\n## InfluxDB writes (one process into real servers on loopback)\n")
-bench_influx.main([])
-print("\n## CSV backfill: pue ingest-csv of a month of 1-minute data, 1,000 meters (43 M rows)\n")
-bench_ingest.main([])
-print("\n## Free cooling: `pue free-cooling --epw` (8,760 h) and a year of 1-minute weather (525,600 rows)\n")
-bench_freecooling.main([])
+from __future__ import annotations
+
+import argparse
+import importlib
+from collections.abc import Callable
+
+#: name -> (heading of its table, module); in the order they run
+BENCHMARKS: dict[str, str] = {
+    "pipeline": "Energy and PUE stage (one core)",
+    "modbus": "Modbus polling (collector process; simulator in another process)",
+    "snmp": "SNMP (collector process; snmpd in another process)",
+    "mqtt": "MQTT ingest (one process; publisher in another, through Mosquitto)",
+    "influx": "InfluxDB writes (one process into real servers on loopback)",
+    "ingest": "CSV backfill: pue ingest-csv of a month of 1-minute data, 1,000 meters (43 M rows)",
+    "freecooling": "Free cooling: `pue free-cooling --epw` (8,760 h) and a year of 1-minute weather (525,600 rows)",
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Run pue-monitor's benchmarks (default: all, in this order) and print their tables. "
+        "They start real servers on loopback and take minutes; run one at a time on a quiet machine.",
+        epilog="each benchmark takes its own options: python -m benchmarks.bench_NAME --help",
+    )
+    ap.add_argument("names", nargs="*", metavar="NAME", help="one or more of: " + ", ".join(BENCHMARKS))
+    args = ap.parse_args(argv)
+    unknown = [n for n in args.names if n not in BENCHMARKS]
+    if unknown:
+        ap.error(f"no benchmark {', '.join(unknown)} (choose from {', '.join(BENCHMARKS)})")
+    for i, name in enumerate(args.names or BENCHMARKS):
+        print(("\n" if i else "") + f"## {BENCHMARKS[name]}\n")
+        run: Callable[[list[str]], None] = importlib.import_module(f"benchmarks.bench_{name}").main
+        run([])
+
+
+if __name__ == "__main__":
+    main()

@@ -21,6 +21,8 @@ logging (error messages printed by the CLI).
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import logging
 import re
 import threading
@@ -28,7 +30,15 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["RedactingFilter", "install_redaction", "redact", "register_secret", "registered_secrets"]
+__all__ = [
+    "JsonFormatter",
+    "RedactingFilter",
+    "UtcFormatter",
+    "install_redaction",
+    "redact",
+    "register_secret",
+    "registered_secrets",
+]
 
 MASK = "***"
 
@@ -127,3 +137,42 @@ def install_redaction() -> None:
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, RedactingFilter) for f in handler.filters):
             handler.addFilter(RedactingFilter())
+
+
+def utc_timestamp(created: float) -> str:
+    """A log record's time in UTC, ISO 8601 with its offset: ``2026-11-24T13:58:17.822+00:00``."""
+    return dt.datetime.fromtimestamp(created, dt.UTC).isoformat(timespec="milliseconds")
+
+
+class UtcFormatter(logging.Formatter):
+    """``TIME LEVEL LOGGER: MESSAGE``, the time in UTC (ISO 8601 with offset) whatever the
+    machine's timezone, so lines from hosts in different zones sort and compare."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return utc_timestamp(record.created)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ``time`` (UTC, ISO 8601 with offset), ``level``, ``logger``,
+    ``message`` and, when there is one, ``exception`` (the traceback text). Records are
+    redacted before they reach a formatter (:func:`install_redaction`); this one redacts
+    again, so it is safe on a handler of its own too."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        _redact_record(record)
+        obj: dict[str, Any] = {
+            "time": utc_timestamp(record.created),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info and not record.exc_text:
+            record.exc_text = redact(self.formatException(record.exc_info))
+        if record.exc_text:
+            obj["exception"] = record.exc_text
+        if record.stack_info:
+            obj["stack"] = record.stack_info
+        return json.dumps(obj, ensure_ascii=False)

@@ -192,3 +192,118 @@ def test_usage_errors_exit_2(tmp_path):
     for cmd in ("demo", "run", "check-config", "show", "simulate", "profiles"):
         h = subprocess.run([*PUE, cmd, "--help"], capture_output=True, text=True, timeout=30)
         assert h.returncode == 0 and "usage: pue " + cmd in h.stdout
+
+
+def _dead_site(tmp_path):
+    """A site whose two meters nobody answers: `pue run` starts, logs them down, stops."""
+    import yaml
+
+    dev = {"protocol": "modbus", "host": "127.0.0.1", "port": 1, "profile": "eastron-sdm630",
+           "points": ["import_energy"], "interval": 1, "timeout": 0.2}  # fmt: skip
+    cfg = {
+        "site": {"id": "c1", "timezone": "Asia/Shanghai"},  # log times stay UTC whatever the site's zone
+        "prometheus": {"enabled": False},
+        "store": {"path": str(tmp_path / "new-dir" / "c1.sqlite")},  # created: a WARNING line
+        "devices": [
+            {**dev, "id": "m1", "meter": {"role": "facility_input", "energy": "import_energy"}},
+            {**dev, "id": "m2", "unit_id": 2, "meter": {"role": "it", "it_location": "pdu_output",
+                                                        "energy": "import_energy"}},
+        ],
+    }  # fmt: skip
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_global_options_before_or_after_the_command_and_utc_log_times(tmp_path):
+    import datetime as dt
+    import os
+    import re
+    import shutil
+
+    site = str(_dead_site(tmp_path))
+    env = {**os.environ, "TZ": "America/Los_Angeles"}  # the machine's zone changes nothing either
+    iso_utc = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00$")
+
+    def run(*argv):
+        shutil.rmtree(tmp_path / "new-dir", ignore_errors=True)
+        t0 = dt.datetime.now(dt.UTC)
+        r = subprocess.run([*PUE, *argv], capture_output=True, text=True, timeout=60, env=env)
+        assert r.returncode == 0, r.stderr
+        return r, t0, dt.datetime.now(dt.UTC)
+
+    for argv in (
+        ["--log-format", "json", "run", "--config", site, "--duration", "1.5", "-q"],
+        ["run", "--config", site, "--duration", "1.5", "-q", "--log-format", "json"],
+    ):
+        r, t0, t1 = run(*argv)
+        records = [json.loads(line) for line in r.stderr.splitlines()]  # one JSON object a line
+        assert {x["message"].split(" (first run)")[0] for x in records if x["level"] == "WARNING"} >= {
+            f"created directory {tmp_path / 'new-dir'} for store.path {tmp_path / 'new-dir' / 'c1.sqlite'}",
+        }
+        assert {x["logger"] for x in records} >= {"pue_monitor.sinks.lock", "pue_monitor.collectors.runner"}
+        for x in records:
+            assert iso_utc.match(x["time"]), x
+            assert t0 - dt.timedelta(seconds=1) <= dt.datetime.fromisoformat(x["time"]) <= t1
+
+    # text lines start with the same UTC timestamp; -v before and -v after the command add up
+    # to -vv: DEBUG (asyncio names its selector at DEBUG)
+    r, t0, t1 = run("-v", "run", "--config", site, "--duration", "1.5", "-q", "-v")
+    lines = r.stderr.splitlines()
+    assert lines and all(iso_utc.match(line.split(" ", 1)[0]) for line in lines), lines
+    assert any(" DEBUG asyncio: Using selector" in line for line in lines)
+    r, t0, t1 = run("-v", "run", "--config", site, "--duration", "1.5", "-q")
+    assert " DEBUG " not in r.stderr and " WARNING pue_monitor.collectors.runner: device m1 down" in r.stderr
+    # --log-level after the command wins over -v before it
+    r, _, _ = run("-v", "run", "--config", site, "--duration", "1.5", "-q", "--log-level", "error")
+    assert r.stderr == ""
+    # --help states the timezone and the exit codes
+    h = subprocess.run([*PUE, "--help"], capture_output=True, text=True, timeout=30)
+    assert "timestamps are UTC, ISO 8601" in h.stdout
+    assert "exit status:" in h.stdout and "2  usage or configuration error" in h.stdout
+
+
+def test_profiles_points_lists_every_point_as_the_profile_defines_it():
+    from pue_monitor.config.loader import load_profiles
+    from pue_monitor.config.models import ModbusProfile
+
+    r = subprocess.run([*PUE, "profiles", "--points", "--json"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    shown = json.loads(r.stdout)
+    profiles = load_profiles()
+    assert set(shown) == set(profiles)
+    for pid, prof in profiles.items():
+        rows = {row["name"]: row for row in shown[pid]["points"]}
+        assert set(rows) == set(prof.points), pid
+        for name, pt in prof.points.items():
+            row = rows[name]
+            assert (row["scale"] if isinstance(row["scale"], float) else pt.scale) == pt.scale
+            assert row["unit"] == pt.unit
+            if isinstance(prof, ModbusProfile):
+                assert (row["function"], row["address"], row["type"]) == (pt.function, pt.address, pt.type)
+            else:
+                assert row["oid"].removesuffix(".<index>") == pt.oid
+                assert row["type"] == (f"Counter{pt.counter_bits}" if pt.counter_bits else "number")
+    # the text table of one profile: a line per point with its register and unit
+    r = subprocess.run([*PUE, "profiles", "--points", "eastron-sdm630"], capture_output=True, text=True, timeout=30)
+    prof = profiles["eastron-sdm630"]
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("eastron-sdm630") and len(lines) == 2 + len(prof.points)
+    for name, pt in prof.points.items():
+        assert any(line.split()[:3] == [name, pt.function, str(pt.address)] for line in lines), name
+    bad = subprocess.run([*PUE, "profiles", "nope"], capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 2 and bad.stderr == "pue profiles: no profile nope; `pue profiles` lists them\n"
+
+
+def test_benchmarks_help():
+    from pathlib import Path
+
+    root = Path(__file__).parent.parent
+    r = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--help"], capture_output=True, text=True, timeout=30, cwd=root
+    )
+    assert r.returncode == 0 and r.stdout.startswith("usage: python -m benchmarks")
+    for name in ("pipeline", "modbus", "snmp", "mqtt", "influx", "ingest"):
+        assert name in r.stdout and (root / "benchmarks" / f"bench_{name}.py").exists()
+    r = subprocess.run([sys.executable, "-m", "benchmarks", "nope"], capture_output=True, text=True, cwd=root)
+    assert r.returncode == 2 and "no benchmark nope" in r.stderr

@@ -254,7 +254,10 @@ def test_spool_status_cli(tmp_path):
     assert (st["queued_batches"], st["queued_points"], st["quarantined_points"]) == (1, 1, 1)
     assert "field type conflict" in st["quarantine"][0]["error"]
     r = subprocess.run([*cmd, str(tmp_path / "no.sqlite")], capture_output=True, text=True, timeout=30)
-    assert r.returncode == 2 and "no spool yet" in r.stderr
+    assert r.returncode == 0 and r.stdout == f"spool {tmp_path / 'no.sqlite'}: no spool yet (nothing was ever queued)\n"
+    r = subprocess.run([*cmd, str(tmp_path / "no.sqlite"), "--json"], capture_output=True, text=True, timeout=30)
+    st = json.loads(r.stdout)
+    assert r.returncode == 0 and (st["exists"], st["queued_batches"], st["quarantine"]) == (False, 0, [])
 
 
 async def test_token_comes_from_env_and_never_reaches_logs(vm, tmp_path, monkeypatch, caplog):

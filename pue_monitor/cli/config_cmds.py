@@ -62,15 +62,90 @@ def _print_summary(file: str, summary: dict[str, Any]) -> None:
         print("Unmetered subsystems (no partial PUE): " + ", ".join(summary["unmetered_subsystems"]))
 
 
+def profile_points(profile: Any) -> list[dict[str, Any]]:
+    """Every point of a profile as `pue profiles --points` shows it: name, where it is read
+    (Modbus function, register address, datasheet number; SNMP OID, ``.<index>`` for a table
+    column), the wire type, the scale (value = raw * scale) and the unit."""
+    from pue_monitor.config.models import ModbusProfile
+
+    if isinstance(profile, ModbusProfile):
+        return [
+            {
+                "name": name,
+                "function": pt.function,
+                "address": pt.address,
+                "datasheet": pt.datasheet or None,
+                "type": pt.type,
+                "registers": pt.count,
+                "scale": pt.scale,
+                "unit": pt.unit,
+            }
+            for name, pt in sorted(profile.points.items(), key=lambda kv: (kv[1].function, kv[1].address))
+        ]
+    rows = []
+    columns = {c: (t, table.scaling) for t, table in profile.tables.items() for c in table.columns}
+    for name, obj in profile.points.items():
+        table, scaling = columns.get(name, (None, "profile"))
+        rows.append(
+            {
+                "name": name,
+                "oid": obj.oid + (".<index>" if table else ""),
+                "table": table,
+                "type": f"Counter{obj.counter_bits}" if obj.counter_bits else "number",
+                # ENTITY-SENSOR-MIB rows carry their own scale and precision
+                "scale": obj.scale if scaling == "profile" else scaling,
+                "unit": obj.unit,
+            }
+        )
+    return rows
+
+
+def _scale(v: float | str) -> str:
+    return v if isinstance(v, str) else f"{v:g}"
+
+
 def cmd_profiles(args: argparse.Namespace) -> int:
     from pue_monitor.config.loader import load_profiles
 
     profiles = load_profiles([Path(d) for d in args.profile_dir])
+    unknown = sorted(set(args.ids) - set(profiles))
+    if unknown:
+        print(f"pue profiles: no profile {', '.join(unknown)}; `pue profiles` lists them", file=sys.stderr)
+        return EXIT_USAGE
+    chosen = sorted((k, v) for k, v in profiles.items() if not args.ids or k in args.ids)
     if args.json:
-        print(json.dumps({k: v.model_dump() for k, v in sorted(profiles.items())}, indent=2))
+        out = {
+            k: {"protocol": v.protocol, "manufacturer": v.manufacturer, "model": v.model, "points": profile_points(v)}
+            if args.points
+            else v.model_dump()
+            for k, v in chosen
+        }
+        print(json.dumps(out, indent=2))
         return EXIT_OK
-    for pid, p in sorted(profiles.items()):
+    for pid, p in chosen:
         print(f"{pid:22} {p.manufacturer} {p.model} — {len(p.points)} points")
+        if not args.points:
+            continue
+        rows = profile_points(p)
+        if p.protocol == "modbus":
+            table = [
+                (
+                    r["name"],
+                    f"{r['function']} {r['address']}",
+                    r["datasheet"] or "",
+                    r["type"],
+                    _scale(r["scale"]),
+                    r["unit"],
+                )
+                for r in rows
+            ]
+            head = ("point", "register", "datasheet", "type", "scale", "unit")
+        else:
+            table = [(r["name"], r["oid"], r["table"] or "", r["type"], _scale(r["scale"]), r["unit"]) for r in rows]
+            head = ("point", "OID", "table", "type", "scale", "unit")
+        widths = [max(len(str(x)) for x in col) for col in zip(head, *table, strict=False)]
+        for row in (head, *table):
+            print("  " + "  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)).rstrip())
     return EXIT_OK
 
 
@@ -97,8 +172,14 @@ def add_parsers(sub: Subparsers) -> None:
     )
     c.set_defaults(func=cmd_check_config)
 
-    pr = sub.add_parser("profiles", help="list device profiles")
+    pr = sub.add_parser("profiles", help="list device profiles (--points: every point of each)")
+    pr.add_argument("ids", nargs="*", metavar="PROFILE", help="only these profiles (default: all)")
     pr.add_argument("--profile-dir", action="append", default=[], metavar="DIR")
+    pr.add_argument(
+        "--points",
+        action="store_true",
+        help="each profile's points: name, register address or OID, type, scale, unit",
+    )
     pr.add_argument("--json", action="store_true")
     pr.set_defaults(func=cmd_profiles)
 

@@ -6,13 +6,12 @@ import argparse
 import asyncio
 import datetime as dt
 import json
-import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from pue_monitor.cli.common import EXIT_FAILURE, EXIT_OK, Subparsers, fmt, install_stop, iso, positive, stop_after
+from pue_monitor.cli.common import EXIT_OK, Subparsers, fmt, install_stop, iso, positive, stop_after
 from pue_monitor.config.models import Role
 
 DEMO_TIMEOUT_S = 5.0  # the demo's device timeout, wall seconds (a timed-out poll skips its missed slots)
@@ -36,6 +35,7 @@ class _Display:
         self.period_it = 0.0
         self.period_start: float | None = None
         self.period_end: float | None = None
+        self.period_category: int | None = None  # the lowest category of the period's minutes
 
     def __call__(self, snap: Any) -> None:
         for iv in snap.closed:
@@ -47,6 +47,7 @@ class _Display:
             self.period_it += iv.e_it
             self.period_start = iv.start if self.period_start is None else self.period_start
             self.period_end = iv.end
+            self.period_category = min(iv.category, self.period_category or iv.category)
         if self.quiet or self._time() - self._last < self.every:
             return
         self._last = self._time()
@@ -140,6 +141,33 @@ async def _run_service(
     return service, display
 
 
+def run_summary(service: Any, display: _Display) -> dict[str, Any]:
+    """What `pue run --json` prints last: the period's PUE from energy, its category, where the
+    data went and which devices were up at the end (down: failed; pending: never polled)."""
+    tz = service.site.config.site.timezone
+    stats = service.runner.stats.values()
+    summary: dict[str, Any] = {
+        "site": service.site.config.site.id,
+        "period_start": iso(display.period_start, tz) if display.period_start is not None else None,
+        "period_end": iso(display.period_end, tz) if display.period_end is not None else None,
+        "timezone": tz,
+        "pue_period": display.period_pue,
+        "e_facility_kwh": display.period_fac if display.period_end is not None else None,
+        "e_it_kwh": display.period_it if display.period_end is not None else None,
+        "category": display.period_category,
+        "store": str(service.store.path) if service.store else None,
+        "influxdb": None,
+        "devices": len(service.runner.stats),
+        "devices_up": sorted(d.device for d in stats if d.up is True),
+        "devices_down": sorted(d.device for d in stats if d.up is False),
+        "devices_pending": sorted(d.device for d in stats if d.up is None),
+    }
+    if service.influx is not None:
+        st = service.influx.stats
+        summary["influxdb"] = {"url": service.influx.url, "points_written": st.points_written}
+    return summary
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     import signal
 
@@ -151,20 +179,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     async def main() -> None:
         service, display = await _run_service(site, args, reloadable=True)
-        if not args.json:
-            outputs = [f"store {service.store.path}"] if service.store else []
-            if service.influx is not None:
-                st = service.influx.stats
-                outputs.append(f"InfluxDB {service.influx.url} ({st.points_written} points written)")
-            print(f"stopped; {', '.join(outputs)}; period PUE {fmt(display.period_pue)}")
+        if args.json:
+            print(json.dumps({"summary": run_summary(service, display)}), flush=True)
+            return
+        outputs = [f"store {service.store.path}"] if service.store else []
+        if service.influx is not None:
+            st = service.influx.stats
+            outputs.append(f"InfluxDB {service.influx.url} ({st.points_written} points written)")
+        print(f"stopped; {', '.join(outputs)}; period PUE {fmt(display.period_pue)}")
 
-    from pue_monitor.sinks.lock import LockError
-
-    try:
-        asyncio.run(main())
-    except LockError as exc:  # another `pue run` on the same file, or no lock file possible
-        print(f"pue run: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
+    asyncio.run(main())  # a lock, store or port error is a UserError: one line from cli.main
     return EXIT_OK
 
 

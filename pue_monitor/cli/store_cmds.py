@@ -48,7 +48,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_spool_status(args: argparse.Namespace) -> int:
     from pue_monitor.config.loader import load_site
-    from pue_monitor.sinks.spool import Spool
+    from pue_monitor.sinks.spool import Spool, SpoolStatus
 
     if args.config:
         site = load_site(args.config)
@@ -60,16 +60,20 @@ def cmd_spool_status(args: argparse.Namespace) -> int:
             path = site.base_dir / path
     else:
         path = Path(args.spool)
-    if not path.exists():
-        print(f"pue spool status: {path}: no spool yet (nothing was ever queued)", file=sys.stderr)
-        return EXIT_USAGE
+    if not path.exists():  # a normal answer: InfluxDB never refused a write since the spool's start
+        if args.json:
+            empty = SpoolStatus(0, 0, 0, None, 0, 0, 0, 0)
+            print(json.dumps({"spool": str(path), "exists": False, **empty.as_dict(), "quarantine": []}, indent=2))
+        else:
+            print(f"spool {path}: no spool yet (nothing was ever queued)")
+        return EXIT_OK
     spool = Spool(path)
     try:
         status, quarantined = spool.status(), spool.quarantined()
     finally:
         spool.close()
     if args.json:
-        print(json.dumps({"spool": str(path), **status.as_dict(), "quarantine": quarantined}, indent=2))
+        print(json.dumps({"spool": str(path), "exists": True, **status.as_dict(), "quarantine": quarantined}, indent=2))
         return EXIT_OK
     age = f", oldest {status.oldest_age_s:.0f} s old" if status.oldest_age_s is not None else ""
     print(f"spool {path}")

@@ -631,7 +631,7 @@ class MqttSource:
         self._wall_last[stats.device] = time.monotonic()
         if stats.up is not True:
             if stats.up is False:
-                log.warning("device %s recovered", stats.device)
+                log.info("device %s recovered", stats.device)
             stats.up = True
 
     def _down(self, stats: DeviceStats, why: str) -> None:
@@ -675,12 +675,31 @@ class MqttSource:
     def _broker_state(self, up: bool, why: str = "") -> None:
         if up and self._broker_up is not True:
             if self._broker_up is False:
-                log.warning("mqtt broker %s:%d recovered", self.broker.host, self.broker.port)
+                log.info("mqtt broker %s:%d recovered", self.broker.host, self.broker.port)
             else:
                 log.info("mqtt broker %s:%d connected", self.broker.host, self.broker.port)
         elif not up and self._broker_up is not False:
-            log.warning("mqtt broker %s:%d down: %s", self.broker.host, self.broker.port, why)
+            log.warning(
+                "mqtt broker %s:%d down: %s; no data from %s until it answers (retrying; the broker is "
+                "mqtt.host/mqtt.port in the site file; the other devices go on)",
+                self.broker.host,
+                self.broker.port,
+                why,
+                self._waiting(),
+            )
         self._broker_up = up
+
+    def _waiting(self) -> str:
+        """The devices (and their topics) a down broker starves, for its log line: at most five."""
+
+        def topics(d: MqttDevice | SparkplugDevice) -> str:
+            if isinstance(d, MqttDevice):
+                return ", ".join(sub.topic for sub in d.subscriptions)
+            return f"spBv1.0/{d.group}/+/{d.edge_node}" + (f"/{d.device}" if d.device else "")
+
+        shown = [f"{d.id} ({topics(d)})" for d in self.devices[:5]]
+        more = len(self.devices) - len(shown)
+        return "; ".join(shown) + (f" and {more} more devices" if more > 0 else "")
 
     # ------------------------------------------------------------- connection
 

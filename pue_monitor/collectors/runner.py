@@ -399,7 +399,7 @@ class Runner:
             stats.last_success = ts
             if stats.up is not True:
                 if stats.up is False:
-                    log.warning("device %s recovered", reader.device_id)
+                    log.info("device %s recovered", reader.device_id)
                 stats.up = True
             readings = [
                 Reading(

@@ -133,10 +133,16 @@ class SimulatorServers:
     ...     servers.ports["pdu-2"]   # ("127.0.0.1", 40123, 2)
     """
 
-    def __init__(self, world: SimulatedDataCentre, clock: Clock, *, host: str = "127.0.0.1") -> None:
+    #: ports in use: one per gateway/device group (consecutive from ``first_port`` when given)
+    PORTS = len({d.port_group for d in DEVICES})
+
+    def __init__(
+        self, world: SimulatedDataCentre, clock: Clock, *, host: str = "127.0.0.1", first_port: int | None = None
+    ) -> None:
         self.world = world
         self.clock = clock
         self.host = host
+        self._next_port = first_port  # None: free ports chosen by the kernel
         self.profiles: dict[str, ModbusProfile] = {
             k: p for k, p in load_profiles().items() if isinstance(p, ModbusProfile)
         }
@@ -264,8 +270,8 @@ class SimulatorServers:
 
     async def _start(self, sim: list[SimDevice]) -> int:
         last: Exception | None = None
-        for _ in range(20):
-            port = _free_port(self.host)
+        for _ in range(20 if self._next_port is None else 1):
+            port = _free_port(self.host) if self._next_port is None else self._next_port
             server = ModbusTcpServer(sim, address=(self.host, port), ignore_missing_devices=True)
             try:
                 await server.serve_forever(background=True)
@@ -273,9 +279,13 @@ class SimulatorServers:
                 last = exc
                 await server.shutdown()  # type: ignore[no-untyped-call]
                 continue
+            if self._next_port is not None:
+                self._next_port += 1
             self._servers.append(server)
             return port
-        raise RuntimeError(f"could not bind a Modbus server on {self.host}: {last}")
+        raise RuntimeError(
+            f"could not bind a Modbus server on {self.host}{f':{port}' if self._next_port else ''}: {last}"
+        )
 
     async def _stop(self) -> None:
         servers, self._servers = self._servers, []

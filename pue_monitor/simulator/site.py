@@ -19,8 +19,15 @@ class SimulatedSite:
     """``async with SimulatedSite(world, clock) as site: cfg = site.site_config(...)``."""
 
     def __init__(
-        self, world: SimulatedDataCentre, clock: Clock, *, host: str = "127.0.0.1", publish_interval: float = 15.0
+        self,
+        world: SimulatedDataCentre,
+        clock: Clock,
+        *,
+        host: str = "127.0.0.1",
+        publish_interval: float = 15.0,
+        ports_from: int | None = None,
     ) -> None:
+        self.ports_from = ports_from  # stable ports: Modbus, then SNMP (UDP), then the broker
         self.world = world
         self.clock = clock
         self.host = host
@@ -37,11 +44,16 @@ class SimulatedSite:
         from pue_monitor.simulator.snmp_agent import SnmpAgents
 
         try:
+            first = self.ports_from
+            snmp_first = None if first is None else first + SimulatorServers.PORTS
             self.modbus = await self._stack.enter_async_context(
-                SimulatorServers(self.world, self.clock, host=self.host)
+                SimulatorServers(self.world, self.clock, host=self.host, first_port=first)
             )
-            self.snmp = await self._stack.enter_async_context(SnmpAgents(self.world, self.clock, host=self.host))
-            self.broker = await self._stack.enter_async_context(Broker())
+            self.snmp = await self._stack.enter_async_context(
+                SnmpAgents(self.world, self.clock, host=self.host, first_port=snmp_first)
+            )
+            broker_port = None if snmp_first is None else snmp_first + len(SnmpAgents.DEVICES)
+            self.broker = await self._stack.enter_async_context(Broker(port=broker_port))
             self.publishers = await self._stack.enter_async_context(
                 SensorPublishers(
                     self.world, self.clock, host=self.broker.host, port=self.broker.port, interval=self.publish_interval
@@ -56,6 +68,13 @@ class SimulatedSite:
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self._stack.aclose()
+
+    @staticmethod
+    def port_count() -> int:
+        """How many consecutive ports ``ports_from`` takes: Modbus (TCP), SNMP (UDP), broker (TCP)."""
+        from pue_monitor.simulator.snmp_agent import SnmpAgents
+
+        return SimulatorServers.PORTS + len(SnmpAgents.DEVICES) + 1
 
     def site_config(self, *, interval: float, timeout: float) -> dict[str, Any]:
         """A site configuration dict for every simulated device (validates as SiteConfig)."""

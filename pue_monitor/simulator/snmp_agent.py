@@ -136,10 +136,13 @@ class SnmpAgents:
 
     DEVICES: tuple[str, ...] = ("ups", "rack-pdu-1", "rack-pdu-2")
 
-    def __init__(self, world: SimulatedDataCentre, clock: Clock, *, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, world: SimulatedDataCentre, clock: Clock, *, host: str = "127.0.0.1", first_port: int | None = None
+    ) -> None:
         self.world = world
         self.clock = clock
         self.host = host
+        self.first_port = first_port  # None: free UDP ports; else consecutive from here, in DEVICES order
         self.ports: dict[str, tuple[str, int]] = {}
         self.mibs: dict[str, LiveMib] = {}
         self._engines: list[Any] = []
@@ -229,7 +232,7 @@ class SnmpAgents:
         snmp_engine = engine.SnmpEngine()
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
-            sock.bind((self.host, 0))
+            sock.bind((self.host, 0 if self.first_port is None else self.first_port + len(self.ports)))
             port = int(sock.getsockname()[1])
             config.add_transport(snmp_engine, udp.DOMAIN_NAME, udp.UdpAsyncioTransport().open_server_mode(sock=sock))
         except BaseException:

@@ -294,7 +294,12 @@ class InfluxSink:
                 self.stats.write_failures += 1
                 self.stats.last_error = redact(str(exc))
                 if self._write_ok is not False:
-                    log.warning("InfluxDB %s unavailable, spooling: %s", self.url, exc)
+                    log.warning(
+                        "InfluxDB %s unavailable, spooling to %s: %s (retrying; check influxdb.url in the site file)",
+                        self.url,
+                        self.spool.path,
+                        exc,
+                    )
                 self._write_ok = False
                 self._set_up()
                 if self._closing:

@@ -8,19 +8,20 @@ however it exits (SIGKILL included), so a stale lock file never blocks a restart
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import logging
 import os
 from pathlib import Path
 
-from pue_monitor.errors import PueError
+from pue_monitor.errors import UserError
 
 __all__ = ["AlreadyRunning", "InstanceLock", "LockError"]
 
 log = logging.getLogger(__name__)
 
 
-class LockError(PueError):
+class LockError(UserError):
     """The lock file cannot be created (read-only or missing directory, permissions)."""
 
 
@@ -51,9 +52,11 @@ class InstanceLock:
         try:
             parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
+            # a file where the directory should be: mkdir says "File exists", which misleads
+            why = os.strerror(errno.ENOTDIR) if exc.errno == errno.EEXIST else exc.strerror or str(exc)
             raise LockError(
-                f"{self._name()} {self.target}: cannot create its directory {parent}: {exc.strerror or exc}; "
-                f"create it, or set {self.field or 'the path'} to a writable place"
+                f"{self._name()} {self.target}: cannot create its directory {parent}: {why}",
+                f"create it, or set {self.field or 'the path'} to a writable place",
             ) from None
         log.warning("created directory %s for %s %s (first run)", parent, self.field or self.what, self.target)
 
@@ -63,7 +66,11 @@ class InstanceLock:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
             what = f"{self._name()} {self.target}: cannot create the lock file {self.path}"
-            raise LockError(f"{what}: {exc.strerror}") from None
+            raise LockError(
+                f"{what}: {exc.strerror}",
+                f"make {self.path.parent} writable for this user, or set {self.field or 'the path'} "
+                "to a writable place",
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -72,8 +79,8 @@ class InstanceLock:
             finally:
                 os.close(fd)
             raise AlreadyRunning(
-                f"{self.what} {self.target} is in use by another pue process (pid {pid}; lock {self.path}); "
-                "stop it first or give this run its own file"
+                f"{self.what} {self.target} is in use by another pue process (pid {pid}; lock {self.path})",
+                "stop it first or give this run its own file",
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)

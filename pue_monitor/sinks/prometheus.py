@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector
 
 from pue_monitor import __version__
 from pue_monitor.collectors.runner import ERROR_KINDS, LATENCY_BUCKETS, DeviceStats
+from pue_monitor.errors import UserError
 from pue_monitor.pipeline.events import PipelineEvent
 from pue_monitor.readings import Quality, Reading
 from pue_monitor.sinks.base import Output
@@ -421,7 +422,14 @@ class PrometheusEndpoint:
         self.registry.register(PueCollector(state))
         self.registry.register(PROCESS_COLLECTOR)  # process_* (Linux /proc): CPU, memory, open fds
         self.registry.register(PLATFORM_COLLECTOR)  # python_info
-        self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
+        try:
+            self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
+        except OSError as exc:  # port in use, privileged port, an address not on this host
+            raise UserError(
+                f"Prometheus endpoint {host}:{port}: cannot listen: {exc.strerror or exc}",
+                "stop what uses the port, or set prometheus.port (and prometheus.host) in the site file "
+                "or give --prometheus-port (0 picks a free port)",
+            ) from None
         self.host = host
         self.port = int(self._server.server_address[1])
 

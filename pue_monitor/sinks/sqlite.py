@@ -8,6 +8,7 @@ restated interval (a gap bridged by a late counter reading) replaces the old row
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sqlite3
@@ -21,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from pue_monitor.config.models import SUBSYSTEMS
+from pue_monitor.errors import UserError
 from pue_monitor.pipeline.events import PipelineEvent
 from pue_monitor.readings import Reading
 from pue_monitor.schema import INTERVAL_REASON_FIELDS
@@ -104,6 +106,57 @@ class StoreCorrupt(Exception):
     """The store file is not a readable SQLite database (corrupt, truncated, not SQLite)."""
 
 
+class StoreUnusable(UserError):
+    """The store path names something a run must not write or cannot read: a directory, a file
+    it has no permission for, another program's SQLite database, a store of a newer schema."""
+
+
+_WRITER_HINT = "set store.path in the site file (or --db) to a pue-monitor store or a new file"
+
+
+def _check_path(path: Path, hint: str, *, write: bool) -> None:
+    """A directory or a file without permission: one line naming the path (before SQLite's
+    "unable to open database file", which names nothing). A read-only file system or an
+    immutable file is not an error here: the writer buffers and retries (a fault that ends)."""
+    if path.is_dir():
+        raise StoreUnusable(f"store {path} is a directory, not a file", hint)
+    try:
+        os.close(os.open(path, os.O_RDWR if write else os.O_RDONLY))
+    except FileNotFoundError:
+        return
+    except PermissionError as exc:
+        if exc.errno == errno.EACCES:
+            raise StoreUnusable(
+                f"store {path}: permission denied (user {os.getuid()})",
+                f"give this user {'read and write' if write else 'read'} access to the file and its directory, or "
+                + hint,
+            ) from None
+
+
+_STORE_TABLES = {"meta", "readings", "events", "pue_intervals"}
+
+
+def _check_schema(conn: sqlite3.Connection, path: Path, hint: str, *, new_ok: bool) -> None:
+    """An existing database must be a pue-monitor store this version can read."""
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if not tables:
+        if new_ok:
+            return  # a new (or empty) file becomes a store
+        raise StoreUnusable(f"{path} is empty, not a pue-monitor store", hint)
+    # a store has at least one of its tables (one being created may have no version row yet)
+    row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() if "meta" in tables else None
+    if not tables & _STORE_TABLES or (row is not None and not str(row[0]).isdigit()):
+        raise StoreUnusable(
+            f"{path} is an SQLite database but not a pue-monitor store (tables: {', '.join(sorted(tables)[:5])})",
+            hint,
+        )
+    if row is not None and int(row[0]) > SCHEMA_VERSION:
+        raise StoreUnusable(
+            f"store {path} has schema version {row[0]}, newer than this pue-monitor's {SCHEMA_VERSION}",
+            "upgrade pue-monitor (pip install -U pue-monitor), or " + hint,
+        )
+
+
 #: files up to this size get a full ``PRAGMA quick_check`` at start; bigger ones a cheaper probe
 QUICK_CHECK_MAX_BYTES = 256 * 2**20
 
@@ -157,6 +210,16 @@ class SqliteStore:
     def __init__(self, path: str | Path, *, busy_timeout: float = 10.0, check: bool = False) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
+        _check_path(self.path, _WRITER_HINT, write=True)
+        if self.path.exists() and self.path.stat().st_size > 0:
+            # before anything writes (connect() switches the file to WAL): only our own stores
+            probe = connect(self.path, readonly=True, timeout=busy_timeout)
+            try:
+                _check_schema(probe, self.path, _WRITER_HINT, new_ok=True)
+            except sqlite3.DatabaseError:
+                pass  # not a database at all: corrupt, moved aside by open_store
+            finally:
+                probe.close()
         self._conn = connect(self.path, timeout=busy_timeout) if not check else self._checked(busy_timeout)
         try:
             with self._lock, self._conn:
@@ -453,9 +516,24 @@ class StoreReader:
     """Read side; safe to use from another process while the writer runs."""
 
     def __init__(self, path: str | Path) -> None:
-        if not Path(path).exists():
+        """Raises :class:`FileNotFoundError` for a missing file, :class:`StoreUnusable` for a
+        file that is not a store this version reads (named, with what to do)."""
+        path = Path(path)
+        if not path.exists():
             raise FileNotFoundError(f"{path}: no such store (has `pue run` or `pue demo` written it?)")
+        hint = "give --db the file `pue run` writes (store.path in the site file)"
+        _check_path(path, hint, write=False)
         self._conn = connect(path, readonly=True)
+        try:
+            _check_schema(self._conn, path, hint, new_ok=False)
+        except sqlite3.DatabaseError as exc:
+            self._conn.close()
+            if _corrupt(exc):
+                raise StoreUnusable(f"{path} is not a pue-monitor store ({exc})", hint) from None
+            raise StoreUnusable(f"store {path} cannot be read: {exc}", hint) from None
+        except StoreUnusable:
+            self._conn.close()
+            raise
 
     def close(self) -> None:
         self._conn.close()
