@@ -163,6 +163,8 @@ class StatusOutput(Output):
         done: concurrent.futures.Future[T] = concurrent.futures.Future()
 
         def call() -> None:
+            if not done.set_running_or_notify_cancel():
+                return  # the request gave up waiting
             try:
                 done.set_result(fn())
             except BaseException as exc:  # handed to the request thread, raised there
