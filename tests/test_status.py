@@ -185,6 +185,10 @@ async def test_status_names_the_dead_devices_with_the_runners_numbers(tmp_path, 
     assert stored.stdout.startswith(f"from the store {db} (no running service was asked")
     listed = {line.split()[0] for line in stored.stdout.splitlines() if line.startswith(tuple(by_id))}
     assert listed == {d["id"] for d in up}  # the two down devices never delivered a reading
+    series = await pue("status", "--db", str(db), "--series")
+    assert series.returncode == 0
+    good = {tuple(r[:2]) for r in map(str.split, series.stdout.splitlines()) if r and r[-1] == "GOOD"}
+    assert ("incomer-a", "import_energy") in good and not any(dev in down for dev, _ in good)
     stored_json = json.loads((await pue("status", "--db", str(db), "--json")).stdout)
     newest = {d["device"]: d["last_reading"] for d in stored_json["devices"]}
     assert newest == {d["id"]: START + 30 for d in up}
@@ -226,7 +230,19 @@ async def test_healthz_fails_when_the_event_loop_stalls_or_a_polling_task_ends(t
         await run
 
 
-def test_status_endpoint_is_configured_in_the_site_file(tmp_path):
+async def test_status_endpoint_is_configured_in_the_site_file(tmp_path):
+    off = two_meter_site()
+    off["prometheus"] = {"port": 0, "status": False}
+    svc = Service(site_from_dict(off, source="<test>"), clock=ManualClock(START), store_path=tmp_path / "off")
+    try:
+        assert svc.prometheus is not None and svc.prometheus.routes == {}
+        text = await asyncio.to_thread(
+            lambda: urllib.request.urlopen(svc.prometheus.base_url + "/status", timeout=5).read().decode()
+        )
+        assert "pue_collector_up{" in text  # every path is /metrics again
+    finally:
+        await svc.close()
+
     cfg = two_meter_site()
     cfg["prometheus"] = {"port": 0, "status": "sometimes"}
     with pytest.raises(ConfigError, match=r"prometheus\.status"):
@@ -241,12 +257,12 @@ def test_status_endpoint_is_configured_in_the_site_file(tmp_path):
         ({"port": 0}, "prometheus.port is 0"),
     ):
         site.write_text(yaml.safe_dump({**two_meter_site(), "prometheus": prometheus}))
-        r = subprocess.run([*PUE, "status", "--config", str(site)], capture_output=True, text=True, timeout=60)
+        r = await pue("status", "--config", str(site))
         assert r.returncode == 2 and field in r.stderr and "Traceback" not in r.stderr, r.stderr
     # the default: ask the port of prometheus.port on this host (0.0.0.0 is asked on loopback)
     port = free_port()
     site.write_text(yaml.safe_dump({**two_meter_site(), "prometheus": {"host": "0.0.0.0", "port": port}}))
-    r = subprocess.run([*PUE, "status", "--config", str(site)], capture_output=True, text=True, timeout=60)
+    r = await pue("status", "--config", str(site))
     assert r.returncode == 1 and f"http://127.0.0.1:{port}/status" in r.stderr
 
 

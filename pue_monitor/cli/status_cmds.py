@@ -222,7 +222,7 @@ def from_store(args: argparse.Namespace) -> int:
     if not minutes:
         print("no 1-minute interval stored")
     else:
-        print(f"last {len(minutes)} 1-minute intervals:")
+        print(f"1-minute intervals, newest last ({len(minutes)}):")
         rows = [
             [iso(m["start"], tz), fmt(m["pue"]), str(m["category"]), f"{m['measured']:.0%}", f"{m['coverage']:.0%}"]
             for m in minutes
