@@ -283,3 +283,43 @@ def test_status_helpers():
         "devices 3/10 up, down: d0 (timeout), d1 (timeout), d2 (timeout), d3 (timeout), d4 (timeout) and 2 more"
     )
     assert _devices_text(10, 10, 0, []) == "devices 10/10 up"
+
+
+async def test_push_device_is_pending_until_its_first_message_and_down_when_silent(tmp_path):
+    """An MQTT device: pending (not down) before any message, up on the first, and down with
+    kind "no-message" after STALE_AFTER intervals and STALE_MIN_WALL wall seconds of silence."""
+    import aiomqtt
+
+    from pue_monitor.collectors.mqtt import STALE_AFTER, STALE_MIN_WALL
+    from pue_monitor.simulator.broker import Broker
+    from tests.sites import WEATHER_MQTT
+
+    clock = ManualClock(START)
+    async with Broker(kind="mosquitto") as broker:
+        cfg = two_meter_site({**WEATHER_MQTT, "interval": 10}, mqtt=True)
+        cfg["mqtt"] = {"host": broker.host, "port": broker.port}
+        svc = Service(site_from_dict(cfg, source="<test>"), clock=clock, store_path=tmp_path / "m", tick=0.05)
+        assert svc.prometheus is not None
+        url = svc.prometheus.base_url + "/status"
+        wx = svc.runner.stats["wx"]
+        stop = asyncio.Event()
+        run = asyncio.create_task(svc.run(stop))
+        try:
+            await wait_for(lambda: svc.state.mqtt.connected, "the MQTT subscription")
+            await asyncio.sleep(STALE_MIN_WALL / 5)
+            state = {d["id"]: d["state"] for d in (await asyncio.to_thread(get, url))[1]["devices"]}
+            assert state["wx"] == "pending"
+            async with aiomqtt.Client(broker.host, broker.port, identifier="pub-status") as pub:
+                await pub.publish("wx", b"21.5", qos=1)
+            await wait_for(lambda: wx.up is True, "the first message")
+            d = next(d for d in (await asyncio.to_thread(get, url))[1]["devices"] if d["id"] == "wx")
+            assert (d["state"], d["protocol"], d["readings"], d["last_success"]) == ("up", "mqtt", 1, START)
+
+            clock.advance(STALE_AFTER * 10 + 1)
+            await wait_for(lambda: wx.up is False, "the silence to count", timeout=STALE_MIN_WALL + 10)
+            d = next(d for d in (await asyncio.to_thread(get, url))[1]["devices"] if d["id"] == "wx")
+        finally:
+            stop.set()
+            await run
+    assert (d["state"], d["last_error_kind"], d["down_since"]) == ("down", "no-message", START + STALE_AFTER * 10 + 1)
+    assert d["last_error"] == f"no message for {STALE_AFTER * 10 + 1:.0f} s (interval 10 s)"
