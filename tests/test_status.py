@@ -83,6 +83,9 @@ async def test_status_names_the_dead_devices_with_the_runners_numbers(tmp_path, 
         code, body = await asyncio.to_thread(get, base + "/readyz")
         assert code == 503 and "starting" in body["reasons"][0]
         assert (await asyncio.to_thread(get, base + "/healthz"))[0] == 503
+        starting = await pue("status", "--url", base)
+        assert starting.returncode == 1
+        assert starting.stderr.startswith(f"pue status: {base}/status answered 503: the service is starting")
 
         stop = asyncio.Event()
         run = asyncio.create_task(svc.run(stop))

@@ -1,7 +1,8 @@
 """Supervision: every device is an independently scheduled task.
 
 The runner, not the collectors, owns scheduling, timeouts, retries with capped jittered
-backoff, per-device statistics and up/down state (logged once on each change).
+backoff, per-device statistics and state — pending until the first poll ends, then up or
+down (:attr:`DeviceStats.state`; up/down logged once on each change).
 
 Time
     Polls are scheduled on the clock's monotonic reading, aligned to the wall-clock grid
