@@ -487,15 +487,18 @@ class StoreReader:
         ``value``, ``unit``, ``quality``. Index seeks only (a skip scan of ``readings_series``):
         as fast on a 90-day store as on an empty one."""
         out: list[dict[str, Any]] = []
-        first = "SELECT device, point FROM readings ORDER BY device, point LIMIT 1"
-        after = "SELECT device, point FROM readings WHERE (device, point) > (?, ?) ORDER BY device, point LIMIT 1"
+        # two seeks, not one row-value range ``(device, point) > (?, ?)``: SQLite would seek on
+        # the device alone and walk every reading of the device's earlier points
+        next_point = "SELECT point FROM readings WHERE device = ? AND point > ? ORDER BY point LIMIT 1"
+        next_device = "SELECT device, point FROM readings WHERE device > ? ORDER BY device, point LIMIT 1"
         newest = "SELECT ts, value, unit, quality FROM readings WHERE device = ? AND point = ? ORDER BY ts DESC LIMIT 1"
-        key = self._conn.execute(first).fetchone()
+        key = self._conn.execute("SELECT device, point FROM readings ORDER BY device, point LIMIT 1").fetchone()
         while key is not None:
             dev, point = key[0], key[1]
             row = self._conn.execute(newest, (dev, point)).fetchone()
             out.append({"device": dev, "point": point, **dict(row)})
-            key = self._conn.execute(after, (dev, point)).fetchone()
+            nxt = self._conn.execute(next_point, (dev, point)).fetchone()
+            key = (dev, nxt[0]) if nxt is not None else self._conn.execute(next_device, (dev,)).fetchone()
         return out
 
     def readings(
