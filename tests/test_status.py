@@ -290,16 +290,19 @@ def test_status_helpers():
 
 async def test_push_device_is_pending_until_its_first_message_and_down_when_silent(tmp_path):
     """An MQTT device: pending (not down) before any message, up on the first, and down with
-    kind "no-message" after STALE_AFTER intervals and STALE_MIN_WALL wall seconds of silence."""
+    kind "no-message" after STALE_AFTER intervals and STALE_MIN_WALL wall seconds of silence.
+    A Sparkplug edge node: up on its birth, down with kind "death" on its death certificate."""
     import aiomqtt
 
+    from pue_monitor.collectors import sparkplug as sp
     from pue_monitor.collectors.mqtt import STALE_AFTER, STALE_MIN_WALL
     from pue_monitor.simulator.broker import Broker
     from tests.sites import WEATHER_MQTT
 
     clock = ManualClock(START)
     async with Broker(kind="mosquitto") as broker:
-        cfg = two_meter_site({**WEATHER_MQTT, "interval": 10}, mqtt=True)
+        gw = {"id": "gw", "protocol": "sparkplug", "group": "g1", "edge_node": "n1", "interval": 1000}
+        cfg = two_meter_site({**WEATHER_MQTT, "interval": 10}, gw, mqtt=True)
         cfg["mqtt"] = {"host": broker.host, "port": broker.port}
         svc = Service(site_from_dict(cfg, source="<test>"), clock=clock, store_path=tmp_path / "m", tick=0.05)
         assert svc.prometheus is not None
@@ -311,12 +314,21 @@ async def test_push_device_is_pending_until_its_first_message_and_down_when_sile
             await wait_for(lambda: svc.state.mqtt.connected, "the MQTT subscription")
             await asyncio.sleep(STALE_MIN_WALL / 5)
             state = {d["id"]: d["state"] for d in (await asyncio.to_thread(get, url))[1]["devices"]}
-            assert state["wx"] == "pending"
+            assert state["wx"] == state["gw"] == "pending"
+            node = svc.runner.stats["gw"]
             async with aiomqtt.Client(broker.host, broker.port, identifier="pub-status") as pub:
                 await pub.publish("wx", b"21.5", qos=1)
-            await wait_for(lambda: wx.up is True, "the first message")
-            d = next(d for d in (await asyncio.to_thread(get, url))[1]["devices"] if d["id"] == "wx")
-            assert (d["state"], d["protocol"], d["readings"], d["last_success"]) == ("up", "mqtt", 1, START)
+                birth = [("bdSeq", None, sp.UINT64, 0), ("Energy", 1, sp.UINT32, 5)]
+                await pub.publish("spBv1.0/g1/NBIRTH/n1", sp.encode_payload(birth, ts_ms=int(START * 1000), seq=0))
+                await wait_for(lambda: wx.up is True and node.up is True, "the first messages")
+                d = next(d for d in (await asyncio.to_thread(get, url))[1]["devices"] if d["id"] == "wx")
+                assert (d["state"], d["protocol"], d["readings"], d["last_success"]) == ("up", "mqtt", 1, START)
+                death = [("bdSeq", None, sp.UINT64, 0)]
+                await pub.publish("spBv1.0/g1/NDEATH/n1", sp.encode_payload(death, ts_ms=0, seq=None))
+                await wait_for(lambda: node.up is False, "the death certificate")
+            d = next(d for d in (await asyncio.to_thread(get, url))[1]["devices"] if d["id"] == "gw")
+            assert (d["state"], d["protocol"], d["last_error_kind"]) == ("down", "sparkplug", "death")
+            assert d["last_error"] == "Sparkplug NDEATH of n1" and d["down_since"] == START
 
             clock.advance(STALE_AFTER * 10 + 1)
             await wait_for(lambda: wx.up is False, "the silence to count", timeout=STALE_MIN_WALL + 10)
