@@ -60,6 +60,7 @@ from pue_monitor.sinks.influx_output import InfluxOutput
 from pue_monitor.sinks.lock import InstanceLock
 from pue_monitor.sinks.prometheus import LiveState, LiveStateOutput, PrometheusEndpoint
 from pue_monitor.sinks.state import ReadingTail, StateFile
+from pue_monitor.sinks.status import StatusOutput
 from pue_monitor.sinks.store import StoreOutput
 
 if TYPE_CHECKING:
@@ -272,12 +273,17 @@ class Service:
             self.outputs.add(self.state_file)
         self.event_log = EventLog()
         self.outputs.add(self.event_log)
+        self.status = StatusOutput(self)  # /status, /healthz, /readyz beside /metrics
         enabled = cfg.prometheus.enabled if prometheus is None else prometheus
         if enabled:
             self.prometheus = PrometheusEndpoint(
-                self.state, host=cfg.prometheus.host, port=cfg.prometheus.port if port is None else port
+                self.state,
+                host=cfg.prometheus.host,
+                port=cfg.prometheus.port if port is None else port,
+                routes=self.status.routes() if cfg.prometheus.status else None,
             )
         self.outputs.add(LiveStateOutput(self.state, self.prometheus))
+        self.outputs.add(self.status)
 
     # ---------------------------------------------------------------- restarts
 

@@ -15,7 +15,7 @@ import os
 import sys
 
 from pue_monitor import __version__
-from pue_monitor.cli import commission, config_cmds, freecooling_cmds, live, simulate, store_cmds
+from pue_monitor.cli import commission, config_cmds, freecooling_cmds, live, simulate, status_cmds, store_cmds
 from pue_monitor.cli.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from pue_monitor.errors import ConfigError, UserError
 
@@ -93,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_parsers(sub)
     config_cmds.add_parsers(sub)
     store_cmds.add_parsers(sub)
+    status_cmds.add_parsers(sub)
 
     from pue_monitor.ingest.command import add_parser as add_ingest_parser  # `pue ingest-csv`
     from pue_monitor.systemd_unit import add_parser as add_unit_parser  # `pue systemd-unit`

@@ -12,11 +12,28 @@ from pathlib import Path
 from typing import Any
 
 from pue_monitor.cli.common import EXIT_OK, Subparsers, fmt, install_stop, iso, positive, stop_after
+from pue_monitor.collectors.runner import DEVICE_DOWN, DEVICE_PENDING, DEVICE_UP
 from pue_monitor.config.models import Role
 
 DEMO_TIMEOUT_S = 5.0  # the demo's device timeout, wall seconds (a timed-out poll skips its missed slots)
 
 _SHORT = {"facility_input": "facility", "power_distribution": "distribution"}
+
+
+#: down devices named in a text status line (the rest are counted; --json lists them all)
+SHOW_DOWN = 5
+
+
+def _devices_text(up: int, total: int, pending: int, down: list[tuple[str, str]]) -> str:
+    """``devices 13/15 up, 1 pending, down: ups-1 (timeout), pdu-3 (connection)``."""
+    text = f"devices {up}/{total} up"
+    if pending:
+        text += f", {pending} pending"
+    if down:
+        names = ", ".join(f"{dev} ({kind})" for dev, kind in down[:SHOW_DOWN])
+        more = f" and {len(down) - SHOW_DOWN} more" if len(down) > SHOW_DOWN else ""
+        text += f", down: {names}{more}"
+    return text
 
 
 class _Display:
@@ -54,7 +71,9 @@ class _Display:
         st = snap.state
         minute = st.latest.get("1m")
         devs = st.devices.values()
-        up = sum(1 for d in devs if d.up)
+        up = sum(1 for d in devs if d.state == DEVICE_UP)
+        pending = sum(1 for d in devs if d.state == DEVICE_PENDING)
+        down = [(d.device, d.last_error_kind or "unknown") for d in devs if d.state == DEVICE_DOWN]
         by_protocol: Counter[str] = Counter()
         for dev, n in st.readings.items():
             by_protocol[st.devices[dev].protocol if dev in st.devices else "?"] += n
@@ -71,6 +90,8 @@ class _Display:
             "measured_share": minute.measured if minute else None,
             "devices_up": up,
             "devices": len(st.devices),
+            "devices_pending": pending,
+            "devices_down": [{"id": dev, "kind": kind} for dev, kind in down],
             "readings_by_protocol": dict(sorted(by_protocol.items())),
             "outdoor_temperature_c": outdoor.value if outdoor else None,
         }
@@ -90,7 +111,7 @@ class _Display:
         print(
             f"{rec['time']}  PUE now {fmt(rec['pue_instant'])}  1-min {fmt(rec['pue_1m'])}  "
             f"period {fmt(rec['pue_period'])} ({quality}) | kW: {power}{extra} | "
-            f"devices {up}/{len(st.devices)} up | readings: {protocols}",
+            f"{_devices_text(up, len(st.devices), pending, down)} | readings: {protocols}",
             flush=True,
         )
 
@@ -121,12 +142,11 @@ async def _run_service(
         on_tick=display,
     )
     if service.prometheus:
-        print(
-            json.dumps({"prometheus": service.prometheus.url})
-            if args.json
-            else f"Prometheus metrics: {service.prometheus.url}",
-            flush=True,
-        )
+        urls = {"prometheus": service.prometheus.url}
+        if "/status" in service.prometheus.routes:  # `pue status --url` asks it
+            urls["status"] = service.prometheus.base_url + "/status"
+        text = f"Prometheus metrics: {urls['prometheus']}" + (f"  status: {urls['status']}" if "status" in urls else "")
+        print(json.dumps(urls) if args.json else text, flush=True)
     stop = asyncio.Event()
     install_stop(stop)
     if reloadable:  # SIGHUP (systemctl reload): re-read the site file, see Service.reload

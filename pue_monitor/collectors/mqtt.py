@@ -585,7 +585,9 @@ class MqttSource:
             for d in devices:
                 if died is None or d.device is None or d.device == died:
                     what = t.edge_node if died is None else f"{t.edge_node}/{died}"
-                    self._down(self.stats[d.id], f"Sparkplug {'NDEATH' if died is None else 'DDEATH'} of {what}")
+                    self._down(
+                        self.stats[d.id], f"Sparkplug {'NDEATH' if died is None else 'DDEATH'} of {what}", "death"
+                    )
         out: list[Reading] = []
         for mv in dec.values:
             for d in devices:
@@ -634,8 +636,8 @@ class MqttSource:
                 log.info("device %s recovered", stats.device)
             stats.up = True
 
-    def _down(self, stats: DeviceStats, why: str) -> None:
-        stats.last_error = why
+    def _down(self, stats: DeviceStats, why: str, kind: str) -> None:
+        stats.mark_down(kind, why, self.clock.now())
         if stats.up is not False:
             log.warning("device %s down: %s", stats.device, why)
             stats.up = False
@@ -862,4 +864,4 @@ class MqttSource:
                 last = st.last_success if st.last_success is not None else self._started
                 wall_quiet = time.monotonic() - self._wall_last.get(dev, self._wall_started)
                 if now - last > STALE_AFTER * interval and wall_quiet > STALE_MIN_WALL and st.up is not False:
-                    self._down(st, f"no message for {now - last:.0f} s (interval {interval:g} s)")
+                    self._down(st, f"no message for {now - last:.0f} s (interval {interval:g} s)", "no-message")

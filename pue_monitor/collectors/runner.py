@@ -1,7 +1,8 @@
 """Supervision: every device is an independently scheduled task.
 
 The runner, not the collectors, owns scheduling, timeouts, retries with capped jittered
-backoff, per-device statistics and up/down state (logged once on each change).
+backoff, per-device statistics and state — pending until the first poll ends, then up or
+down (:attr:`DeviceStats.state`; up/down logged once on each change).
 
 Time
     Polls are scheduled on the clock's monotonic reading, aligned to the wall-clock grid
@@ -52,6 +53,8 @@ STEP_TOLERANCE = 1.0  # clock seconds of wall-vs-monotonic change that count as 
 
 #: upper bounds (wall seconds) of the poll-latency histogram buckets; +Inf is implied
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+#: the states of a device (:attr:`DeviceStats.state`)
+DEVICE_PENDING, DEVICE_UP, DEVICE_DOWN = "pending", "up", "down"
 _POLLED_KINDS = ("timeout", "connection", "protocol", "decode", "internal")
 #: every error kind a device of each protocol can count (``DeviceStats.errors``), so that
 #: exports can show each at 0 before it first happens
@@ -130,6 +133,12 @@ class WindowCheck:
         )
 
 
+class _InternalError(DeviceError):
+    """An unexpected exception while polling (a bug), as the runner reports it."""
+
+    kind = "internal"
+
+
 @dataclass
 class DeviceStats:
     """Health of one device, exported to Prometheus and shown by the CLI."""
@@ -145,8 +154,21 @@ class DeviceStats:
     latency_sum: float = 0.0
     #: successful polls per LATENCY_BUCKETS bucket (not cumulative; the last is > 10 s)
     latency_counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
-    up: bool | None = None  # None until the first poll ends
+    up: bool | None = None  # None until the first poll ends (see :attr:`state`)
     out_of_window: int = 0  # readings rejected by the time-window check
+    last_error_kind: str | None = None  # kind of the failure that made it down (timeout, connection, ...)
+    down_since: float | None = None  # clock time the current outage was first seen
+
+    @property
+    def state(self) -> str:
+        """``pending`` (no poll or message has ended yet: neither up nor down), ``up`` or ``down``."""
+        return DEVICE_PENDING if self.up is None else DEVICE_UP if self.up else DEVICE_DOWN
+
+    def mark_down(self, kind: str, text: str, now: float) -> None:
+        """Record a failure that leaves the device down (``kind`` names the cause)."""
+        self.last_error, self.last_error_kind = text, kind
+        if self.up is not False:
+            self.down_since = now
 
     def observe_latency(self, seconds: float) -> None:
         """Record the duration of a successful poll."""
@@ -270,6 +292,13 @@ class Runner:
         for source in self._sources:
             self._start_source(source)
 
+    def dead_tasks(self) -> list[str]:
+        """Names of polling/source tasks that ended although the runner was not stopped (a
+        bug): empty while every device is being polled (liveness, ``/healthz``)."""
+        if self._stopping.is_set():
+            return []
+        return [t.get_name() for t in self._tasks if t.done()]
+
     async def _source_loop(self, source: PushSource, stop: asyncio.Event) -> None:
         """Run a push source; a crash (a bug) is logged and the source restarted after a pause."""
         while not stop.is_set():
@@ -390,7 +419,7 @@ class Runner:
                 stats.errors[exc.kind] += 1
                 break
             except Exception as exc:  # a bug must not end this device's task, nor others'
-                error = DeviceError(f"internal error: {exc!r}")
+                error = _InternalError(f"internal error: {exc!r}")
                 stats.errors["internal"] += 1
                 if stats.errors["internal"] == 1:
                     log.exception("device %s: unexpected error while polling", reader.device_id)
@@ -417,7 +446,7 @@ class Runner:
             self.deliver(readings)
             return True
         stats.failed_polls += 1
-        stats.last_error = str(error)
+        stats.mark_down(error.kind if error is not None else "internal", str(error), self.clock.now())
         if stats.up is not False:
             log.warning("device %s down: %s", reader.device_id, error)
             stats.up = False

@@ -1065,6 +1065,11 @@ class PrometheusConfig(_Model):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(default=9464, ge=0, le=65535, description="0 picks a free port")
+    status: bool = Field(
+        default=True,
+        description="serve /status, /healthz and /readyz (JSON: devices, pipeline, outputs; liveness, "
+        "readiness) on this port beside /metrics (`pue status` asks /status)",
+    )
 
 
 class TimeWindow(_Model):

@@ -11,11 +11,11 @@ from __future__ import annotations
 import math
 import platform
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client import PLATFORM_COLLECTOR, PROCESS_COLLECTOR, CollectorRegistry, start_http_server
+from prometheus_client import PLATFORM_COLLECTOR, PROCESS_COLLECTOR, CollectorRegistry, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -25,6 +25,7 @@ from pue_monitor.errors import UserError
 from pue_monitor.pipeline.events import PipelineEvent
 from pue_monitor.readings import Quality, Reading
 from pue_monitor.sinks.base import Output
+from pue_monitor.sinks.http import Route, serve
 
 
 @dataclass
@@ -415,15 +416,19 @@ class LiveStateOutput(Output):
 
 
 class PrometheusEndpoint:
-    """HTTP endpoint in a daemon thread, with its own registry."""
+    """HTTP endpoint in a daemon thread, with its own registry: /metrics, and ``routes``
+    (path -> JSON route: /status, /healthz, /readyz) on the same port."""
 
-    def __init__(self, state: LiveState, *, host: str = "127.0.0.1", port: int = 9464) -> None:
+    def __init__(
+        self, state: LiveState, *, host: str = "127.0.0.1", port: int = 9464, routes: Mapping[str, Route] | None = None
+    ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(PueCollector(state))
         self.registry.register(PROCESS_COLLECTOR)  # process_* (Linux /proc): CPU, memory, open fds
         self.registry.register(PLATFORM_COLLECTOR)  # python_info
+        self.routes = dict(routes or {})
         try:
-            self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
+            self._server, self._thread = serve(host, port, make_wsgi_app(self.registry), self.routes)
         except OSError as exc:  # port in use, privileged port, an address not on this host
             raise UserError(
                 f"Prometheus endpoint {host}:{port}: cannot listen: {exc.strerror or exc}",
@@ -434,8 +439,13 @@ class PrometheusEndpoint:
         self.port = int(self._server.server_address[1])
 
     @property
+    def base_url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}/metrics"
+        return f"{self.base_url}/metrics"
 
     def close(self) -> None:
         self._server.shutdown()

@@ -560,6 +560,25 @@ class StoreReader:
     def reading_count(self) -> int:
         return int(self._conn.execute("SELECT count(*) FROM readings").fetchone()[0])
 
+    def last_per_series(self) -> list[dict[str, Any]]:
+        """The newest reading of every (device, point) series: ``device``, ``point``, ``ts``,
+        ``value``, ``unit``, ``quality``. Index seeks only (a skip scan of ``readings_series``):
+        as fast on a 90-day store as on an empty one."""
+        out: list[dict[str, Any]] = []
+        # two seeks, not one row-value range ``(device, point) > (?, ?)``: SQLite would seek on
+        # the device alone and walk every reading of the device's earlier points
+        next_point = "SELECT point FROM readings WHERE device = ? AND point > ? ORDER BY point LIMIT 1"
+        next_device = "SELECT device, point FROM readings WHERE device > ? ORDER BY device, point LIMIT 1"
+        newest = "SELECT ts, value, unit, quality FROM readings WHERE device = ? AND point = ? ORDER BY ts DESC LIMIT 1"
+        key = self._conn.execute("SELECT device, point FROM readings ORDER BY device, point LIMIT 1").fetchone()
+        while key is not None:
+            dev, point = key[0], key[1]
+            row = self._conn.execute(newest, (dev, point)).fetchone()
+            out.append({"device": dev, "point": point, **dict(row)})
+            nxt = self._conn.execute(next_point, (dev, point)).fetchone()
+            key = (dev, nxt[0]) if nxt is not None else self._conn.execute(next_device, (dev,)).fetchone()
+        return out
+
     def readings(
         self, device: str, point: str, *, start: float | None = None, end: float | None = None
     ) -> list[tuple[float, float, int]]:
