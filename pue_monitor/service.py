@@ -236,16 +236,15 @@ class Service:
         """Store (default), InfluxDB (when configured), the state file (InfluxDB only), event log,
         live state + Prometheus. Every file written is locked (single instance) before any is opened."""
         cfg = self.site.config
-        store = Path(store_path or cfg.store.path) if store_path is not None or cfg.store_enabled else None
+        # --db is relative to the working folder; store.path (like every path in the site file) to the file's
+        store = self.site.resolve(cfg.store.path) if cfg.store_enabled else None
+        if store_path is not None:
+            store = Path(store_path)
         spool = state = None
         if cfg.influxdb is not None:
-            spool = Path(cfg.influxdb.spool.path)
-            if not spool.is_absolute():
-                spool = self.site.base_dir / spool
+            spool = self.site.resolve(cfg.influxdb.spool.path)
             if store is None:  # InfluxDB only: keep what a restart needs locally
-                state = Path(cfg.store.state_path or spool.with_name(spool.name + ".state.json"))
-                if not state.is_absolute():
-                    state = self.site.base_dir / state
+                state = self.site.resolve(cfg.store.state_path or spool.with_name(spool.name + ".state.json"))
         # (file, what it is, the config field that names it: in one-line errors)
         files = (
             (store, "store", "--db" if store_path is not None else "store.path"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import urllib.request
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -330,3 +331,31 @@ async def test_rejected_readings_and_mqtt_overload_are_exported_and_promtool_cle
         subprocess.run, [promtool, "check", "metrics"], input=text, capture_output=True, timeout=30
     )
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+async def test_a_relative_store_path_starts_from_the_site_files_folder(tmp_path, monkeypatch):
+    """check-config checks store.path relative to the site file's folder; `pue run` and
+    `pue ingest-csv` must write exactly there, whatever the working folder (a systemd unit's
+    working folder is /)."""
+    import yaml
+
+    from pue_monitor.config.loader import check_site, load_site
+    from pue_monitor.service import Service
+    from tests.sites import two_meter_site
+
+    site_dir, elsewhere = tmp_path / "site", tmp_path / "elsewhere"
+    (site_dir / "data").mkdir(parents=True)
+    elsewhere.mkdir()
+    cfg = two_meter_site()
+    cfg["prometheus"] = {"enabled": False}
+    cfg["store"] = {"path": "data/dc.sqlite"}
+    path = site_dir / "site.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    monkeypatch.chdir(elsewhere)
+    assert check_site(path).errors == []
+    service = Service(load_site(path), resume=False)
+    try:
+        assert service.store is not None and Path(service.store.path) == site_dir / "data" / "dc.sqlite"
+        assert (site_dir / "data" / "dc.sqlite").exists() and not (elsewhere / "data").exists()
+    finally:
+        await service.close()

@@ -226,6 +226,12 @@ class LoadedSite:
         """Folder relative paths in the site file (secrets, profile_dirs) start from."""
         return self.path.parent
 
+    def resolve(self, raw: str | Path) -> Path:
+        """A path named in the site file: relative paths start from the site file's folder (as
+        ``pue check-config`` checks them), whatever the working folder."""
+        p = Path(raw)
+        return p if p.is_absolute() else self.base_dir / p
+
     def profile_of(self, device: ModbusDevice) -> ModbusProfile:
         prof = self.profiles[device.profile]
         assert isinstance(prof, ModbusProfile)

@@ -1007,7 +1007,9 @@ class StoreConfig(_Model):
     enabled: bool | None = Field(
         default=None, description="embedded store on/off; default: on unless an influxdb: section is given"
     )
-    path: str = Field(default="pue-monitor.sqlite", description="embedded SQLite store file")
+    path: str = Field(
+        default="pue-monitor.sqlite", description="embedded SQLite store file (relative: to the site file's folder)"
+    )
     keep_readings_days: float = Field(
         default=90, gt=0, le=36500, description="raw readings older than this are deleted (rollups are kept)"
     )

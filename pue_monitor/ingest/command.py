@@ -96,8 +96,8 @@ def cmd_ingest_csv(args: argparse.Namespace) -> int:
     specs = series_specs(site)
     if not specs:
         raise ConfigError(f"{args.config}: no device has a meter: nothing to ingest into")
-    # the same file `pue run` writes (its store.path, like the service, relative to the working folder)
-    store_path = Path(args.store or cfg.store.path)
+    # the same file `pue run` writes: store.path relative to the site file's folder; --store to the working folder
+    store_path = Path(args.store) if args.store else site.resolve(cfg.store.path)
     if not store_path.parent.is_dir():
         print(f"pue ingest-csv: {store_path}: folder {store_path.parent} does not exist", file=err)
         return EXIT_USAGE
