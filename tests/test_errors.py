@@ -118,6 +118,19 @@ def test_store_directory_not_writable(tmp_path):
         "Permission denied; create it, or set store.path to a writable place"
     )
     assert list(data.iterdir()) == []
+    # the lock file exists already (made by an admin, writable), the folder is not writable: SQLite
+    # could never create the store, so one line naming the folder (not retries forever)
+    lock = data / "s.sqlite.lock"
+    lock.touch()
+    lock.chmod(0o666)
+    site = site_file(tmp_path, store={"path": str(data / "s.sqlite")})
+    r = pue("run", "--config", str(site), "-q", "--duration", "30", prefix=without_file_permissions())
+    assert r.returncode == 1
+    assert one_line(r) == (
+        f"pue run: store {data}/s.sqlite: cannot create it in {data}: permission denied (user {os.getuid()}); "
+        f"make {data} writable for this user, or {STORE_HINT}"
+    )
+    assert [p.name for p in data.iterdir()] == ["s.sqlite.lock"]
 
 
 def _other_database(path: Path) -> Path:

@@ -123,6 +123,18 @@ def _check_path(path: Path, hint: str, *, write: bool) -> None:
     try:
         os.close(os.open(path, os.O_RDWR if write else os.O_RDONLY))
     except FileNotFoundError:
+        if not write:
+            return
+        try:  # a new store: its folder must let this user create files (SQLite would retry forever)
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o644))
+        except PermissionError as exc:
+            if exc.errno == errno.EACCES:
+                raise StoreUnusable(
+                    f"store {path}: cannot create it in {path.parent}: permission denied (user {os.getuid()})",
+                    f"make {path.parent} writable for this user, or " + hint,
+                ) from None
+        except OSError:
+            return  # a read-only file system: the writer buffers and retries
         return
     except PermissionError as exc:
         if exc.errno == errno.EACCES:
