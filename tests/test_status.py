@@ -43,6 +43,26 @@ def get(url: str) -> tuple[int, Any]:
         return exc.code, json.loads(exc.read())
 
 
+def scrape(base: str) -> str:
+    with urllib.request.urlopen(base + "/metrics", timeout=10) as r:
+        return str(r.read().decode())
+
+
+def metric_states(text: str) -> dict[str, str]:
+    """device -> the state whose ``pue_collector_state`` sample is 1 (exactly one per device)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    ones: dict[str, list[str]] = {}
+    for fam in text_string_to_metric_families(text):
+        if fam.name == "pue_collector_state":
+            for s in fam.samples:
+                ones.setdefault(s.labels["device"], [])
+                if s.value == 1:
+                    ones[s.labels["device"]].append(s.labels["state"])
+    assert all(len(v) == 1 for v in ones.values()), ones
+    return {dev: v[0] for dev, v in ones.items()}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -101,6 +121,7 @@ async def test_status_names_the_dead_devices_with_the_runners_numbers(tmp_path, 
                 f"waiting for the first poll of {n} device(s): " + ", ".join(d["id"] for d in cfg["devices"])
             ]
             assert await asyncio.to_thread(get, base + "/healthz") == (200, {"status": "alive"})
+            assert metric_states(await asyncio.to_thread(scrape, base)) == {d["id"]: "pending" for d in cfg["devices"]}
             line = capsys.readouterr().out.splitlines()[-1]
             assert f"devices 0/{n} up, {n} pending | readings: none yet" in line
 
@@ -114,6 +135,9 @@ async def test_status_names_the_dead_devices_with_the_runners_numbers(tmp_path, 
 
             code, body = await asyncio.to_thread(get, base + "/readyz")
             assert (code, body) == (200, {"status": "ready"})
+            states = metric_states(await asyncio.to_thread(scrape, base))
+            assert states == {dev: st.state for dev, st in svc.runner.stats.items()}
+            assert states[DEAD_PORT_DEVICE] == states[SILENT_DEVICE] == "down"
             code, doc = await asyncio.to_thread(get, base + "/status")
             assert code == 200
             stats, readings = svc.runner.stats, svc.state.readings

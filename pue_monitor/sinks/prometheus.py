@@ -20,7 +20,14 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from pue_monitor import __version__
-from pue_monitor.collectors.runner import ERROR_KINDS, LATENCY_BUCKETS, DeviceStats
+from pue_monitor.collectors.runner import (
+    DEVICE_DOWN,
+    DEVICE_PENDING,
+    DEVICE_UP,
+    ERROR_KINDS,
+    LATENCY_BUCKETS,
+    DeviceStats,
+)
 from pue_monitor.errors import UserError
 from pue_monitor.pipeline.events import PipelineEvent
 from pue_monitor.readings import Quality, Reading
@@ -257,7 +264,12 @@ class PueCollector(Collector):
             "Duration of successful polls (polled devices: Modbus, SNMP).",
             labels=lab,
         )
-        up = GaugeMetricFamily("pue_collector_up", "1 if the last poll succeeded.", labels=lab)
+        up = GaugeMetricFamily("pue_collector_up", "1 if the last poll succeeded (0 also while pending).", labels=lab)
+        state = GaugeMetricFamily(
+            "pue_collector_state",
+            "1 for the device's state: pending (not polled yet, or no message yet), up, down.",
+            labels=[*lab, "state"],
+        )
         readings = CounterMetricFamily("pue_collector_readings", "Readings delivered to the pipeline.", labels=lab)
         rejected = CounterMetricFamily(
             "pue_collector_rejected_readings",
@@ -282,9 +294,11 @@ class PueCollector(Collector):
                     buckets.append(("+Inf" if le == float("inf") else repr(le), float(cum)))
                 latency.add_metric(lv, buckets, st.latency_sum)
             up.add_metric(lv, 1.0 if st.up else 0.0)
+            for name in (DEVICE_PENDING, DEVICE_UP, DEVICE_DOWN):
+                state.add_metric([*lv, name], 1.0 if st.state == name else 0.0)
             readings.add_metric(lv, s.readings[dev])
             rejected.add_metric([*lv, "out_of_window"], st.out_of_window)
-        yield from (polls, failed, errors, last, latency, up, readings, rejected)
+        yield from (polls, failed, errors, last, latency, up, state, readings, rejected)
 
     @staticmethod
     def _store_metrics(store: Any, site: str = "") -> Iterator[Metric]:
