@@ -46,6 +46,7 @@ from pue_monitor.config.models import (
     SparkplugDevice,
 )
 from pue_monitor.pipeline.energy import interval_energy
+from pue_monitor.pipeline.kpi import KpiBasis, kpi_fields_from_row
 from pue_monitor.pipeline.live import LivePipeline
 from pue_monitor.pipeline.model import series_specs
 from pue_monitor.pipeline.pue import PueInterval, aggregate, rollup
@@ -103,6 +104,7 @@ def interval_from_row(row: dict[str, Any]) -> PueInterval:
         missing=float(row["missing"]),
         coverage=float(row["coverage"]),
         e_unattributed=row["e_unattributed_kwh"],
+        **kpi_fields_from_row(row),
     )
 
 
@@ -153,7 +155,8 @@ class Service:
         cfg = site.config
         self.clock = clock or WallClock()
         self.specs = series_specs(site)
-        self.pipeline = LivePipeline(self.specs, step=STEP)
+        self.kpi = KpiBasis.from_config(cfg.kpis)
+        self.pipeline = LivePipeline(self.specs, step=STEP, kpi=self.kpi)
         # meters known only from exports (protocol: import) are never polled: they set no deadline
         max_interval = max((d.interval for d in cfg.devices if not isinstance(d, ImportDevice)), default=60.0)
         max_wait = max(
@@ -325,7 +328,7 @@ class Service:
             step=cut - start,
             n=1,
         )
-        (iv,) = rollup(ie, [self.specs[k] for k in keys], per_meter=True)
+        (iv,) = rollup(ie, [self.specs[k] for k in keys], per_meter=True, kpi=self.kpi)
         return _admit(dataclasses.replace(iv, end=start + STEP), (cut - start) / STEP)
 
     def _add_device(self, dev: Device) -> None:

@@ -38,6 +38,7 @@ import numpy as np
 from pue_monitor.config.models import Role
 from pue_monitor.pipeline.energy import EVENT_KINDS, SeriesSpec, Status, interval_energy
 from pue_monitor.pipeline.events import EventKind, PipelineEvent
+from pue_monitor.pipeline.kpi import KpiBasis
 from pue_monitor.pipeline.pue import PueInterval, _layout, _rollup_arrays
 from pue_monitor.readings import Quality, Reading
 
@@ -74,6 +75,7 @@ class LivePipeline:
         horizon: float = 7 * 86400,
         max_ahead: float = 600.0,
         max_events: int = 10_000,
+        kpi: KpiBasis | None = None,
     ) -> None:
         if not specs_by_point:
             raise ValueError("no series")
@@ -83,6 +85,7 @@ class LivePipeline:
         self._specs = tuple(specs_by_point[k] for k in self._keys)
         self._index = {k: i for i, k in enumerate(self._keys)}
         self._layout = _layout(self._specs)  # validates roles per meter
+        self.kpi = kpi
         self.step = float(step)
         self.horizon = float(horizon)
         self.max_ahead = float(max_ahead)
@@ -299,6 +302,7 @@ class LivePipeline:
                 starts + step,
                 self._win_r[:, cols],
                 per_meter=True,
+                kpi=self.kpi,
             )
 
         # finality: a judged reading at/after an interval's end, or older than the horizon
@@ -379,6 +383,8 @@ class LivePipeline:
         stale: set[Role] = set()
         for idx in by_meter.values():
             role = specs[idx[0]].role
+            if role is Role.WATER:
+                continue  # a flow (L/h), not a power
             kw = self._meter_kw(idx, now)
             if kw is None:
                 stale.add(role)
