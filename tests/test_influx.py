@@ -149,7 +149,8 @@ async def test_restated_bucket_with_another_category_overwrites_its_point(influx
     (row,) = influx1.query(q)[0]["values"]
     assert row[1:] == [2, 10.0 + 11.0 + 2.5]  # two buckets, the restated one counted once at 12.5
     rows = influx1.query("SELECT e_facility_kwh, pue, category, schema_version FROM pue_interval ORDER BY time")
-    assert [r[1:] for r in rows[0]["values"]] == [[12.5, 12.5 / 8.0, 1, 2], [11.0, 11.0 / 8.0, 2, 2]]
+    v = schema.SCHEMA_VERSION
+    assert [r[1:] for r in rows[0]["values"]] == [[12.5, 12.5 / 8.0, 1, v], [11.0, 11.0 / 8.0, 2, v]]
     tag_keys = influx1.query("SHOW TAG KEYS FROM pue_interval")[0]["values"]
     assert sorted(k[0] for k in tag_keys) == ["resolution", "site"]
     field_types = dict(influx1.query("SHOW FIELD KEYS FROM pue_interval")[0]["values"])
