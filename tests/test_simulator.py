@@ -14,9 +14,8 @@ from pymodbus.exceptions import ModbusIOException
 from pue_monitor.clock import ManualClock, ScaledClock
 from pue_monitor.collectors.decode import decode
 from pue_monitor.config.loader import load_profiles
-from pue_monitor.config.models import SiteConfig
+from pue_monitor.config.models import UNITS, SiteConfig
 from pue_monitor.simulator import physics
-from pue_monitor.config.models import UNITS
 from pue_monitor.simulator.physics import METER_IDS, SimParams
 from pue_monitor.simulator.servers import SimulatorServers
 from pue_monitor.simulator.world import SIM_METER_ROLLOVER_KWH, SimulatedDataCentre
