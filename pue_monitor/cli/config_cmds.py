@@ -48,6 +48,11 @@ def cmd_check_config(args: argparse.Namespace) -> int:
             print(f"    {m['device']}: {m['point']} ({m['energy']}{extra})")
     if summary["unmetered_subsystems"]:
         print("Unmetered subsystems (no partial PUE): " + ", ".join(summary["unmetered_subsystems"]))
+    from pue_monitor.pipeline.kpi import KPI_STANDARDS
+
+    print("Companion KPIs:")
+    for kpi, how in summary["kpis"].items():
+        print(f"  {kpi.upper()} ({KPI_STANDARDS[kpi]}): {how}")
     return EXIT_OK
 
 

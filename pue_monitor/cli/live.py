@@ -36,6 +36,8 @@ class _Display:
         self.period_it = 0.0
         self.period_start: float | None = None
         self.period_end: float | None = None
+        #: KPI -> [numerator, denominator] summed over the period's minutes where the KPI is known
+        self.period_kpi: dict[str, list[float]] = {}
 
     def __call__(self, snap: Any) -> None:
         for iv in snap.closed:
@@ -45,6 +47,11 @@ class _Display:
                 continue  # keep the period contiguous
             self.period_fac += iv.e_facility
             self.period_it += iv.e_it
+            for kpi, num, den in _KPI_SUMS:
+                if getattr(iv, num) is not None:
+                    acc = self.period_kpi.setdefault(kpi, [0.0, 0.0])
+                    acc[0] += getattr(iv, num)
+                    acc[1] += getattr(iv, den)
             self.period_start = iv.start if self.period_start is None else self.period_start
             self.period_end = iv.end
         if self.quiet or self._time() - self._last < self.every:
@@ -72,6 +79,8 @@ class _Display:
             "devices": len(st.devices),
             "readings_by_protocol": dict(sorted(by_protocol.items())),
             "outdoor_temperature_c": outdoor.value if outdoor else None,
+            # companion KPIs of the latest minute; None = not measured (no meter), never 0
+            **{k: getattr(minute, k, None) if minute else None for k in ("wue", "cue", "erf", "ref")},
         }
         if st.sink is not None:
             rec["influxdb"] = {"up": st.sink.stats.up, "points_written": st.sink.stats.points_written,
@@ -83,6 +92,11 @@ class _Display:
         quality = f"cat {rec['category']}, {rec['measured_share']:.0%} measured" if minute else "no interval yet"
         protocols = " ".join(f"{k} {v}" for k, v in rec["readings_by_protocol"].items()) or "none yet"
         extra = f" | outdoor {outdoor.value:.1f} °C" if outdoor else ""
+        if minute is not None:
+            extra += (
+                f" | WUE {fmt(rec['wue'], '.2f', '-')} L/kWh CUE {fmt(rec['cue'], '.3f', '-')} "
+                f"ERF {fmt(rec['erf'], '.3f', '-')} REF {fmt(rec['ref'], '.3f', '-')}"
+            )
         if st.sink is not None:
             state = {True: "up", False: "DOWN (spooling)", None: "connecting"}[st.sink.stats.up]
             extra += f" | InfluxDB {state}, {st.sink.stats.points_written} written"
@@ -96,6 +110,18 @@ class _Display:
     @property
     def period_pue(self) -> float | None:
         return self.period_fac / self.period_it if self.period_it > 0 else None
+
+    def period_kpis(self) -> dict[str, float | None]:
+        """WUE, CUE, ERF, REF of the period: summed numerator over summed denominator."""
+        return {
+            kpi: (acc[0] / acc[1] if (acc := self.period_kpi.get(kpi)) and acc[1] > 0 else None)
+            for kpi, _, _ in _KPI_SUMS
+        }
+
+
+#: KPI, PueInterval numerator, denominator (pipeline.kpi)
+_KPI_SUMS = (("wue", "water_l", "e_it"), ("cue", "co2_kg", "e_it"), ("erf", "e_heat_reused", "e_facility"),
+             ("ref", "e_renewable", "e_facility"))  # fmt: skip
 
 
 async def _run_service(
@@ -191,6 +217,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         result: dict[str, Any] = {"store": db if keep else None, "pue_period": display.period_pue}
         if display.period_start is not None and display.period_end is not None:
             truth = world.true_pue(display.period_start, display.period_end)
+            ef = site.config.kpis.emission_factor.kg_per_kwh
             result.update(
                 period_start=iso(display.period_start, site.config.site.timezone),
                 period_end=iso(display.period_end, site.config.site.timezone),
@@ -198,6 +225,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 e_it_kwh=display.period_it,
                 pue_true=truth,
                 error_percent=100.0 * (display.period_pue - truth) / truth if display.period_pue else None,
+                kpis=display.period_kpis(),
+                kpis_true={
+                    k: v
+                    for k, v in world.true_kpis(display.period_start, display.period_end, ef_kg_per_kwh=ef).items()
+                    if k in ("wue", "cue", "erf", "ref")
+                },
             )
         return result
 
@@ -216,6 +249,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
             f"simulator ground truth {result['pue_true']:.4f}; "
             f"difference {result['error_percent']:+.3f} %"
         )
+        from pue_monitor.pipeline.kpi import KPI_STANDARDS, KPI_UNITS
+
+        for kpi, value in result["kpis"].items():
+            true = result["kpis_true"][kpi]
+            unit = "" if KPI_UNITS[kpi] == "ratio" else " " + KPI_UNITS[kpi]
+            shown = "not measured" if value is None else f"{value:.4f}{unit}"
+            diff = f"; difference {100.0 * (value - true) / true:+.2f} %" if value is not None and true else ""
+            print(f"  {kpi.upper()} ({KPI_STANDARDS[kpi]}) {shown}; simulator ground truth {true:.4f}{unit}{diff}")
     else:
         print("\nno complete 1-minute interval yet: run longer (--duration) or faster (--speed)")
     if not args.json:

@@ -101,6 +101,12 @@ class PeriodPue:
     intervals: int
     category: int | None
     estimated_share: float
+    #: companion KPIs over the same minutes (sums of numerator and denominator over the minutes
+    #: where both are known); None: not measured
+    wue: float | None = None
+    cue: float | None = None
+    erf: float | None = None
+    ref: float | None = None
 
 
 def connect(path: str | Path, *, readonly: bool = False, timeout: float = 10.0) -> sqlite3.Connection:
@@ -529,7 +535,23 @@ class StoreReader:
             intervals=len(rows),
             category=min(r["category"] for r in rows),
             estimated_share=sum(r["estimated"] for r in rows) / len(rows),
+            **{kpi: _period_ratio(rows, num, den) for kpi, num, den in _PERIOD_KPIS},
         )
+
+
+#: KPI, numerator column, denominator column
+_PERIOD_KPIS = (
+    ("wue", "water_l", "e_it_kwh"),
+    ("cue", "co2_kg", "e_it_kwh"),
+    ("erf", "e_heat_reused_kwh", "e_facility_kwh"),
+    ("ref", "e_renewable_kwh", "e_facility_kwh"),
+)
+
+
+def _period_ratio(rows: list[dict[str, Any]], num: str, den: str) -> float | None:
+    have = [r for r in rows if r.get(num) is not None]
+    d = sum(r[den] for r in have)
+    return sum(r[num] for r in have) / d if have and d > 0 else None
 
 
 _BULK = 64  # rows per INSERT statement of a bulk load (128 bound parameters)
