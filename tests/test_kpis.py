@@ -249,7 +249,7 @@ async def test_prometheus_kpis_absent_when_not_measured() -> None:
     assert "pue_energy_reuse_factor_ratio" not in names and "pue_renewable_energy_factor_ratio" not in names
     lab = (("site", "s"), ("window", "1m"))
     assert dry[("pue_carbon_usage_effectiveness_kg_per_kwh", lab)] == pytest.approx(0.5306 * 1.2)
-    assert dry[("pue_co2_kilograms_total", (("site", "s"),))] == pytest.approx(22 * 0.5306)
+    assert dry[("pue_co2_grams_total", (("site", "s"),))] == pytest.approx(22 * 0.5306 * 1000)
     assert wet[("pue_water_usage_effectiveness_litres_per_kwh", lab)] == pytest.approx(2.0)
     assert wet[("pue_water_litres_total", (("site", "s"),))] == pytest.approx(36.0)
     # litres never show up as joules of a meter

@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector
 
 from pue_monitor import __version__
 from pue_monitor.collectors.runner import ERROR_KINDS, LATENCY_BUCKETS, DeviceStats
+from pue_monitor.config.models import KPI_ROLES
 from pue_monitor.pipeline.events import PipelineEvent
 from pue_monitor.readings import Quality, Reading
 from pue_monitor.sinks.base import Output
@@ -55,7 +56,7 @@ class LiveState:
     #: (meter, role) -> joules of the closed 1-minute intervals in which the meter is not missing
     meter_energy_j: dict[tuple[str, str], float] = field(default_factory=dict)
     #: companion KPI totals of the closed 1-minute intervals in which each is known: water_l
-    #: (litres), heat_reused_j, renewable_j (joules), co2_kg; a key is absent until measured once
+    #: (litres), heat_reused_j, renewable_j (joules), co2_g (grams); a key is absent until measured once
     kpi_totals: dict[str, float] = field(default_factory=dict)
     #: meter id -> role (from the site's energy model)
     meter_roles: dict[str, str] = field(default_factory=dict)
@@ -66,12 +67,14 @@ class LiveState:
 
 
 KWH_TO_J = 3.6e6
+#: roles of the companion KPI meters: outside the energy model, exported by their own counters
+_KPI_ROLES = frozenset(r.value for r in KPI_ROLES)
 #: LiveState.kpi_totals key, PueInterval attribute, factor to the exported unit
 _KPI_TOTALS = (
     ("water_l", "water_l", 1.0),
     ("heat_reused_j", "e_heat_reused", KWH_TO_J),
     ("renewable_j", "e_renewable", KWH_TO_J),
-    ("co2_kg", "co2_kg", 1.0),
+    ("co2_g", "co2_kg", 1000.0),  # grams: Prometheus' base unit of mass (promtool lint)
 )
 #: companion KPI gauges: PueInterval attribute, metric name, help (ISO/IEC 30134 part)
 _KPI_GAUGES = (
@@ -93,7 +96,7 @@ _KPI_COUNTERS = (
     ("water_l", "pue_water_litres", "Site water (WUE numerator), closed 1-minute intervals."),
     ("heat_reused_j", "pue_heat_reused_joules", "Heat exported for reuse (ERF numerator), closed 1-minute intervals."),
     ("renewable_j", "pue_renewable_energy_joules", "Renewable energy (REF numerator), closed 1-minute intervals."),
-    ("co2_kg", "pue_co2_kilograms", "CO2 of facility energy (CUE numerator), closed 1-minute intervals."),
+    ("co2_g", "pue_co2_grams", "CO2 of facility energy (CUE numerator), closed 1-minute intervals."),
 )  # fmt: skip
 KEEP_MINUTES_S = 2 * 86400.0  # restatements are followed this far back (the service's own horizon)
 
@@ -125,7 +128,7 @@ class EnergyCounters:
             new[("role", role)] = kwh * KWH_TO_J
         for meter, kwh in getattr(iv, "e_meters", {}).items():
             role = self.state.meter_roles.get(meter, "unknown")
-            if role != "water":  # litres, not energy: in pue_water_litres_total
+            if role not in _KPI_ROLES:  # those are in pue_water_litres_total etc. (water: litres)
                 new[("meter", meter, role)] = kwh * KWH_TO_J
         for name, attr, scale in _KPI_TOTALS:
             v = getattr(iv, attr, None)
@@ -215,7 +218,9 @@ class PueCollector(Collector):
             energy.add_metric([site, role], j)
         meter_energy = CounterMetricFamily(
             "pue_meter_energy_joules",
-            "Energy per meter over the closed 1-minute intervals in which the meter is not missing.",
+            "Energy per energy-model meter over the closed 1-minute intervals in which the meter is not missing "
+            "(water, heat-reuse and renewable meters: pue_water_litres, pue_heat_reused_joules, "
+            "pue_renewable_energy_joules).",
             labels=["site", "meter", "role"],
         )
         for (meter, role), j in sorted(s.meter_energy_j.items()):
