@@ -97,14 +97,20 @@ def test_contracted_renewable_share_gives_ref_and_lowers_cue() -> None:
 
 
 def _water_site(**meter: object) -> dict[str, object]:
+    """The two-meter site plus an MQTT water meter counting m3 (``vol``) with a flow (``flow``, m3/h)."""
     water = {
-        **_DEAD_MODBUS,
         "id": "tower-water",
-        "port": 10,
-        "profile": "pue-sim-water-meter",
-        "meter": {"role": "water", "volume": "volume", "flow": "flow", **meter},
+        "protocol": "mqtt",
+        "subscriptions": [
+            {
+                "topic": "w",
+                "points": [{"point": "vol", "unit": "m3", "path": "v"}, {"point": "flow", "unit": "m3/h", "path": "f"}],
+            }
+        ],
+        "interval": 60,
+        "meter": {"role": "water", "volume": "vol", "flow": "flow", **meter},
     }
-    return two_meter_site(water)
+    return two_meter_site(water, mqtt=True)
 
 
 def test_water_counter_rollover_and_reset_are_judged_like_energy() -> None:
@@ -112,7 +118,7 @@ def test_water_counter_rollover_and_reset_are_judged_like_energy() -> None:
     site = site_from_dict(_water_site(rollover=wrap), source="<test>")
     specs = series_specs(site)
     keys = list(specs)
-    w = keys.index(("tower-water", "volume"))
+    w = keys.index(("tower-water", "vol"))
     assert specs[keys[w]].factor == 1000.0 and specs[keys[w]].rollover == wrap  # m3 -> L
     ts = T0 + 60.0 * np.arange(4)
     # a wrap: 8 L per minute across the register's rollover
@@ -136,7 +142,7 @@ def test_water_meter_config_is_checked() -> None:
     with pytest.raises(ConfigError, match=r"meter\.volume: point 'flow' has unit 'm3/h', not a volume unit"):
         site_from_dict(_water_site(volume="flow"), source="<test>")
     bad = _water_site()
-    bad["devices"][2]["meter"] = {"role": "water", "energy": "volume"}  # type: ignore[index]
+    bad["devices"][2]["meter"] = {"role": "water", "energy": "vol"}  # type: ignore[index]
     with pytest.raises(ConfigError, match="a water meter counts 'volume'"):
         site_from_dict(bad, source="<test>")
     both = _water_site()

@@ -404,7 +404,7 @@ async def test_every_meter_decodes_to_the_world() -> None:
                 client.close()
             assert dev.meter is not None  # every Modbus device is a meter (weather is on MQTT)
             roles[dev.id] = dev.meter.role.value
-            (rate,), (counter,) = dev.meter.power_points, dev.meter.energy_points  # water: flow, volume
+            (rate,), (counter,) = dev.meter.power_points, dev.meter.energy_points
             pw = prof.points[rate]
             pe = prof.points[counter]
             to_kw = UNITS[pw.unit][1]  # to kW (water: L/h, as the world's "power" of a water meter)
@@ -424,7 +424,6 @@ async def test_every_meter_decodes_to_the_world() -> None:
             "chiller-plant": "cooling",
             "crah": "cooling",
             "lighting": "lighting",
-            "tower-water": "water",
             "heat-reuse": "heat_reuse",
             "pv": "renewable",
         }

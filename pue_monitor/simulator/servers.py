@@ -75,14 +75,13 @@ DEVICES: tuple[DeviceSpec, ...] = (
     DeviceSpec("chiller-plant", "pue-sim-meter", "chiller-plant", "chiller-plant", power_factor=0.90),
     DeviceSpec("crah", "abb-b-series", "crah", "crah", power_factor=0.94),
     DeviceSpec("lighting", "pue-sim-meter", "lighting", "lighting", power_factor=0.92),
-    # companion KPI meters: make-up water of the cooling towers, district-heating export, rooftop PV
-    DeviceSpec("tower-water", "pue-sim-water-meter", "tower-water", "tower-water"),
+    # companion KPI meters: district-heating export, rooftop PV (the towers' make-up water meter
+    # publishes over MQTT: mqtt_publishers)
     DeviceSpec("heat-reuse", "pue-sim-heat-meter", "heat-reuse", "heat-reuse"),
     DeviceSpec("pv", "pue-sim-meter", "pv", "pv", power_factor=0.99, voltage=229.0),
 )
 #: (counter point, rate point) of a simulated meter by profile (default: import_energy, active_power)
 _METER_POINTS = {
-    "pue-sim-water-meter": ("volume", "flow"),
     "pue-sim-heat-meter": ("heat_energy", "heat_power"),
 }
 
@@ -180,10 +179,6 @@ class SimulatorServers:
             if name in ("active_power", "heat_power") and kind == "power":
                 val = p_kw * _unit_factor(pt.unit)
             elif name in ("import_energy", "total_energy", "heat_energy") and kind == "energy":
-                val = e_kwh * _unit_factor(pt.unit)
-            elif kind == "flow":  # the water meter: the world's "kW" are L/h, its "kWh" litres
-                val = p_kw * _unit_factor(pt.unit)
-            elif kind == "volume":
                 val = e_kwh * _unit_factor(pt.unit)
             elif name == "export_energy":
                 val = 0.0
@@ -324,12 +319,7 @@ class SimulatorServers:
             if spec.meter is not None:
                 m = METERS[spec.meter]
                 counter, rate = _METER_POINTS.get(spec.profile, ("import_energy", "active_power"))
-                water = m.role == "water"
-                meter: dict[str, Any] = {
-                    "role": m.role,
-                    "volume" if water else "energy": counter,
-                    "flow" if water else "power": rate,
-                }
+                meter: dict[str, Any] = {"role": m.role, "energy": counter, "power": rate}
                 if m.it_location:
                     meter["it_location"] = m.it_location
                 if m.rollover_kwh is not None:
