@@ -303,3 +303,25 @@ async def test_simulated_site_kpis_match_ground_truth(tmp_path) -> None:
     assert measured["erf"] == pytest.approx(truth["erf"], rel=0.03)
     assert measured["ref"] == pytest.approx(truth["ref"], rel=0.01)
     assert truth["erf"] > 0.05 and truth["ref"] > 0.01 and 1.0 < truth["wue"] < 2.5
+
+
+def test_readme_kpi_example_validates() -> None:
+    """The README's `kpis:` example (with its water, heat and PV meters) is valid configuration."""
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    from pue_monitor.config.models import SiteConfig
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    block = next(b for b in re.findall(r"```yaml\n(.*?)```", readme, flags=re.S) if b.startswith("kpis:"))
+    example = yaml.safe_load(block)
+    site = two_meter_site()
+    site["kpis"] = example["kpis"]
+    site["devices"] += example["devices"]  # type: ignore[operator]
+    cfg = SiteConfig.model_validate(site)
+    roles = {d.id: d.meter.role for d in cfg.devices if d.meter is not None}
+    assert roles["tower-makeup"] is Role.WATER and roles["dh-export"] is Role.HEAT_REUSE
+    assert roles["rooftop-pv"] is Role.RENEWABLE
+    assert cfg.kpis.emission_factor.year == 2023 and cfg.kpis.water_definition == "site_usage"
