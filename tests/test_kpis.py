@@ -325,3 +325,21 @@ def test_readme_kpi_example_validates() -> None:
     assert roles["tower-makeup"] is Role.WATER and roles["dh-export"] is Role.HEAT_REUSE
     assert roles["rooftop-pv"] is Role.RENEWABLE
     assert cfg.kpis.emission_factor.year == 2023 and cfg.kpis.water_definition == "site_usage"
+
+
+def test_pue_show_kpi_marks_not_measured_and_gives_period_kpis(tmp_path, capsys) -> None:
+    from pue_monitor.cli import main
+
+    db = tmp_path / "s.sqlite"
+    store = SqliteStore(db)
+    store.upsert_intervals("s", "1m", _minutes(water=False), now=1.0)
+    store.close()
+    assert main(["show", "--db", str(db), "--kpi"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].endswith("WUE L/kWh CUE kg/kWh    ERF    REF")
+    rows = out[1:3]
+    # WUE, ERF, REF not measured ("-"), CUE = factor x PUE: 0.5306 x 10/8 and 0.5306 x 12/10
+    assert [r.split()[-4:] for r in rows] == [["-", "0.663", "-", "-"], ["-", "0.637", "-", "-"]]
+    period = out[-1]
+    assert "WUE not measured (ISO/IEC 30134-9" in period and "ERF not measured" in period
+    assert f"CUE {0.5306 * 22 / 18:.3f} kg/kWh (ISO/IEC 30134-8; grid factor 0.5306 kg/kWh, 2023)" in period
