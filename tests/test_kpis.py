@@ -153,6 +153,11 @@ def test_water_meter_config_is_checked() -> None:
     both["kpis"] = {"renewable_contract": {"share": 0.3, "source": "x"}}
     with pytest.raises(ConfigError, match="renewable_contract and a renewable meter"):
         site_from_dict(both, source="<test>")
+    from pue_monitor.config.summary import energy_model_summary
+
+    kpis = energy_model_summary(site_from_dict(_water_site(), source="<test>"))["kpis"]
+    assert kpis["wue"] == "water meter (site_usage)" and kpis["erf"].startswith("not measured")
+    assert "0.5306 kg/kWh (2023" in kpis["cue"] and kpis["cue"].endswith("grid only")
     site = site_from_dict(two_meter_site(), source="<test>")
     ef = site.config.kpis.emission_factor  # the default: China's national grid average, with year and source
     assert (ef.kg_per_kwh, ef.year) == (0.5306, 2023) and "MEE" in ef.source
