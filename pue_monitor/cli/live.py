@@ -38,6 +38,8 @@ class _Display:
         self.period_end: float | None = None
         #: KPI -> [numerator, denominator] summed over the period's minutes where the KPI is known
         self.period_kpi: dict[str, list[float]] = {}
+        #: KPI -> [start, end) spans of those minutes (for the ground truth over the same minutes)
+        self.kpi_spans: dict[str, list[list[float]]] = {}
 
     def __call__(self, snap: Any) -> None:
         for iv in snap.closed:
@@ -52,6 +54,11 @@ class _Display:
                     acc = self.period_kpi.setdefault(kpi, [0.0, 0.0])
                     acc[0] += getattr(iv, num)
                     acc[1] += getattr(iv, den)
+                    spans = self.kpi_spans.setdefault(kpi, [])
+                    if spans and spans[-1][1] == iv.start:
+                        spans[-1][1] = iv.end
+                    else:
+                        spans.append([iv.start, iv.end])
             self.period_start = iv.start if self.period_start is None else self.period_start
             self.period_end = iv.end
         if self.quiet or self._time() - self._last < self.every:
@@ -117,6 +124,19 @@ class _Display:
             kpi: (acc[0] / acc[1] if (acc := self.period_kpi.get(kpi)) and acc[1] > 0 else None)
             for kpi, _, _ in _KPI_SUMS
         }
+
+
+def _true_kpi(world: Any, kpi: str, spans: list[list[float]], ef: float) -> float | None:
+    """The simulator's ground truth of ``kpi`` over the minutes it was measured in."""
+    if not spans:
+        return None
+    num = den = 0.0
+    for t0, t1 in spans:
+        k = world.true_kpis(t0, t1, ef_kg_per_kwh=ef)
+        d = world.true_energy("it" if kpi in ("wue", "cue") else "facility_input", t0, t1)
+        num += k[kpi] * d
+        den += d
+    return num / den
 
 
 #: KPI, PueInterval numerator, denominator (pipeline.kpi)
@@ -226,11 +246,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 pue_true=truth,
                 error_percent=100.0 * (display.period_pue - truth) / truth if display.period_pue else None,
                 kpis=display.period_kpis(),
-                kpis_true={
-                    k: v
-                    for k, v in world.true_kpis(display.period_start, display.period_end, ef_kg_per_kwh=ef).items()
-                    if k in ("wue", "cue", "erf", "ref")
-                },
+                kpis_true={k: _true_kpi(world, k, display.kpi_spans.get(k, []), ef) for k, _, _ in _KPI_SUMS},
             )
         return result
 
@@ -253,6 +269,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
         for kpi, value in result["kpis"].items():
             true = result["kpis_true"][kpi]
+            if true is None:
+                print(f"  {kpi.upper()} ({KPI_STANDARDS[kpi]}) not measured")
+                continue
             unit = "" if KPI_UNITS[kpi] == "ratio" else " " + KPI_UNITS[kpi]
             shown = "not measured" if value is None else f"{value:.4f}{unit}"
             diff = f"; difference {100.0 * (value - true) / true:+.2f} %" if value is not None and true else ""
