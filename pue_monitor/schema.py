@@ -16,7 +16,8 @@ from pue_monitor.config.models import SUBSYSTEMS
 #: 2: ``category`` is an integer field (a restated bucket overwrites its point even when its
 #:    category changes); ``pue_reading`` has no ``unit`` tag (the unit is fixed per device and
 #:    point by its profile, so the tag added no information, only series-key bytes).
-SCHEMA_VERSION = 2
+#: 3: companion KPI fields on ``pue_interval`` (INTERVAL_KPI_FIELDS, INTERVAL_KPI_BASIS_*).
+SCHEMA_VERSION = 3
 SCHEMA_VERSION_FIELD = "schema_version"  # integer
 
 # ------------------------------------------------------------------ metadata
@@ -38,8 +39,9 @@ READING_QUALITY = "quality"  # integer: pue_monitor.readings.Quality
 #: one point per interval and resolution; timestamp = interval start; restatements overwrite
 INTERVAL = "pue_interval"
 INTERVAL_TAGS = ("site", "resolution")  # resolution 1m/15m/1h/1d
-#: integer fields: ISO/IEC 30134-2 measurement category 1-3 and SCHEMA_VERSION
-INTERVAL_INT_FIELDS = ("category", SCHEMA_VERSION_FIELD)
+#: integer fields: ISO/IEC 30134-2 measurement category 1-3, SCHEMA_VERSION, and the year of the
+#: grid emission factor the CUE was computed with
+INTERVAL_INT_FIELDS = ("category", SCHEMA_VERSION_FIELD, "co2_factor_year")
 #: shares of meter-interval cells estimated per reason (pipeline.pue.REASON_FIELDS, Reason):
 #: power integrated, gap split linearly, counter reset, glitch bridged; ``estimated`` is the total
 INTERVAL_REASON_FIELDS = (
@@ -62,3 +64,11 @@ INTERVAL_FLOAT_FIELDS = (
     *(f"e_{r.value}_kwh" for r in SUBSYSTEMS),
     *(f"ppue_{r.value}" for r in SUBSYSTEMS),
 )
+#: companion KPIs (pipeline.kpi), floats, each ABSENT when not measured (no meter), never 0:
+#: site water (L), reused heat and renewable energy (kWh), CO2 of E_DC (kg), WUE (ISO/IEC
+#: 30134-9, L/kWh), CUE (ISO/IEC 30134-8, kg/kWh), ERF (ISO/IEC 30134-6), REF (ISO/IEC 30134-3)
+INTERVAL_KPI_FIELDS = ("water_l", "e_heat_reused_kwh", "e_renewable_kwh", "co2_kg", "wue", "cue", "erf", "ref")
+#: float field: the grid emission factor (kg CO2/kWh) of co2_kg and cue; its year is in
+#: INTERVAL_INT_FIELDS, its source in the embedded store (a string field would be meaningless in
+#: VictoriaMetrics)
+INTERVAL_KPI_BASIS_FLOAT_FIELDS = ("co2_factor_kg_per_kwh",)

@@ -50,6 +50,7 @@ from pue_monitor.config.models import (
 )
 from pue_monitor.errors import ConfigError, PueError
 from pue_monitor.pipeline.energy import SeriesSpec, interval_energy
+from pue_monitor.pipeline.kpi import KpiBasis, kpi_fields_from_row
 from pue_monitor.pipeline.live import LivePipeline
 from pue_monitor.pipeline.model import series_specs
 from pue_monitor.pipeline.pue import PueInterval, aggregate, rollup
@@ -111,6 +112,7 @@ def interval_from_row(row: dict[str, Any]) -> PueInterval:
         missing=float(row["missing"]),
         coverage=float(row["coverage"]),
         e_unattributed=row["e_unattributed_kwh"],
+        **kpi_fields_from_row(row),
     )
 
 
@@ -169,7 +171,8 @@ class Service:
         cfg = site.config
         self.clock = clock or WallClock()
         self.specs = series_specs(site)
-        self.pipeline = LivePipeline(self.specs, step=STEP)
+        self.kpi = KpiBasis.from_config(cfg.kpis)
+        self.pipeline = LivePipeline(self.specs, step=STEP, kpi=self.kpi)
         self._tick = tick
         self._set_timing(cfg)
         self.state = LiveState(
@@ -351,7 +354,7 @@ class Service:
             step=cut - start,
             n=1,
         )
-        (iv,) = rollup(ie, [self.specs[k] for k in keys], per_meter=True)
+        (iv,) = rollup(ie, [self.specs[k] for k in keys], per_meter=True, kpi=self.kpi)
         return _admit(dataclasses.replace(iv, end=start + STEP), (cut - start) / STEP)
 
     def _add_device(self, dev: Device) -> None:

@@ -44,14 +44,18 @@ def test_demo_agrees_with_ground_truth_and_store_is_readable_during_run(tmp_path
     assert abs(summary["error_percent"]) < 0.5
     assert 1.1 < summary["pue_period"] < 1.6
     status = [x for x in lines if "pue_instant" in x]
-    assert status and status[-1]["devices"] == 15
+    assert status and status[-1]["devices"] == 17
     # every device answered; a single late poll under a loaded CI machine may mark one down
-    assert max(s["devices_up"] for s in status) == 15 and status[-1]["devices_up"] >= 14
+    assert max(s["devices_up"] for s in status) == 17 and status[-1]["devices_up"] >= 16
     # every protocol delivered readings: Modbus meters, SNMP UPS/rack PDUs, MQTT sensors, a Sparkplug node
     by_protocol = status[-1]["readings_by_protocol"]
     assert set(by_protocol) == {"modbus", "snmp", "mqtt", "sparkplug"} and min(by_protocol.values()) > 0
     assert status[-1]["outdoor_temperature_c"] is not None
-    assert set(status[-1]["power_kw"]) == {"facility_input", "it", "cooling", "lighting"}
+    assert set(status[-1]["power_kw"]) == {"facility_input", "it", "cooling", "lighting", "heat_reuse", "renewable"}
+    # the simulator has a water, a heat-reuse and a PV meter: every companion KPI is measured
+    assert all(status[-1][k] is not None for k in ("wue", "cue", "erf", "ref"))
+    for kpi, value in summary["kpis"].items():
+        assert value == pytest.approx(summary["kpis_true"][kpi], rel=0.02, abs=1e-3), kpi
     # a second process read the store while the demo wrote it, and saw it grow
     counts = [c for c in seen_during_run if isinstance(c, int)]
     assert all(isinstance(c, int) for c in seen_during_run), seen_during_run

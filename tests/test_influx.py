@@ -110,7 +110,10 @@ async def test_victoriametrics_gets_the_schema_version_as_one_numeric_series(vm,
             break
         await asyncio.sleep(0.1)
     assert [(s["metric"], s["values"]) for s in series] == [
-        ({"__name__": "pue_meta_schema_version", "site": "dc1", "software_version": __version__}, [2])
+        (
+            {"__name__": "pue_meta_schema_version", "site": "dc1", "software_version": __version__},
+            [schema.SCHEMA_VERSION],
+        )
     ]
 
 
@@ -149,7 +152,8 @@ async def test_restated_bucket_with_another_category_overwrites_its_point(influx
     (row,) = influx1.query(q)[0]["values"]
     assert row[1:] == [2, 10.0 + 11.0 + 2.5]  # two buckets, the restated one counted once at 12.5
     rows = influx1.query("SELECT e_facility_kwh, pue, category, schema_version FROM pue_interval ORDER BY time")
-    assert [r[1:] for r in rows[0]["values"]] == [[12.5, 12.5 / 8.0, 1, 2], [11.0, 11.0 / 8.0, 2, 2]]
+    v = schema.SCHEMA_VERSION
+    assert [r[1:] for r in rows[0]["values"]] == [[12.5, 12.5 / 8.0, 1, v], [11.0, 11.0 / 8.0, 2, v]]
     tag_keys = influx1.query("SHOW TAG KEYS FROM pue_interval")[0]["values"]
     assert sorted(k[0] for k in tag_keys) == ["resolution", "site"]
     field_types = dict(influx1.query("SHOW FIELD KEYS FROM pue_interval")[0]["values"])
@@ -580,6 +584,6 @@ async def test_readme_retention_policies_and_continuous_query_keep_the_rollups(i
     rows = sorted((dict(zip(cols, r, strict=True)) for r in long["values"]), key=lambda r: (r["resolution"], r["time"]))
     got = [(r["resolution"], r["time"] // 10**9, r["last_e_facility_kwh"], r["last_category"]) for r in rows]
     assert got == [("15m", day, 100.0, 1), ("15m", day + 900, 101.0, 2), ("1d", day, 9000.0, 2)]
-    assert {r["site"] for r in rows} == {"dc1"} and {r["last_schema_version"] for r in rows} == {2}
+    assert {r["site"] for r in rows} == {"dc1"} and {r["last_schema_version"] for r in rows} == {schema.SCHEMA_VERSION}
     short = influx1.query('SELECT count(e_facility_kwh) FROM "pue"."short"."pue_interval" GROUP BY resolution')
     assert {s["tags"]["resolution"]: s["values"][0][1] for s in short} == {"1m": 30, "15m": 2, "1d": 1}

@@ -14,7 +14,7 @@ from pymodbus.exceptions import ModbusIOException
 from pue_monitor.clock import ManualClock, ScaledClock
 from pue_monitor.collectors.decode import decode
 from pue_monitor.config.loader import load_profiles
-from pue_monitor.config.models import SiteConfig
+from pue_monitor.config.models import UNITS, SiteConfig
 from pue_monitor.simulator import physics
 from pue_monitor.simulator.physics import METER_IDS, SimParams
 from pue_monitor.simulator.servers import SimulatorServers
@@ -404,15 +404,16 @@ async def test_every_meter_decodes_to_the_world() -> None:
                 client.close()
             assert dev.meter is not None  # every Modbus device is a meter (weather is on MQTT)
             roles[dev.id] = dev.meter.role.value
-            pw = prof.points[dev.meter.power]
-            pe = prof.points[dev.meter.energy]
-            to_kw = {"W": 1e-3, "kW": 1.0}[pw.unit]
-            to_kwh = {"Wh": 1e-3, "kWh": 1.0}[pe.unit]
+            (rate,), (counter,) = dev.meter.power_points, dev.meter.energy_points
+            pw = prof.points[rate]
+            pe = prof.points[counter]
+            to_kw = UNITS[pw.unit][1]  # to kW (water: L/h, as the world's "power" of a water meter)
+            to_kwh = UNITS[pe.unit][1]  # to kWh (water: L)
             p_true = world.power_at(t)[dev.id]
             e_true = world.counter_at(dev.id, t)
             step_p = abs(pw.scale) * to_kw  # integer resolution
-            assert got[dev.meter.power] * to_kw == pytest.approx(p_true, rel=2e-7, abs=step_p), dev.id
-            assert got[dev.meter.energy] * to_kwh == pytest.approx(e_true, rel=2e-7, abs=pe.scale * to_kwh), dev.id
+            assert got[rate] * to_kw == pytest.approx(p_true, rel=2e-7, abs=step_p), dev.id
+            assert got[counter] * to_kwh == pytest.approx(e_true, rel=2e-7, abs=pe.scale * to_kwh), dev.id
         assert roles == {
             "incomer-a": "facility_input",
             "incomer-b": "facility_input",
@@ -423,6 +424,8 @@ async def test_every_meter_decodes_to_the_world() -> None:
             "chiller-plant": "cooling",
             "crah": "cooling",
             "lighting": "lighting",
+            "heat-reuse": "heat_reuse",
+            "pv": "renewable",
         }
         pdu = next(d for d in cfg.devices if d.id == "pdu-1")
         assert pdu.meter is not None and pdu.meter.it_location is not None

@@ -8,7 +8,7 @@ import contextlib
 import datetime as dt
 import signal
 from collections.abc import Awaitable, Callable
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -35,8 +35,28 @@ def positive(text: str) -> float:
     return v
 
 
-def fmt(v: float | None, spec: str = ".3f") -> str:
-    return "  n/a" if v is None else format(v, spec)
+def fmt(v: float | None, spec: str = ".3f", none: str = "  n/a") -> str:
+    return none if v is None else format(v, spec)
+
+
+def kpi_summary(values: dict[str, Any], basis: dict[str, Any]) -> str:
+    """One line of companion KPIs, each with its standard; ``not measured`` when None.
+
+    ``values``: wue/cue/erf/ref; ``basis``: a stored row's co2_factor_* and water_definition."""
+    from pue_monitor.pipeline.kpi import KPI_STANDARDS
+
+    def one(kpi: str, spec: str, unit: str, note: str = "") -> str:
+        v = values.get(kpi)
+        shown = "not measured" if v is None else format(v, spec) + unit
+        return f"{kpi.upper()} {shown} ({KPI_STANDARDS[kpi]}{note})"
+
+    factor = basis.get("co2_factor_kg_per_kwh")
+    ef = f"; grid factor {factor} kg/kWh, {basis.get('co2_factor_year')}" if factor is not None else ""
+    water = f"; {basis['water_definition']}" if basis.get("water_definition") else ""
+    return ", ".join(
+        (one("wue", ".3f", " L/kWh", water), one("cue", ".3f", " kg/kWh", ef), one("erf", ".3f", ""),
+         one("ref", ".3f", ""))
+    )  # fmt: skip
 
 
 def iso(ts: float, tz: str = "UTC") -> str:

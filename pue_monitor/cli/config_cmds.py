@@ -60,6 +60,11 @@ def _print_summary(file: str, summary: dict[str, Any]) -> None:
             print(f"    {m['device']}: {m['point']} ({m['energy']}{extra})")
     if summary["unmetered_subsystems"]:
         print("Unmetered subsystems (no partial PUE): " + ", ".join(summary["unmetered_subsystems"]))
+    from pue_monitor.pipeline.kpi import KPI_STANDARDS
+
+    print("Companion KPIs:")
+    for kpi, how in summary["kpis"].items():
+        print(f"  {kpi.upper()} ({KPI_STANDARDS[kpi]}): {how}")
 
 
 def profile_points(profile: Any) -> list[dict[str, Any]]:

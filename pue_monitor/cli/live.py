@@ -53,6 +53,10 @@ class _Display:
         self.period_start: float | None = None
         self.period_end: float | None = None
         self.period_category: int | None = None  # the lowest category of the period's minutes
+        #: KPI -> [numerator, denominator] summed over the period's minutes where the KPI is known
+        self.period_kpi: dict[str, list[float]] = {}
+        #: KPI -> [start, end) spans of those minutes (for the ground truth over the same minutes)
+        self.kpi_spans: dict[str, list[list[float]]] = {}
 
     def __call__(self, snap: Any) -> None:
         for iv in snap.closed:
@@ -62,6 +66,16 @@ class _Display:
                 continue  # keep the period contiguous
             self.period_fac += iv.e_facility
             self.period_it += iv.e_it
+            for kpi, num, den in _KPI_SUMS:
+                if getattr(iv, num) is not None:
+                    acc = self.period_kpi.setdefault(kpi, [0.0, 0.0])
+                    acc[0] += getattr(iv, num)
+                    acc[1] += getattr(iv, den)
+                    spans = self.kpi_spans.setdefault(kpi, [])
+                    if spans and spans[-1][1] == iv.start:
+                        spans[-1][1] = iv.end
+                    else:
+                        spans.append([iv.start, iv.end])
             self.period_start = iv.start if self.period_start is None else self.period_start
             self.period_end = iv.end
             self.period_category = min(iv.category, self.period_category or iv.category)
@@ -94,6 +108,8 @@ class _Display:
             "devices_down": [{"id": dev, "kind": kind} for dev, kind in down],
             "readings_by_protocol": dict(sorted(by_protocol.items())),
             "outdoor_temperature_c": outdoor.value if outdoor else None,
+            # companion KPIs of the latest minute; None = not measured (no meter), never 0
+            **{k: getattr(minute, k, None) if minute else None for k in ("wue", "cue", "erf", "ref")},
         }
         if st.sink is not None:
             rec["influxdb"] = {"up": st.sink.stats.up, "points_written": st.sink.stats.points_written,
@@ -105,6 +121,11 @@ class _Display:
         quality = f"cat {rec['category']}, {rec['measured_share']:.0%} measured" if minute else "no interval yet"
         protocols = " ".join(f"{k} {v}" for k, v in rec["readings_by_protocol"].items()) or "none yet"
         extra = f" | outdoor {outdoor.value:.1f} °C" if outdoor else ""
+        if minute is not None:
+            extra += (
+                f" | WUE {fmt(rec['wue'], '.2f', '-')} L/kWh CUE {fmt(rec['cue'], '.3f', '-')} "
+                f"ERF {fmt(rec['erf'], '.3f', '-')} REF {fmt(rec['ref'], '.3f', '-')}"
+            )
         if st.sink is not None:
             state = {True: "up", False: "DOWN (spooling)", None: "connecting"}[st.sink.stats.up]
             extra += f" | InfluxDB {state}, {st.sink.stats.points_written} written"
@@ -118,6 +139,31 @@ class _Display:
     @property
     def period_pue(self) -> float | None:
         return self.period_fac / self.period_it if self.period_it > 0 else None
+
+    def period_kpis(self) -> dict[str, float | None]:
+        """WUE, CUE, ERF, REF of the period: summed numerator over summed denominator."""
+        return {
+            kpi: (acc[0] / acc[1] if (acc := self.period_kpi.get(kpi)) and acc[1] > 0 else None)
+            for kpi, _, _ in _KPI_SUMS
+        }
+
+
+def _true_kpi(world: Any, kpi: str, spans: list[list[float]], ef: float) -> float | None:
+    """The simulator's ground truth of ``kpi`` over the minutes it was measured in."""
+    if not spans:
+        return None
+    num = den = 0.0
+    for t0, t1 in spans:
+        k = world.true_kpis(t0, t1, ef_kg_per_kwh=ef)
+        d = world.true_energy("it" if kpi in ("wue", "cue") else "facility_input", t0, t1)
+        num += k[kpi] * d
+        den += d
+    return num / den
+
+
+#: KPI, PueInterval numerator, denominator (pipeline.kpi)
+_KPI_SUMS = (("wue", "water_l", "e_it"), ("cue", "co2_kg", "e_it"), ("erf", "e_heat_reused", "e_facility"),
+             ("ref", "e_renewable", "e_facility"))  # fmt: skip
 
 
 async def _run_service(
@@ -249,6 +295,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         result: dict[str, Any] = {"store": db if keep else None, "pue_period": display.period_pue}
         if display.period_start is not None and display.period_end is not None:
             truth = world.true_pue(display.period_start, display.period_end)
+            ef = site.config.kpis.emission_factor.kg_per_kwh
             result.update(
                 period_start=iso(display.period_start, site.config.site.timezone),
                 period_end=iso(display.period_end, site.config.site.timezone),
@@ -256,6 +303,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 e_it_kwh=display.period_it,
                 pue_true=truth,
                 error_percent=100.0 * (display.period_pue - truth) / truth if display.period_pue else None,
+                kpis=display.period_kpis(),
+                kpis_true={k: _true_kpi(world, k, display.kpi_spans.get(k, []), ef) for k, _, _ in _KPI_SUMS},
             )
         return result
 
@@ -274,6 +323,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
             f"simulator ground truth {result['pue_true']:.4f}; "
             f"difference {result['error_percent']:+.3f} %"
         )
+        from pue_monitor.pipeline.kpi import KPI_STANDARDS, KPI_UNITS
+
+        for kpi, value in result["kpis"].items():
+            true = result["kpis_true"][kpi]
+            if true is None:
+                print(f"  {kpi.upper()} ({KPI_STANDARDS[kpi]}) not measured")
+                continue
+            unit = "" if KPI_UNITS[kpi] == "ratio" else " " + KPI_UNITS[kpi]
+            shown = "not measured" if value is None else f"{value:.4f}{unit}"
+            diff = f"; difference {100.0 * (value - true) / true:+.2f} %" if value is not None and true else ""
+            print(f"  {kpi.upper()} ({KPI_STANDARDS[kpi]}) {shown}; simulator ground truth {true:.4f}{unit}{diff}")
     else:
         print("\nno complete 1-minute interval yet: run longer (--duration) or faster (--speed)")
     if not args.json:

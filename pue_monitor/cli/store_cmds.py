@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from pue_monitor.cli.common import EXIT_OK, EXIT_USAGE, Subparsers, fmt, iso
+from pue_monitor.cli.common import EXIT_OK, EXIT_USAGE, Subparsers, fmt, iso, kpi_summary
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -27,15 +27,22 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"intervals": rows, "period": period.__dict__ if period else None}, indent=2))
         return EXIT_OK
+    kpi_head = " WUE L/kWh CUE kg/kWh    ERF    REF" if args.kpi else ""
     print(
         f"{'start (' + tz + ')':21} {'PUE':>6} {'E_DC kWh':>10} {'E_IT kWh':>10} cat  "
-        "measured estimated missing coverage"
+        f"measured estimated missing coverage{kpi_head}"
     )
     for r in rows:
+        kpis = ""
+        if args.kpi:  # "-": not measured (no meter), never 0
+            kpis = (
+                f" {fmt(r.get('wue'), '.3f', '-'):>9} {fmt(r.get('cue'), '.3f', '-'):>10} "
+                f"{fmt(r.get('erf'), '.3f', '-'):>6} {fmt(r.get('ref'), '.3f', '-'):>6}"
+            )
         print(
             f"{iso(r['start'], tz):21} {fmt(r['pue']):>6} {fmt(r['e_facility_kwh'], '.2f'):>10} "
             f"{fmt(r['e_it_kwh'], '.2f'):>10} {r['category']:>3}  {r['measured']:8.0%} "
-            f"{r['estimated']:9.0%} {r['missing']:7.0%} {r['coverage']:8.0%}"
+            f"{r['estimated']:9.0%} {r['missing']:7.0%} {r['coverage']:8.0%}{kpis}"
         )
     if period:
         print(
@@ -43,6 +50,8 @@ def cmd_show(args: argparse.Namespace) -> int:
             f"(E_DC {period.e_facility_kwh:.1f} kWh / E_IT {period.e_it_kwh:.1f} kWh, "
             f"category {period.category}, interim)"
         )
+        if args.kpi:
+            print("period " + kpi_summary(period.__dict__, rows[-1] if rows else {}))
     return EXIT_OK
 
 
@@ -94,6 +103,11 @@ def add_parsers(sub: Subparsers) -> None:
     s.add_argument("--resolution", default="1m", choices=["1m", "15m", "1h", "1d"])
     s.add_argument("--last", type=int, default=15, metavar="N", help="last N intervals (default 15)")
     s.add_argument("--json", action="store_true")
+    s.add_argument(
+        "--kpi",
+        action="store_true",
+        help="add the companion KPIs: WUE (ISO/IEC 30134-9), CUE (-8), ERF (-6), REF (-3); '-' = not measured",
+    )
     s.set_defaults(func=cmd_show)
 
     sp = sub.add_parser("spool", help="the InfluxDB spool (queued and quarantined batches)")

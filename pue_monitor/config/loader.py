@@ -321,8 +321,9 @@ def _meaning_problems(
         if found is None or dev.meter is None:
             continue
         unit_of, chosen = found
-        for field, quantity in (("energy", "energy"), ("power", "power")):
-            names = dev.meter.energy_points if field == "energy" else dev.meter.power_points
+        water = dev.meter.role is Role.WATER
+        fields = (("volume", "volume"), ("flow", "flow")) if water else (("energy", "energy"), ("power", "power"))
+        for (field, quantity), names in zip(fields, (dev.meter.energy_points, dev.meter.power_points), strict=True):
             for k, name in enumerate(names):
                 loc = ["devices", i, "meter", field] + ([k] if isinstance(getattr(dev.meter, field), list) else [])
                 _check_meter_point(dev, profiles, unit_of, chosen, name, quantity, loc, problems)
@@ -396,7 +397,8 @@ def _check_meter_point(
         problems.append((loc, f"point {name!r} is not among the device's points"))
     elif UNITS.get(unit, ("", 0))[0] != quantity:
         allowed = ", ".join(u for u, (q, _) in UNITS.items() if q == quantity)
-        problems.append((loc, f"point {name!r} has unit {unit!r}, not an {quantity} unit ({allowed})"))
+        article = "an" if quantity[0] in "aeiou" else "a"
+        problems.append((loc, f"point {name!r} has unit {unit!r}, not {article} {quantity} unit ({allowed})"))
 
 
 def load_site(path: str | Path) -> LoadedSite:

@@ -33,7 +33,8 @@ class _Model(BaseModel):
 
 # --------------------------------------------------------------------------- units
 
-#: unit -> (quantity, factor to the pipeline's unit: kW for power, kWh for energy)
+#: unit -> (quantity, factor to the pipeline's unit: kW for power, kWh for energy, L for a
+#: water volume, L/h for a water flow). Heat meters count in GJ or MJ (1 GJ = 1e9 J / 3.6e6 J/kWh).
 UNITS: dict[str, tuple[str, float]] = {
     "W": ("power", 1e-3),
     "kW": ("power", 1.0),
@@ -41,6 +42,12 @@ UNITS: dict[str, tuple[str, float]] = {
     "Wh": ("energy", 1e-3),
     "kWh": ("energy", 1.0),
     "MWh": ("energy", 1e3),
+    "MJ": ("energy", 1e6 / 3.6e6),
+    "GJ": ("energy", 1e9 / 3.6e6),
+    "L": ("volume", 1.0),
+    "m3": ("volume", 1e3),
+    "L/h": ("flow", 1.0),
+    "m3/h": ("flow", 1e3),
 }
 
 
@@ -342,7 +349,13 @@ class Secret(_Model):
 
 
 class Role(enum.StrEnum):
-    """Where a meter sits in the ISO/IEC 30134-2 energy model."""
+    """Where a meter sits in the ISO/IEC 30134-2 energy model, or which companion KPI it feeds.
+
+    The last three are NOT part of E_DC or E_IT (they never change PUE): ``water`` (site water,
+    a volume: WUE, ISO/IEC 30134-9), ``heat_reuse`` (heat exported for reuse: ERF, ISO/IEC
+    30134-6), ``renewable`` (renewable energy supplied to the DC, part of E_DC: REF, ISO/IEC
+    30134-3, and the zero-carbon share of CUE, ISO/IEC 30134-8).
+    """
 
     FACILITY_INPUT = "facility_input"  # utility incomers, generators: E_DC
     IT = "it"  # E_IT
@@ -350,9 +363,14 @@ class Role(enum.StrEnum):
     POWER_DISTRIBUTION = "power_distribution"
     LIGHTING = "lighting"
     OTHER = "other"
+    WATER = "water"
+    HEAT_REUSE = "heat_reuse"
+    RENEWABLE = "renewable"
 
 
 SUBSYSTEMS = (Role.COOLING, Role.POWER_DISTRIBUTION, Role.LIGHTING, Role.OTHER)
+#: roles of the companion KPI meters: outside the PUE energy model
+KPI_ROLES = (Role.WATER, Role.HEAT_REUSE, Role.RENEWABLE)
 
 
 class ITLocation(enum.StrEnum):
@@ -381,6 +399,11 @@ DEFAULT_MAX_POWER_KW: dict[Role, float] = {
     Role.POWER_DISTRIBUTION: 100_000.0,
     Role.LIGHTING: 100_000.0,
     Role.OTHER: 100_000.0,
+    # heat exported / renewable supply: bounded by the facility's own scale
+    Role.HEAT_REUSE: 500_000.0,
+    Role.RENEWABLE: 500_000.0,
+    # water: L/h (see Meter.max_flow_l_per_h): 10,000 m3/h, far above any site's make-up water
+    Role.WATER: 1e7,
 }
 
 
@@ -402,11 +425,28 @@ class Meter(_Model):
         "output_power.3]), or one SNMP table column with the wildcard row '*' (output_power.*): the "
         "collector sums the rows of each poll into one reading, BAD when the set of rows changed",
     )
+    volume: str | list[str] | None = Field(
+        default=None,
+        description="role 'water' only: point holding the cumulative water volume counter (unit L or m3), "
+        "or a list summed; judged like an energy counter (rollover, reset, gaps)",
+    )
+    flow: str | list[str] | None = Field(
+        default=None,
+        description="role 'water' only: point holding the water flow (L/h or m3/h), or a list summed; "
+        "integrated (estimated) when there is no volume counter",
+    )
     rollover: float | None = Field(
         default=None,
         gt=0,
         description="counter value (in the point's unit, after scale) at which it wraps to 0 (each listed "
         "counter wraps on its own)",
+    )
+    max_flow_l_per_h: float | None = Field(
+        default=None,
+        gt=0,
+        allow_inf_nan=False,
+        description="role 'water' only: physically possible maximum flow, L/h (an increment implying more "
+        "is a glitch); default 1e7 L/h",
     )
     max_power_kw: float | None = Field(
         default=None,
@@ -425,20 +465,41 @@ class Meter(_Model):
 
     @property
     def max_power(self) -> float:
-        """``max_power_kw`` or the default for the meter's role (kW)."""
-        return self.max_power_kw if self.max_power_kw is not None else DEFAULT_MAX_POWER_KW[self.role]
+        """``max_power_kw`` (``max_flow_l_per_h`` for water) or the default for the meter's role
+        (kW; L/h for water: the pipeline's rate unit of the meter's quantity)."""
+        own = self.max_flow_l_per_h if self.role is Role.WATER else self.max_power_kw
+        return own if own is not None else DEFAULT_MAX_POWER_KW[self.role]
+
+    @property
+    def counter_field(self) -> str:
+        """Name of the field holding the meter's counter points (``volume`` for water)."""
+        return "volume" if self.role is Role.WATER else "energy"
+
+    @property
+    def rate_field(self) -> str:
+        """Name of the field holding the meter's rate points (``flow`` for water)."""
+        return "flow" if self.role is Role.WATER else "power"
 
     @model_validator(mode="after")
     def _check(self) -> Meter:
+        if self.role is Role.WATER:
+            if self.energy is not None or self.power is not None or self.max_power_kw is not None:
+                raise ValueError("a water meter counts 'volume' (L or m3) and 'flow', not energy or power")
+            if self.volume is None and self.flow is None:
+                raise ValueError("a water meter needs a 'volume' counter point, a 'flow' point, or both")
+            if self.rollover is not None and self.volume is None:
+                raise ValueError("rollover applies to a volume counter; set 'volume' too")
+        elif self.volume is not None or self.flow is not None or self.max_flow_l_per_h is not None:
+            raise ValueError(f"volume, flow and max_flow_l_per_h are for role 'water' only, not {self.role.value!r}")
         if self.role is Role.IT and self.it_location is None:
             raise ValueError("role 'it' needs it_location: ups_output, pdu_output or it_equipment_input")
         if self.role is not Role.IT and self.it_location is not None:
             raise ValueError(f"it_location is only for role 'it', not {self.role.value!r}")
-        if self.energy is None and self.power is None:
+        if self.role is not Role.WATER and self.energy is None and self.power is None:
             raise ValueError("a meter needs an 'energy' counter point, a 'power' point, or both")
-        if self.rollover is not None and self.energy is None:
+        if self.role is not Role.WATER and self.rollover is not None and self.energy is None:
             raise ValueError("rollover applies to an energy counter; set 'energy' too")
-        for field in ("energy", "power"):
+        for field in ("energy", "power", "volume", "flow"):
             value = getattr(self, field)
             names = [value] if isinstance(value, str) else (value or [])
             if isinstance(value, list) and not value:
@@ -448,25 +509,25 @@ class Meter(_Model):
             for n in names:
                 if "*" not in n:
                     continue
-                if field == "energy":
+                if field in ("energy", "volume"):
                     raise ValueError(
-                        f"energy: {n!r}: a wildcard would sum counter rows in the collector, where a reset "
+                        f"{field}: {n!r}: a wildcard would sum counter rows in the collector, where a reset "
                         "or rollover of one row would be booked wrong; list the rows (e.g. [col.1, col.2])"
                     )
                 col, _, idx = n.partition(".")
                 if idx != "*" or not col or len(names) != 1:
-                    raise ValueError(f"power: {n!r}: a wildcard is one table column with the row '*', alone")
+                    raise ValueError(f"{field}: {n!r}: a wildcard is one table column with the row '*', alone")
         return self
 
     @property
     def energy_points(self) -> tuple[str, ...]:
-        """The counter points whose sum is the meter's energy (empty: none)."""
-        return _points(self.energy)
+        """The counter points whose sum is the meter's energy (water: volume) (empty: none)."""
+        return _points(self.volume if self.role is Role.WATER else self.energy)
 
     @property
     def power_points(self) -> tuple[str, ...]:
-        """The power points whose sum is the meter's power (a wildcard ``col.*`` is one point)."""
-        return _points(self.power)
+        """The rate points whose sum is the meter's power (water: flow) (a wildcard ``col.*`` is one point)."""
+        return _points(self.flow if self.role is Role.WATER else self.power)
 
 
 def _points(v: str | list[str] | None) -> tuple[str, ...]:
@@ -713,10 +774,11 @@ class ImportDevice(_Model):
     def unit_of(self, point: str) -> str | None:
         if point in self.units:
             return self.units[point]
-        if point == self.meter.energy:
-            return "kWh"
-        if point == self.meter.power:
-            return "kW"
+        water = self.meter.role is Role.WATER
+        if point in self.meter.energy_points:
+            return "L" if water else "kWh"
+        if point in self.meter.power_points:
+            return "L/h" if water else "kW"
         return None
 
     @field_validator("units")
@@ -1096,6 +1158,47 @@ class TimeWindow(_Model):
     )
 
 
+class EmissionFactor(_Model):
+    """Grid CO2 emission factor for CUE (ISO/IEC 30134-8), stored with every result.
+
+    Default: China's national grid average for 2023, 0.5306 kg CO2/kWh, published by the Ministry
+    of Ecology and Environment (MEE) with the National Bureau of Statistics (NBS) [s: docs/domain.md,
+    "China"]. Another widely used enterprise-reporting value is 0.5703 t CO2/MWh [s].
+    Set the factor of your grid region, year and source here.
+    """
+
+    kg_per_kwh: float = Field(default=0.5306, ge=0, le=2.0, description="kg CO2 per kWh of grid electricity")
+    year: int = Field(default=2023, ge=1990, le=2100, description="year the factor applies to")
+    type: str = Field(default="national grid average", description="e.g. national grid average, regional grid")
+    source: str = Field(
+        default="MEE/NBS China national average power CO2 emission factor 2023",
+        min_length=1,
+        description="who published the factor (audited: always stored with the results)",
+    )
+
+
+class RenewableContract(_Model):
+    """A contracted renewable share (green-power trading, green certificates) when no meter exists."""
+
+    share: float = Field(ge=0, le=1, description="fraction of facility energy E_DC that is renewable (0..1)")
+    source: str = Field(min_length=1, description="the contract or certificate the share comes from")
+
+
+class KpiConfig(_Model):
+    """Companion KPIs beside PUE: WUE, CUE, ERF, REF (ISO/IEC 30134-9/-8/-6/-3)."""
+
+    emission_factor: EmissionFactor = EmissionFactor()
+    water_definition: Literal["site_usage", "withdrawal", "consumption"] = Field(
+        default="site_usage",
+        description="what the water meters measure: site_usage (ISO/IEC 30134-9 WUE: water used on site "
+        "for the DC, e.g. cooling-tower make-up), withdrawal (all water drawn), consumption (evaporation + "
+        "drift, blowdown returned)",
+    )
+    renewable_contract: RenewableContract | None = Field(
+        default=None, description="a contracted renewable share instead of a renewable meter (not both)"
+    )
+
+
 class SiteConfig(_Model):
     site: SiteInfo
     thresholds: Thresholds = Thresholds()
@@ -1106,6 +1209,7 @@ class SiteConfig(_Model):
     influxdb: InfluxConfig | None = Field(default=None, description="write readings and KPIs to InfluxDB")
     time_window: TimeWindow = TimeWindow()
     cooling: CoolingConfig | None = Field(default=None, description="cooling plant for free-cooling potential")
+    kpis: KpiConfig = Field(default_factory=KpiConfig, description="companion KPIs (WUE, CUE, ERF, REF)")
 
     @property
     def store_enabled(self) -> bool:
@@ -1130,10 +1234,11 @@ class SiteConfig(_Model):
             units[key] = d.id
         if self.mqtt is None and any(isinstance(d, MqttDevice | SparkplugDevice) for d in self.devices):
             raise ValueError("mqtt and sparkplug devices need an mqtt: broker section")
-        return self
-
-        ids = {d.id for d in self.devices}
-        for name, ref in self.cooling.points:
-            if ref is not None and ref.device not in ids:
-                raise ValueError(f"cooling.points.{name}: no device {ref.device!r} in devices")
+        if self.kpis.renewable_contract is not None:
+            metered = [d.id for d in self.devices if d.meter is not None and d.meter.role is Role.RENEWABLE]
+            if metered:
+                raise ValueError(
+                    f"kpis.renewable_contract and a renewable meter ({', '.join(metered)}) both give the renewable "
+                    "energy: keep one"
+                )
         return self

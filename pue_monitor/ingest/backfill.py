@@ -35,6 +35,7 @@ import numpy as np
 import polars as pl
 
 from pue_monitor.pipeline.energy import SeriesSpec, interval_energy
+from pue_monitor.pipeline.kpi import KpiBasis
 from pue_monitor.pipeline.pue import PueInterval, aggregate, rollup
 from pue_monitor.sinks.sqlite import SqliteStore
 
@@ -92,6 +93,7 @@ def backfill(
     t_us: np.ndarray,
     value: np.ndarray,
     progress: Progress | None = None,
+    kpi: KpiBasis | None = None,
 ) -> BackfillResult:
     """Store new readings (``sid`` indexes ``keys``/``specs``) and recompute the touched days."""
     res = BackfillResult()
@@ -184,7 +186,7 @@ def backfill(
     )
     pool.shutdown(wait=False)
     try:
-        _engine(res, keys, specs, both, days, tz, report)
+        _engine(res, keys, specs, both, days, tz, report, kpi)
     finally:
         res.inserted = writing.result()  # readings are committed (or rolled back) before we go on
     res.seconds["write readings (overlaps energy)"] = time.perf_counter() - clock
@@ -206,6 +208,7 @@ def _engine(
     days: list[float],
     tz: zoneinfo.ZoneInfo,
     report: Progress,
+    kpi: KpiBasis | None = None,
 ) -> None:
     """1-minute rollups of ``days`` (local midnights) by the engine, day by day; then 15m/1h/1d."""
     clock_e = time.perf_counter()
@@ -223,7 +226,7 @@ def _engine(
         idx = _chunk_rows(b_sid, b_ts, series_lo, series_hi, c0, c1)
         n = round((c1 - c0) / STEP)
         ie = interval_energy(specs, b_sid[idx], b_ts[idx], b_v[idx], start=c0, step=STEP, n=n)
-        minutes.extend(rollup(ie, specs))
+        minutes.extend(rollup(ie, specs, kpi=kpi))
         # the engine's judgements of single readings (glitch, reset, conflict, ...): ``events()``
         # gives (row of the arrays passed in, kind); a day's margin rows are judged with the
         # neighbouring day, so only readings inside [c0, c1) count here

@@ -86,6 +86,7 @@ def cmd_ingest_csv(args: argparse.Namespace) -> int:
     from pue_monitor.config.loader import load_site
     from pue_monitor.ingest.backfill import backfill
     from pue_monitor.ingest.export import ExportFormatError, read_export
+    from pue_monitor.pipeline.kpi import KpiBasis
     from pue_monitor.pipeline.model import series_specs
     from pue_monitor.sinks.lock import InstanceLock, LockError
     from pue_monitor.sinks.sqlite import SqliteStore
@@ -152,6 +153,7 @@ def cmd_ingest_csv(args: argparse.Namespace) -> int:
                 t_us=export.t_us,
                 value=export.value,
                 progress=progress,
+                kpi=KpiBasis.from_config(cfg.kpis),
             )
         except sqlite3.Error as exc:  # locked by another writer, disk full, ...: nothing was committed
             progress.close()

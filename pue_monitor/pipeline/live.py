@@ -38,6 +38,7 @@ import numpy as np
 from pue_monitor.config.models import Role
 from pue_monitor.pipeline.energy import EVENT_KINDS, SeriesSpec, Status, interval_energy
 from pue_monitor.pipeline.events import EventKind, PipelineEvent
+from pue_monitor.pipeline.kpi import KpiBasis
 from pue_monitor.pipeline.pue import PueInterval, _layout, _rollup_arrays
 from pue_monitor.readings import Quality, Reading
 
@@ -87,6 +88,7 @@ class LivePipeline:
         horizon: float = 7 * 86400,
         max_ahead: float = 600.0,
         max_events: int = 10_000,
+        kpi: KpiBasis | None = None,
     ) -> None:
         if not specs_by_point:
             raise ValueError("no series")
@@ -96,6 +98,7 @@ class LivePipeline:
         self._specs = tuple(specs_by_point[k] for k in self._keys)
         self._index = {k: i for i, k in enumerate(self._keys)}
         self._layout = _layout(self._specs)  # validates roles per meter
+        self.kpi = kpi
         self.step = float(step)
         self.horizon = float(horizon)
         self.max_ahead = float(max_ahead)
@@ -414,7 +417,7 @@ class LivePipeline:
         if not self._epochs:
             return _rollup_arrays(
                 self._layout, self._win_e[:, cols], self._win_s[:, cols], starts, starts + self.step,
-                self._win_r[:, cols], per_meter=True,
+                self._win_r[:, cols], per_meter=True, kpi=self.kpi,
             )  # fmt: skip
         active = (self._join[:, None] <= starts[None, :]) & (starts[None, :] < self._leave[:, None])
         out: list[PueInterval] = []
@@ -428,7 +431,7 @@ class LivePipeline:
             out += _rollup_arrays(
                 _layout(tuple(self._specs[i] for i in sids.tolist())),
                 self._win_e[np.ix_(sids, c)], self._win_s[np.ix_(sids, c)], st, st + self.step,
-                self._win_r[np.ix_(sids, c)], per_meter=True,
+                self._win_r[np.ix_(sids, c)], per_meter=True, kpi=self.kpi,
             )  # fmt: skip
         out.sort(key=lambda iv: iv.start)
         return out
@@ -594,6 +597,8 @@ class LivePipeline:
         stale: set[Role] = set()
         for idx in by_meter.values():
             role = specs[idx[0]].role
+            if role is Role.WATER:
+                continue  # a flow (L/h), not a power
             kw = self._meter_kw(idx, now)
             if kw is None:
                 stale.add(role)

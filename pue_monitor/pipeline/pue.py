@@ -15,12 +15,14 @@ import zoneinfo
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import numpy as np
 
-from pue_monitor.config.models import SUBSYSTEMS, Role
+from pue_monitor.config.models import KPI_ROLES, SUBSYSTEMS, Role
 from pue_monitor.pipeline.energy import IntervalEnergy, SeriesSpec, Status
 from pue_monitor.pipeline.events import Reason
+from pue_monitor.pipeline.kpi import KpiBasis, ratio
 
 __all__ = ["REASON_FIELDS", "RESOLUTIONS", "PueInterval", "aggregate", "rollup"]
 
@@ -33,8 +35,10 @@ REASON_FIELDS: dict[Reason, str] = {
     Reason.GLITCH_BRIDGED: "estimated_glitch_bridged",
 }
 
-#: roles in the order of the rows of the role matrix
-_ROLES: tuple[Role, ...] = (Role.FACILITY_INPUT, Role.IT, *SUBSYSTEMS)
+#: roles in the order of the rows of the role matrix (the KPI roles last: never in E_DC/E_IT)
+_ROLES: tuple[Role, ...] = (Role.FACILITY_INPUT, Role.IT, *SUBSYSTEMS, *KPI_ROLES)
+_SUB_ROWS = range(2, 2 + len(SUBSYSTEMS))
+_WATER, _HEAT, _REN = (_ROLES.index(r) for r in KPI_ROLES)
 
 #: aggregate() resolutions -> bucket length in seconds (local wall-clock time)
 RESOLUTIONS: dict[str, int] = {"15m": 900, "1h": 3600, "1d": 86400}
@@ -75,6 +79,22 @@ class PueInterval:
     #: meter id -> kWh of each meter that is not MISSING (the live pipeline's 1-minute
     #: intervals only; empty for batch rollups, aggregates and rows read back from a store)
     e_meters: dict[str, float] = field(default_factory=dict)
+    #: companion KPIs (see pipeline.kpi): site water (L), reused heat and renewable energy (kWh),
+    #: CO2 of E_DC (kg) and the ratios; None = not measured (no meter, or a meter MISSING), never 0
+    water_l: float | None = None
+    e_heat_reused: float | None = None
+    e_renewable: float | None = None
+    co2_kg: float | None = None
+    #: WUE (ISO/IEC 30134-9), L/kWh: water_l / e_it
+    wue: float | None = None
+    #: CUE (ISO/IEC 30134-8), kg CO2/kWh: co2_kg / e_it
+    cue: float | None = None
+    #: ERF (ISO/IEC 30134-6): e_heat_reused / e_facility
+    erf: float | None = None
+    #: REF (ISO/IEC 30134-3): e_renewable / e_facility
+    ref: float | None = None
+    #: emission factor, water definition and renewable basis the KPIs were computed with
+    kpi_basis: KpiBasis | None = None
 
     @property
     def estimated_flag(self) -> bool:
@@ -100,6 +120,7 @@ class _Layout:
     role_matrix: np.ndarray  # float64 [len(_ROLES), n_meters], 1 where meter has role
     has_role: np.ndarray  # bool [len(_ROLES)]
     category: int
+    pue_meters: np.ndarray  # indices of the energy-model meters (not water/heat/renewable)
 
 
 @functools.lru_cache(maxsize=16)
@@ -139,6 +160,7 @@ def _layout_cached(specs: tuple[SeriesSpec, ...]) -> _Layout:
         role_matrix=role_matrix,
         has_role=role_matrix.sum(axis=1) > 0,
         category=min(categories) if categories else 0,
+        pue_meters=np.asarray([j for j, r in enumerate(roles) if r not in KPI_ROLES], dtype=np.int64),
     )
 
 
@@ -149,7 +171,9 @@ def _layout(specs: Sequence[SeriesSpec]) -> _Layout:
 # ------------------------------------------------------------------------- rollup
 
 
-def rollup(ie: IntervalEnergy, specs: Sequence[SeriesSpec], *, per_meter: bool = False) -> list[PueInterval]:
+def rollup(
+    ie: IntervalEnergy, specs: Sequence[SeriesSpec], *, per_meter: bool = False, kpi: KpiBasis | None = None
+) -> list[PueInterval]:
     """One :class:`PueInterval` per grid interval of ``ie`` (ISO/IEC 30134-2 PUE, pPUE).
 
     A meter with both a counter and a power series uses the counter; its energy is the sum of
@@ -160,7 +184,7 @@ def rollup(ie: IntervalEnergy, specs: Sequence[SeriesSpec], *, per_meter: bool =
         raise ValueError(f"ie has {ie.energy.shape[0]} series, specs has {len(specs)}")
     starts = ie.starts()
     return _rollup_arrays(
-        _layout(specs), ie.energy, ie.status, starts, starts + ie.step, ie.reason, per_meter=per_meter
+        _layout(specs), ie.energy, ie.status, starts, starts + ie.step, ie.reason, per_meter=per_meter, kpi=kpi
     )
 
 
@@ -173,9 +197,12 @@ def _rollup_arrays(
     reason: np.ndarray | None = None,
     *,
     per_meter: bool = False,
+    kpi: KpiBasis | None = None,
 ) -> list[PueInterval]:
     """``per_meter``: fill ``PueInterval.e_meters`` (the live pipeline's few closed minutes;
-    the batch path skips it, it would cost more than the rest of the rollup)."""
+    the batch path skips it, it would cost more than the rest of the rollup). ``kpi``: the
+    emission factor and renewable basis of the companion KPIs (default: :class:`KpiBasis`)."""
+    kpi = kpi if kpi is not None else KpiBasis()
     n = energy.shape[1]
     n_meters = len(lay.meters)
     if n == 0:
@@ -200,20 +227,23 @@ def _rollup_arrays(
     miss_role = (lay.role_matrix @ missing_m.astype(np.float64)) > 0
     ok_role = lay.has_role[:, None] & ~miss_role  # [n_roles, n]
 
-    n_meas = np.count_nonzero(s_m == Status.MEASURED, axis=0) / n_meters
-    n_est = np.count_nonzero(s_m == Status.ESTIMATED, axis=0) / n_meters
-    n_miss = np.count_nonzero(missing_m, axis=0) / n_meters
-    est_m = s_m == Status.ESTIMATED
+    # data completeness of the PUE: its own meters only (water/heat/renewable meters excluded)
+    pm = lay.pue_meters
+    n_pue = max(int(pm.size), 1)
+    s_p, r_p = (s_m, r_m) if pm.size == n_meters else (s_m[pm], r_m[pm])
+    n_meas = np.count_nonzero(s_p == Status.MEASURED, axis=0) / n_pue
+    n_est = np.count_nonzero(s_p == Status.ESTIMATED, axis=0) / n_pue
+    n_miss = np.count_nonzero(s_p == Status.MISSING, axis=0) / n_pue
+    est_m = s_p == Status.ESTIMATED
     by_reason = [
-        (np.count_nonzero(est_m & ((r_m & np.uint8(bit)) != 0), axis=0) / n_meters).tolist() for bit in REASON_FIELDS
+        (np.count_nonzero(est_m & ((r_p & np.uint8(bit)) != 0), axis=0) / n_pue).tolist() for bit in REASON_FIELDS
     ]
 
     e_fac, e_it = e_role[0], e_role[1]
     pue_ok = ok_role[0] & ok_role[1] & (e_it > 0)
     with np.errstate(divide="ignore", invalid="ignore"):
         pue = np.where(pue_ok, e_fac / e_it, np.nan)
-    sub_rows = range(2, len(_ROLES))
-    metered_subs = [r for r in sub_rows if lay.has_role[r]]
+    metered_subs = [r for r in _SUB_ROWS if lay.has_role[r]]
     all_subs_ok = np.all(ok_role[metered_subs], axis=0) if metered_subs else np.ones(n, bool)
     unattr_ok = ok_role[0] & ok_role[1] & all_subs_ok
     unattr = e_fac - e_it - e_role[metered_subs].sum(axis=0) if metered_subs else e_fac - e_it
@@ -231,6 +261,7 @@ def _rollup_arrays(
     cat = lay.category
     if per_meter:
         e_m_t, ok_m_t = e_m.T.tolist(), (~missing_m).T.tolist()
+    kpis = _kpi_columns(lay, e_role, ok_role, kpi)
     out: list[PueInterval] = []
     for k in range(n):
         it_k = it_l[k] if it_ok[k] else None
@@ -258,9 +289,51 @@ def _rollup_arrays(
                 e_meters=(
                     {m: e for m, e, ok in zip(lay.meters, e_m_t[k], ok_m_t[k], strict=True) if ok} if per_meter else {}
                 ),
+                water_l=kpis[0][k],
+                e_heat_reused=kpis[1][k],
+                e_renewable=kpis[2][k],
+                co2_kg=kpis[3][k],
+                wue=ratio(kpis[0][k], it_k),
+                cue=ratio(kpis[3][k], it_k),
+                erf=ratio(kpis[1][k], fac_l[k] if fac_ok[k] else None),
+                ref=ratio(kpis[2][k], fac_l[k] if fac_ok[k] else None),
+                kpi_basis=kpi,
             )
         )
     return out
+
+
+def _kpi_columns(
+    lay: _Layout, e_role: np.ndarray, ok_role: np.ndarray, kpi: KpiBasis
+) -> tuple[list[float | None], ...]:
+    """Water (L), reused heat, renewable energy (kWh) and CO2 (kg) per interval; None where not
+    measured. Renewable: the meters, else the contracted share of E_DC. CO2 = (E_DC - renewable)
+    x emission factor (ISO/IEC 30134-8; renewable supply zero-carbon), unknown while a renewable
+    meter is MISSING."""
+    n = e_role.shape[1]
+    none: list[float | None] = [None] * n
+
+    def metered(row: int) -> list[float | None]:
+        if not lay.has_role[row]:
+            return none
+        return [e if ok else None for e, ok in zip(e_role[row].tolist(), ok_role[row].tolist(), strict=True)]
+
+    fac_ok = ok_role[0]
+    e_fac = e_role[0]
+    water, heat = metered(_WATER), metered(_HEAT)
+    if lay.has_role[_REN]:
+        ren_e, ren_ok = e_role[_REN], ok_role[_REN]
+    elif kpi.renewable_share is not None:
+        ren_e, ren_ok = e_fac * kpi.renewable_share, fac_ok
+    else:
+        ren_e, ren_ok = np.zeros(n), None
+    co2_ok = fac_ok if ren_ok is None else fac_ok & ren_ok
+    co2 = np.maximum(e_fac - ren_e, 0.0) * kpi.ef_kg_per_kwh
+    co2_l: list[float | None] = [c if ok else None for c, ok in zip(co2.tolist(), co2_ok.tolist(), strict=True)]
+    ren_l: list[float | None] = (
+        none if ren_ok is None else [e if ok else None for e, ok in zip(ren_e.tolist(), ren_ok.tolist(), strict=True)]
+    )
+    return water, heat, ren_l, co2_l
 
 
 # ---------------------------------------------------------------------- aggregate
@@ -315,11 +388,12 @@ def _merge(start: float, end: float, ivs: list[PueInterval]) -> PueInterval:
     missing = sum(wi * i.missing for wi, i in zip(w, ivs, strict=True))
     shares = {f: sum(wi * getattr(i, f) for wi, i in zip(w, ivs, strict=True)) for f in REASON_FIELDS.values()}
     category = min(i.category for i in ivs)
+    kpis = _merge_kpis(used, ivs[-1].kpi_basis)
     if not used:
         return PueInterval(
             start=start, end=end, e_facility=None, e_it=None, e_subsystems={}, pue=None,
             ppue={}, category=category, measured=measured, estimated=estimated,
-            missing=missing, coverage=0.0, e_unattributed=None, **shares,
+            missing=missing, coverage=0.0, e_unattributed=None, **shares, **kpis,
         )  # fmt: skip
     e_fac = math.fsum(i.e_facility for i in used)  # type: ignore[misc]
     e_it = math.fsum(i.e_it for i in used)  # type: ignore[misc]
@@ -348,4 +422,26 @@ def _merge(start: float, end: float, ivs: list[PueInterval]) -> PueInterval:
         coverage=cov,
         e_unattributed=unattr,
         **shares,
+        **kpis,
     )
+
+
+def _merge_kpis(used: list[PueInterval], basis: KpiBasis | None) -> dict[str, Any]:
+    """KPIs of a bucket from sums over the sub-intervals whose PUE is known and whose KPI
+    numerator is known: sum(numerator) / sum(denominator) over the same sub-intervals, never a
+    mean of ratios (ISO/IEC 30134-2/-3/-6/-8/-9). None when no sub-interval has the numerator."""
+    out: dict[str, Any] = {"kpi_basis": basis}
+    for num, kpi, den in (
+        ("water_l", "wue", "e_it"),
+        ("co2_kg", "cue", "e_it"),
+        ("e_heat_reused", "erf", "e_facility"),
+        ("e_renewable", "ref", "e_facility"),
+    ):
+        have = [i for i in used if getattr(i, num) is not None]
+        if not have:
+            out[num] = out[kpi] = None
+            continue
+        total = math.fsum(getattr(i, num) for i in have)
+        out[num] = total
+        out[kpi] = ratio(total, math.fsum(getattr(i, den) for i in have))
+    return out

@@ -7,7 +7,8 @@
   names, aliases and ``engUnit``, then DDATA by alias only; NDEATH as the MQTT will; an
   NCMD ``Node Control/Rebirth`` is answered by publishing the births again;
 - the cooling towers' make-up water meter: cumulative litres as a plain number on
-  ``dc/sim/water/total_l``.
+  ``dc/sim/water/total_l`` — the world's ``tower-water`` meter (its physics, counter and ground
+  truth: :func:`pue_monitor.simulator.physics.kpi_meters`), the site's WUE source (role ``water``).
 
 Values derive from the world (:meth:`SimulatedDataCentre.weather_at`, ``loads_at``) with
 the small pure helpers below; their numbers are [u] and live in :class:`SensorParams`.
@@ -26,7 +27,6 @@ from types import TracebackType
 from typing import Any
 
 import aiomqtt
-import numpy as np
 
 from pue_monitor.clock import Clock
 from pue_monitor.collectors import sparkplug as sp
@@ -55,13 +55,6 @@ class SensorParams:
     #: room design heat load, kW thermal: design IT x 1.1 (losses, fans, lights); the
     #: CRAHs share it in proportion to their design airflow, so all see the same ΔT
     design_heat_kw: float = 1100.0
-    #: cooling-tower make-up water per kWh of heat rejected: evaporation ≈ 1.5 L/kWh plus
-    #: blowdown and drift; 1.5-2 L/kWh
-    water_l_per_kwh: float = 1.8
-    #: make-up meter reading when the simulation starts, L
-    water_initial_l: float = 2_500_000.0
-    #: integration step for the water meter, s
-    water_step_s: float = 60.0
 
 
 def crah_temperatures(heat_load_kw: float, p: SensorParams) -> list[tuple[float, float]]:
@@ -71,21 +64,9 @@ def crah_temperatures(heat_load_kw: float, p: SensorParams) -> list[tuple[float,
     return [(p.crah_supply_c + off, p.crah_supply_c + off + dt_k) for off in p.crah_supply_offset_k]
 
 
-def tower_heat_kw(loads: dict[str, Any]) -> Any:
-    """Heat the cooling towers reject, kW thermal: the room's heat plus the chillers'
-    compressor work (free cooling rejects the room's heat through the same towers)."""
-    return np.asarray(loads["heat_load"], dtype=float) + np.asarray(loads["chillers"], dtype=float)
-
-
-def make_up_litres(world: SimulatedDataCentre, t0: float, t1: float, p: SensorParams) -> float:
-    """Make-up water used over [t0, t1], L (midpoint rule on ``p.water_step_s``)."""
-    if t1 <= t0:
-        return 0.0
-    n = max(1, math.ceil((t1 - t0) / p.water_step_s))
-    h = (t1 - t0) / n
-    tm = t0 + (np.arange(n) + 0.5) * h
-    kwh = float(np.sum(tower_heat_kw(world.loads_at(tm)))) * h / 3600.0
-    return kwh * p.water_l_per_kwh
+def make_up_litres(world: SimulatedDataCentre, t0: float, t1: float) -> float:
+    """Make-up water used over [t0, t1], L: the world's true ``tower-water`` volume."""
+    return world.true_energy("tower-water", t0, t1) if t1 > t0 else 0.0
 
 
 class SensorPublishers:
@@ -119,8 +100,7 @@ class SensorPublishers:
         self.births = 0  # NBIRTH messages published (1 + rebirths per connection)
         self.bd_seq = -1
         self._seq = 0
-        self._water_t: float | None = None
-        self._water_l = self.params.water_initial_l
+        self._water_t = -math.inf
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
         self._rebirth = False
@@ -168,6 +148,7 @@ class SensorPublishers:
                 "subscriptions": [
                     {"topic": WATER_TOPIC, "qos": 1, "points": [{"point": "make_up_water", "unit": "L"}]}
                 ],
+                "meter": {"role": "water", "volume": "make_up_water"},  # WUE (ISO/IEC 30134-9)
             },
         ]
 
@@ -178,13 +159,9 @@ class SensorPublishers:
     # ------------------------------------------------------------------ values
 
     def water_total_at(self, t: float) -> float:
-        """Advance the make-up water meter to ``t`` (never backwards) and return it, L."""
-        if self._water_t is None:
-            self._water_t = t
-        elif t > self._water_t:
-            self._water_l += make_up_litres(self.world, self._water_t, t, self.params)
-            self._water_t = t
-        return self._water_l
+        """The make-up water meter's counter at ``t`` (never backwards), L."""
+        self._water_t = max(self._water_t, t)
+        return self.world.counter_at("tower-water", self._water_t)
 
     @staticmethod
     def _aliases(unit: int) -> tuple[int, int]:

@@ -161,6 +161,30 @@ class SimParams:
     #: always-on misc on the lighting meter (security, BMS, fire panels), share of design IT [u]
     misc_fraction: float = 0.005
 
+    # ---- companion KPI meters (water, heat reuse, renewable) -----------------------------
+    # Cooling-tower make-up water = evaporation + blowdown (+ drift, negligible with modern
+    # eliminators): the standard tower water balance [s]. Evaporation carries the latent part of
+    # the heat the tower rejects: latent heat of water ≈ 2,430 kJ/kg near 30 °C [c] → 0.675 kWh
+    # per litre evaporated; blowdown = evaporation / (cycles of concentration - 1) [s].
+    #: heat (kWh thermal) carried away per litre evaporated
+    evaporation_kwh_per_l: float = 2430.0 / 3600.0
+    #: share of the tower's heat rejected by evaporation (the rest sensible; more in cold air) [u]
+    tower_evaporative_share: float = 0.8
+    #: cycles of concentration of the tower water (3-6 typical) [u]
+    cycles_of_concentration: float = 5.0
+    #: share of the heat load exported to a district-heating network at full heating demand [u]
+    heat_reuse_fraction: float = 0.15
+    #: heating demand: full below this outdoor dry-bulb, none above heat_reuse_off_c (°C) [u]
+    heat_reuse_full_c: float = 0.0
+    heat_reuse_off_c: float = 12.0
+    #: rooftop PV peak AC output, kW (≈ 1,000 m² of modules on the hall roof) [u]
+    pv_peak_kw: float = 120.0
+    #: PV output at solar noon, winter solstice vs summer solstice share of peak [u]
+    pv_winter_share: float = 0.55
+    #: local solar day (PV output > 0 between these hours, a half sine) [u: Taiyuan ≈ UTC+7.5 solar]
+    pv_sunrise_hour: float = 6.5
+    pv_sunset_hour: float = 18.5
+
     def __post_init__(self) -> None:
         total = sum(self.pdu_split) + sum(self.rack_pdu_split)
         if abs(total - 1.0) > 1e-9:
@@ -398,6 +422,11 @@ METER_IDS: tuple[str, ...] = (
     "chiller-plant",
     "crah",
     "lighting",
+    # companion KPI meters: outside E_DC/E_IT (tower-water "power" is a flow, L/h; heat-reuse is
+    # kW thermal exported; pv is renewable supply inside E_DC, upstream of the incomer meters)
+    "tower-water",
+    "heat-reuse",
+    "pv",
 )
 
 
@@ -426,6 +455,25 @@ def it_load_kw(t: Float, p: SimParams, noise: Noise | None = None) -> Float:
         per = [hh * 3600.0 for hh in p.it_noise_periods_h]
         it = it * (1.0 + _sines(ta, per, p.it_noise_amplitudes, noise.it))
     return it
+
+
+def kpi_meters(t: np.ndarray, p: SimParams, heat: Float, chillers: Float, dry_bulb_c: np.ndarray) -> dict[str, Float]:
+    """The companion KPI meters: ``tower-water`` (make-up water, L/h), ``heat-reuse`` (heat
+    exported to district heating, kW thermal) and ``pv`` (rooftop PV, kW).
+
+    The reused heat leaves before the tower: the tower rejects ``heat + chillers - reuse``.
+    """
+    demand = np.clip((p.heat_reuse_off_c - dry_bulb_c) / (p.heat_reuse_off_c - p.heat_reuse_full_c), 0.0, 1.0)
+    reuse = p.heat_reuse_fraction * heat * demand
+    rejected = heat + chillers - reuse
+    evaporation = p.tower_evaporative_share * rejected / p.evaporation_kwh_per_l  # L/h
+    make_up = evaporation * p.cycles_of_concentration / (p.cycles_of_concentration - 1.0)
+    h = local_hour(t)
+    day = np.clip(np.sin(np.pi * (h - p.pv_sunrise_hour) / (p.pv_sunset_hour - p.pv_sunrise_hour)), 0.0, 1.0)
+    day = np.where((h > p.pv_sunrise_hour) & (h < p.pv_sunset_hour), day, 0.0)
+    # seasonal: winter_share at the coldest point of the year, 1 half a year later
+    season = p.pv_winter_share + (1.0 - p.pv_winter_share) * 0.5 * (1.0 - np.cos(year_angle(t, p.t_coldest_day)))
+    return {"tower-water": make_up, "heat-reuse": reuse, "pv": p.pv_peak_kw * day * season}
 
 
 def loads(
@@ -474,6 +522,7 @@ def loads(
     plant = chillers + heat_rejection + chw_pumps
 
     facility = it + pdu_loss + ups_loss + plant + crah + lighting
+    kpi = kpi_meters(ta, p, heat, chillers, np.asarray(wx.dry_bulb_c, dtype=float))
     out: dict[str, Float] = {
         "incomer-a": facility * p.incomer_split[0],
         "incomer-b": facility * p.incomer_split[1],
@@ -499,6 +548,7 @@ def loads(
             "free_cooling_fraction": f_free,
             "cop": cop,
             "pue": facility / it,
+            **kpi,
         }
     )
     if np.ndim(t) == 0:

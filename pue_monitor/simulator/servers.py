@@ -75,7 +75,15 @@ DEVICES: tuple[DeviceSpec, ...] = (
     DeviceSpec("chiller-plant", "pue-sim-meter", "chiller-plant", "chiller-plant", power_factor=0.90),
     DeviceSpec("crah", "abb-b-series", "crah", "crah", power_factor=0.94),
     DeviceSpec("lighting", "pue-sim-meter", "lighting", "lighting", power_factor=0.92),
+    # companion KPI meters: district-heating export, rooftop PV (the towers' make-up water meter
+    # publishes over MQTT: mqtt_publishers)
+    DeviceSpec("heat-reuse", "pue-sim-heat-meter", "heat-reuse", "heat-reuse"),
+    DeviceSpec("pv", "pue-sim-meter", "pv", "pv", power_factor=0.99, voltage=229.0),
 )
+#: (counter point, rate point) of a simulated meter by profile (default: import_energy, active_power)
+_METER_POINTS = {
+    "pue-sim-heat-meter": ("heat_energy", "heat_power"),
+}
 
 #: share of the total on each phase (slightly unbalanced, as real loads are) [u]
 _PHASE_SHARE = (0.34, 0.335, 0.325)
@@ -174,9 +182,9 @@ class SimulatorServers:
         i_total = p_kw * 1000.0 / (3.0 * v * spec.power_factor)
         for name, pt in prof.points.items():
             kind = UNITS.get(pt.unit, ("", 0.0))[0]
-            if name == "active_power" and kind == "power":
+            if name in ("active_power", "heat_power") and kind == "power":
                 val = p_kw * _unit_factor(pt.unit)
-            elif name in ("import_energy", "total_energy") and kind == "energy":
+            elif name in ("import_energy", "total_energy", "heat_energy") and kind == "energy":
                 val = e_kwh * _unit_factor(pt.unit)
             elif name == "export_energy":
                 val = 0.0
@@ -320,16 +328,13 @@ class SimulatorServers:
             }
             if spec.meter is not None:
                 m = METERS[spec.meter]
-                meter: dict[str, Any] = {
-                    "role": m.role,
-                    "energy": "import_energy",
-                    "power": "active_power",
-                }
+                counter, rate = _METER_POINTS.get(spec.profile, ("import_energy", "active_power"))
+                meter: dict[str, Any] = {"role": m.role, "energy": counter, "power": rate}
                 if m.it_location:
                     meter["it_location"] = m.it_location
                 if m.rollover_kwh is not None:
                     # in the point's unit after scale (kWh for pue-sim-meter)
-                    meter["rollover"] = m.rollover_kwh * _unit_factor(prof.points["import_energy"].unit)
+                    meter["rollover"] = m.rollover_kwh * _unit_factor(prof.points[counter].unit)
                 dev["meter"] = meter
             devices.append(dev)
         return {

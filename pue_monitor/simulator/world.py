@@ -61,6 +61,10 @@ METERS: dict[str, MeterSpec] = {
         MeterSpec("chiller-plant", "cooling", rollover_kwh=SIM_METER_ROLLOVER_KWH),
         MeterSpec("crah", "cooling"),
         MeterSpec("lighting", "lighting", rollover_kwh=SIM_METER_ROLLOVER_KWH),
+        # companion KPI meters; tower-water counts litres (its "kWh" are L, its "kW" L/h)
+        MeterSpec("tower-water", "water", initial_kwh=(100_000.0, 500_000.0)),
+        MeterSpec("heat-reuse", "heat_reuse"),
+        MeterSpec("pv", "renewable", rollover_kwh=SIM_METER_ROLLOVER_KWH),
     )
 }
 assert tuple(METERS) == METER_IDS
@@ -237,13 +241,33 @@ class SimulatedDataCentre:
 
     def true_energy(self, name: str, t0: float, t1: float) -> float:
         """True energy (kWh) over [t0, t1] of a meter id, a role (``facility_input``,
-        ``it``, ``cooling``, ``lighting``; ``facility`` = ``facility_input``) or an
-        unmetered component (``ups_loss``, ``pdu_loss``)."""
+        ``it``, ``cooling``, ``lighting``, ``heat_reuse``, ``renewable``; ``facility`` =
+        ``facility_input``; ``water`` in litres) or an unmetered component (``ups_loss``,
+        ``pdu_loss``)."""
         return self.true_cumulative(name, t1) - self.true_cumulative(name, t0)
 
     def true_pue(self, t0: float, t1: float) -> float:
         """ISO/IEC 30134-2 PUE over [t0, t1]: Σ facility energy / Σ IT energy."""
         return self.true_energy("facility_input", t0, t1) / self.true_energy("it", t0, t1)
+
+    def true_kpis(self, t0: float, t1: float, *, ef_kg_per_kwh: float = 0.5306) -> dict[str, float]:
+        """Ground truth of the companion KPIs over [t0, t1] (see :mod:`pue_monitor.pipeline.kpi`):
+        WUE = tower make-up water (L) / E_IT, CUE = (E_DC - PV) x ``ef_kg_per_kwh`` / E_IT,
+        ERF = exported heat / E_DC, REF = PV / E_DC."""
+        fac = self.true_energy("facility_input", t0, t1)
+        it = self.true_energy("it", t0, t1)
+        water = self.true_energy("water", t0, t1)
+        heat = self.true_energy("heat_reuse", t0, t1)
+        pv = self.true_energy("renewable", t0, t1)
+        return {
+            "water_l": water,
+            "e_heat_reused": heat,
+            "e_renewable": pv,
+            "wue": water / it,
+            "cue": max(fac - pv, 0.0) * ef_kg_per_kwh / it,
+            "erf": heat / fac,
+            "ref": pv / fac,
+        }
 
     # ------------------------------------------------------------- what meters show
 

@@ -16,6 +16,7 @@ from influxdb_client.client.write.point import _ESCAPE_MEASUREMENT, _escape_key,
 
 from pue_monitor import schema
 from pue_monitor.config.models import SUBSYSTEMS
+from pue_monitor.pipeline.kpi import KPI_FIELDS
 from pue_monitor.readings import Reading
 
 
@@ -69,10 +70,18 @@ class LineBuilder:
             for r in SUBSYSTEMS:
                 fields[f"e_{r.value}_kwh"] = iv.e_subsystems.get(r.value)
                 fields[f"ppue_{r.value}"] = iv.ppue.get(r.value)
+            # companion KPIs: absent when not measured (None), never 0
+            for attr, name in KPI_FIELDS.items():
+                fields[name] = getattr(iv, attr, None)
+            basis = getattr(iv, "kpi_basis", None)
+            if basis is not None:
+                fields["co2_factor_kg_per_kwh"] = basis.ef_kg_per_kwh
             body = ",".join(f"{k}={float(v)!r}" for k, v in fields.items() if v is not None and math.isfinite(v))
             # category is a field, not a tag: a restated bucket whose category changed must
             # overwrite the same series point, not land in a second series
             ints = f"category={int(iv.category)}i,{schema.SCHEMA_VERSION_FIELD}={schema.SCHEMA_VERSION}i"
+            if basis is not None:
+                ints = f"co2_factor_year={int(basis.ef_year)}i,{ints}"
             prefix = _prefix(schema.INTERVAL, [("site", site), ("resolution", resolution)])
             out.append(f"{prefix} {body + ',' if body else ''}{ints} {round(iv.start * 1e9)}")
         return out

@@ -28,6 +28,7 @@ from pue_monitor.collectors.runner import (
     LATENCY_BUCKETS,
     DeviceStats,
 )
+from pue_monitor.config.models import KPI_ROLES
 from pue_monitor.errors import UserError
 from pue_monitor.pipeline.events import PipelineEvent
 from pue_monitor.readings import Quality, Reading
@@ -63,6 +64,9 @@ class LiveState:
     energy_j: dict[str, float] = field(default_factory=dict)
     #: (meter, role) -> joules of the closed 1-minute intervals in which the meter is not missing
     meter_energy_j: dict[tuple[str, str], float] = field(default_factory=dict)
+    #: companion KPI totals of the closed 1-minute intervals in which each is known: water_l
+    #: (litres), heat_reused_j, renewable_j (joules), co2_g (grams); a key is absent until measured once
+    kpi_totals: dict[str, float] = field(default_factory=dict)
     #: meter id -> role (from the site's energy model)
     meter_roles: dict[str, str] = field(default_factory=dict)
     #: device -> poll interval (clock seconds): a reading older than 3 intervals is not exported
@@ -74,6 +78,37 @@ class LiveState:
 
 
 KWH_TO_J = 3.6e6
+#: roles of the companion KPI meters: outside the energy model, exported by their own counters
+_KPI_ROLES = frozenset(r.value for r in KPI_ROLES)
+#: LiveState.kpi_totals key, PueInterval attribute, factor to the exported unit
+_KPI_TOTALS = (
+    ("water_l", "water_l", 1.0),
+    ("heat_reused_j", "e_heat_reused", KWH_TO_J),
+    ("renewable_j", "e_renewable", KWH_TO_J),
+    ("co2_g", "co2_kg", 1000.0),  # grams: Prometheus' base unit of mass (promtool lint)
+)
+#: companion KPI gauges: PueInterval attribute, metric name, help (ISO/IEC 30134 part)
+_KPI_GAUGES = (
+    ("wue", "pue_water_usage_effectiveness_litres_per_kwh",
+     "WUE (ISO/IEC 30134-9): site water over IT energy, L/kWh, latest complete interval per window; "
+     "absent when no water meter measured it."),
+    ("cue", "pue_carbon_usage_effectiveness_kg_per_kwh",
+     "CUE (ISO/IEC 30134-8): CO2 of facility energy ((E_DC - renewable) x grid emission factor) over IT "
+     "energy, kg/kWh, latest complete interval per window."),
+    ("erf", "pue_energy_reuse_factor_ratio",
+     "ERF (ISO/IEC 30134-6): reused heat energy over facility energy, latest complete interval per window; "
+     "absent when no heat-reuse meter measured it."),
+    ("ref", "pue_renewable_energy_factor_ratio",
+     "REF (ISO/IEC 30134-3): renewable energy over facility energy, latest complete interval per window; "
+     "absent when neither a renewable meter nor a contracted share gives it."),
+)  # fmt: skip
+#: companion KPI counters: LiveState.kpi_totals key, metric name (``_total`` added), help
+_KPI_COUNTERS = (
+    ("water_l", "pue_water_litres", "Site water (WUE numerator), closed 1-minute intervals."),
+    ("heat_reused_j", "pue_heat_reused_joules", "Heat exported for reuse (ERF numerator), closed 1-minute intervals."),
+    ("renewable_j", "pue_renewable_energy_joules", "Renewable energy (REF numerator), closed 1-minute intervals."),
+    ("co2_g", "pue_co2_grams", "CO2 of facility energy (CUE numerator), closed 1-minute intervals."),
+)  # fmt: skip
 KEEP_MINUTES_S = 2 * 86400.0  # restatements are followed this far back (the service's own horizon)
 
 
@@ -103,7 +138,13 @@ class EnergyCounters:
         for role, kwh in iv.e_subsystems.items():
             new[("role", role)] = kwh * KWH_TO_J
         for meter, kwh in getattr(iv, "e_meters", {}).items():
-            new[("meter", meter, self.state.meter_roles.get(meter, "unknown"))] = kwh * KWH_TO_J
+            role = self.state.meter_roles.get(meter, "unknown")
+            if role not in _KPI_ROLES:  # those are in pue_water_litres_total etc. (water: litres)
+                new[("meter", meter, role)] = kwh * KWH_TO_J
+        for name, attr, scale in _KPI_TOTALS:
+            v = getattr(iv, attr, None)
+            if v is not None:
+                new[("kpi", name)] = v * scale
         old = self._seen.get(iv.start, {})
         for key in new.keys() | old.keys():
             total = self._true.get(key, 0.0) + new.get(key, 0.0) - old.get(key, 0.0)
@@ -111,6 +152,9 @@ class EnergyCounters:
             if key[0] == "role":
                 cur = self.state.energy_j
                 cur[key[1]] = max(cur.get(key[1], 0.0), total)
+            elif key[0] == "kpi":
+                kcur = self.state.kpi_totals
+                kcur[key[1]] = max(kcur.get(key[1], 0.0), total)
             else:
                 mcur = self.state.meter_energy_j
                 mkey = (key[1], key[2])
@@ -185,12 +229,15 @@ class PueCollector(Collector):
             energy.add_metric([site, role], j)
         meter_energy = CounterMetricFamily(
             "pue_meter_energy_joules",
-            "Energy per meter over the closed 1-minute intervals in which the meter is not missing.",
+            "Energy per energy-model meter over the closed 1-minute intervals in which the meter is not missing "
+            "(water, heat-reuse and renewable meters: pue_water_litres, pue_heat_reused_joules, "
+            "pue_renewable_energy_joules).",
             labels=["site", "meter", "role"],
         )
         for (meter, role), j in sorted(s.meter_energy_j.items()):
             meter_energy.add_metric([site, meter, role], j)
         yield from (energy, meter_energy)
+        yield from self._kpi_metrics(s)
 
         power = GaugeMetricFamily("pue_power_watts", "Active power per energy-model role.", labels=["site", "role"])
         for role, kw in sorted(s.power_kw_by_role.items()):
@@ -225,6 +272,23 @@ class PueCollector(Collector):
         for result, n in sorted(s.reloads.items()):
             reloads.add_metric([site, result], n)
         yield reloads
+
+    @staticmethod
+    def _kpi_metrics(s: LiveState) -> Iterator[Metric]:
+        """WUE/CUE/ERF/REF gauges per window and their numerators' counters: a series exists only
+        when the KPI was measured (no water meter: no WUE series at all, never 0)."""
+        for attr, name, doc in _KPI_GAUGES:
+            g = GaugeMetricFamily(name, doc, labels=["site", "window"])
+            for window, iv in sorted(s.latest.items()):
+                v = getattr(iv, attr, None)
+                if v is not None:
+                    g.add_metric([s.site, window], v)
+            yield g
+        for key, name, doc in _KPI_COUNTERS:
+            c = CounterMetricFamily(name, doc, labels=["site"])
+            if key in s.kpi_totals:
+                c.add_metric([s.site], s.kpi_totals[key])
+            yield c
 
     @staticmethod
     def _reading_values(s: LiveState) -> Metric:

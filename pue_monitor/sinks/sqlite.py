@@ -24,14 +24,25 @@ import numpy as np
 from pue_monitor.config.models import SUBSYSTEMS
 from pue_monitor.errors import UserError
 from pue_monitor.pipeline.events import PipelineEvent
+from pue_monitor.pipeline.kpi import BASIS_COLUMNS, KPI_FIELDS
 from pue_monitor.readings import Reading
 from pue_monitor.schema import INTERVAL_REASON_FIELDS
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3  # 2: readings.tags; 3: events table, pue_intervals.estimated_<reason> shares
+#: 2: readings.tags; 3: events table, pue_intervals.estimated_<reason> shares;
+#: 4: companion KPI columns (water, heat, renewable, CO2, WUE/CUE/ERF/REF) and their basis
+#:    (emission factor, year, source, water definition, renewable basis); NULL = not measured
+SCHEMA_VERSION = 4
 _SUB_COLS = [f"e_{r.value}_kwh" for r in SUBSYSTEMS]
 _REASON_COLS = list(INTERVAL_REASON_FIELDS)
+_KPI_COLS = list(KPI_FIELDS.values())
+#: columns added after version 1 of pue_intervals, with their SQL definition (migration)
+_ADDED_COLS: dict[str, str] = {
+    **{c: "REAL NOT NULL DEFAULT 0" for c in _REASON_COLS},  # rows written before stay 0 (not known)
+    **{c: "REAL" for c in _KPI_COLS},  # rows written before stay NULL (not measured)
+    **BASIS_COLUMNS,
+}
 
 _DDL = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -52,6 +63,8 @@ CREATE TABLE IF NOT EXISTS pue_intervals (
     {", ".join(c + " REAL" for c in _SUB_COLS)}, e_unattributed_kwh REAL,
     updated REAL NOT NULL,
     {", ".join(c + " REAL NOT NULL DEFAULT 0" for c in _REASON_COLS)},
+    {", ".join(c + " REAL" for c in _KPI_COLS)},
+    {", ".join(f"{c} {t}" for c, t in BASIS_COLUMNS.items())},
     PRIMARY KEY (site, resolution, start)
 );
 """
@@ -73,6 +86,8 @@ INTERVAL_COLUMNS = [
     "e_unattributed_kwh",
     "updated",
     *_REASON_COLS,
+    *_KPI_COLS,
+    *BASIS_COLUMNS,
 ]
 
 
@@ -88,6 +103,12 @@ class PeriodPue:
     intervals: int
     category: int | None
     estimated_share: float
+    #: companion KPIs over the same minutes (sums of numerator and denominator over the minutes
+    #: where both are known); None: not measured
+    wue: float | None = None
+    cue: float | None = None
+    erf: float | None = None
+    ref: float | None = None
 
 
 def connect(path: str | Path, *, readonly: bool = False, timeout: float = 10.0) -> sqlite3.Connection:
@@ -180,6 +201,7 @@ def _reading_row(r: Reading) -> tuple[Any, ...]:
 
 def _interval_row(site: str, resolution: str, iv: Any, now: float) -> tuple[Any, ...]:
     subs = [iv.e_subsystems.get(r.value) for r in SUBSYSTEMS]
+    basis = getattr(iv, "kpi_basis", None)
     return (
         site,
         resolution,
@@ -197,6 +219,8 @@ def _interval_row(site: str, resolution: str, iv: Any, now: float) -> tuple[Any,
         iv.e_unattributed,
         now,
         *(getattr(iv, c, 0.0) for c in _REASON_COLS),
+        *(getattr(iv, a, None) for a in KPI_FIELDS),
+        *(basis.row()[c] if basis is not None else None for c in BASIS_COLUMNS),
     )
 
 
@@ -240,9 +264,9 @@ class SqliteStore:
                 if "tags" not in cols:  # a version-1 store
                     self._conn.execute("ALTER TABLE readings ADD COLUMN tags TEXT NOT NULL DEFAULT ''")
                 icols = {r["name"] for r in self._conn.execute("PRAGMA table_info(pue_intervals)")}
-                for c in _REASON_COLS:  # a version-1/2 store: rows written before stay 0 (not known)
+                for c, sql_type in _ADDED_COLS.items():  # an older store: add what it lacks
                     if c not in icols:
-                        self._conn.execute(f"ALTER TABLE pue_intervals ADD COLUMN {c} REAL NOT NULL DEFAULT 0")
+                        self._conn.execute(f"ALTER TABLE pue_intervals ADD COLUMN {c} {sql_type}")
                 # stores before 2026-11 also had an index on ts alone, for pruning only: pruning
                 # now goes series by series through readings_series, and the second index
                 # doubled the cost of every insert (half the time of a large backfill)
@@ -620,7 +644,23 @@ class StoreReader:
             intervals=len(rows),
             category=min(r["category"] for r in rows),
             estimated_share=sum(r["estimated"] for r in rows) / len(rows),
+            **{kpi: _period_ratio(rows, num, den) for kpi, num, den in _PERIOD_KPIS},
         )
+
+
+#: KPI, numerator column, denominator column
+_PERIOD_KPIS = (
+    ("wue", "water_l", "e_it_kwh"),
+    ("cue", "co2_kg", "e_it_kwh"),
+    ("erf", "e_heat_reused_kwh", "e_facility_kwh"),
+    ("ref", "e_renewable_kwh", "e_facility_kwh"),
+)
+
+
+def _period_ratio(rows: list[dict[str, Any]], num: str, den: str) -> float | None:
+    have = [r for r in rows if r.get(num) is not None]
+    d = sum(r[den] for r in have)
+    return sum(r[num] for r in have) / d if have and d > 0 else None
 
 
 _BULK = 64  # rows per INSERT statement of a bulk load (128 bound parameters)
