@@ -185,6 +185,7 @@ def cmd_read(args: argparse.Namespace) -> int:
 def site_balance(site: LoadedSite, probes: list[DeviceProbe]) -> Balance:
     """The energy balance of the probe's readings (:mod:`pue_monitor.pipeline.balance`)."""
     from pue_monitor.collectors.probe import is_ups, meter_kw, ups_output_kw
+    from pue_monitor.config.models import KPI_ROLES
     from pue_monitor.pipeline.balance import MeterPower, UpsOutput, balance
 
     by_id = {p.device: p for p in probes}
@@ -193,6 +194,8 @@ def site_balance(site: LoadedSite, probes: list[DeviceProbe]) -> Balance:
     for dev in site.config.devices:
         probe = by_id.get(dev.id)
         m = getattr(dev, "meter", None)
+        if m is not None and m.role in KPI_ROLES:
+            m = None  # water, reused heat, renewable supply: not loads of the facility's electricity balance
         if m is not None:  # an import-only or push meter has no power here: the balance is incomplete
             loc = m.it_location.value if m.it_location is not None else None
             meters.append(MeterPower(dev.id, m.role.value, meter_kw(probe, dev) if probe else None, loc))
