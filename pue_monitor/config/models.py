@@ -932,6 +932,36 @@ def default_economisers() -> list[
     ]
 
 
+class FreeCoolingLive(_Model):
+    """How the live free-cooling state reads the plant (pipeline/freecooling_live.py).
+
+    The economiser mode status point reports 0 = mechanical cooling only (none), 1 = partial
+    (integrated economiser), 2 = full free cooling (chillers off). Without it the mode is
+    inferred from chiller power: at/below ``chiller_off_kw`` full, at/above ``chiller_on_kw``
+    none, between partial (labelled ``inferred``).
+    """
+
+    max_age_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="a weather, chiller or mode reading older than this at a minute's end is stale "
+        "(the state is unknown); default: twice the polling interval of its device",
+    )
+    chiller_off_kw: float | None = Field(
+        default=None, ge=0, description="chiller power at/below which the plant runs full free cooling, kW"
+    )
+    chiller_on_kw: float | None = Field(
+        default=None, gt=0, description="chiller power at/above which the plant runs no free cooling, kW"
+    )
+
+    @model_validator(mode="after")
+    def _order(self) -> FreeCoolingLive:
+        off, on = self.chiller_off_kw, self.chiller_on_kw
+        if off is not None and on is not None and off >= on:
+            raise ValueError(f"chiller_off_kw ({off}) must be below chiller_on_kw ({on})")
+        return self
+
+
 class CoolingConfig(_Model):
     """The cooling plant's economisers, the IT inlet envelope and the points that feed them."""
 
@@ -943,6 +973,9 @@ class CoolingConfig(_Model):
     )
     points: CoolingPoints = CoolingPoints()
     economisers: list[Economiser] = Field(default_factory=default_economisers, min_length=1)
+    live: FreeCoolingLive = Field(
+        default_factory=FreeCoolingLive, description="live free-cooling state: staleness, chiller thresholds"
+    )
 
     @field_validator("envelope", mode="before")
     @classmethod
@@ -969,6 +1002,17 @@ class CoolingConfig(_Model):
                     f"economiser {e.id!r}: supply_air_c {e.supply_air_c} is outside the IT inlet envelope "
                     f"{env.min_c:g}..{env.max_c:g} °C"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _live_inference(self) -> CoolingConfig:
+        pts, live = self.points, self.live
+        inferring = pts.chiller_power is not None and pts.economiser_mode is None
+        if inferring and (live.chiller_off_kw is None or live.chiller_on_kw is None):
+            raise ValueError(
+                "points.chiller_power without points.economiser_mode: set live.chiller_off_kw and "
+                "live.chiller_on_kw (the plant's mode is inferred from chiller power)"
+            )
         return self
 
 
