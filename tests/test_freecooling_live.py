@@ -1,0 +1,265 @@
+"""Live free-cooling state (issue 9 scope 3): per minute from the site's weather and plant
+points, rolled up like PUE, checked against the simulator's own chiller state; and the outputs
+(embedded store, Prometheus) that carry it."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import sqlite3
+import urllib.request
+
+import numpy as np
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from pue_monitor.clock import ScaledClock
+from pue_monitor.config.loader import site_from_dict
+from pue_monitor.config.models import CoolingConfig
+from pue_monitor.freecooling.availability import Mode
+from pue_monitor.pipeline.freecooling_live import LiveFreeCooling, aggregate_free_cooling
+from pue_monitor.readings import Reading
+from pue_monitor.service import Service
+from pue_monitor.simulator import SimulatedDataCentre
+from pue_monitor.simulator.mqtt_publishers import SensorPublishers
+from pue_monitor.simulator.physics import economiser_mode
+from pue_monitor.simulator.site import SimulatedSite
+from pue_monitor.sinks.sqlite import SCHEMA_VERSION, SqliteStore, StoreReader
+
+TZ = dt.timezone(dt.timedelta(hours=8))  # Asia/Shanghai, the simulator's site
+POLL = 15.0
+PTS = {
+    "outdoor_temperature": ("weather", "outdoor_temperature"),
+    "relative_humidity": ("weather", "relative_humidity"),
+    "pressure": ("weather", "pressure"),
+    "chiller_power": ("plant-controls", "chiller_power"),
+    "economiser_mode": ("plant-controls", "economiser_mode"),
+}
+UNITS = {"outdoor_temperature": "degC", "relative_humidity": "%", "pressure": "hPa", "chiller_power": "kW"}
+
+
+def _readings(role_values: dict[str, np.ndarray], ts: np.ndarray) -> list[Reading]:
+    out = []
+    for role, vals in role_values.items():
+        dev, point = PTS[role]
+        unit = UNITS.get(role, "")
+        out += [
+            Reading(ts=t, site="s", device=dev, point=point, value=v, unit=unit)
+            for t, v in zip(ts.tolist(), vals.tolist(), strict=True)
+            if np.isfinite(v)
+        ]
+    out.sort(key=lambda r: r.ts)
+    return out
+
+
+def _simulated_day(day: dt.date) -> tuple[list[Reading], SimulatedDataCentre, float]:
+    """One local day of the simulator's weather station and plant controller, polled every 15 s,
+    with the values as published (rounded like the MQTT messages)."""
+    t0 = dt.datetime(day.year, day.month, day.day, tzinfo=TZ).timestamp()
+    world = SimulatedDataCentre(start=t0 - 600, seed=9)
+    ts = t0 - 120 + POLL * np.arange(int((86400 + 240) / POLL))
+    wx = world.weather_at(ts)
+    ld = world.loads_at(ts)
+    values = {
+        "outdoor_temperature": np.round(np.asarray(wx.dry_bulb_c), 2),
+        "relative_humidity": np.round(np.asarray(wx.rh_pct), 2),
+        "pressure": np.round(np.asarray(wx.pressure_hpa), 2),
+        "chiller_power": np.round(np.asarray(ld["chillers"]), 3),
+        "economiser_mode": np.asarray(economiser_mode(ld["free_cooling_fraction"])),
+    }
+    return _readings(values, ts), world, t0
+
+
+def _live(cooling: CoolingConfig, roles: list[str] | None = None) -> LiveFreeCooling:
+    roles = roles or list(PTS)
+    return LiveFreeCooling(cooling, {r: PTS[r] for r in roles}, max_age={r: 2 * POLL for r in roles})
+
+
+def _sim_cooling(world: SimulatedDataCentre) -> CoolingConfig:
+    return CoolingConfig.model_validate(SensorPublishers.cooling_config(world.params))
+
+
+def _day_agreement(day: dt.date) -> tuple[list, np.ndarray, float, float]:
+    readings, world, t0 = _simulated_day(day)
+    live = _live(_sim_cooling(world))
+    live.ingest(readings)
+    rows = [r for r in live.close(t0 + 86400 + 60, 60.0) if t0 <= r.start < t0 + 86400 and r.economiser == "water-side"]
+    assert len(rows) == 1440
+    # the simulator's own state at the middle of each minute
+    mids = np.array([r.start + 30.0 for r in rows])
+    truth = np.asarray(economiser_mode(world.loads_at(mids)["free_cooling_fraction"])).astype(int)
+    available = np.array([r.mode for r in rows])
+    actual = np.array([r.actual_mode for r in rows])
+    avail_rate = float(np.mean(available == truth))
+    actual_rate = float(np.mean(actual == truth))
+    print(f"{day}: available mode agrees with the simulator in {avail_rate:.2%} of minutes, actual {actual_rate:.2%}")
+    return rows, truth, avail_rate, actual_rate
+
+
+def test_cold_day_is_full_free_cooling_and_agrees_with_the_simulator_minute_by_minute():
+    rows, truth, avail_rate, actual_rate = _day_agreement(dt.date(2026, 1, 15))
+    assert np.mean(truth == Mode.FULL) >= 0.95  # the simulator says: a cold day
+    assert sum(r.mode == Mode.FULL for r in rows) >= 0.95 * len(rows)
+    assert avail_rate >= 0.99
+    assert actual_rate >= 0.99
+    assert not any(r.inferred for r in rows)  # from the status point
+    # chillers (nearly) off all day: nothing left to avoid
+    day = aggregate_free_cooling(rows, resolution="1d", tz="Asia/Shanghai")
+    assert len(day) == 1 and day[0].end - day[0].start == 86400
+    assert day[0].full_s + day[0].partial_s >= 0.95 * 86400
+    assert day[0].used_s >= 0.95 * 86400
+    assert day[0].avoidable_kwh is not None and day[0].avoidable_kwh <= 0.05 * (day[0].chiller_kwh or 0) + 1.0
+
+
+def test_july_day_is_none_or_partial_and_agrees_with_the_simulator():
+    rows, truth, avail_rate, actual_rate = _day_agreement(dt.date(2026, 7, 20))
+    assert all(r.mode in (Mode.NONE, Mode.PARTIAL) for r in rows)
+    assert np.all(truth != Mode.FULL)
+    assert avail_rate >= 0.99
+    assert actual_rate >= 0.99
+    assert all(r.chiller_kwh is not None and r.chiller_kwh > 0 for r in rows)
+
+
+def test_missing_or_stale_weather_is_unknown_never_none():
+    cooling = CoolingConfig.model_validate({"economisers": [{"id": "ws", "type": "water_side"}]})
+    live = _live(cooling, ["outdoor_temperature", "relative_humidity"])
+    t0 = 1_800_000_000.0 - (1_800_000_000.0 % 60)
+    ts = t0 + POLL * np.arange(4 * 30)  # 30 minutes of readings ...
+    keep = (ts < t0 + 600) | (ts >= t0 + 1200)  # ... with the station silent for minutes 10-19
+    vals = {"outdoor_temperature": np.where(keep, 30.0, np.nan), "relative_humidity": np.where(keep, 60.0, np.nan)}
+    live.ingest(_readings(vals, ts))
+    rows = {r.start: r for r in live.close(t0 + 1800, 0.0)}
+    assert rows[t0].mode == Mode.NONE  # hot and humid: none, with the weather known
+    # minute 10 uses the reading of 9:45 (15 s old at its start, within 2 polls); from minute
+    # 11 on the newest reading is older than 30 s: unknown, fraction None, never none
+    assert rows[t0 + 600].mode == Mode.NONE
+    for k in range(11, 20):
+        r = rows[t0 + 60 * k]
+        assert r.mode == Mode.UNKNOWN and r.fraction is None and r.unknown_s == 60 and r.none_s == 0
+    assert rows[t0 + 1200].mode == Mode.NONE
+    # without a status point or chiller power the actual mode is unknown
+    assert all(r.actual_mode == Mode.UNKNOWN for r in rows.values())
+    hour = aggregate_free_cooling(list(rows.values()), resolution="1h", tz="UTC")
+    assert sum(h.unknown_s for h in hour) == 9 * 60
+    assert sum(h.none_s for h in hour) == 21 * 60
+
+
+def _dry_cooler(**live: float) -> CoolingConfig:
+    # dry cooler, approach 5 K, no HX, CHW 15/21 °C: s = T + 5, f = (21 - s) / 6 = (16 - T) / 6
+    return CoolingConfig.model_validate(
+        {
+            "economisers": [{"id": "dc", "type": "dry_cooler", "dry_cooler_approach_k": 5.0, "hx_approach_k": 0.0}],
+            "live": live,
+        }
+    )
+
+
+def test_inferred_mode_from_chiller_power_is_labelled_inferred():
+    cooling = _dry_cooler(chiller_off_kw=5.0, chiller_on_kw=100.0)
+    live = _live(cooling, ["outdoor_temperature", "relative_humidity", "chiller_power"])
+    t0 = 1_800_000_000.0 - (1_800_000_000.0 % 60)
+    ts = t0 + POLL * np.arange(16)
+    kw = np.repeat([2.0, 50.0, 150.0, 100.0], 4)  # full, partial, none, none (at the on limit)
+    live.ingest(_readings({"outdoor_temperature": np.full(16, 12.0), "relative_humidity": np.full(16, 50.0),
+                           "chiller_power": kw}, ts))  # fmt: skip
+    rows = live.close(t0 + 240, 0.0)
+    assert [r.actual_mode for r in rows] == [Mode.FULL, Mode.PARTIAL, Mode.NONE, Mode.NONE]
+    assert all(r.inferred for r in rows)
+    assert [r.used_s for r in rows] == [60.0, 60.0, 0.0, 0.0]
+    # inferring needs both thresholds, named in the error
+    bad: dict = {"points": {"chiller_power": {"device": "p", "point": "kw"}}}
+    bad["economisers"] = [{"id": "a", "type": "dry_cooler"}]
+    with pytest.raises(ValueError, match="chiller_off_kw"):
+        CoolingConfig.model_validate(bad)
+
+
+def test_avoidable_chiller_energy_by_hand():
+    """Three minutes at 4, 13 and 20 °C with the chiller at 120 kW (2 kWh a minute) and the
+    plant on mechanical cooling: available fractions 1, 0.5, 0 -> avoidable 2 + 1 + 0 = 3 kWh."""
+    cooling = _dry_cooler()
+    live = _live(cooling, ["outdoor_temperature", "relative_humidity", "chiller_power", "economiser_mode"])
+    t0 = 1_800_000_000.0 - (1_800_000_000.0 % 3600)
+    ts = t0 + POLL * np.arange(12)
+    temps = np.repeat([4.0, 13.0, 20.0], 4)
+    live.ingest(_readings({"outdoor_temperature": temps, "relative_humidity": np.full(12, 50.0),
+                           "chiller_power": np.full(12, 120.0), "economiser_mode": np.zeros(12)}, ts))  # fmt: skip
+    rows = live.close(t0 + 180, 0.0)
+    assert [r.mode for r in rows] == [Mode.FULL, Mode.PARTIAL, Mode.NONE]
+    assert [r.fraction for r in rows] == pytest.approx([1.0, 0.5, 0.0])
+    assert [r.chiller_kwh for r in rows] == pytest.approx([2.0, 2.0, 2.0])
+    assert [r.avoidable_kwh for r in rows] == pytest.approx([2.0, 1.0, 0.0])
+    assert [r.actual_mode for r in rows] == [Mode.NONE] * 3 and not rows[0].inferred
+    (h,) = aggregate_free_cooling(rows, resolution="1h", tz="UTC")
+    assert h.avoidable_kwh == pytest.approx(3.0)
+    assert h.chiller_kwh == pytest.approx(6.0)
+    assert (h.full_s, h.partial_s, h.none_s, h.available_s, h.used_s) == (60.0, 60.0, 60.0, 120.0, 0.0)
+    assert h.utilisation == 0.0
+    assert h.fraction == pytest.approx(0.5)  # time-weighted over known seconds
+    assert h.mode is None and h.actual_mode is None
+
+
+def test_store_migrates_a_version_3_store(tmp_path):
+    db = tmp_path / "s.sqlite"
+    SqliteStore(db).close()
+    con = sqlite3.connect(db)
+    con.execute("DROP TABLE free_cooling")
+    con.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+    con.commit()
+    con.close()
+    assert StoreReader(db).free_cooling() == []  # an old store reads as having none
+    SqliteStore(db).close()
+    con = sqlite3.connect(db)
+    assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
+    assert SCHEMA_VERSION == 4
+    assert con.execute("SELECT count(*) FROM free_cooling").fetchone()[0] == 0
+    con.close()
+
+
+def _scrape(url: str) -> dict[tuple[str, tuple], float]:
+    text = urllib.request.urlopen(url, timeout=5).read().decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for fam in text_string_to_metric_families(text)
+        for s in fam.samples
+    }
+
+
+async def test_simulated_site_service_writes_free_cooling_to_store_and_prometheus(tmp_path):
+    start = dt.datetime(2026, 1, 20, 4, 0, tzinfo=dt.UTC).timestamp()  # noon in Taiyuan, January
+    clock = ScaledClock(start=start, speed=60)
+    world = SimulatedDataCentre(start=start - 600, seed=5)
+    db = tmp_path / "store.sqlite"
+    async with SimulatedSite(world, clock, publish_interval=15) as sim:
+        site = site_from_dict(sim.site_config(interval=15, timeout=10), source="<sim>")
+        svc = Service(site, clock=clock, store_path=db, prometheus_port=0, resume=False)
+        stop = asyncio.Event()
+        run = asyncio.create_task(svc.run(stop))
+        await clock.sleep_until(start + 6 * 60)
+        metrics = await asyncio.to_thread(_scrape, svc.prometheus.url)
+        latest = dict(svc.state.free_cooling)
+        stop.set()
+        await run
+    reader = StoreReader(db)
+    minutes = reader.free_cooling("1m")
+    hours = reader.free_cooling("1h")
+    reader.close()
+    ws = [m for m in minutes if m["economiser"] == "water-side"]
+    assert len(ws) >= 4
+    assert all(m["mode"] == "full" and m["actual_mode"] == "full" and m["inferred"] == 0 for m in ws)
+    assert all(m["fraction"] == 1.0 and m["used_s"] == 60.0 for m in ws)
+    assert {m["economiser"] for m in minutes} == {"water-side", "dry-cooler"}
+    # the hourly row is the sum of its minutes
+    (h,) = [r for r in hours if r["economiser"] == "water-side"]
+    assert h["full_s"] == pytest.approx(sum(m["full_s"] for m in ws if h["start"] <= m["start"] < h["end"]))
+    # Prometheus: available fraction, the modes as a state set, the counters
+    site_l = ("site", "sim-taiyuan")
+    econ = ("economiser", "water-side")
+    assert metrics[("pue_free_cooling_available_ratio", (econ, site_l))] == latest["water-side"].fraction == 1.0
+    key = (econ, ("inferred", "false"), ("kind", "actual"), ("mode", "full"), site_l)
+    assert metrics[("pue_free_cooling_mode", key)] == 1.0
+    key0 = (econ, ("inferred", "false"), ("kind", "actual"), ("mode", "none"), site_l)
+    assert metrics[("pue_free_cooling_mode", key0)] == 0.0
+    avail = metrics[("pue_free_cooling_available_seconds_total", (econ, site_l))]
+    assert avail >= 3 * 60 and avail % 60 == 0
+    assert metrics[("pue_free_cooling_used_seconds_total", (econ, site_l))] == avail
+    assert ("pue_free_cooling_avoidable_chiller_energy_joules_total", (econ, site_l)) in metrics
