@@ -263,3 +263,45 @@ async def test_simulated_site_service_writes_free_cooling_to_store_and_prometheu
     assert avail >= 3 * 60 and avail % 60 == 0
     assert metrics[("pue_free_cooling_used_seconds_total", (econ, site_l))] == avail
     assert ("pue_free_cooling_avoidable_chiller_energy_joules_total", (econ, site_l)) in metrics
+
+
+async def test_influxdb_gets_free_cooling_points_with_fixed_field_types(influx1, tmp_path):
+    from test_influx import write_all
+
+    from pue_monitor import schema
+    from pue_monitor.config.models import InfluxConfig
+    from pue_monitor.sinks.lineprotocol import LineBuilder
+
+    cooling = _dry_cooler()
+    live = _live(cooling, ["outdoor_temperature", "relative_humidity", "chiller_power", "economiser_mode"])
+    t0 = 1_800_000_000.0 - (1_800_000_000.0 % 3600)
+    ts = t0 + POLL * np.arange(12)
+    live.ingest(_readings({"outdoor_temperature": np.repeat([4.0, 13.0, 20.0], 4),
+                           "relative_humidity": np.full(12, 50.0), "chiller_power": np.full(12, 120.0),
+                           "economiser_mode": np.repeat([2.0, 1.0, 0.0], 4)}, ts))  # fmt: skip
+    rows = live.close(t0 + 180, 0.0)
+    lb = LineBuilder()
+    batches = [
+        lb.free_cooling("dc1", "1m", rows),
+        lb.free_cooling("dc1", "1h", aggregate_free_cooling(rows, resolution="1h", tz="UTC")),
+    ]
+    cfg = InfluxConfig(url=influx1.url, bucket="pue", spool={"path": str(tmp_path / "spool.sqlite")})
+    sink = await write_all(cfg, batches)
+    await sink.close()
+    q = (
+        "SELECT fraction, mode, actual_mode, inferred, avoidable_kwh, used_s FROM pue_free_cooling "
+        "WHERE resolution = '1m' ORDER BY time"
+    )
+    got = [r[1:] for r in influx1.query(q)[0]["values"]]
+    assert got == [[1.0, 2, 2, 0, 2.0, 60.0], [0.5, 1, 1, 0, 1.0, 60.0], [0.0, 0, 0, 0, 0.0, 0.0]]
+    (h,) = influx1.query("SELECT avoidable_kwh, utilisation, mode FROM pue_free_cooling WHERE resolution = '1h'")[0][
+        "values"
+    ]
+    assert h[1:] == [3.0, 1.0, None]  # used 120 s of 120 s available; no mode on a rollup
+    tags = sorted(k[0] for k in influx1.query("SHOW TAG KEYS FROM pue_free_cooling")[0]["values"])
+    assert tags == sorted(schema.FREE_COOLING_TAGS)
+    types = dict(influx1.query("SHOW FIELD KEYS FROM pue_free_cooling")[0]["values"])
+    assert {f: types[f] for f in schema.FREE_COOLING_INT_FIELDS} == dict.fromkeys(
+        schema.FREE_COOLING_INT_FIELDS, "integer"
+    )
+    assert all(types[f] == "float" for f in schema.FREE_COOLING_FLOAT_FIELDS)
