@@ -305,3 +305,39 @@ async def test_influxdb_gets_free_cooling_points_with_fixed_field_types(influx1,
         schema.FREE_COOLING_INT_FIELDS, "integer"
     )
     assert all(types[f] == "float" for f in schema.FREE_COOLING_FLOAT_FIELDS)
+
+
+def test_pue_show_free_cooling_prints_the_stored_rows(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from pue_monitor.cli.live import free_cooling_summary
+
+    cooling = _dry_cooler()
+    live = _live(cooling, ["outdoor_temperature", "relative_humidity", "chiller_power", "economiser_mode"])
+    t0 = 1_800_000_000.0 - (1_800_000_000.0 % 3600)
+    ts = t0 + POLL * np.arange(12)
+    live.ingest(_readings({"outdoor_temperature": np.repeat([4.0, 13.0, 20.0], 4),
+                           "relative_humidity": np.full(12, 50.0), "chiller_power": np.full(12, 120.0),
+                           "economiser_mode": np.zeros(12)}, ts))  # fmt: skip
+    rows = live.close(t0 + 180, 0.0)
+    db = tmp_path / "s.sqlite"
+    store = SqliteStore(db)
+    store.set_meta("timezone", "UTC")
+    hour = aggregate_free_cooling(rows, resolution="1h", tz="UTC")
+    store.write(now=t0, free_cooling=[("dc1", "1m", r) for r in rows] + [("dc1", "1h", r) for r in hour])
+    store.close()
+    pue = [sys.executable, "-m", "pue_monitor", "show", "--db", str(db), "--free-cooling"]
+    out = subprocess.run([*pue, "--last", "2"], capture_output=True, text=True, timeout=30, check=True).stdout
+    lines = out.splitlines()
+    assert len(lines) == 3 and "avoidable kWh" in lines[0]  # header + the last two minutes
+    assert lines[1].split()[2:5] == ["dc", "partial", "0.50"] and lines[1].split()[-1] == "1.00"
+    assert lines[2].split()[2:5] == ["dc", "none", "0.00"] and lines[2].split()[-1] == "0.00"
+    js = json.loads(subprocess.run([*pue, "--resolution", "1h", "--json"], capture_output=True, text=True,
+                                   timeout=30, check=True).stdout)  # fmt: skip
+    (h,) = js["free_cooling"]
+    assert (h["avoidable_kwh"], h["chiller_kwh"], h["utilisation"], h["mode"]) == (3.0, 6.0, 0.0, None)
+    # the demo's summary: hours from seconds, utilisation as a ratio of sums, kWh from joules
+    summ = free_cooling_summary({("dc", "available_s"): 7200.0, ("dc", "used_s"): 5400.0, ("dc", "avoidable_j"): 3.6e7})
+    assert summ == {"dc": {"available_h": 2.0, "used_h": 1.5, "utilisation": 0.75, "avoidable_kwh": 10.0}}

@@ -597,22 +597,26 @@ class StoreReader:
     def free_cooling(
         self, resolution: str = "1m", *, start: float | None = None, end: float | None = None, limit: int | None = None
     ) -> list[dict[str, Any]]:
-        """Free-cooling rows (oldest first; per start, economisers by id). A store older than
-        schema version 4 has none."""
+        """Free-cooling rows of the last ``limit`` intervals (all economisers of each), oldest
+        first, economisers by id. A store older than schema version 4 has none."""
         if not self._conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'free_cooling'").fetchone():
             return []
-        q = "SELECT * FROM free_cooling WHERE resolution = ?"
+        where = "resolution = ?"
         args: list[Any] = [resolution]
         if start is not None:
-            q += " AND start >= ?"
+            where += " AND start >= ?"
             args.append(start)
         if end is not None:
-            q += " AND end <= ?"
+            where += " AND end <= ?"
             args.append(end)
-        q += " ORDER BY start DESC, economiser DESC" + (f" LIMIT {int(limit)}" if limit else "")
-        rows = [dict(r) for r in self._conn.execute(q, args)]
-        rows.reverse()
-        return rows
+        if limit:
+            where += (
+                f" AND start IN (SELECT DISTINCT start FROM free_cooling WHERE {where} "
+                f"ORDER BY start DESC LIMIT {int(limit)})"
+            )
+            args += args
+        q = f"SELECT * FROM free_cooling WHERE {where} ORDER BY start, economiser"
+        return [dict(r) for r in self._conn.execute(q, args)]
 
     def reading_count(self) -> int:
         return int(self._conn.execute("SELECT count(*) FROM readings").fetchone()[0])
