@@ -341,3 +341,16 @@ def test_pue_show_free_cooling_prints_the_stored_rows(tmp_path):
     # the demo's summary: hours from seconds, utilisation as a ratio of sums, kWh from joules
     summ = free_cooling_summary({("dc", "available_s"): 7200.0, ("dc", "used_s"): 5400.0, ("dc", "avoidable_j"): 3.6e7})
     assert summ == {"dc": {"available_h": 2.0, "used_h": 1.5, "utilisation": 0.75, "avoidable_kwh": 10.0}}
+
+
+def test_readme_live_cooling_example_is_valid():
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    (block,) = [b for b in re.findall(r"```yaml\n(.*?)```", readme, flags=re.S) if "chiller_on_kw" in b]
+    cooling = CoolingConfig.model_validate(yaml.safe_load(block)["cooling"])
+    assert (cooling.live.chiller_off_kw, cooling.live.chiller_on_kw, cooling.live.max_age_s) == (5, 100, 60)
+    assert cooling.points.economiser_mode is not None and cooling.points.economiser_mode.device == "plant-controls"
