@@ -56,6 +56,7 @@ from pue_monitor.pipeline.freecooling_live import (
     LiveFreeCooling,
     aggregate_free_cooling,
 )
+from pue_monitor.pipeline.freecooling_live import interval_from_row as free_cooling_from_row
 from pue_monitor.pipeline.live import LivePipeline
 from pue_monitor.pipeline.model import series_specs
 from pue_monitor.pipeline.pue import PueInterval, aggregate, rollup
@@ -340,6 +341,11 @@ class Service:
         for row in source.interval_rows("1m", day):
             iv = interval_from_row(row)
             self._minutes[iv.start] = iv
+        if self.free_cooling is not None and self.store is not None:
+            # the open day's free-cooling minutes: its 15m/1h/1d rows stay sums of all of them
+            for row in self.store.free_cooling_rows("1m", day):
+                fc = free_cooling_from_row(row)
+                self._fc_minutes[(fc.start, fc.economiser)] = fc
         where = getattr(source, "path", "?")
         log.info(
             "resumed from %s: %d readings of %d series from %s on; %d stored minutes of the open day reloaded",

@@ -354,3 +354,33 @@ def test_readme_live_cooling_example_is_valid():
     cooling = CoolingConfig.model_validate(yaml.safe_load(block)["cooling"])
     assert (cooling.live.chiller_off_kw, cooling.live.chiller_on_kw, cooling.live.max_age_s) == (5, 100, 60)
     assert cooling.points.economiser_mode is not None and cooling.points.economiser_mode.device == "plant-controls"
+
+
+async def test_restart_keeps_hourly_and_daily_free_cooling_rows_sums_of_all_stored_minutes(tmp_path):
+    start = dt.datetime(2026, 1, 20, 4, 0, tzinfo=dt.UTC).timestamp()
+    clock = ScaledClock(start=start, speed=60)
+    world = SimulatedDataCentre(start=start - 600, seed=6)
+    db = tmp_path / "store.sqlite"
+    async with SimulatedSite(world, clock, publish_interval=15) as sim:
+        site = site_from_dict(sim.site_config(interval=15, timeout=10), source="<sim>")
+        for stop_at in (start + 4 * 60, start + 9 * 60):
+            svc = Service(site, clock=clock, store_path=db, prometheus=False)
+            stop = asyncio.Event()
+            run = asyncio.create_task(svc.run(stop))
+            await clock.sleep_until(stop_at)
+            stop.set()
+            await run
+    reader = StoreReader(db)
+    minutes = [m for m in reader.free_cooling("1m") if m["economiser"] == "water-side"]
+    buckets = {res: [r for r in reader.free_cooling(res) if r["economiser"] == "water-side"] for res in ("1h", "1d")}
+    reader.close()
+    first_run = [m for m in minutes if m["end"] <= start + 4 * 60]
+    second_run = [m for m in minutes if m["start"] >= start + 4 * 60]
+    assert len(first_run) >= 2 and len(second_run) >= 3
+    for res, rows in buckets.items():
+        (b,) = rows
+        inside = [m for m in minutes if b["start"] <= m["start"] < b["end"]]
+        assert len(inside) == len(minutes), res
+        for col in ("full_s", "partial_s", "none_s", "unknown_s", "used_s"):
+            assert b[col] == pytest.approx(sum(m[col] for m in inside)), (res, col)
+        assert b["full_s"] == 60.0 * len(minutes)

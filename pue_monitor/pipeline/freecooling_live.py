@@ -30,6 +30,7 @@ import math
 import zoneinfo
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -45,6 +46,7 @@ __all__ = [
     "LiveFreeCooling",
     "MinuteStates",
     "aggregate_free_cooling",
+    "interval_from_row",
     "minute_states",
     "mode_name",
     "sample_minutes",
@@ -57,6 +59,38 @@ POINT_ROLES = ("outdoor_temperature", "relative_humidity", "pressure", "chiller_
 
 _MODE_NAMES: dict[int, str] = {Mode.UNKNOWN: "unknown", Mode.NONE: "none", Mode.PARTIAL: "partial", Mode.FULL: "full"}
 _PRESSURE_PA = {"Pa": 1.0, "hPa": 100.0, "mbar": 100.0, "kPa": 1000.0}
+
+
+def mode_code(name: str | None) -> int | None:
+    """The mode code of ``full``, ``partial``, ``none`` or ``unknown`` (None for None)."""
+    if name is None:
+        return None
+    return next((c for c, n in _MODE_NAMES.items() if n == name), int(Mode.UNKNOWN))
+
+
+def interval_from_row(row: Mapping[str, Any]) -> FreeCoolingInterval:
+    """A stored ``free_cooling`` row (the embedded store's columns) as a :class:`FreeCoolingInterval`."""
+
+    def f(key: str) -> float | None:
+        return None if row[key] is None else float(row[key])
+
+    return FreeCoolingInterval(
+        start=float(row["start"]),
+        end=float(row["end"]),
+        economiser=str(row["economiser"]),
+        fraction=f("fraction"),
+        mode=mode_code(row["mode"]),
+        actual_mode=mode_code(row["actual_mode"]),
+        inferred=bool(row["inferred"]),
+        full_s=float(row["full_s"]),
+        partial_s=float(row["partial_s"]),
+        none_s=float(row["none_s"]),
+        unknown_s=float(row["unknown_s"]),
+        used_s=float(row["used_s"]),
+        actual_unknown_s=float(row["actual_unknown_s"]),
+        chiller_kwh=f("chiller_kwh"),
+        avoidable_kwh=f("avoidable_kwh"),
+    )
 
 
 def mode_name(code: int | None) -> str:

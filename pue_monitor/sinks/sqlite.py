@@ -379,6 +379,16 @@ class SqliteStore:
             ).fetchall()
         return [dict(r) for r in rows]
 
+    def free_cooling_rows(self, site: str, resolution: str, since: float) -> list[dict[str, Any]]:
+        """Stored free-cooling rows of ``site`` at ``resolution`` starting at/after ``since``."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT * FROM free_cooling WHERE site = ? AND resolution = ? AND start >= ? "
+                "ORDER BY start, economiser",
+                (site, resolution, since),
+            ).fetchall()
+        return [dict(r) for r in rows]
+
     def prune_readings(self, before: float) -> int:
         """Delete every reading with ``ts < before``; returns how many.
 

@@ -298,6 +298,9 @@ class StoreOutput(Output):
     def interval_rows(self, resolution: str, since: float) -> list[dict[str, Any]]:
         return self.store.interval_rows(self.site, resolution, since) if self.store is not None else []
 
+    def free_cooling_rows(self, resolution: str, since: float) -> list[dict[str, Any]]:
+        return self.store.free_cooling_rows(self.site, resolution, since) if self.store is not None else []
+
     # ------------------------------------------------------------------- closing
 
     async def close(self) -> None:
