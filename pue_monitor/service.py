@@ -173,6 +173,13 @@ def free_cooling_state(cfg: SiteConfig) -> LiveFreeCooling | None:
             continue
         points[role] = (ref.device, ref.point)
         max_age[role] = cooling.live.max_age_s or 2.0 * intervals.get(ref.device, 60.0)
+    live = cooling.live
+    inferring = "chiller_power" in points and "economiser_mode" not in points
+    if inferring and (live.chiller_off_kw is None or live.chiller_on_kw is None):
+        log.warning(
+            "cooling: chiller_power without economiser_mode and without live.chiller_off_kw and "
+            "live.chiller_on_kw: the plant's actual free-cooling mode is unknown (set both to infer it)"
+        )
     return LiveFreeCooling(cooling, points, max_age=max_age, step=STEP)
 
 

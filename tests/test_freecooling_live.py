@@ -166,11 +166,13 @@ def test_inferred_mode_from_chiller_power_is_labelled_inferred():
     assert [r.actual_mode for r in rows] == [Mode.FULL, Mode.PARTIAL, Mode.NONE, Mode.NONE]
     assert all(r.inferred for r in rows)
     assert [r.used_s for r in rows] == [60.0, 60.0, 0.0, 0.0]
-    # inferring needs both thresholds, named in the error
-    bad: dict = {"points": {"chiller_power": {"device": "p", "point": "kw"}}}
-    bad["economisers"] = [{"id": "a", "type": "dry_cooler"}]
-    with pytest.raises(ValueError, match="chiller_off_kw"):
-        CoolingConfig.model_validate(bad)
+    # without both thresholds the mode is not inferred: unknown, but the energies are known
+    live = _live(_dry_cooler(chiller_off_kw=5.0), ["outdoor_temperature", "relative_humidity", "chiller_power"])
+    live.ingest(_readings({"outdoor_temperature": np.full(16, 12.0), "relative_humidity": np.full(16, 50.0),
+                           "chiller_power": kw}, ts))  # fmt: skip
+    rows = live.close(t0 + 240, 0.0)
+    assert [r.actual_mode for r in rows] == [Mode.UNKNOWN] * 4 and not any(r.inferred for r in rows)
+    assert [r.chiller_kwh for r in rows] == pytest.approx([2.0 / 60, 50.0 / 60, 150.0 / 60, 100.0 / 60])
 
 
 def test_avoidable_chiller_energy_by_hand():

@@ -938,7 +938,8 @@ class FreeCoolingLive(_Model):
     The economiser mode status point reports 0 = mechanical cooling only (none), 1 = partial
     (integrated economiser), 2 = full free cooling (chillers off). Without it the mode is
     inferred from chiller power: at/below ``chiller_off_kw`` full, at/above ``chiller_on_kw``
-    none, between partial (labelled ``inferred``).
+    none, between partial (labelled ``inferred``); without both thresholds the plant's mode is
+    not known (the service says so once at start) and only the chiller energies are computed.
     """
 
     max_age_s: float | None = Field(
@@ -1002,17 +1003,6 @@ class CoolingConfig(_Model):
                     f"economiser {e.id!r}: supply_air_c {e.supply_air_c} is outside the IT inlet envelope "
                     f"{env.min_c:g}..{env.max_c:g} °C"
                 )
-        return self
-
-    @model_validator(mode="after")
-    def _live_inference(self) -> CoolingConfig:
-        pts, live = self.points, self.live
-        inferring = pts.chiller_power is not None and pts.economiser_mode is None
-        if inferring and (live.chiller_off_kw is None or live.chiller_on_kw is None):
-            raise ValueError(
-                "points.chiller_power without points.economiser_mode: set live.chiller_off_kw and "
-                "live.chiller_on_kw (the plant's mode is inferred from chiller power)"
-            )
         return self
 
 

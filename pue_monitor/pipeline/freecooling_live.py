@@ -245,7 +245,8 @@ def minute_states(
     """The state of every minute from per-minute point values (NaN: missing or stale).
 
     ``status`` (mode codes) wins over ``chiller_kw`` for the actual mode; with only chiller
-    power the mode is inferred from ``cooling.live`` thresholds (``inferred`` True).
+    power the mode is inferred from ``cooling.live`` thresholds (``inferred`` True), and is
+    unknown when they are not both set.
     Vectorised: one :func:`classify` call for all minutes.
     """
     st = np.asarray(starts, dtype=np.float64)
@@ -255,11 +256,8 @@ def minute_states(
     inferred = False
     if status is not None:
         actual = _status_modes(np.asarray(status, dtype=np.float64))
-    elif chiller_kw is not None:
-        live = cooling.live
-        if live.chiller_off_kw is None or live.chiller_on_kw is None:
-            raise ValueError("inferring the plant's mode needs cooling.live.chiller_off_kw and chiller_on_kw")
-        actual = _inferred_modes(chiller, live.chiller_off_kw, live.chiller_on_kw)
+    elif chiller_kw is not None and cooling.live.chiller_off_kw is not None and cooling.live.chiller_on_kw is not None:
+        actual = _inferred_modes(chiller, cooling.live.chiller_off_kw, cooling.live.chiller_on_kw)
         inferred = True
     else:
         actual = np.full(n, Mode.UNKNOWN, dtype=np.int8)
