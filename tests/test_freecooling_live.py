@@ -120,6 +120,21 @@ def test_july_day_is_none_or_partial_and_agrees_with_the_simulator():
     assert all(r.chiller_kwh is not None and r.chiller_kwh > 0 for r in rows)
 
 
+def test_shoulder_day_full_and_partial_agree_with_the_simulator_in_mode_and_fraction():
+    day = dt.date(2026, 4, 20)
+    rows, _truth, avail_rate, actual_rate = _day_agreement(day)
+    assert {Mode.FULL, Mode.PARTIAL} <= {r.mode for r in rows}  # a day with transitions
+    assert avail_rate >= 0.99 and actual_rate >= 0.99
+    # the fraction the economiser could carry against the simulator's own fraction at mid-minute
+    world = SimulatedDataCentre(start=rows[0].start - 600, seed=9)
+    sim_f = world.loads_at(np.array([r.start + 30.0 for r in rows]))["free_cooling_fraction"]
+    ours = np.array([r.fraction for r in rows])
+    assert float(np.max(np.abs(ours - sim_f))) < 0.02
+    # the chiller runs only while the plant is partial: all of its energy is in those minutes
+    full = [r for r in rows if r.actual_mode == Mode.FULL]
+    assert full and all(r.chiller_kwh == pytest.approx(0.0, abs=1e-9) for r in full)
+
+
 def test_missing_or_stale_weather_is_unknown_never_none():
     cooling = CoolingConfig.model_validate({"economisers": [{"id": "ws", "type": "water_side"}]})
     live = _live(cooling, ["outdoor_temperature", "relative_humidity"])
