@@ -98,6 +98,8 @@ class ResumeSource(Protocol):
 
     def interval_rows(self, resolution: str, since: float) -> list[dict[str, Any]]: ...
 
+    def free_cooling_rows(self, resolution: str, since: float) -> list[dict[str, Any]]: ...
+
 
 def interval_from_row(row: dict[str, Any]) -> PueInterval:
     """A stored 1-minute row (store or state file) as a :class:`PueInterval`."""
@@ -348,9 +350,9 @@ class Service:
         for row in source.interval_rows("1m", day):
             iv = interval_from_row(row)
             self._minutes[iv.start] = iv
-        if self.free_cooling is not None and self.store is not None:
+        if self.free_cooling is not None:
             # the open day's free-cooling minutes: its 15m/1h/1d rows stay sums of all of them
-            for row in self.store.free_cooling_rows("1m", day):
+            for row in source.free_cooling_rows("1m", day):
                 fc = free_cooling_from_row(row)
                 self._fc_minutes[(fc.start, fc.economiser)] = fc
         where = getattr(source, "path", "?")

@@ -401,3 +401,32 @@ async def test_restart_keeps_hourly_and_daily_free_cooling_rows_sums_of_all_stor
         for col in ("full_s", "partial_s", "none_s", "unknown_s", "used_s"):
             assert b[col] == pytest.approx(sum(m[col] for m in inside)), (res, col)
         assert b["full_s"] == 60.0 * len(minutes)
+
+
+async def test_state_file_keeps_the_free_cooling_minutes_for_a_restart(tmp_path):
+    """InfluxDB-only sites resume from the state file: it holds the open day's free-cooling
+    minutes, read back exactly as they were handed over."""
+    from pue_monitor.pipeline.freecooling_live import interval_from_row
+    from pue_monitor.sinks.state import ReadingTail, StateFile
+
+    cooling = _dry_cooler(chiller_off_kw=5.0, chiller_on_kw=100.0)
+    live = _live(cooling, ["outdoor_temperature", "relative_humidity", "chiller_power"])
+    t0 = 1_800_000_000.0 - (1_800_000_000.0 % 3600)
+    ts = t0 + POLL * np.arange(12)
+    values = {
+        "outdoor_temperature": np.repeat([4.0, 13.0, 20.0], 4),
+        "relative_humidity": np.full(12, 50.0),
+        "chiller_power": np.full(12, 50.0),
+    }
+    live.ingest(_readings(values, ts))
+    rows = live.close(t0 + 180, 0.0)
+    path = tmp_path / "state.json"
+    state = StateFile(path, site="dc1", tail=ReadingTail([], keep=60.0))
+    state.free_cooling("1m", rows)
+    state.free_cooling("1h", aggregate_free_cooling(rows, resolution="1h", tz="UTC"))  # not kept: recomputed
+    await state.close()
+    again = StateFile(path, site="dc1", tail=ReadingTail([], keep=60.0))
+    back = [interval_from_row(r) for r in again.free_cooling_rows("1m", t0)]
+    assert back == rows and all(r.inferred and r.actual_mode == Mode.PARTIAL for r in back)
+    assert again.free_cooling_rows("1m", t0 + 120) == [again.free_cooling_rows("1m", t0)[-1]]
+    assert again.free_cooling_rows("1h", t0) == []
