@@ -430,3 +430,17 @@ async def test_state_file_keeps_the_free_cooling_minutes_for_a_restart(tmp_path)
     assert back == rows and all(r.inferred and r.actual_mode == Mode.PARTIAL for r in back)
     assert again.free_cooling_rows("1m", t0 + 120) == [again.free_cooling_rows("1m", t0)[-1]]
     assert again.free_cooling_rows("1h", t0) == []
+
+
+def test_buffers_stay_bounded_and_minutes_come_once_in_order():
+    cooling = _dry_cooler()
+    live = _live(cooling, ["outdoor_temperature", "relative_humidity"])
+    t0 = 1_800_000_000.0 - (1_800_000_000.0 % 60)
+    starts = []
+    for m in range(180):
+        ts = t0 + 60 * m + POLL * np.arange(4)
+        live.ingest(_readings({"outdoor_temperature": np.full(4, 10.0), "relative_humidity": np.full(4, 50.0)}, ts))
+        starts += [r.start for r in live.close(t0 + 60 * (m + 1) + 20, 30.0)]
+        # the open minute, the one waiting for the grace, and the max age (30 s) before: <= 10 polls
+        assert all(len(s.ts) <= 10 for s in live._series.values())
+    assert starts == sorted(set(starts)) and starts == [t0 + 60 * k for k in range(179)]

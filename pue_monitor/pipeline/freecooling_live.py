@@ -26,6 +26,7 @@ second); :class:`LiveFreeCooling` feeds it incrementally from the service's read
 
 from __future__ import annotations
 
+import bisect
 import math
 import zoneinfo
 from collections.abc import Iterable, Mapping, Sequence
@@ -420,9 +421,8 @@ class LiveFreeCooling:
     def _trim(self) -> None:
         assert self.next_start is not None
         for role, s in self._series.items():
+            # keep the newest reading at/before keep_from (a later minute may still use it) and all after
             keep_from = self.next_start - self.max_age[role] - self.step
-            i = 0
-            while i < len(s.ts) - 1 and s.ts[i + 1] <= keep_from:
-                i += 1
-            if i:
+            i = bisect.bisect_right(s.ts, keep_from) - 1
+            if i > 0:
                 del s.ts[:i], s.val[:i]
