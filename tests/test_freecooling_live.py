@@ -444,3 +444,49 @@ def test_buffers_stay_bounded_and_minutes_come_once_in_order():
         # the open minute, the one waiting for the grace, and the max age (30 s) before: <= 10 polls
         assert all(len(s.ts) <= 10 for s in live._series.values())
     assert starts == sorted(set(starts)) and starts == [t0 + 60 * k for k in range(179)]
+
+
+def test_prometheus_labels_an_inferred_mode_and_counts_each_minute_once():
+    """The inferred plant mode carries inferred="true"; counters add closed minutes; an unknown
+    weather minute leaves the available fraction absent (never 0)."""
+    from pue_monitor.sinks.prometheus import LiveState, LiveStateOutput, PrometheusEndpoint
+
+    cooling = _dry_cooler(chiller_off_kw=5.0, chiller_on_kw=100.0)
+    live = _live(cooling, ["outdoor_temperature", "relative_humidity", "chiller_power"])
+    t0 = 1_800_000_000.0 - (1_800_000_000.0 % 3600)
+    ts = t0 + POLL * np.arange(12)
+    keep = ts < t0 + 90  # the station goes silent: 45 s old (> 30 s) when the third minute starts
+    values = {
+        "outdoor_temperature": np.where(keep, np.repeat([4.0, 13.0, 20.0], 4), np.nan),
+        "relative_humidity": np.where(keep, 50.0, np.nan),
+        "chiller_power": np.full(12, 60.0),  # partial: between 5 and 100 kW -> 1 kWh a minute
+    }
+    live.ingest(_readings(values, ts))
+    state = LiveState(site="dc1", warning=1.4, critical=1.5)
+    out = LiveStateOutput(state)
+    rows = live.close(t0 + 180, 0.0)
+    out.free_cooling("1m", rows[:2])
+    out.free_cooling("1h", aggregate_free_cooling(rows[:2], resolution="1h", tz="UTC"))  # gauges/counters: 1m only
+    endpoint = PrometheusEndpoint(state, port=0)
+    try:
+        m1 = _scrape(endpoint.url)
+        out.free_cooling("1m", rows[2:])
+        m2 = _scrape(endpoint.url)
+    finally:
+        endpoint.close()
+    site, econ = ("site", "dc1"), ("economiser", "dc")
+    partial = (econ, ("inferred", "true"), ("kind", "actual"), ("mode", "partial"), site)
+    assert m1[("pue_free_cooling_mode", partial)] == 1.0
+    assert m1[("pue_free_cooling_available_ratio", (econ, site))] == pytest.approx(0.5)
+    # minutes 1 (full, fraction 1) and 2 (partial, 0.5): avoidable 1 + 0.5 kWh
+    assert m1[("pue_free_cooling_available_seconds_total", (econ, site))] == 120.0
+    assert m1[("pue_free_cooling_used_seconds_total", (econ, site))] == 120.0
+    joules = ("pue_free_cooling_avoidable_chiller_energy_joules_total", (econ, site))
+    assert m1[joules] == pytest.approx(1.5 * 3.6e6)
+    # minute 3: weather unknown -> no fraction exported, available mode unknown, counters unchanged
+    assert ("pue_free_cooling_available_ratio", (econ, site)) not in m2
+    unknown = (econ, ("inferred", "false"), ("kind", "available"), ("mode", "unknown"), site)
+    assert m2[("pue_free_cooling_mode", unknown)] == 1.0
+    assert m2[("pue_free_cooling_available_seconds_total", (econ, site))] == 120.0
+    assert m2[joules] == pytest.approx(1.5 * 3.6e6)
+    assert m2[("pue_free_cooling_used_seconds_total", (econ, site))] == 180.0
