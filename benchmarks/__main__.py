@@ -17,7 +17,8 @@ BENCHMARKS: dict[str, str] = {
     "mqtt": "MQTT ingest (one process; publisher in another, through Mosquitto)",
     "influx": "InfluxDB writes (one process into real servers on loopback)",
     "ingest": "CSV backfill: pue ingest-csv of a month of 1-minute data, 1,000 meters (43 M rows)",
-    "freecooling": "Free cooling: `pue free-cooling --epw` (8,760 h) and a year of 1-minute weather (525,600 rows)",
+    "freecooling": "Free cooling: `pue free-cooling --epw` (8,760 h); availability and live state of a year of "
+    "1-minute weather (525,600 rows)",
     "status": "Status: /status and /readyz for 500 devices; the newest reading per series from a 4 M-reading store",
 }
 

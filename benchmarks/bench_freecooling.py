@@ -8,6 +8,11 @@
 2. Interpolates that year to 1-minute weather (525,600 rows) and times the psychrometrics alone
    (``moist_air``: wet-bulb, dew point, humidity ratio, enthalpy) and the whole classification
    (``classify``: psychrometrics + the four default economisers' fraction and mode).
+3. The live state (pipeline/freecooling_live.py) of that year: per-minute values from raw readings
+   (``sample_minutes``: 4 readings a minute of temperature, humidity, pressure and chiller power,
+   the mode status point) and the state of every minute (``minute_states``: availability of the
+   four economisers, actual mode, chiller and avoidable kWh); and the service's per-minute cost
+   (``LiveFreeCooling`` ingest of one minute's readings + ``close``), averaged over a day.
 
 One core: numpy element-wise work runs on one thread; set OMP_NUM_THREADS=1 to be sure.
 Target: under 1 s each. Prints a markdown table.
@@ -33,6 +38,8 @@ from pue_monitor.config.models import CoolingConfig
 from pue_monitor.freecooling.availability import Weather, classify
 from pue_monitor.freecooling.epw import read_epw
 from pue_monitor.freecooling.psychro import moist_air
+from pue_monitor.pipeline.freecooling_live import LiveFreeCooling, minute_states, sample_minutes
+from pue_monitor.readings import Reading
 
 
 def _best(fn: object, repeat: int) -> list[float]:
@@ -79,10 +86,56 @@ def main(argv: list[str] | None = None) -> None:
         rows.append(
             ("availability, 4 economisers (`classify`)", n, _best(lambda: classify(weather, cooling), args.repeat))
         )
+        rows += _live_rows(tdb, rh, pres, args.repeat)
     print("| what | rows | " + " | ".join(f"run {i + 1} s" for i in range(args.repeat)) + " |")
     print("|---|---:|" + "---:|" * args.repeat)
     for name, size, times in rows:
         print(f"| {name} | {size} | " + " | ".join(f"{t:.3f}" for t in times) + " |")
+
+
+def _live_rows(tdb: np.ndarray, rh: np.ndarray, pres: np.ndarray, repeat: int) -> list[tuple[str, str, list[float]]]:
+    n = tdb.size
+    cooling = CoolingConfig(altitude_m=780.0)
+    starts = np.arange(n, dtype=float) * 60.0
+    rng = np.random.default_rng(1)
+    chiller = np.clip(rng.normal(80.0, 40.0, n), 0.0, None)
+    status = rng.integers(0, 3, n).astype(float)
+    # four readings a minute (15 s polls) of each point, as the service buffers them
+    ts = np.arange(4 * n, dtype=float) * 15.0
+    raw = {k: np.repeat(v, 4) for k, v in {"t": tdb, "rh": rh, "p": pres, "kw": chiller, "mode": status}.items()}
+
+    def sample() -> None:
+        for k in ("t", "rh", "p", "kw"):
+            sample_minutes(ts, raw[k], starts, 60.0, 30.0)
+        sample_minutes(ts, raw["mode"], starts, 60.0, 30.0, last=True)
+
+    def states() -> None:
+        minute_states(cooling, starts, dry_bulb_c=tdb, rh_pct=rh, pressure_pa=pres, chiller_kw=chiller, status=status)
+
+    roles = {"outdoor_temperature": "t", "relative_humidity": "rh", "pressure": "p", "chiller_power": "kw",
+             "economiser_mode": "mode"}  # fmt: skip
+    units = {"outdoor_temperature": "degC", "relative_humidity": "%", "pressure": "Pa", "chiller_power": "kW"}
+    day = 1440
+    readings = [
+        [Reading(ts=float(ts[j]), site="b", device="d", point=role, value=float(raw[k][j]), unit=units.get(role, ""))
+         for role, k in roles.items() for j in range(4 * m, 4 * m + 4)]
+        for m in range(day)
+    ]  # fmt: skip
+
+    def live_day() -> None:
+        live = LiveFreeCooling(cooling, {r: ("d", r) for r in roles}, max_age=dict.fromkeys(roles, 30.0))
+        for m in range(day):
+            live.ingest(readings[m])
+            live.close(60.0 * (m + 1), 0.0)
+
+    n_min = f"{n:,} min"
+    per_minute = [t / day * 1e3 for t in _best(live_day, repeat)]
+    return [
+        ("live: per-minute values from raw readings (`sample_minutes`, 5 points)", f"{4 * n:,} readings/point",
+         _best(sample, repeat)),
+        ("live: state of every minute (`minute_states`, 4 economisers)", n_min, _best(states, repeat)),
+        ("live: service path per minute (ingest 20 readings + `close`), **ms**", "1 min", per_minute),
+    ]  # fmt: skip
 
 
 if __name__ == "__main__":

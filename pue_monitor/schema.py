@@ -72,3 +72,27 @@ INTERVAL_KPI_FIELDS = ("water_l", "e_heat_reused_kwh", "e_renewable_kwh", "co2_k
 #: INTERVAL_INT_FIELDS, its source in the embedded store (a string field would be meaningless in
 #: VictoriaMetrics)
 INTERVAL_KPI_BASIS_FLOAT_FIELDS = ("co2_factor_kg_per_kwh",)
+
+# ------------------------------------------------------------- free cooling
+#: one point per economiser, interval and resolution (pipeline/freecooling_live.py);
+#: timestamp = interval start; a rewritten interval overwrites its point
+FREE_COOLING = "pue_free_cooling"
+FREE_COOLING_TAGS = ("site", "resolution", "economiser")
+#: integer fields: mode codes (-1 unknown, 0 none, 1 partial, 2 full; on 1-minute points only)
+#: and inferred (1: the actual mode was inferred from chiller power, 0: from a status point)
+FREE_COOLING_INT_FIELDS = ("mode", "actual_mode", "inferred")
+#: float fields: available fraction; seconds per available mode, seconds the plant used free
+#: cooling and seconds its mode was unknown; utilisation (used / available seconds of the
+#: interval); chiller and avoidable chiller energy, kWh. Omitted when unknown.
+FREE_COOLING_FLOAT_FIELDS = (
+    "fraction",
+    "full_s",
+    "partial_s",
+    "none_s",
+    "unknown_s",
+    "used_s",
+    "actual_unknown_s",
+    "utilisation",
+    "chiller_kwh",
+    "avoidable_kwh",
+)

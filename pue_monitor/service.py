@@ -50,6 +50,13 @@ from pue_monitor.config.models import (
 )
 from pue_monitor.errors import ConfigError, PueError
 from pue_monitor.pipeline.energy import SeriesSpec, interval_energy
+from pue_monitor.pipeline.freecooling_live import (
+    POINT_ROLES,
+    FreeCoolingInterval,
+    LiveFreeCooling,
+    aggregate_free_cooling,
+)
+from pue_monitor.pipeline.freecooling_live import interval_from_row as free_cooling_from_row
 from pue_monitor.pipeline.kpi import KpiBasis, kpi_fields_from_row
 from pue_monitor.pipeline.live import LivePipeline
 from pue_monitor.pipeline.model import series_specs
@@ -91,6 +98,8 @@ class ResumeSource(Protocol):
     def readings_since(self, keys: Iterable[tuple[str, str]], since: float) -> list[Reading]: ...
 
     def interval_rows(self, resolution: str, since: float) -> list[dict[str, Any]]: ...
+
+    def free_cooling_rows(self, resolution: str, since: float) -> list[dict[str, Any]]: ...
 
 
 def interval_from_row(row: dict[str, Any]) -> PueInterval:
@@ -152,6 +161,32 @@ def buckets(minutes: Sequence[PueInterval], window: str, tz: str, *, until: floa
     return out
 
 
+def free_cooling_state(cfg: SiteConfig) -> LiveFreeCooling | None:
+    """The live free-cooling state of a site whose ``cooling.points`` name an outdoor
+    temperature (None otherwise). A point's readings are stale after ``cooling.live.max_age_s``,
+    default twice its device's polling interval."""
+    cooling = cfg.cooling
+    if cooling is None or cooling.points.outdoor_temperature is None:
+        return None
+    intervals = {d.id: float(getattr(d, "interval", 60.0)) for d in cfg.devices}
+    points: dict[str, tuple[str, str]] = {}
+    max_age: dict[str, float] = {}
+    for role in POINT_ROLES:
+        ref = getattr(cooling.points, role)
+        if ref is None:
+            continue
+        points[role] = (ref.device, ref.point)
+        max_age[role] = cooling.live.max_age_s or 2.0 * intervals.get(ref.device, 60.0)
+    live = cooling.live
+    inferring = "chiller_power" in points and "economiser_mode" not in points
+    if inferring and (live.chiller_off_kw is None or live.chiller_on_kw is None):
+        log.warning(
+            "cooling: chiller_power without economiser_mode and without live.chiller_off_kw and "
+            "live.chiller_on_kw: the plant's actual free-cooling mode is unknown (set both to infer it)"
+        )
+    return LiveFreeCooling(cooling, points, max_age=max_age, step=STEP)
+
+
 class Service:
     """Runs collectors and pipeline for one site until stopped."""
 
@@ -175,6 +210,8 @@ class Service:
         self.pipeline = LivePipeline(self.specs, step=STEP, kpi=self.kpi)
         self._tick = tick
         self._set_timing(cfg)
+        self.free_cooling = free_cooling_state(cfg)
+        self._fc_minutes: dict[tuple[float, str], FreeCoolingInterval] = {}  # the last two days
         self.state = LiveState(
             site=cfg.site.id,
             warning=cfg.thresholds.warning,
@@ -315,6 +352,11 @@ class Service:
         for row in source.interval_rows("1m", day):
             iv = interval_from_row(row)
             self._minutes[iv.start] = iv
+        if self.free_cooling is not None:
+            # the open day's free-cooling minutes: its 15m/1h/1d rows stay sums of all of them
+            for row in source.free_cooling_rows("1m", day):
+                fc = free_cooling_from_row(row)
+                self._fc_minutes[(fc.start, fc.economiser)] = fc
         where = getattr(source, "path", "?")
         log.info(
             "resumed from %s: %d readings of %d series from %s on; %d stored minutes of the open day reloaded",
@@ -458,6 +500,8 @@ class Service:
         state.meter_roles.update({spec.meter: str(spec.role) for spec in specs.values()})
         state.intervals_s = {d.id: d.interval for d in conf.devices if not isinstance(d, ImportDevice)}
         state.warning, state.critical = conf.thresholds.warning, conf.thresholds.critical
+        if conf.cooling != (self.free_cooling.cooling if self.free_cooling is not None else None):
+            self.free_cooling = free_cooling_state(conf)  # a changed plant model starts afresh
         state.latest_readings = {k: r for k, r in state.latest_readings.items() if k[0] not in gone}
         for dev_id in gone:
             state.readings.pop(dev_id, None)
@@ -480,6 +524,8 @@ class Service:
         self.outputs.readings(readings)
         self.tail.add(readings)
         self.pipeline.ingest(readings)
+        if self.free_cooling is not None:
+            self.free_cooling.ingest(readings)
         latest = self.state.latest_readings
         for r in readings:
             latest[(r.device, r.point)] = r
@@ -504,12 +550,30 @@ class Service:
         self._minutes = {k: v for k, v in self._minutes.items() if k >= horizon}
         return closed
 
+    def _publish_free_cooling(self, rows: Sequence[FreeCoolingInterval]) -> None:
+        """Hand new free-cooling minutes and the 15m/1h/1d rows they touch to every output."""
+        if not rows:
+            return
+        self.outputs.free_cooling("1m", rows)
+        for r in rows:
+            self._fc_minutes[(r.start, r.economiser)] = r
+        first = min(r.start for r in rows)
+        newest = max(r.end for r in rows)
+        tz = self.site.config.site.timezone
+        for window, seconds in WINDOWS.items():
+            recent = [m for m in self._fc_minutes.values() if m.start >= first - seconds]
+            touched = [b for b in aggregate_free_cooling(recent, resolution=window, tz=tz) if b.end > first]
+            self.outputs.free_cooling(window, touched)
+        self._fc_minutes = {k: v for k, v in self._fc_minutes.items() if k[0] >= newest - 2 * 86400}
+
     async def step(self, *, published: Sequence[PueInterval] = ()) -> Snapshot:
         """Close intervals, hand them and the pipeline's events to the outputs, flush them,
         refresh the live state. ``published``: minutes already handed out since the last step
         (shown to ``on_tick`` with the ones this step closes)."""
         now = self.clock.now()
         closed = [*published, *self._publish(self.pipeline.close(now, self.grace))]
+        if self.free_cooling is not None:
+            self._publish_free_cooling(self.free_cooling.close(now, self.grace))
         self.outputs.events(self.pipeline.drain_events())
         await self.outputs.flush(now)
         inst = self.pipeline.instant()
@@ -532,6 +596,8 @@ class Service:
             partial = self._partial_minute()
             if partial is not None:
                 published += self._publish([partial])
+            if self.free_cooling is not None:
+                self._publish_free_cooling(self.free_cooling.close(cut, 0.0))
         return await self.step(published=published)
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -44,9 +44,14 @@ def test_demo_agrees_with_ground_truth_and_store_is_readable_during_run(tmp_path
     assert abs(summary["error_percent"]) < 0.5
     assert 1.1 < summary["pue_period"] < 1.6
     status = [x for x in lines if "pue_instant" in x]
-    assert status and status[-1]["devices"] == 17
+    assert status and status[-1]["devices"] == 18
     # every device answered; a single late poll under a loaded CI machine may mark one down
-    assert max(s["devices_up"] for s in status) == 17 and status[-1]["devices_up"] >= 16
+    assert max(s["devices_up"] for s in status) == 18 and status[-1]["devices_up"] >= 17
+    # the live free-cooling state of the simulator's plant (weather and plant controller known)
+    fc = status[-1]["free_cooling"]["water-side"]
+    assert fc["available"] in ("full", "partial", "none") and fc["actual"] in ("full", "partial", "none")
+    assert fc["inferred"] is False
+    assert summary["free_cooling"]["water-side"]["avoidable_kwh"] is not None
     # every protocol delivered readings: Modbus meters, SNMP UPS/rack PDUs, MQTT sensors, a Sparkplug node
     by_protocol = status[-1]["readings_by_protocol"]
     assert set(by_protocol) == {"modbus", "snmp", "mqtt", "sparkplug"} and min(by_protocol.values()) > 0

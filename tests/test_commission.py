@@ -342,7 +342,12 @@ async def test_probe_of_the_full_site_is_clean(tmp_path, capsys):
     polled = [d for d in probe["devices"] if d["protocol"] in ("modbus", "snmp")]
     n_polled = sum(1 for d in yaml.safe_load(site.read_text())["devices"] if d["protocol"] in ("modbus", "snmp"))
     assert len(polled) == n_polled >= 12 and all(d["answered"] and not d["missing"] for d in polled)
-    assert {d["device"] for d in probe["devices"] if d["error"] == "push"} == {"weather", "crah-sensors", "water-meter"}
+    assert {d["device"] for d in probe["devices"] if d["error"] == "push"} == {
+        "weather",
+        "crah-sensors",
+        "water-meter",
+        "plant-controls",
+    }
     bal = probe["balance"]
     assert bal["warnings"] == [] and bal["complete"]
     assert 0.0 < share < 0.10  # UPS and PDU losses only

@@ -91,7 +91,7 @@ def test_fresh_venv_pip_install_runs_demo_without_mosquitto(tmp_path: Path) -> N
     assert downs == [], downs
     assert "recovered" not in out
     status = [line for line in demo.stdout.splitlines() if "devices " in line and " up |" in line]
-    assert len(status) >= 20 and "devices 17/17 up" in status[-1], status[-3:]
+    assert len(status) >= 20 and "devices 18/18 up" in status[-1], status[-3:]
     assert "readings: modbus" in status[-1] and " mqtt " in status[-1] and " snmp " in status[-1]
 
     m = re.search(

@@ -14,6 +14,7 @@ from typing import Any
 from pue_monitor.cli.common import EXIT_OK, Subparsers, fmt, install_stop, iso, positive, stop_after
 from pue_monitor.collectors.runner import DEVICE_DOWN, DEVICE_PENDING, DEVICE_UP
 from pue_monitor.config.models import Role
+from pue_monitor.pipeline.freecooling_live import mode_name
 
 DEMO_TIMEOUT_S = 5.0  # the demo's device timeout, wall seconds (a timed-out poll skips its missed slots)
 
@@ -111,6 +112,12 @@ class _Display:
             # companion KPIs of the latest minute; None = not measured (no meter), never 0
             **{k: getattr(minute, k, None) if minute else None for k in ("wue", "cue", "erf", "ref")},
         }
+        if st.free_cooling:
+            rec["free_cooling"] = {
+                econ: {"available": mode_name(r.mode), "fraction": r.fraction, "actual": mode_name(r.actual_mode),
+                       "inferred": r.inferred}
+                for econ, r in sorted(st.free_cooling.items())
+            }  # fmt: skip
         if st.sink is not None:
             rec["influxdb"] = {"up": st.sink.stats.up, "points_written": st.sink.stats.points_written,
                                "quarantined_batches": st.sink.stats.batches_quarantined}  # fmt: skip
@@ -126,6 +133,12 @@ class _Display:
                 f" | WUE {fmt(rec['wue'], '.2f', '-')} L/kWh CUE {fmt(rec['cue'], '.3f', '-')} "
                 f"ERF {fmt(rec['erf'], '.3f', '-')} REF {fmt(rec['ref'], '.3f', '-')}"
             )
+        if st.free_cooling:
+            extra += " | free cooling " + ", ".join(
+                f"{econ} {mode_name(r.mode)}" for econ, r in sorted(st.free_cooling.items())
+            )
+            plant = next(iter(st.free_cooling.values()))
+            extra += f", plant {mode_name(plant.actual_mode)}" + (" (inferred)" if plant.inferred else "")
         if st.sink is not None:
             state = {True: "up", False: "DOWN (spooling)", None: "connecting"}[st.sink.stats.up]
             extra += f" | InfluxDB {state}, {st.sink.stats.points_written} written"
@@ -234,6 +247,23 @@ def run_summary(service: Any, display: _Display) -> dict[str, Any]:
     return summary
 
 
+def free_cooling_summary(totals: dict[tuple[str, str], float]) -> dict[str, dict[str, float | None]]:
+    """Per economiser over the run: hours available and used, utilisation (used / available
+    hours) and avoidable chiller kWh (None when chiller power was never known)."""
+    out: dict[str, dict[str, float | None]] = {}
+    for econ in sorted({e for e, _ in totals}):
+        avail = totals.get((econ, "available_s"), 0.0)
+        used = totals.get((econ, "used_s"), 0.0)
+        j = totals.get((econ, "avoidable_j"))
+        out[econ] = {
+            "available_h": avail / 3600.0,
+            "used_h": used / 3600.0,
+            "utilisation": used / avail if avail > 0 else None,
+            "avoidable_kwh": None if j is None else j / 3.6e6,
+        }
+    return out
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     import signal
 
@@ -291,8 +321,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
                     flush=True,
                 )
             # a new simulated timeline: never resume counters from an earlier run's store
-            _, display = await _run_service(site, args, clock=clock, store_path=db, resume=False)
+            service, display = await _run_service(site, args, clock=clock, store_path=db, resume=False)
         result: dict[str, Any] = {"store": db if keep else None, "pue_period": display.period_pue}
+        result["free_cooling"] = free_cooling_summary(service.state.free_cooling_totals)
         if display.period_start is not None and display.period_end is not None:
             truth = world.true_pue(display.period_start, display.period_end)
             ef = site.config.kpis.emission_factor.kg_per_kwh
@@ -313,6 +344,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     finally:
         if not keep and tmp_dir is not None:
             shutil.rmtree(tmp_dir, ignore_errors=True)
+    if not args.json:
+        for econ, fc in result["free_cooling"].items():
+            print(
+                f"free cooling, {econ}: available {fc['available_h']:.2f} h, used {fc['used_h']:.2f} h "
+                f"(utilisation {fmt(fc['utilisation'], '.0%')}), avoidable chiller energy "
+                f"{fmt(fc['avoidable_kwh'], '.1f')} kWh"
+            )
     if args.json:
         print(json.dumps({"summary": result}))
     elif result.get("pue_true") is not None:

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from pue_monitor.cli.common import EXIT_OK, EXIT_USAGE, Subparsers, fmt, iso, kpi_summary
 
@@ -18,6 +19,13 @@ def cmd_show(args: argparse.Namespace) -> int:
     except FileNotFoundError as exc:
         print(f"pue show: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if args.free_cooling:
+        try:
+            fc = reader.free_cooling(args.resolution, limit=args.last)
+            tz = reader.meta().get("timezone", "UTC")
+        finally:
+            reader.close()
+        return _show_free_cooling(fc, tz, as_json=args.json)
     try:
         rows = reader.intervals(args.resolution, limit=args.last)
         period = reader.period_pue()
@@ -52,6 +60,34 @@ def cmd_show(args: argparse.Namespace) -> int:
         )
         if args.kpi:
             print("period " + kpi_summary(period.__dict__, rows[-1] if rows else {}))
+    return EXIT_OK
+
+
+def _show_free_cooling(rows: list[dict[str, Any]], tz: str, *, as_json: bool) -> int:
+    """Free-cooling rows: available mode and fraction, what the plant ran, hours, utilisation
+    (used / available hours) and chiller kWh that free cooling could have avoided."""
+    if as_json:
+        for r in rows:
+            avail = r["full_s"] + r["partial_s"]
+            r["utilisation"] = r["used_s"] / avail if avail > 0 else None
+        print(json.dumps({"free_cooling": rows}, indent=2))
+        return EXIT_OK
+    if not rows:
+        print("no free-cooling rows (the site has no cooling: points, or the store predates them)")
+        return EXIT_OK
+    print(
+        f"{'start (' + tz + ')':21} {'economiser':14} {'available':>9} {'fraction':>8} {'actual':>16} "
+        f"{'avail h':>8} {'used h':>7} {'util':>5} {'chiller kWh':>11} {'avoidable kWh':>13}"
+    )
+    for r in rows:
+        avail = r["full_s"] + r["partial_s"]
+        util = r["used_s"] / avail if avail > 0 else None
+        actual = (r["actual_mode"] or "-") + (" (inferred)" if r["inferred"] and r["actual_mode"] else "")
+        print(
+            f"{iso(r['start'], tz):21} {r['economiser']:14} {r['mode'] or '-':>9} {fmt(r['fraction'], '.2f'):>8} "
+            f"{actual:>16} {avail / 3600:8.2f} {r['used_s'] / 3600:7.2f} {fmt(util, '.0%'):>5} "
+            f"{fmt(r['chiller_kwh'], '.2f'):>11} {fmt(r['avoidable_kwh'], '.2f'):>13}"
+        )
     return EXIT_OK
 
 
@@ -107,6 +143,12 @@ def add_parsers(sub: Subparsers) -> None:
         "--kpi",
         action="store_true",
         help="add the companion KPIs: WUE (ISO/IEC 30134-9), CUE (-8), ERF (-6), REF (-3); '-' = not measured",
+    )
+    s.add_argument(
+        "--free-cooling",
+        action="store_true",
+        help="free-cooling state per economiser instead of PUE: available and actual mode, hours, "
+        "utilisation, avoidable chiller kWh",
     )
     s.set_defaults(func=cmd_show)
 

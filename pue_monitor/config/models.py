@@ -994,6 +994,37 @@ def default_economisers() -> list[
     ]
 
 
+class FreeCoolingLive(_Model):
+    """How the live free-cooling state reads the plant (pipeline/freecooling_live.py).
+
+    The economiser mode status point reports 0 = mechanical cooling only (none), 1 = partial
+    (integrated economiser), 2 = full free cooling (chillers off). Without it the mode is
+    inferred from chiller power: at/below ``chiller_off_kw`` full, at/above ``chiller_on_kw``
+    none, between partial (labelled ``inferred``); without both thresholds the plant's mode is
+    not known (the service says so once at start) and only the chiller energies are computed.
+    """
+
+    max_age_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="a weather, chiller or mode reading older than this at a minute's end is stale "
+        "(the state is unknown); default: twice the polling interval of its device",
+    )
+    chiller_off_kw: float | None = Field(
+        default=None, ge=0, description="chiller power at/below which the plant runs full free cooling, kW"
+    )
+    chiller_on_kw: float | None = Field(
+        default=None, gt=0, description="chiller power at/above which the plant runs no free cooling, kW"
+    )
+
+    @model_validator(mode="after")
+    def _order(self) -> FreeCoolingLive:
+        off, on = self.chiller_off_kw, self.chiller_on_kw
+        if off is not None and on is not None and off >= on:
+            raise ValueError(f"chiller_off_kw ({off}) must be below chiller_on_kw ({on})")
+        return self
+
+
 class CoolingConfig(_Model):
     """The cooling plant's economisers, the IT inlet envelope and the points that feed them."""
 
@@ -1005,6 +1036,9 @@ class CoolingConfig(_Model):
     )
     points: CoolingPoints = CoolingPoints()
     economisers: list[Economiser] = Field(default_factory=default_economisers, min_length=1)
+    live: FreeCoolingLive = Field(
+        default_factory=FreeCoolingLive, description="live free-cooling state: staleness, chiller thresholds"
+    )
 
     @field_validator("envelope", mode="before")
     @classmethod

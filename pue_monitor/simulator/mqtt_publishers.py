@@ -9,6 +9,10 @@
 - the cooling towers' make-up water meter: cumulative litres as a plain number on
   ``dc/sim/water/total_l`` — the world's ``tower-water`` meter (its physics, counter and ground
   truth: :func:`pue_monitor.simulator.physics.kpi_meters`), the site's WUE source (role ``water``).
+- the chiller plant controller: JSON on ``dc/sim/plant/economiser``
+  (``{"ts": epoch ms, "mode": 0 mechanical / 1 partial / 2 full free cooling,
+  "chiller_kw": compressor power}``), from the world's own free-cooling rule
+  (:func:`pue_monitor.simulator.physics.free_cooling_fraction`).
 
 Values derive from the world (:meth:`SimulatedDataCentre.weather_at`, ``loads_at``) with
 the small pure helpers below; their numbers are [u] and live in :class:`SensorParams`.
@@ -30,12 +34,14 @@ import aiomqtt
 
 from pue_monitor.clock import Clock
 from pue_monitor.collectors import sparkplug as sp
+from pue_monitor.simulator.physics import economiser_mode
 from pue_monitor.simulator.world import SimulatedDataCentre
 
 log = logging.getLogger(__name__)
 
 WEATHER_TOPIC = "dc/sim/weather"
 WATER_TOPIC = "dc/sim/water/total_l"
+PLANT_TOPIC = "dc/sim/plant/economiser"
 GROUP = "dc-sim"
 EDGE_NODE = "crah-gw"
 CRAH_UNITS = ("crah-1", "crah-2")
@@ -67,6 +73,17 @@ def crah_temperatures(heat_load_kw: float, p: SensorParams) -> list[tuple[float,
 def make_up_litres(world: SimulatedDataCentre, t0: float, t1: float) -> float:
     """Make-up water used over [t0, t1], L: the world's true ``tower-water`` volume."""
     return world.true_energy("tower-water", t0, t1) if t1 > t0 else 0.0
+
+
+def plant_status(world: SimulatedDataCentre, t: float) -> dict[str, Any]:
+    """The chiller plant controller's message at ``t``: economiser mode code and chiller
+    compressor power (kW), from the world's loads."""
+    ld = world.loads_at(t)
+    return {
+        "ts": round(t * 1000),
+        "mode": int(economiser_mode(float(ld["free_cooling_fraction"]))),
+        "chiller_kw": round(float(ld["chillers"]), 3),
+    }
 
 
 class SensorPublishers:
@@ -150,7 +167,50 @@ class SensorPublishers:
                 ],
                 "meter": {"role": "water", "volume": "make_up_water"},  # WUE (ISO/IEC 30134-9)
             },
+            {
+                "id": "plant-controls",
+                "protocol": "mqtt",
+                "interval": iv,
+                "subscriptions": [
+                    {
+                        "topic": PLANT_TOPIC,
+                        "qos": 1,
+                        "timestamp": "ts",
+                        "points": [
+                            {"point": "economiser_mode", "path": "mode"},
+                            {"point": "chiller_power", "path": "chiller_kw", "unit": "kW"},
+                        ],
+                    }
+                ],
+            },
         ]
+
+    @staticmethod
+    def cooling_config(params: Any) -> dict[str, Any]:
+        """The site config's ``cooling:`` section: the world's water-side economiser (its
+        set points and approaches from ``params``, a :class:`~pue_monitor.simulator.physics.SimParams`),
+        fed by the weather station and the plant controller."""
+        return {
+            "altitude_m": 800.0,  # Taiyuan ≈ 780 m; the station pressure is used when known
+            "economisers": [
+                {
+                    "id": "water-side",
+                    "type": "water_side",
+                    "chw_supply_c": params.chw_supply_c,
+                    "chw_return_c": params.chw_return_c,
+                    "tower_approach_k": params.tower_approach_k,
+                    "hx_approach_k": params.hx_approach_k,
+                },
+                {"id": "dry-cooler", "type": "dry_cooler"},
+            ],
+            "points": {
+                "outdoor_temperature": {"device": "weather", "point": "outdoor_temperature"},
+                "relative_humidity": {"device": "weather", "point": "relative_humidity"},
+                "pressure": {"device": "weather", "point": "pressure"},
+                "chiller_power": {"device": "plant-controls", "point": "chiller_power"},
+                "economiser_mode": {"device": "plant-controls", "point": "economiser_mode"},
+            },
+        }
 
     def broker_config(self) -> dict[str, Any]:
         """The site config's ``mqtt:`` section."""
@@ -216,6 +276,8 @@ class SensorPublishers:
         litres = self.water_total_at(t)  # the meter counts on while its transmitter is dead
         if not self.world.is_dead("water-meter", t):
             out.append((WATER_TOPIC, f"{litres:.1f}".encode()))
+        if not self.world.is_dead("plant-controls", t):
+            out.append((PLANT_TOPIC, json.dumps(plant_status(self.world, t)).encode()))
         return out
 
     # ------------------------------------------------------------------ running

@@ -286,6 +286,14 @@ def free_cooling_fraction(wet_bulb_c: Float, p: SimParams) -> Float:
     return np.clip((p.chw_return_c - s) / (p.chw_return_c - p.chw_supply_c), 0.0, 1.0)
 
 
+def economiser_mode(fraction: Float) -> Float:
+    """The plant's economiser mode status code from its free-cooling fraction, as a BMS
+    reports it: 2 full free cooling (chillers off), 1 partial (integrated), 0 mechanical only."""
+    f = np.asarray(fraction, dtype=float)
+    out = np.where(f >= 1.0, 2.0, np.where(f <= 0.0, 0.0, 1.0))
+    return float(out) if out.ndim == 0 else out
+
+
 # --------------------------------------------------------------------------- noise
 
 

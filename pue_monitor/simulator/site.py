@@ -88,4 +88,5 @@ class SimulatedSite:
             *self.publishers.devices_config(),
         ]
         cfg["mqtt"] = self.publishers.broker_config()
+        cfg["cooling"] = self.publishers.cooling_config(self.world.params)
         return cfg

@@ -1,9 +1,11 @@
 """The outputs interface: what the service hands to the store, InfluxDB, Prometheus, the
 local state file and (later) the alert engine.
 
-Every output sees the same three streams — raw readings, closed intervals per resolution
-("1m", "15m", "1h", "1d"; a restated interval comes again with the same ``start``) and the
+Every output sees the same streams — raw readings, closed intervals per resolution
+("1m", "15m", "1h", "1d"; a restated interval comes again with the same ``start``), the
 pipeline's judgements about single readings (:class:`~pue_monitor.pipeline.events.PipelineEvent`)
+and, on sites with a ``cooling:`` section, the free-cooling state per economiser and resolution
+(:class:`~pue_monitor.pipeline.freecooling_live.FreeCoolingInterval`)
 — through one small interface, so the service is wiring only:
 
 * ``readings`` / ``intervals`` / ``events`` hand data over; they are called on the event loop,
@@ -31,6 +33,7 @@ from pue_monitor.pipeline.events import PipelineEvent
 from pue_monitor.readings import Reading
 
 if TYPE_CHECKING:
+    from pue_monitor.pipeline.freecooling_live import FreeCoolingInterval
     from pue_monitor.pipeline.pue import PueInterval
 
 __all__ = ["EventLog", "Output", "OutputHealth", "Outputs"]
@@ -64,6 +67,10 @@ class Output:
 
     def events(self, events: Sequence[PipelineEvent]) -> None:
         """The pipeline's judgements about single readings. Non-blocking; never raises."""
+
+    def free_cooling(self, resolution: str, rows: Sequence[FreeCoolingInterval]) -> None:
+        """New or restated free-cooling rows (per economiser) of one resolution. Non-blocking;
+        never raises."""
 
     async def flush(self, now: float) -> None:
         """Once per service tick (``now``: clock time): write what was handed over."""
@@ -123,6 +130,15 @@ class Outputs(Output):
                 out.events(events)
             except Exception as exc:
                 self._guard(out, "events", exc)
+
+    def free_cooling(self, resolution: str, rows: Sequence[FreeCoolingInterval]) -> None:
+        if not rows:
+            return
+        for out in self.outputs:
+            try:
+                out.free_cooling(resolution, rows)
+            except Exception as exc:
+                self._guard(out, "free_cooling", exc)
 
     async def flush(self, now: float) -> None:
         for out in self.outputs:

@@ -38,6 +38,10 @@ class InfluxOutput(Output):
         if self.sink.cfg.write_intervals:
             self.sink.submit(self.lines.intervals(self.site, resolution, intervals))
 
+    def free_cooling(self, resolution: str, rows: Sequence[Any]) -> None:
+        if self.sink.cfg.write_intervals:
+            self.sink.submit(self.lines.free_cooling(self.site, resolution, rows))
+
     async def close(self) -> None:
         await self.sink.close()
 

@@ -86,6 +86,19 @@ class LineBuilder:
             out.append(f"{prefix} {body + ',' if body else ''}{ints} {round(iv.start * 1e9)}")
         return out
 
+    def free_cooling(self, site: str, resolution: str, rows: Iterable[Any]) -> list[str]:
+        """Free-cooling rows shaped like
+        :class:`pue_monitor.pipeline.freecooling_live.FreeCoolingInterval` (``pue_free_cooling``)."""
+        out = []
+        for r in rows:
+            floats = {f: getattr(r, f) for f in schema.FREE_COOLING_FLOAT_FIELDS}
+            body = [f"{k}={float(v)!r}" for k, v in floats.items() if v is not None and math.isfinite(v)]
+            ints = {"mode": r.mode, "actual_mode": r.actual_mode, "inferred": int(r.inferred)}
+            body += [f"{k}={int(v)}i" for k, v in ints.items() if v is not None]
+            tags = [("site", site), ("resolution", resolution), ("economiser", r.economiser)]
+            out.append(f"{_prefix(schema.FREE_COOLING, tags)} {','.join(body)} {round(r.start * 1e9)}")
+        return out
+
     def meta(self, site: str, ts: float, software_version: str) -> str:
         """The ``pue_meta`` point written once per start: which schema the data follows."""
         prefix = _prefix(schema.META, [("site", site), ("software_version", software_version)])

@@ -31,6 +31,7 @@ from pue_monitor.collectors.runner import (
 from pue_monitor.config.models import KPI_ROLES
 from pue_monitor.errors import UserError
 from pue_monitor.pipeline.events import PipelineEvent
+from pue_monitor.pipeline.freecooling_live import mode_name
 from pue_monitor.readings import Quality, Reading
 from pue_monitor.sinks.base import Output
 from pue_monitor.sinks.http import Route, serve
@@ -75,6 +76,11 @@ class LiveState:
     now: Callable[[], float] | None = None
     #: configuration reloads (SIGHUP) by result: success, failure
     reloads: Counter[str] = field(default_factory=Counter)
+    #: economiser id -> its latest 1-minute free-cooling row (FreeCoolingInterval-shaped)
+    free_cooling: dict[str, Any] = field(default_factory=dict)
+    #: (economiser, quantity) -> all-time sum over closed minutes: "available_s", "used_s",
+    #: "avoidable_j" (quantities with nothing known yet are absent, never 0)
+    free_cooling_totals: dict[tuple[str, str], float] = field(default_factory=dict)
 
 
 KWH_TO_J = 3.6e6
@@ -272,6 +278,57 @@ class PueCollector(Collector):
         for result, n in sorted(s.reloads.items()):
             reloads.add_metric([site, result], n)
         yield reloads
+        if s.free_cooling:
+            yield from self._free_cooling_metrics(s)
+
+    @staticmethod
+    def _free_cooling_metrics(s: LiveState) -> Iterator[Metric]:
+        """Free-cooling state of the latest minute per economiser, and all-time totals."""
+        site = s.site
+        frac = GaugeMetricFamily(
+            "pue_free_cooling_available_ratio",
+            "Share of the cooling load the economiser could carry in the latest minute, from the "
+            "outdoor weather (absent while the weather is missing or stale).",
+            labels=["site", "economiser"],
+        )
+        mode = GaugeMetricFamily(
+            "pue_free_cooling_mode",
+            "Free-cooling mode of the latest minute (1 for the current mode, 0 for the others): "
+            "kind=available from the weather, kind=actual what the plant ran (inferred=true when "
+            "inferred from chiller power).",
+            labels=["site", "economiser", "kind", "inferred", "mode"],
+        )
+        for econ, row in sorted(s.free_cooling.items()):
+            if row.fraction is not None:
+                frac.add_metric([site, econ], row.fraction)
+            inferred = "true" if row.inferred else "false"
+            for kind, code, inf in (("available", row.mode, "false"), ("actual", row.actual_mode, inferred)):
+                now = mode_name(code)
+                for name in ("full", "partial", "none", "unknown"):
+                    mode.add_metric([site, econ, kind, inf, name], float(name == now))
+        yield from (frac, mode)
+        docs = {
+            "available_s": (
+                "pue_free_cooling_available_seconds",
+                "Seconds the weather allowed full or partial free cooling, over closed minutes.",
+            ),
+            "used_s": (
+                "pue_free_cooling_used_seconds",
+                "Seconds the plant ran full or partial free cooling, over closed minutes "
+                "(utilisation = increase(used) / increase(available)).",
+            ),
+            "avoidable_j": (
+                "pue_free_cooling_avoidable_chiller_energy_joules",
+                "Chiller energy the economiser could have carried (available fraction x chiller energy), "
+                "over closed minutes in which chiller power and weather are known.",
+            ),
+        }
+        for key, (name, doc) in docs.items():
+            fam = CounterMetricFamily(name, doc, labels=["site", "economiser"])
+            for (econ, q), v in sorted(s.free_cooling_totals.items()):
+                if q == key:
+                    fam.add_metric([site, econ], v)
+            yield fam
 
     @staticmethod
     def _kpi_metrics(s: LiveState) -> Iterator[Metric]:
@@ -483,6 +540,25 @@ class LiveStateOutput(Output):
             cur = self.state.latest.get(resolution)
             if cur is None or newest.start >= cur.start:
                 self.state.latest[resolution] = newest
+
+    def free_cooling(self, resolution: str, rows: Sequence[Any]) -> None:
+        """1-minute rows: the latest per economiser, and the all-time totals (each minute once;
+        the live state never restates a minute)."""
+        if resolution != "1m":
+            return
+        st = self.state
+        tot = st.free_cooling_totals
+        for r in rows:
+            cur = st.free_cooling.get(r.economiser)
+            if cur is None or r.start >= cur.start:
+                st.free_cooling[r.economiser] = r
+            for key, v in (
+                ("available_s", r.full_s + r.partial_s),
+                ("used_s", r.used_s),
+                ("avoidable_j", None if r.avoidable_kwh is None else r.avoidable_kwh * KWH_TO_J),
+            ):
+                if v is not None:
+                    tot[(r.economiser, key)] = tot.get((r.economiser, key), 0.0) + v
 
     def events(self, events: Sequence[PipelineEvent]) -> None:
         for ev in events:

@@ -24,6 +24,7 @@ import numpy as np
 from pue_monitor.config.models import SUBSYSTEMS
 from pue_monitor.errors import UserError
 from pue_monitor.pipeline.events import PipelineEvent
+from pue_monitor.pipeline.freecooling_live import mode_name
 from pue_monitor.pipeline.kpi import BASIS_COLUMNS, KPI_FIELDS
 from pue_monitor.readings import Reading
 from pue_monitor.schema import INTERVAL_REASON_FIELDS
@@ -33,7 +34,8 @@ log = logging.getLogger(__name__)
 #: 2: readings.tags; 3: events table, pue_intervals.estimated_<reason> shares;
 #: 4: companion KPI columns (water, heat, renewable, CO2, WUE/CUE/ERF/REF) and their basis
 #:    (emission factor, year, source, water definition, renewable basis); NULL = not measured
-SCHEMA_VERSION = 4
+#: 5: the free_cooling table (one row per economiser and interval)
+SCHEMA_VERSION = 5
 _SUB_COLS = [f"e_{r.value}_kwh" for r in SUBSYSTEMS]
 _REASON_COLS = list(INTERVAL_REASON_FIELDS)
 _KPI_COLS = list(KPI_FIELDS.values())
@@ -67,7 +69,23 @@ CREATE TABLE IF NOT EXISTS pue_intervals (
     {", ".join(f"{c} {t}" for c, t in BASIS_COLUMNS.items())},
     PRIMARY KEY (site, resolution, start)
 );
+CREATE TABLE IF NOT EXISTS free_cooling (
+    site TEXT NOT NULL, resolution TEXT NOT NULL, start REAL NOT NULL, end REAL NOT NULL,
+    economiser TEXT NOT NULL, fraction REAL, mode TEXT, actual_mode TEXT, inferred INTEGER NOT NULL,
+    full_s REAL NOT NULL, partial_s REAL NOT NULL, none_s REAL NOT NULL, unknown_s REAL NOT NULL,
+    used_s REAL NOT NULL, actual_unknown_s REAL NOT NULL, chiller_kwh REAL, avoidable_kwh REAL,
+    updated REAL NOT NULL,
+    PRIMARY KEY (site, resolution, start, economiser)
+);
 """
+
+#: the free_cooling table (schema version 4): one row per economiser and interval; ``mode`` and
+#: ``actual_mode`` (full/partial/none/unknown) only on 1-minute rows, NULL on rollups
+FREE_COOLING_COLUMNS = [
+    "site", "resolution", "start", "end", "economiser", "fraction", "mode", "actual_mode", "inferred",
+    "full_s", "partial_s", "none_s", "unknown_s", "used_s", "actual_unknown_s", "chiller_kwh",
+    "avoidable_kwh", "updated",
+]  # fmt: skip
 
 INTERVAL_COLUMNS = [
     "site",
@@ -224,6 +242,16 @@ def _interval_row(site: str, resolution: str, iv: Any, now: float) -> tuple[Any,
     )
 
 
+def _free_cooling_row(site: str, resolution: str, r: Any, now: float) -> tuple[Any, ...]:
+    mode = None if r.mode is None else mode_name(r.mode)
+    actual = None if r.actual_mode is None else mode_name(r.actual_mode)
+    return (
+        site, resolution, r.start, r.end, r.economiser, r.fraction, mode, actual, int(r.inferred),
+        r.full_s, r.partial_s, r.none_s, r.unknown_s, r.used_s, r.actual_unknown_s, r.chiller_kwh,
+        r.avoidable_kwh, now,
+    )  # fmt: skip
+
+
 def _event_row(site: str, ev: PipelineEvent, now: float) -> tuple[Any, ...]:
     return (ev.ts, site, ev.device, ev.point, str(ev.kind), ev.value, ev.detail, now)
 
@@ -232,6 +260,10 @@ _INSERT_READING = "INSERT INTO readings (ts, site, device, point, value, unit, q
 _INSERT_INTERVAL = (
     f"INSERT OR REPLACE INTO pue_intervals ({', '.join(INTERVAL_COLUMNS)}) "
     f"VALUES ({','.join('?' * len(INTERVAL_COLUMNS))})"
+)
+_INSERT_FREE_COOLING = (
+    f"INSERT OR REPLACE INTO free_cooling ({', '.join(FREE_COOLING_COLUMNS)}) "
+    f"VALUES ({','.join('?' * len(FREE_COOLING_COLUMNS))})"
 )
 _INSERT_EVENT = "INSERT INTO events (ts, site, device, point, kind, value, detail, recorded) VALUES (?,?,?,?,?,?,?,?)"
 
@@ -316,9 +348,11 @@ class SqliteStore:
         events: Sequence[tuple[str, PipelineEvent]] = (),
         *,
         now: float,
+        free_cooling: Sequence[tuple[str, str, Any]] = (),
     ) -> None:
-        """Readings, (site, resolution, interval) rollups and (site, event) in ONE transaction:
-        on any error nothing is written, so a retry never duplicates a reading."""
+        """Readings, (site, resolution, interval) rollups, (site, event) and (site, resolution,
+        free-cooling row) in ONE transaction: on any error nothing is written, so a retry never
+        duplicates a reading."""
         with self._lock, self._conn:
             if readings:
                 self._conn.executemany(_INSERT_READING, [_reading_row(r) for r in readings])
@@ -326,6 +360,10 @@ class SqliteStore:
                 self._conn.executemany(_INSERT_INTERVAL, [_interval_row(s, res, iv, now) for s, res, iv in intervals])
             if events:
                 self._conn.executemany(_INSERT_EVENT, [_event_row(s, ev, now) for s, ev in events])
+            if free_cooling:
+                self._conn.executemany(
+                    _INSERT_FREE_COOLING, [_free_cooling_row(s, res, r, now) for s, res, r in free_cooling]
+                )
 
     def write_readings(self, readings: Sequence[Reading]) -> None:
         if readings:
@@ -374,6 +412,16 @@ class SqliteStore:
         with self._lock:
             rows = self._conn.execute(
                 "SELECT * FROM pue_intervals WHERE site = ? AND resolution = ? AND start >= ? ORDER BY start",
+                (site, resolution, since),
+            ).fetchall()
+        return [dict(r) for r in rows]
+
+    def free_cooling_rows(self, site: str, resolution: str, since: float) -> list[dict[str, Any]]:
+        """Stored free-cooling rows of ``site`` at ``resolution`` starting at/after ``since``."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT * FROM free_cooling WHERE site = ? AND resolution = ? AND start >= ? "
+                "ORDER BY start, economiser",
                 (site, resolution, since),
             ).fetchall()
         return [dict(r) for r in rows]
@@ -592,6 +640,30 @@ class StoreReader:
         rows = [dict(r) for r in self._conn.execute(q, args)]
         rows.reverse()
         return rows
+
+    def free_cooling(
+        self, resolution: str = "1m", *, start: float | None = None, end: float | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Free-cooling rows of the last ``limit`` intervals (all economisers of each), oldest
+        first, economisers by id. A store older than schema version 4 has none."""
+        if not self._conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'free_cooling'").fetchone():
+            return []
+        where = "resolution = ?"
+        args: list[Any] = [resolution]
+        if start is not None:
+            where += " AND start >= ?"
+            args.append(start)
+        if end is not None:
+            where += " AND end <= ?"
+            args.append(end)
+        if limit:
+            where += (
+                f" AND start IN (SELECT DISTINCT start FROM free_cooling WHERE {where} "
+                f"ORDER BY start DESC LIMIT {int(limit)})"
+            )
+            args += args
+        q = f"SELECT * FROM free_cooling WHERE {where} ORDER BY start, economiser"
+        return [dict(r) for r in self._conn.execute(q, args)]
 
     def reading_count(self) -> int:
         return int(self._conn.execute("SELECT count(*) FROM readings").fetchone()[0])

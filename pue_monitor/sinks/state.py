@@ -4,7 +4,8 @@ The service resumes from the embedded store when there is one. Without it (Influ
 the :class:`StateFile` output keeps, per energy series, the recent good readings (the
 :class:`ReadingTail`: enough to re-seed the pipeline at the start of the oldest open minute)
 and the 1-minute rows of the last two days (so the open day's 15-minute, hourly and daily
-rows can be recomputed from all of its minutes after a restart). It is written atomically
+rows can be recomputed from all of its minutes after a restart; likewise the open day's
+free-cooling minutes, for the free-cooling rollups). It is written atomically
 (temporary file, fsync, rename) at most every ``every`` seconds and at shutdown; a crash loses
 at most the last ``every`` seconds of it (the restart then bridges from the previous state).
 A state file that cannot be read at start is moved aside (``<name>.corrupt-<UTC time>``,
@@ -27,7 +28,7 @@ from typing import Any
 
 from pue_monitor.readings import Quality, Reading
 from pue_monitor.sinks.base import Output, OutputHealth
-from pue_monitor.sinks.sqlite import INTERVAL_COLUMNS, _interval_row
+from pue_monitor.sinks.sqlite import FREE_COOLING_COLUMNS, INTERVAL_COLUMNS, _free_cooling_row, _interval_row
 
 __all__ = ["ReadingTail", "StateFile"]
 
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 
 STATE_VERSION = 1
 _KEEP_MINUTES = 2 * 86400.0
+_KEEP_FREE_COOLING = 25 * 3600.0  # the open local day's free-cooling minutes (a DST day has 25 h)
 
 
 class ReadingTail:
@@ -102,6 +104,8 @@ class StateFile(Output):
         self.tail = tail
         self.every = every
         self._minutes: dict[float, dict[str, Any]] = {}
+        #: 1-minute free-cooling rows by (start, economiser) (optional in the file: older ones have none)
+        self._free_cooling: dict[tuple[float, str], dict[str, Any]] = {}
         self._dirty = False
         self._written_at = -math.inf  # monotonic
         self.up: bool | None = None
@@ -117,6 +121,7 @@ class StateFile(Output):
                 raise ValueError(f"version {data.get('version')!r}, site {data.get('site')!r}: not this site's state")
             self.tail.load(data["readings"])
             self._minutes = {float(r["start"]): r for r in data["minutes"]}
+            self._free_cooling = {(float(r["start"]), str(r["economiser"])): r for r in data.get("free_cooling", [])}
         except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
             aside = self.path.with_name(f"{self.path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
             with contextlib.suppress(OSError):
@@ -128,6 +133,7 @@ class StateFile(Output):
                 aside,
             )
             self._minutes = {}
+            self._free_cooling = {}
 
     # the resume interface shared with StoreOutput
     def last_readings(self, keys: Iterable[tuple[str, str]]) -> list[Reading]:
@@ -140,6 +146,11 @@ class StateFile(Output):
         if resolution != "1m":
             return []
         return [dict(r) for s, r in sorted(self._minutes.items()) if s >= since]
+
+    def free_cooling_rows(self, resolution: str, since: float) -> list[dict[str, Any]]:
+        if resolution != "1m":
+            return []
+        return [dict(r) for k, r in sorted(self._free_cooling.items()) if k[0] >= since]
 
     # Output
     def readings(self, readings: Sequence[Reading]) -> None:
@@ -154,6 +165,16 @@ class StateFile(Output):
             )
         newest = max(self._minutes)
         self._minutes = {s: r for s, r in self._minutes.items() if s > newest - _KEEP_MINUTES}
+        self._dirty = True
+
+    def free_cooling(self, resolution: str, rows: Sequence[Any]) -> None:
+        if resolution != "1m" or not rows:
+            return
+        for r in rows:
+            row = dict(zip(FREE_COOLING_COLUMNS, _free_cooling_row(self.site, "1m", r, 0.0), strict=True))
+            self._free_cooling[(float(r.start), str(r.economiser))] = row
+        newest = max(k[0] for k in self._free_cooling)
+        self._free_cooling = {k: v for k, v in self._free_cooling.items() if k[0] > newest - _KEEP_FREE_COOLING}
         self._dirty = True
 
     async def flush(self, now: float) -> None:
@@ -171,6 +192,7 @@ class StateFile(Output):
             "saved": time.time(),
             "readings": self.tail.to_json(),
             "minutes": list(self._minutes.values()),
+            "free_cooling": list(self._free_cooling.values()),
         }
         self._dirty = False
         self._written_at = time.monotonic()

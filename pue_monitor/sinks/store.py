@@ -87,8 +87,10 @@ class StoreOutput(Output):
         self._readings: deque[Reading] = deque()
         self._intervals: dict[tuple[str, float], Any] = {}  # (resolution, start) -> interval
         self._events: deque[PipelineEvent] = deque()
+        #: free-cooling rows: (resolution, start, economiser) -> row (upserted like rollups)
+        self._free_cooling: dict[tuple[str, float, str], Any] = {}
         self._recent: dict[tuple[str, float], Any] = {}  # rollups written, for a recreated store
-        self.dropped: dict[str, int] = {"readings": 0, "intervals": 0, "events": 0}
+        self.dropped: dict[str, int] = {"readings": 0, "intervals": 0, "events": 0, "free_cooling": 0}
         self.write_failures = 0
         self.recreated = 0
         self.readings_written = 0
@@ -147,6 +149,17 @@ class StoreOutput(Output):
                 self._events.popleft()
             self._dropped("events", over)
 
+    def free_cooling(self, resolution: str, rows: Sequence[Any]) -> None:
+        for r in rows:
+            key = (resolution, float(r.start), str(r.economiser))
+            self._free_cooling.pop(key, None)
+            self._free_cooling[key] = r
+        over = len(self._free_cooling) - self.max_pending_intervals
+        if over > 0:
+            for key in list(self._free_cooling)[:over]:
+                del self._free_cooling[key]
+            self._dropped("free_cooling", over)
+
     def _dropped(self, kind: str, n: int) -> None:
         first = self.dropped[kind] == 0
         self.dropped[kind] += n
@@ -161,7 +174,7 @@ class StoreOutput(Output):
 
     @property
     def pending(self) -> int:
-        return len(self._readings) + len(self._intervals) + len(self._events)
+        return len(self._readings) + len(self._intervals) + len(self._events) + len(self._free_cooling)
 
     # ------------------------------------------------------------------- writing
 
@@ -184,9 +197,10 @@ class StoreOutput(Output):
         readings, self._readings = list(self._readings), deque()
         intervals, self._intervals = self._intervals, {}
         events, self._events = list(self._events), deque()
+        fc, self._free_cooling = self._free_cooling, {}
         loop = asyncio.get_running_loop()
         try:
-            await loop.run_in_executor(self._io, self._write_sync, readings, intervals, events, now)
+            await loop.run_in_executor(self._io, self._write_sync, readings, intervals, events, now, fc)
         except (sqlite3.Error, OSError) as exc:
             # nothing of it was written: put it back in front of what arrived meanwhile
             self._readings.extendleft(reversed(readings))
@@ -195,9 +209,14 @@ class StoreOutput(Output):
                 intervals[key] = iv
             self._intervals = intervals
             self._events.extendleft(reversed(events))
+            for fkey, r in self._free_cooling.items():
+                fc.pop(fkey, None)
+                fc[fkey] = r
+            self._free_cooling = fc
             self.readings([])  # re-apply the bounds
             self.intervals("", [])
             self.events([])
+            self.free_cooling("", [])
             self._failed(exc)
             return
         if self.up is False:
@@ -218,7 +237,12 @@ class StoreOutput(Output):
             self._recent = {k: v for k, v in self._recent.items() if v.end > newest - _KEEP_ROLLUPS}
 
     def _write_sync(
-        self, readings: list[Reading], intervals: dict[tuple[str, float], Any], events: list[PipelineEvent], now: float
+        self,
+        readings: list[Reading],
+        intervals: dict[tuple[str, float], Any],
+        events: list[PipelineEvent],
+        now: float,
+        free_cooling: dict[tuple[str, float, str], Any] | None = None,
     ) -> None:
         if self.store is None:
             self._open()
@@ -239,7 +263,8 @@ class StoreOutput(Output):
         assert self.store is not None
         site = self.site
         rows = [(site, res, iv) for (res, _), iv in intervals.items()]
-        self.store.write(readings, rows, [(site, ev) for ev in events], now=time.time())
+        fc_rows = [(site, res, r) for (res, _, _), r in (free_cooling or {}).items()]
+        self.store.write(readings, rows, [(site, ev) for ev in events], now=time.time(), free_cooling=fc_rows)
         self.readings_written += len(readings)
         if self.keep_readings_days is not None and (self._pruned_at is None or now - self._pruned_at >= 3600):
             self._pruned_at = now  # retention, hourly (clock time)
@@ -272,6 +297,9 @@ class StoreOutput(Output):
 
     def interval_rows(self, resolution: str, since: float) -> list[dict[str, Any]]:
         return self.store.interval_rows(self.site, resolution, since) if self.store is not None else []
+
+    def free_cooling_rows(self, resolution: str, since: float) -> list[dict[str, Any]]:
+        return self.store.free_cooling_rows(self.site, resolution, since) if self.store is not None else []
 
     # ------------------------------------------------------------------- closing
 
