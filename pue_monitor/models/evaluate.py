@@ -9,7 +9,8 @@ but every ``holdout_every``-th and scored on those held-out weeks:
 - **3 % rise**: the chiller COP loss that raises the true PUE of the two days after onset by 3 %
   (:func:`cop_loss_for_rise`) is injected mid-week in a held-out summer week (ramp of 2 h);
   the detection delay is from the onset to the end of the bucket where the CUSUM crosses h;
-- **COP -10 % over two weeks** (the issue's slow fault): linear COP loss from the same onset;
+- **COP -10 % over two weeks** (the issue's slow fault): linear COP loss from the same onset,
+  watched for 14 days;
 - **IT load step** +15 % (not a fault): must raise nothing.
 """
 
@@ -146,6 +147,7 @@ def evaluate(
             w0,
             onset,
             Faults(chiller_degradation=((onset, 0.10 * cop / 14.0),)),
+            days=17.5,
             seed=seed,
         ),
         run_fault(model, "IT load step +15 %", w0, onset, simdata.with_it_step(None, onset, 1.15), seed=seed),
