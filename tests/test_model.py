@@ -202,3 +202,106 @@ def test_cold_start_is_no_model_yet(tmp_path: Path) -> None:
     assert baseline.describe(tmp_path).startswith("no model yet")
     with pytest.raises(ValueError, match="two weeks"):
         baseline.fit(simdata.intervals(T0, 3))
+
+
+SITE = """site:
+  id: m
+  timezone: Asia/Shanghai
+mqtt: {host: 127.0.0.1, port: 9}
+devices:
+  - id: incomer
+    protocol: modbus
+    host: 127.0.0.1
+    profile: eastron-sdm630
+    meter: {role: facility_input, energy: import_energy}
+  - id: pdu
+    protocol: modbus
+    host: 127.0.0.2
+    profile: eastron-sdm630
+    meter: {role: it, it_location: pdu_output, energy: import_energy}
+  - id: wx
+    protocol: mqtt
+    subscriptions:
+      - topic: wx/t
+        points: [{point: t, unit: degC}]
+      - topic: wx/rh
+        points: [{point: rh, unit: percent}]
+cooling:
+  points:
+    outdoor_temperature: {device: wx, point: t}
+    relative_humidity: {device: wx, point: rh}
+store: {path: pue.db}
+"""
+
+
+def _store_with_history(tmp_path: Path, days: float) -> tuple[Path, Intervals]:
+    """A real store holding ``days`` of simulated 15-minute intervals and 5-minute weather readings."""
+    from pue_monitor.pipeline.pue import PueInterval
+    from pue_monitor.readings import Quality, Reading
+    from pue_monitor.simulator.physics import Noise, SimParams
+    from pue_monitor.sinks.sqlite import SqliteStore
+
+    iv = simdata.intervals(T0, days)
+    store = SqliteStore(tmp_path / "pue.db")
+    rows = [
+        PueInterval(float(s), float(e), float(f), float(i), {}, float(f / i), {}, 1, 1.0, 0.0, 0.0)
+        for s, e, f, i in zip(iv.start, iv.end, iv.facility_kwh, iv.it_kwh, strict=True)
+    ]
+    store.upsert_intervals("m", "15m", rows, now=1.0)
+    ts = T0 + np.arange(int(days * 288)) * 300.0 + 150.0
+    wx = simdata.weather(ts, SimParams(), Noise.from_seed(0))
+    readings = [Reading(float(t), "m", "wx", "t", float(v), "degC") for t, v in zip(ts, wx.dry_bulb_c, strict=True)]
+    readings += [Reading(float(t), "m", "wx", "rh", float(v), "percent") for t, v in zip(ts, wx.rh_pct, strict=True)]
+    readings.append(Reading(float(ts[0]), "m", "wx", "t", 99.0, "degC", Quality.BAD))  # ignored
+    store.write_readings(readings)
+    store.close()
+    (tmp_path / "site.yaml").write_text(SITE)
+    return tmp_path / "pue.db", iv
+
+
+def test_training_data_from_the_store_and_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pue_monitor.cli import main
+    from pue_monitor.config.loader import load_site
+    from pue_monitor.models import history
+    from pue_monitor.sinks.sqlite import StoreReader
+
+    db, truth = _store_with_history(tmp_path, 21)
+    end = T0 + 21 * DAY
+    cooling = load_site(tmp_path / "site.yaml").config.cooling
+    assert cooling is not None
+    reader = StoreReader(db)
+    try:
+        iv = history.from_store(reader, cooling.points, start=T0, end=end)
+    finally:
+        reader.close()
+    assert len(iv) == len(truth) == 21 * 96
+    np.testing.assert_allclose(iv.it_kwh, truth.it_kwh, rtol=1e-12)
+    np.testing.assert_allclose(iv.facility_kwh, truth.facility_kwh, rtol=1e-12)
+    # three 5-minute readings per interval: their mean is the 15-minute mean within the curvature
+    assert np.max(np.abs(iv.dry_bulb_c - truth.dry_bulb_c)) < 0.05
+    assert np.max(np.abs(iv.rh_pct - truth.rh_pct)) < 0.5
+    assert history.utc_offset_s("Asia/Shanghai", end) == 8 * 3600
+
+    out = tmp_path / "model"
+    assert main(["model", "show", str(out)]) == 0
+    assert capsys.readouterr().out.startswith("no model yet")
+    argv = ["model", "train", "--config", str(tmp_path / "site.yaml"), "--out", str(out), "--days", "21"]
+    assert main([*argv, "--end", str(end)]) == 0
+    said = capsys.readouterr().out
+    assert said.startswith(
+        f"model written to {out}: expected-PUE model: trained on 2026-05-01..2026-05-22 (21 days, 2016"
+    )
+    model = baseline.load(out)
+    assert model is not None and model.utc_offset_s == 8 * 3600 and model.errors.mae < 0.004
+    # a window with too little history: one line, exit 1
+    assert main([*argv, "--end", str(T0 + 5 * DAY)]) == 1
+    err = capsys.readouterr().err
+    assert "need at least two weeks" in err and err.count("\n") == 1 and str(db) in err
+    # a model of another scikit-learn version: one line, exit 1, says retrain
+    meta = json.loads((out / "model.json").read_text())
+    meta["versions"]["scikit-learn"] = "1.0"
+    (out / "model.json").write_text(json.dumps(meta))
+    assert main(["model", "show", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"pue model: {out}/model.json: written by scikit-learn 1.0") and "retrain" in err
+    assert err.count("\n") == 1
