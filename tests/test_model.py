@@ -73,11 +73,21 @@ def test_mae_on_held_out_weeks_beats_the_target(trained: tuple[baseline.Expected
     )
     assert period != pytest.approx(float(np.mean(model.expected_pue(test))), abs=1e-6)
     assert abs(period - test.facility_kwh.sum() / test.it_kwh.sum()) < 0.001
+    # a missing IT energy or weather value: NaN for that interval only, the others unchanged
+    it = test.it_kwh.copy()
+    it[5] = np.nan
+    db = test.dry_bulb_c.copy()
+    db[7] = np.nan
+    gappy = Intervals(test.start, test.end, it, test.facility_kwh, db, test.rh_pct, test.pressure_pa)
+    e = model.expected_pue(gappy)
+    assert np.isnan(e[5]) and np.isfinite(e[7])
+    keep = np.r_[0:5, 8 : len(test)]
+    np.testing.assert_allclose(e[keep], model.expected_pue(test)[keep], rtol=1e-12)
 
 
 def test_three_percent_rise_detected_within_48_hours(trained: tuple[baseline.ExpectedPue, Intervals]) -> None:
     model, _ = trained
-    week = T0 + 9 * 7 * DAY  # early July
+    week = T0 + 11 * 7 * DAY  # mid-July, a held-out week
     onset = week + 3.5 * DAY
     loss = evaluate.cop_loss_for_rise(week, onset, 0.03)
     # the injected fault really raises PUE by 3 % over the two days after onset
@@ -101,7 +111,7 @@ def test_no_alarm_on_a_fault_free_month_or_an_it_load_step(trained: tuple[baseli
     assert rep.episodes == []
     assert not rep.drifting and rep.projection is None
     # new racks: IT +15 % mid-week; PUE changes, but as expected
-    week = T0 + 9 * 7 * DAY
+    week = T0 + 11 * 7 * DAY  # held out of training
     det = evaluate.run_fault(model, "step", week, week + 3.5 * DAY, simdata.with_it_step(None, week + 3.5 * DAY, 1.15))
     assert det.episodes == 0
 

@@ -85,7 +85,7 @@ class OverheadEstimator:
         self.trees = HistGradientBoostingRegressor(**ESTIMATOR_PARAMS)
 
     def _design(self, x: Array) -> Array:
-        it = x[:, 0:1]
+        it = np.nan_to_num(x[:, 0:1], nan=0.0)  # a missing IT value: NaN out (overhead_ratio), not an error
         basis = np.asarray(self.spline.transform(np.nan_to_num(x[:, 2:3], nan=float(self._wb_fill))), dtype=float)
         out: Array = np.column_stack([it, it * it / 1000.0, it * basis, x[:, 4:6]])
         return out
@@ -137,7 +137,8 @@ class ExpectedPue:
     def overhead_ratio(self, iv: Intervals) -> Array:
         """Expected (facility - IT) / IT per interval."""
         x = self._x(iv)
-        out: Array = self.estimator.predict(x) / x[:, 0]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out: Array = np.where(x[:, 0] > 0, self.estimator.predict(x) / x[:, 0], np.nan)
         return out
 
     def expected_overhead_kwh(self, iv: Intervals) -> Array:
