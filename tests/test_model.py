@@ -10,6 +10,7 @@ import pytest
 
 from pue_monitor.models import baseline, drift, evaluate, simdata
 from pue_monitor.models.data import Intervals
+from pue_monitor.simulator.physics import Faults
 from pue_monitor.simulator.world import SimulatedDataCentre
 
 DAY = 86400.0
@@ -244,14 +245,14 @@ store: {path: pue.db}
 """
 
 
-def _store_with_history(tmp_path: Path, days: float) -> tuple[Path, Intervals]:
+def _store_with_history(tmp_path: Path, days: float, faults: Faults | None = None) -> tuple[Path, Intervals]:
     """A real store holding ``days`` of simulated 15-minute intervals and 5-minute weather readings."""
     from pue_monitor.pipeline.pue import PueInterval
     from pue_monitor.readings import Quality, Reading
     from pue_monitor.simulator.physics import Noise, SimParams
     from pue_monitor.sinks.sqlite import SqliteStore
 
-    iv = simdata.intervals(T0, days)
+    iv = simdata.intervals(T0, days, faults=faults)
     store = SqliteStore(tmp_path / "pue.db")
     rows = [
         PueInterval(float(s), float(e), float(f), float(i), {}, float(f / i), {}, 1, 1.0, 0.0, 0.0)
@@ -315,3 +316,31 @@ def test_training_data_from_the_store_and_the_cli(tmp_path: Path, capsys: pytest
     err = capsys.readouterr().err
     assert err.startswith(f"pue model: {out}/model.json: written by scikit-learn 1.0") and "retrain" in err
     assert err.count("\n") == 1
+
+
+def test_cli_drift_on_a_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pue_monitor.cli import main
+
+    onset = T0 + 17 * DAY
+    _store_with_history(tmp_path, 21, simdata.chiller_fault(onset, 2.0))
+    site = str(tmp_path / "site.yaml")
+    drift_argv = ["model", "drift", "--config", site, "--days", "7"]
+    assert main([*drift_argv, "--end", str(T0 + 21 * DAY)]) == 0  # cold start
+    assert capsys.readouterr().out.startswith(f"no model yet in {tmp_path / 'model'}: no drift check")
+    assert main(["model", "train", "--config", site, "--days", "14", "--end", str(T0 + 14 * DAY)]) == 0
+    capsys.readouterr()
+    assert main([*drift_argv, "--end", str(T0 + 17 * DAY)]) == 0  # before the fault
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("672 15m intervals, 2026-05-11 08:00:00 .. 2026-05-18 08:00:00 (Asia/Shanghai)")
+    assert out[1] == "no drift"
+    assert main([*drift_argv, "--end", str(T0 + 21 * DAY), "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["drifting"] and len(rep["episodes"]) == 1
+    ep = rep["episodes"][0]
+    assert onset <= ep["began"] <= onset + 2 * HOUR and ep["detected_at"] - onset <= 6 * HOUR
+    assert ep["size"] > 0.005 and ep["ended"] is None
+    p = rep["projection"]
+    assert set(p["daily"]) == {"warning", "critical"} and 1.1 < p["daily_expected_pue"] < 1.4
+    assert main([*drift_argv, "--end", str(T0 + 21 * DAY)]) == 0
+    text = capsys.readouterr().out
+    assert "drift began 2026-05-18 08:00:00" in text and "ongoing" in text and "  warning: daily PUE" in text
