@@ -20,6 +20,7 @@ BENCHMARKS: dict[str, str] = {
     "freecooling": "Free cooling: `pue free-cooling --epw` (8,760 h); availability and live state of a year of "
     "1-minute weather (525,600 rows)",
     "status": "Status: /status and /readyz for 500 devices; the newest reading per series from a 4 M-reading store",
+    "model": "Expected-PUE model: training on a simulated year, scoring a day of minutes, drift harness",
 }
 
 

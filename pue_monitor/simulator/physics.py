@@ -405,10 +405,18 @@ class Faults:
     """Faults that change the physics (not what meters show).
 
     ``chiller_degradation``: (since POSIX s, COP points lost per day) pairs; the COP
-    falls linearly from ``since``.
+    falls linearly from ``since``. ``it_steps``: (since POSIX s, factor) pairs; the IT load
+    is multiplied by ``factor`` from ``since`` (a step in load that is not a fault: new racks).
     """
 
     chiller_degradation: tuple[tuple[float, float], ...] = field(default_factory=tuple)
+    it_steps: tuple[tuple[float, float], ...] = field(default_factory=tuple)
+
+    def it_factor(self, t: np.ndarray) -> np.ndarray | float:
+        out: np.ndarray | float = 1.0
+        for since, factor in self.it_steps:
+            out = out * np.where(t >= since, factor, 1.0)
+        return out
 
     def cop_degradation(self, t: np.ndarray) -> np.ndarray | float:
         out: np.ndarray | float = 0.0
@@ -508,7 +516,7 @@ def loads(
         wx = weather(ta, p, noise)
     wb = np.asarray(wx.wet_bulb_c, dtype=float)
 
-    it = it_load_kw(ta, p, noise)
+    it = it_load_kw(ta, p, noise) * faults.it_factor(ta)
     pdu_loss = it * (1.0 / p.pdu_efficiency - 1.0)
     ups_out = it + pdu_loss
     ups_loss = ups_loss_kw(ups_out, p)

@@ -17,6 +17,7 @@ physics from a time the world has not reached yet.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -321,7 +322,21 @@ class SimulatedDataCentre:
         """
         if since < self._t_max - 1e-9:
             raise ValueError(f"since={since} is before the world's current time {self._t_max}")
-        self._faults = Faults((*self._faults.chiller_degradation, (float(since), float(cop_loss_per_day))))
+        self._faults = dataclasses.replace(
+            self._faults,
+            chiller_degradation=(*self._faults.chiller_degradation, (float(since), float(cop_loss_per_day))),
+        )
+        self._e_cache.clear()
+
+    def step_it_load(self, factor: float, since: float) -> None:
+        """IT load is multiplied by ``factor`` from ``since`` (new racks: a change, not a fault).
+
+        Changes the physics, so ``since`` must not be before :attr:`now`."""
+        if since < self._t_max - 1e-9:
+            raise ValueError(f"since={since} is before the world's current time {self._t_max}")
+        self._faults = dataclasses.replace(
+            self._faults, it_steps=(*self._faults.it_steps, (float(since), float(factor)))
+        )
         self._e_cache.clear()
 
     def stick_meter(self, meter: str, since: float, until: float | None = None) -> None:
