@@ -15,7 +15,16 @@ import os
 import sys
 
 from pue_monitor import __version__
-from pue_monitor.cli import commission, config_cmds, freecooling_cmds, live, simulate, status_cmds, store_cmds
+from pue_monitor.cli import (
+    alerts_cmds,
+    commission,
+    config_cmds,
+    freecooling_cmds,
+    live,
+    simulate,
+    status_cmds,
+    store_cmds,
+)
 from pue_monitor.cli.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from pue_monitor.errors import ConfigError, UserError
 
@@ -103,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_parsers(sub)
     commission.add_parsers(sub)
     freecooling_cmds.add_parsers(sub)
+    alerts_cmds.add_parsers(sub)
     for child in _subparsers(p):
         _add_global_options(child, top=False)
     return p
