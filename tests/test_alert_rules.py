@@ -59,7 +59,10 @@ def test_site_thresholds_appear_in_the_rules_and_promtool_accepts_them(tmp_path:
     pue = {x["labels"]["severity"]: x for x in rules if x.get("alert") == "PueHigh"}
     assert pue["warning"]["expr"] == f'{PUE_15M}{{site="hohhot-dc2"}} > 1.5'
     assert pue["critical"]["expr"] == f'{PUE_15M}{{site="hohhot-dc2"}} > 1.6'
-    assert pue["critical"]["for"] == "15m" and pue["critical"]["labels"] == {"site": "hohhot-dc2", "severity": "critical"}
+    assert pue["critical"]["for"] == "15m" and pue["critical"]["labels"] == {
+        "site": "hohhot-dc2",
+        "severity": "critical",
+    }
     assert "1.4" not in out.read_text().split("\n", 1)[1]  # the default limit appears nowhere
     record = next(x for x in rules if x.get("record") == PUE_15M)
     assert 'role="facility_input",site="hohhot-dc2"' in record["expr"] and "[15m]" in record["expr"]

@@ -501,3 +501,28 @@ def test_config_refuses_duplicate_names() -> None:
             _site({"notifiers": [{"name": "log", "type": "console"}, {"name": "log", "type": "console"}]}),
             source="site.yaml",
         )
+
+
+def test_readme_notifiers_example_validates() -> None:
+    import re
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    block = next(b for b in re.findall(r"```yaml\n(.*?)```", readme, flags=re.S) if b.startswith("alerts:"))
+    loaded = site_from_dict(_site(yaml.safe_load(block)["alerts"]), source="README.md")
+    kinds = [n.type for n in loaded.config.alerts.notifiers]
+    assert kinds == ["alertmanager", "webhook", "email", "console"]
+
+
+def test_verify_helper_matches_the_recipe() -> None:
+    from pue_monitor.alerts.notifiers import signature, verify
+
+    body = Webhook.body([pue_alert(1.0)])
+    now = 1_790_000_000
+    sig = signature("k", str(now), body)
+    expected = "sha256=" + hmac.new(b"k", f"{now}.".encode() + body, hashlib.sha256).hexdigest()
+    assert sig == expected
+    assert verify("k", body, str(now), sig, now=now + 299)
+    assert not verify("k", body, str(now), sig, now=now + 301)  # stale: a replay
+    assert not verify("other", body, str(now), sig, now=now)
+    assert not verify("k", body + b" ", str(now), sig, now=now)
+    assert not verify("k", body, "soon", sig, now=now)
