@@ -3,6 +3,7 @@ and AUTH, and a local HTTP receiver that checks the webhook signature as the REA
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import hashlib
@@ -15,6 +16,7 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from subprocess import PIPE, STDOUT
 from typing import Any
 
 import pytest
@@ -526,3 +528,56 @@ def test_verify_helper_matches_the_recipe() -> None:
     assert not verify("other", body, str(now), sig, now=now)
     assert not verify("k", body + b" ", str(now), sig, now=now)
     assert not verify("k", body, "soon", sig, now=now)
+
+
+async def test_stats_as_prometheus_metrics_pass_promtool() -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.registry import Collector
+
+    from tests.servers import _binary
+
+    with Receiver("k", fail_first=1) as rx:
+        stats = NotifierStats()
+        n = Webhook("hook", rx.url, "k", retries=0, stats=stats)
+        assert not (await n.send([pue_alert(1.0)])).ok
+        assert (await n.send([pue_alert(1.0)])).ok
+
+    class C(Collector):
+        def collect(self) -> Any:
+            return stats.metrics(SITE, ["hook", "mail"])
+
+    reg = CollectorRegistry()
+    reg.register(C())
+    text = generate_latest(reg).decode()
+    assert f'pue_alert_notifications_total{{notifier="hook",result="failure",site="{SITE}"}} 1.0' in text
+    assert f'pue_alert_notifications_total{{notifier="hook",result="success",site="{SITE}"}} 1.0' in text
+    assert f'pue_alert_notifications_total{{notifier="mail",result="failure",site="{SITE}"}} 0.0' in text
+    assert f'pue_alert_notification_attempts_total{{notifier="hook",site="{SITE}"}} 2.0' in text
+    proc = await asyncio.create_subprocess_exec(
+        _binary("promtool"), "check", "metrics", stdin=PIPE, stdout=PIPE, stderr=STDOUT
+    )
+    out, _ = await proc.communicate(text.encode())
+    assert proc.returncode == 0, out.decode()
+
+
+def test_check_config_names_an_unset_notifier_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pue_monitor.config.loader import check_site
+
+    monkeypatch.delenv("PUE_TEST_HOOK_SECRET", raising=False)
+    site = _site(
+        {
+            "notifiers": [
+                {
+                    "name": "hook",
+                    "type": "webhook",
+                    "url": "https://h.example/x",
+                    "secret": {"env": "PUE_TEST_HOOK_SECRET"},
+                }
+            ]
+        }
+    )
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump(site))
+    errors = check_site(path, directories=False).errors
+    assert len(errors) == 1
+    assert "alerts.notifiers[0].secret" in errors[0] and "PUE_TEST_HOOK_SECRET" in errors[0]

@@ -34,6 +34,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
+from prometheus_client.core import CounterMetricFamily, Metric
+
 from pue_monitor import __version__
 from pue_monitor.alerts.model import Alert, rfc3339
 from pue_monitor.config.models import (
@@ -81,6 +83,26 @@ class NotifierStats:
 
     results: Counter[tuple[str, str]] = field(default_factory=Counter)
     attempts: Counter[str] = field(default_factory=Counter)
+
+    def metrics(self, site: str, notifiers: Sequence[str] = ()) -> list[Metric]:
+        """The counters as Prometheus metric families; every name in ``notifiers`` is exported
+        from the start with both results at 0 (so ``increase()`` sees the first failure)."""
+        results = CounterMetricFamily(
+            "pue_alert_notifications",
+            "Alert groups sent per notifier by result: success, or failure after all retries.",
+            labels=["site", "notifier", "result"],
+        )
+        attempts = CounterMetricFamily(
+            "pue_alert_notification_attempts",
+            "Delivery attempts per notifier, retries included.",
+            labels=["site", "notifier"],
+        )
+        names = sorted({*notifiers, *(n for n, _ in self.results), *self.attempts})
+        for name in names:
+            for result in ("success", "failure"):
+                results.add_metric([site, name, result], self.results[(name, result)])
+            attempts.add_metric([site, name], self.attempts[name])
+        return [results, attempts]
 
 
 def public_url(url: str) -> str:
