@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import http.client
 import json
 import logging
 import smtplib
@@ -231,7 +232,7 @@ def _post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> Non
         raise DeliveryError(f"HTTP {exc.code} {exc.reason}", permanent=permanent) from None
     except urllib.error.URLError as exc:
         raise DeliveryError(str(exc.reason)) from None
-    except (OSError, ValueError) as exc:  # timeouts, resets, a malformed answer
+    except (OSError, ValueError, http.client.HTTPException) as exc:  # timeouts, resets, a malformed answer
         raise DeliveryError(str(exc) or type(exc).__name__) from None
 
 

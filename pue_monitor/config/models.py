@@ -1154,8 +1154,6 @@ class WebhookNotifier(_NotifierBase):
 class EmailNotifier(_NotifierBase):
     """E-mail over SMTP with STARTTLS (required: a server that does not offer it gets nothing)."""
 
-    model_config = ConfigDict(populate_by_name=True)
-
     type: Literal["email"]
     host: str
     port: int = Field(default=587, ge=1, le=65535)
