@@ -143,3 +143,30 @@ class Prometheus(Server):
         url = f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": q})
         body = json.loads(urllib.request.urlopen(url, timeout=10).read())
         return body["data"]["result"]  # type: ignore[no-any-return]
+
+
+class Alertmanager(Server):
+    """Debian's prometheus-alertmanager, one instance (gossip off), a route to nowhere."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        conf = tmp / "alertmanager.yml"
+        conf.write_text("route: {receiver: blackhole}\nreceivers: [{name: blackhole}]\n")
+        super().__init__(
+            [
+                _binary("prometheus-alertmanager"),
+                f"--config.file={conf}",
+                f"--storage.path={tmp}/am",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--cluster.listen-address=",  # no gossip (it wants a second port)
+            ],
+            f"{self.url}/-/ready",
+            "prometheus-alertmanager",
+            tmp / "am.log",
+        )
+
+    def alerts(self, **params: str) -> list[dict[str, object]]:
+        """``GET /api/v2/alerts`` with filters (active, silenced, inhibited, unprocessed, filter)."""
+        url = f"{self.url}/api/v2/alerts?" + urllib.parse.urlencode(params)
+        return json.loads(urllib.request.urlopen(url, timeout=10).read())  # type: ignore[no-any-return]

@@ -215,19 +215,20 @@ def test_avoidable_chiller_energy_by_hand():
     assert h.mode is None and h.actual_mode is None
 
 
-def test_store_migrates_a_version_3_store(tmp_path):
+def test_store_migrates_a_store_without_the_free_cooling_table(tmp_path):
+    """A version 4 store (KPI columns, no free_cooling table) gains the table when opened."""
     db = tmp_path / "s.sqlite"
     SqliteStore(db).close()
     con = sqlite3.connect(db)
     con.execute("DROP TABLE free_cooling")
-    con.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+    con.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
     con.commit()
     con.close()
     assert StoreReader(db).free_cooling() == []  # an old store reads as having none
     SqliteStore(db).close()
     con = sqlite3.connect(db)
     assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
-    assert SCHEMA_VERSION == 4
+    assert SCHEMA_VERSION == 5
     assert con.execute("SELECT count(*) FROM free_cooling").fetchone()[0] == 0
     con.close()
 

@@ -16,6 +16,7 @@ import sys
 
 from pue_monitor import __version__
 from pue_monitor.cli import (
+    alerts_cmds,
     commission,
     config_cmds,
     freecooling_cmds,
@@ -113,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     commission.add_parsers(sub)
     freecooling_cmds.add_parsers(sub)
     model_cmds.add_parsers(sub)
+    alerts_cmds.add_parsers(sub)
     for child in _subparsers(p):
         _add_global_options(child, top=False)
     return p

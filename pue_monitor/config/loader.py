@@ -19,6 +19,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from pue_monitor.config.models import (
     UNITS,
+    AlertsConfig,
     Device,
     InfluxConfig,
     ModbusDevice,
@@ -439,6 +440,7 @@ _SECTIONS: dict[str, Any] = {
     "store": TypeAdapter(StoreConfig),
     "influxdb": TypeAdapter(InfluxConfig),
     "mqtt": TypeAdapter(MqttBroker),
+    "alerts": TypeAdapter(AlertsConfig),
 }
 
 
@@ -478,7 +480,7 @@ def _check(
     all_devices_valid = site is not None
     if site is not None:
         devices = list(enumerate(site.devices))
-        sections = {"store": site.store, "influxdb": site.influxdb, "mqtt": site.mqtt}
+        sections = {"store": site.store, "influxdb": site.influxdb, "mqtt": site.mqtt, "alerts": site.alerts}
     else:
         raw_devices = data.get("devices")
         if isinstance(raw_devices, list):

@@ -1233,6 +1233,106 @@ class KpiConfig(_Model):
     )
 
 
+# ---------------------------------------------------------------------------- alerts
+
+
+def _http_url_of(v: str) -> str:
+    from yarl import URL
+
+    try:
+        url = URL(v)
+        port = url.port
+    except ValueError as exc:
+        raise ValueError(f"not a valid URL: {exc}") from None
+    if url.scheme not in ("http", "https") or not url.host or port is None:
+        raise ValueError("expected http://host:port[/path] or https://host:port[/path]")
+    if url.user is not None or url.password is not None:
+        raise ValueError("no user or password in the URL (it would be logged); use a secret")
+    return v
+
+
+class _NotifierBase(_Model):
+    """What every notifier shares: its name and how delivery is retried.
+
+    A delivery is tried once, then again after ``backoff_s``, ``2 * backoff_s``, ... (each wait
+    at most ``backoff_max_s``), ``retries`` times; a refusal that retrying cannot fix (HTTP 4xx
+    other than 408/429, SMTP authentication) is not retried.
+    """
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$", description="the notifier's name in logs and metrics")]
+    retries: int = Field(default=3, ge=0, le=20, description="attempts after the first")
+    backoff_s: float = Field(default=1.0, gt=0, le=600, description="wait before the first retry; doubles")
+    backoff_max_s: float = Field(default=60.0, gt=0, le=3600, description="cap on one wait")
+    timeout_s: float = Field(default=10.0, ge=0.1, le=600, description="network timeout of one attempt")
+
+
+class AlertmanagerNotifier(_NotifierBase):
+    """Prometheus Alertmanager, v2 API (``POST <url>/api/v2/alerts``), one or more instances."""
+
+    type: Literal["alertmanager"]
+    urls: list[str] = Field(min_length=1, description="Alertmanager base URLs, e.g. http://127.0.0.1:9093")
+
+    @field_validator("urls")
+    @classmethod
+    def _urls(cls, v: list[str]) -> list[str]:
+        return [_http_url_of(u) for u in v]
+
+
+class WebhookNotifier(_NotifierBase):
+    """A JSON POST signed with HMAC-SHA256 (``X-PUE-Signature``, ``X-PUE-Timestamp``)."""
+
+    type: Literal["webhook"]
+    url: str
+    secret: Secret = Field(description="HMAC key (env or file)")
+
+    _url = field_validator("url")(_http_url_of)
+
+
+class EmailNotifier(_NotifierBase):
+    """E-mail over SMTP with STARTTLS (required: a server that does not offer it gets nothing)."""
+
+    type: Literal["email"]
+    host: str
+    port: int = Field(default=587, ge=1, le=65535)
+    username: str | None = None
+    password: Secret | None = None
+    sender: str = Field(alias="from", description="From: address", pattern=r"^[^@\s]+@[^@\s]+$")
+    to: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")]] = Field(min_length=1)
+    ca_file: str | None = Field(
+        default=None, description="CA bundle to verify the server's certificate (default: the system's)"
+    )
+
+    @model_validator(mode="after")
+    def _login(self) -> EmailNotifier:
+        if (self.username is None) != (self.password is None):
+            raise ValueError("give both 'username' and 'password' (or neither)")
+        return self
+
+
+class ConsoleNotifier(_NotifierBase):
+    """One log line per alert (logger ``pue_monitor.alerts``)."""
+
+    type: Literal["console"]
+
+
+Notifier = Annotated[
+    AlertmanagerNotifier | WebhookNotifier | EmailNotifier | ConsoleNotifier, Field(discriminator="type")
+]
+
+
+class AlertsConfig(_Model):
+    notifiers: list[Notifier] = Field(default_factory=list, description="where alerts are sent")
+
+    @model_validator(mode="after")
+    def _unique(self) -> AlertsConfig:
+        seen: set[str] = set()
+        for n in self.notifiers:
+            if n.name in seen:
+                raise ValueError(f"notifier name {n.name!r} used twice")
+            seen.add(n.name)
+        return self
+
+
 class SiteConfig(_Model):
     site: SiteInfo
     thresholds: Thresholds = Thresholds()
@@ -1244,6 +1344,8 @@ class SiteConfig(_Model):
     time_window: TimeWindow = TimeWindow()
     cooling: CoolingConfig | None = Field(default=None, description="cooling plant for free-cooling potential")
     kpis: KpiConfig = Field(default_factory=KpiConfig, description="companion KPIs (WUE, CUE, ERF, REF)")
+
+    alerts: AlertsConfig = AlertsConfig()
 
     @property
     def store_enabled(self) -> bool:
