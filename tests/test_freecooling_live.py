@@ -349,13 +349,32 @@ def test_pue_show_free_cooling_prints_the_stored_rows(tmp_path):
     pue = [sys.executable, "-m", "pue_monitor", "show", "--db", str(db), "--free-cooling"]
     out = subprocess.run([*pue, "--last", "2"], capture_output=True, text=True, timeout=30, check=True).stdout
     lines = out.splitlines()
-    assert len(lines) == 3 and "avoidable kWh" in lines[0]  # header + the last two minutes
+    assert len(lines) == 4 and "avoidable kWh" in lines[0]  # header + the last two minutes + their total
+    assert lines[3].startswith("total ") and "available 0.0 h" in lines[3] and "avoidable 1.0 kWh" in lines[3]
     assert lines[1].split()[2:5] == ["dc", "partial", "0.50"] and lines[1].split()[-1] == "1.00"
     assert lines[2].split()[2:5] == ["dc", "none", "0.00"] and lines[2].split()[-1] == "0.00"
     js = json.loads(subprocess.run([*pue, "--resolution", "1h", "--json"], capture_output=True, text=True,
                                    timeout=30, check=True).stdout)  # fmt: skip
     (h,) = js["free_cooling"]
     assert (h["avoidable_kwh"], h["chiller_kwh"], h["utilisation"], h["mode"]) == (3.0, 6.0, 0.0, None)
+    # a month: its days (site time), and totals that are sums of the days, never averaged ratios
+    import dataclasses
+    import datetime as dt
+
+    day = hour[0]  # stored as a day row below (the row carries no resolution itself)
+    feb1 = dt.datetime(2027, 2, 1, tzinfo=dt.UTC).timestamp()
+    days = [dataclasses.replace(day, start=feb1 + k * 86400, end=feb1 + (k + 1) * 86400) for k in (-1, 0, 1, 28)]
+    store = SqliteStore(db)
+    store.write(now=t0, free_cooling=[("dc1", "1d", d) for d in days])
+    store.close()
+    js = json.loads(subprocess.run([*pue, "--month", "2027-02", "--json"], capture_output=True, text=True,
+                                   timeout=30, check=True).stdout)  # fmt: skip
+    assert [r["start"] for r in js["free_cooling"]] == [feb1, feb1 + 86400]  # not 31 Jan, not 1 Mar
+    tot = js["totals"]["dc"]
+    assert (tot["chiller_kwh"], tot["avoidable_kwh"], tot["intervals"]) == (12.0, 6.0, 2)
+    assert tot["available_h"] == pytest.approx(2 * (day.full_s + day.partial_s) / 3600)
+    bad = subprocess.run([*pue, "--month", "2027-13"], capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 2 and bad.stderr.strip().endswith("--month '2027-13': expected YYYY-MM, e.g. 2026-01")
     # the demo's summary: hours from seconds, utilisation as a ratio of sums, kWh from joules
     summ = free_cooling_summary({("dc", "available_s"): 7200.0, ("dc", "used_s"): 5400.0, ("dc", "avoidable_j"): 3.6e7})
     assert summ == {"dc": {"available_h": 2.0, "used_h": 1.5, "utilisation": 0.75, "avoidable_kwh": 10.0}}

@@ -21,8 +21,12 @@ def cmd_show(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     if args.free_cooling:
         try:
-            fc = reader.free_cooling(args.resolution, limit=args.last)
             tz = reader.meta().get("timezone", "UTC")
+            if args.month:  # the month's days (site time), then the month's totals
+                t0, t1 = _month_span(args.month, tz)
+                fc = reader.free_cooling("1d", start=t0, end=t1)
+            else:
+                fc = reader.free_cooling(args.resolution, limit=args.last)
         finally:
             reader.close()
         return _show_free_cooling(fc, tz, as_json=args.json)
@@ -63,14 +67,53 @@ def cmd_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _month_span(month: str, tz: str) -> tuple[float, float]:
+    """[start, end) of calendar month ``YYYY-MM`` in the site's time zone, epoch seconds."""
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    from pue_monitor.errors import UsageError
+
+    try:
+        first = dt.datetime.strptime(month, "%Y-%m").replace(tzinfo=ZoneInfo(tz))
+    except ValueError:
+        raise UsageError(f"--month {month!r}: expected YYYY-MM, e.g. 2026-01") from None
+    nxt = first.replace(year=first.year + first.month // 12, month=first.month % 12 + 1)
+    return first.timestamp(), nxt.timestamp()
+
+
+def free_cooling_totals(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per economiser, the sums over ``rows`` (whole intervals, never averaged ratios): hours
+    available (full + partial) and used, utilisation = used / available hours, chiller and
+    avoidable chiller kWh (None when no row knew it)."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        t = out.setdefault(
+            r["economiser"], {"available_h": 0.0, "used_h": 0.0, "unknown_h": 0.0, "chiller_kwh": None,
+                              "avoidable_kwh": None, "intervals": 0}
+        )  # fmt: skip
+        t["available_h"] += (r["full_s"] + r["partial_s"]) / 3600
+        t["used_h"] += r["used_s"] / 3600
+        t["unknown_h"] += r["unknown_s"] / 3600
+        t["intervals"] += 1
+        for k in ("chiller_kwh", "avoidable_kwh"):
+            if r[k] is not None:
+                t[k] = (t[k] or 0.0) + r[k]
+    for t in out.values():
+        t["utilisation"] = t["used_h"] / t["available_h"] if t["available_h"] > 0 else None
+    return out
+
+
 def _show_free_cooling(rows: list[dict[str, Any]], tz: str, *, as_json: bool) -> int:
     """Free-cooling rows: available mode and fraction, what the plant ran, hours, utilisation
-    (used / available hours) and chiller kWh that free cooling could have avoided."""
+    (used / available hours) and chiller kWh that free cooling could have avoided; then the
+    totals of the rows shown, per economiser."""
+    totals = free_cooling_totals(rows)
     if as_json:
         for r in rows:
             avail = r["full_s"] + r["partial_s"]
             r["utilisation"] = r["used_s"] / avail if avail > 0 else None
-        print(json.dumps({"free_cooling": rows}, indent=2))
+        print(json.dumps({"free_cooling": rows, "totals": totals}, indent=2))
         return EXIT_OK
     if not rows:
         print("no free-cooling rows (the site has no cooling: points, or the store predates them)")
@@ -87,6 +130,14 @@ def _show_free_cooling(rows: list[dict[str, Any]], tz: str, *, as_json: bool) ->
             f"{iso(r['start'], tz):21} {r['economiser']:14} {r['mode'] or '-':>9} {fmt(r['fraction'], '.2f'):>8} "
             f"{actual:>16} {avail / 3600:8.2f} {r['used_s'] / 3600:7.2f} {fmt(util, '.0%'):>5} "
             f"{fmt(r['chiller_kwh'], '.2f'):>11} {fmt(r['avoidable_kwh'], '.2f'):>13}"
+        )
+    first, last = iso(rows[0]["start"], tz), iso(rows[-1]["end"], tz)
+    for econ, t in totals.items():
+        print(
+            f"total {first} .. {last} {econ}: free cooling available {t['available_h']:.1f} h, used "
+            f"{t['used_h']:.1f} h (utilisation {fmt(t['utilisation'], '.0%')}), weather unknown "
+            f"{t['unknown_h']:.1f} h; chiller {fmt(t['chiller_kwh'], '.1f')} kWh, avoidable "
+            f"{fmt(t['avoidable_kwh'], '.1f')} kWh"
         )
     return EXIT_OK
 
@@ -148,7 +199,12 @@ def add_parsers(sub: Subparsers) -> None:
         "--free-cooling",
         action="store_true",
         help="free-cooling state per economiser instead of PUE: available and actual mode, hours, "
-        "utilisation, avoidable chiller kWh",
+        "utilisation, avoidable chiller kWh; totals per economiser at the end",
+    )
+    s.add_argument(
+        "--month",
+        metavar="YYYY-MM",
+        help="with --free-cooling: the days of this calendar month (site time) and the month's totals",
     )
     s.set_defaults(func=cmd_show)
 
