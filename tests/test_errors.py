@@ -346,3 +346,9 @@ def test_unreachable_influxdb_is_spooled_and_named_without_its_password(tmp_path
     assert lines[0].endswith("(retrying; check influxdb.url in the site file)")
     status = pue("spool", "status", "--config", str(site), "--json")
     assert status.returncode == 0 and json.loads(status.stdout)["queued_points"] > 0
+
+
+def test_readme_error_table_quotes_this_versions_newer_store_line():
+    """The README's table of one-line errors quotes the newer-store line with this version's numbers."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    assert f"has schema version {SCHEMA_VERSION + 1}, newer than this pue-monitor's {SCHEMA_VERSION};" in readme
