@@ -309,7 +309,7 @@ def test_store_migrates_and_keeps_reason_shares(tmp_path):
     store.close()
     reader = StoreReader(path)
     rows = reader.intervals("1m")
-    assert reader.meta()["schema_version"] == str(SCHEMA_VERSION) == "4"
+    assert reader.meta()["schema_version"] == str(SCHEMA_VERSION) == "5"
     assert [r["estimated_glitch_bridged"] for r in rows] == [0.0, 0.5]
     assert [r["estimated_power_integrated"] for r in rows] == [0.0, 0.5]
     assert [r["estimated_reset"] for r in rows] == [0.0, 0.0]
