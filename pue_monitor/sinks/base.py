@@ -33,6 +33,7 @@ from pue_monitor.pipeline.events import PipelineEvent
 from pue_monitor.readings import Reading
 
 if TYPE_CHECKING:
+    from pue_monitor.pipeline.faults import SensorFault
     from pue_monitor.pipeline.freecooling_live import FreeCoolingInterval
     from pue_monitor.pipeline.pue import PueInterval
 
@@ -71,6 +72,10 @@ class Output:
     def free_cooling(self, resolution: str, rows: Sequence[FreeCoolingInterval]) -> None:
         """New or restated free-cooling rows (per economiser) of one resolution. Non-blocking;
         never raises."""
+
+    def sensor_faults(self, faults: Sequence[SensorFault]) -> None:
+        """Sensor faults opened or cleared since the last call (a cleared one comes again with
+        ``end`` set). Non-blocking; never raises."""
 
     async def flush(self, now: float) -> None:
         """Once per service tick (``now``: clock time): write what was handed over."""
@@ -139,6 +144,15 @@ class Outputs(Output):
                 out.free_cooling(resolution, rows)
             except Exception as exc:
                 self._guard(out, "free_cooling", exc)
+
+    def sensor_faults(self, faults: Sequence[SensorFault]) -> None:
+        if not faults:
+            return
+        for out in self.outputs:
+            try:
+                out.sensor_faults(faults)
+            except Exception as exc:
+                self._guard(out, "sensor_faults", exc)
 
     async def flush(self, now: float) -> None:
         for out in self.outputs:
