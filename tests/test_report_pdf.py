@@ -8,6 +8,7 @@ CJK fonts embedded, and the one-line errors (missing font, unknown language)."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 import shutil
@@ -310,3 +311,63 @@ def test_string_tables_have_the_same_keys_in_both_languages():
         for key, s in STRINGS[lang].items():
             placeholders = set(re.findall(r"{(\w+)}", s))
             assert placeholders == set(re.findall(r"{(\w+)}", STRINGS["en"][key])), key
+
+
+def test_a_site_above_its_limits_says_so_in_words_and_grade(tmp_path):
+    """PUE 1.6200 exceeds both limits and the grade 3 limit (1.5): no grade, "does not meet"."""
+    base = month_report()
+    fac, it = 1_620_000.0, 1_000_000.0
+    period = dataclasses.replace(base.period, facility_kwh=fac, it_kwh=it, pue=fac / it)
+    comp = dataclasses.replace(base.compliance, meets={"warning": False, "critical": False}, grade=None)
+    out = tmp_path / "high.pdf"
+    rp.render_pdf(dataclasses.replace(base, period=period, compliance=comp), out, "zh")
+    t = STRINGS["zh"]
+    first = squash(pdftext(out, 1))
+    assert "1.6200" in first and "1,620,000.0kWh" in first and "1,000,000.0kWh" in first
+    for name, limit in (("预警", "1.4"), ("严重", "1.5")):
+        assert squash(t["limit"].format(name=name, value=limit) + t["exceeds"]) in first
+    assert squash(t["grade"] + t["grade_none"]) in first
+
+
+def test_nothing_measured_is_said_never_zero(tmp_path):
+    """A month whose IT meters never answered: no PUE, no energies, category 0, nothing to list."""
+    base = month_report()
+    period = dataclasses.replace(
+        base.period,
+        facility_kwh=None,
+        it_kwh=None,
+        pue=None,
+        subsystems_kwh={},
+        ppue={},
+        category=0,
+        measured=0.0,
+        estimated=0.0,
+        missing=1.0,
+    )
+    daily = [DailyRow(r.date, None, None, None, 0.0) for r in base.daily]
+    data = dataclasses.replace(
+        base,
+        period=period,
+        trailing_12m=None,
+        daily=daily,
+        meters=[],
+        compliance=dataclasses.replace(base.compliance, meets={"warning": None, "critical": None}, grade=None),
+        kpis=Kpis(),
+        free_cooling=[],
+        alerts=[],
+        notes=[],
+    )
+    for lang in ("zh", "en"):
+        out = tmp_path / f"empty-{lang}.pdf"
+        rp.render_pdf(data, out, lang)
+        t = STRINGS[lang]
+        text = squash(pdftext(out))
+        nm = squash(t["not_measured"])
+        assert squash(t["pue_month"]) + nm in text and squash(t["facility_kwh"]) + nm in text
+        assert squash(t["category_0"]) in text and "0.00%" in text and "100.00%" in text
+        assert text.count(squash(t["not_assessed"])) == 3  # two limits and the grade
+        for key in ("no_subsystems", "no_meters", "no_free_cooling", "no_alerts", "no_notes"):
+            assert squash(t[key]) in text, key
+        # every daily cell and every KPI says "not measured": 31 days x 3 + 7 KPIs + 3 summary rows
+        # (+ the category's own words, twice: title block and summary, in zh)
+        assert text.count(nm) == 31 * 3 + 7 + 3 + 2 * squash(t["category_0"]).count(nm)

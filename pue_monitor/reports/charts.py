@@ -69,6 +69,16 @@ def _dates(data: ReportData) -> list[float]:
     return [float(i) for i in range(len(data.daily))]
 
 
+def _nothing(ax: Axes, text: str, values: str) -> None:
+    """An axes with no data: the words in the middle and no ticks on the ``values`` axis (an empty
+    axis would show ticks around 0, which reads as a measured 0)."""
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center")
+    if values == "y":
+        ax.set_yticks([])
+    else:
+        ax.set_xticks([])
+
+
 def _marker(data: ReportData) -> str:
     return "o" if len(data.daily) <= 62 else ""  # a year of points is a line
 
@@ -155,6 +165,8 @@ def energy_breakdown_svg(data: ReportData, lang: str, family: str) -> bytes:
             top.set_xlim(days[0] - 0.6, days[-1] + 0.6)
             _date_axis(top, data)
         top.yaxis.set_major_formatter(kwh_axis)
+        if all(math.isnan(v) for v in fac + it):
+            _nothing(top, t["not_measured"], "y")
         top.set_ylabel(t["chart_energy_kwh"])
         top.set_title(t["chart_energy_daily"], fontsize=9)
         top.grid(axis="y", linewidth=0.3, color="#dddddd")
@@ -174,6 +186,8 @@ def energy_breakdown_svg(data: ReportData, lang: str, family: str) -> bytes:
         bottom.set_yticks([0, 1], rows)
         bottom.set_ylim(1.6, -0.6)
         bottom.xaxis.set_major_formatter(kwh_axis)
+        if not parts and p.facility_kwh is None:
+            _nothing(bottom, t["not_measured"], "x")
         bottom.set_xlabel(t["chart_energy_kwh"])
         bottom.set_title(f"{t['chart_energy_title']} ({p.label})", fontsize=9)
         bottom.grid(axis="x", linewidth=0.3, color="#dddddd")
