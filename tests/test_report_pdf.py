@@ -283,6 +283,23 @@ def test_same_data_gives_the_same_bytes(rendered, tmp_path):
     assert again.read_bytes() == rendered["en"].read_bytes()
 
 
+def test_the_file_is_pdf_a_dated_by_the_report(rendered):
+    meta = subprocess.run([_tool("pdfinfo"), "-meta", str(rendered["zh"])], capture_output=True, text=True).stdout
+    assert "<pdfaid:part>2</pdfaid:part><pdfaid:conformance>B</pdfaid:conformance>" in meta
+    assert "<dc:language><rdf:Bag><rdf:li>zh-CN</rdf:li>" in meta
+    assert "<xmp:CreateDate>2026-11-01T00:30:00+00:00</xmp:CreateDate>" in meta  # 08:30 in Asia/Shanghai
+    assert f'<rdf:li xml:lang="x-default">{STRINGS["zh"]["title_month"]}</rdf:li>' in meta
+
+
+def test_a_broken_font_file_is_one_line(tmp_path, monkeypatch):
+    (tmp_path / "NotoSansCJK-Regular.ttc").write_bytes(b"not a font")
+    monkeypatch.setenv("PUE_REPORT_FONT_DIR", str(tmp_path))
+    with pytest.raises(UserError) as exc:
+        rp.render_pdf(month_report(), tmp_path / "r.pdf", "zh")
+    msg = str(exc.value)
+    assert "\n" not in msg and str(tmp_path / "NotoSansCJK-Regular.ttc") in msg and "fonts-noto-cjk" in msg
+
+
 def test_missing_cjk_font_is_one_line_naming_the_package(tmp_path, monkeypatch):
     monkeypatch.setattr(rp, "FONT_DIRS", ())
     monkeypatch.setenv("PUE_REPORT_FONT_DIR", str(tmp_path))

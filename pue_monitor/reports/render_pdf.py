@@ -15,7 +15,9 @@ Layout (typst, ``templates/report.typ``): the title block and the summary table 
 then charts, daily values, per-subsystem energy and pPUE, per-meter completeness, free cooling
 and KPIs, the period's alerts, notes on estimates; footer with generator, generation time and
 "page X of Y". Fonts: Noto Sans CJK SC (Debian ``fonts-noto-cjk``) for both languages, embedded
-as CFF subsets; typst reads OpenType/CFF collections, which reportlab cannot embed.
+as CFF subsets; typst reads OpenType/CFF collections, which reportlab cannot embed. The file is
+PDF/A-2b (archival; typst checks the constraints while writing), dated by ``generated_at``, so
+the same ``ReportData`` gives the same bytes.
 """
 
 from __future__ import annotations
@@ -410,7 +412,12 @@ def render_pdf(data: ReportData, path: Path, lang: str) -> None:
         import typst
     except ImportError:
         raise UserError("PDF report: the typst compiler is not installed", hint="pip install 'typst>=0.13'") from None
-    family = charts.use_font(font, FONT_FAMILY)
+    try:
+        family = charts.use_font(font, FONT_FAMILY)
+    except (OSError, RuntimeError, ValueError) as exc:  # FreeType: not a font, or a truncated file
+        raise UserError(
+            f"PDF report: {font}: not a readable font ({exc})", hint=f"reinstall the Debian package {FONT_PACKAGE}"
+        ) from None
     doc = view_model(data, lang, family)
     stamp = int(data.generated_at) if data.generated_at > 0 and math.isfinite(data.generated_at) else None
     with resources.as_file(resources.files("pue_monitor.reports").joinpath("templates/report.typ")) as template:
@@ -422,6 +429,7 @@ def render_pdf(data: ReportData, path: Path, lang: str) -> None:
                 font_paths=[str(font.parent)],
                 ignore_system_fonts=True,
                 timestamp=stamp,
+                pdf_standards=["a-2b"],
             )
         except typst.TypstError as exc:  # a template bug, not a user error: keep typst's message
             raise RuntimeError(f"PDF report: typst failed: {exc}") from exc
