@@ -105,6 +105,21 @@ def daily_pue_svg(data: ReportData, lang: str, family: str) -> bytes:
         shown = [p for p in pues if not math.isnan(p)]
         if shown:
             ax.plot(days, pues, marker=_marker(data), markersize=2.5, linewidth=1.2, color="#2b83ba", label=t["pue"])
+            part = [
+                (x, v) for x, v, r in zip(days, pues, data.daily, strict=True) if r.coverage < 1.0 and r.pue is not None
+            ]
+            if part:  # days whose PUE covers only part of the day: open markers, said in the legend
+                ax.plot(
+                    [x for x, _ in part],
+                    [v for _, v in part],
+                    linestyle="none",
+                    marker="o",
+                    markersize=5,
+                    markerfacecolor="white",
+                    markeredgecolor="#e66101",
+                    label=t["chart_partial"],
+                    zorder=4,
+                )
         else:
             ax.text(0.5, 0.5, t["chart_no_pue"], transform=ax.transAxes, ha="center", va="center")
         levels = list(shown)
