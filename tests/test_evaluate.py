@@ -148,7 +148,7 @@ def test_each_model_fault_is_detected_within_its_target(short: harness.Report) -
     assert rep.model is not None and rep.seconds["train"] > 0
 
 
-def test_a_detection_is_judged_against_the_fault_free_twin(short: harness.Report) -> None:
+def test_a_detection_is_judged_against_the_fault_free_twin() -> None:
     """The +3 % point of a slow fault is where its trailing-day PUE is 3 % above the same days
     without it: found on a fault big enough (no free cooling on a spring day, PUE +10 %)."""
     onset = SPRING + 1.5 * DAY
@@ -280,5 +280,8 @@ def test_pue_evaluate_table_and_usage_errors(capsys: pytest.CaptureFixture[str])
         main(["evaluate", "--days", "20"])
     assert exc.value.code == 2
     assert "at least 28 days" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["evaluate", "--seed", "-1"])
+    assert exc.value.code == 2 and "a seed is 0 or more" in capsys.readouterr().err
     assert main(["evaluate", "--days", "28", "--clean-hours", "0"]) == 2
     assert "--clean-hours 0: must be greater than 0" in capsys.readouterr().err

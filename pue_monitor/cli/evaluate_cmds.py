@@ -22,6 +22,16 @@ def _days(text: str) -> int:
     return v
 
 
+def _seed(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"{v}: a seed is 0 or more")
+    return v
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from pue_monitor.models import harness
 
@@ -61,7 +71,7 @@ def add_parsers(sub: Subparsers) -> None:
         "one is missed.",
     )
     p.add_argument("--days", type=_days, default=364, help="simulated days from 1 May 2026 (default 364, min 28)")
-    p.add_argument("--seed", type=int, default=0, help="simulator seed: weather and load noise (default 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="simulator seed: weather and load noise (default 0)")
     p.add_argument("--json", action="store_true", help="one JSON document instead of the table")
     p.add_argument("--no-sensors", action="store_true", help="skip the sensor-fault rows (model side only)")
     p.add_argument(
