@@ -365,3 +365,28 @@ def test_instant_power_ignores_a_spike_and_a_zero():
     assert [(e.ts, e.kind) for e in pipe.drain_events()] == [(T0 + 60, EventKind.GLITCH), (T0 + 120, EventKind.GLITCH)]
     assert [final[T0 + 60.0 * k].e_it for k in range(5)] == pytest.approx([1.0] * 5)
     assert [final[T0 + 60.0 * k].pue for k in range(5)] == pytest.approx([2.5] * 5)
+
+
+@pytest.mark.parametrize("second", [0, 10, 20, 30, 40, 50])
+@pytest.mark.parametrize("limit_kw", [400.0, 600.0, 1000.0])
+def test_a_spike_as_the_newest_reading_drops_only_itself(second: int, limit_kw: float) -> None:
+    """A spike implausible over one poll but plausible over two to four (10-s polls, +5 kWh on a
+    60 kW meter; limits 1,000 / 600 / 400 kW) arriving as the newest reading: the readings before
+    it are good and must stay; the spike is judged a glitch once the next reading arrives,
+    whatever second of the minute it is."""
+    specs = {
+        ("F", "energy"): SeriesSpec("F", Role.FACILITY_INPUT, None, "counter", 1.0, None, 25.0, 1000.0),
+        ("I", "energy"): SeriesSpec("I", Role.IT, ITLocation.PDU_OUTPUT, "counter", 1.0, None, 25.0, limit_kw),
+    }
+    pipe = LivePipeline(specs)
+    spike_at = T0 + 600.0 + second
+    events = []
+    final: dict[float, object] = {}
+    for k in range(1, 121):
+        t = T0 + 10.0 * k
+        it = 100.0 + k / 6.0 + (5.0 if t == spike_at else 0.0)  # 60 kW, +5 kWh at the spike
+        pipe.ingest([Reading(t, "s", "F", "energy", 200.0 + k / 4.0, "kWh"), Reading(t, "s", "I", "energy", it, "kWh")])
+        final.update({iv.start: iv for iv in pipe.close(now=t, grace=14.0)})
+        events += [(e.ts, e.kind) for e in pipe.drain_events()]
+    assert events == [(spike_at, EventKind.GLITCH)]
+    assert [final[T0 + 60.0 * m].e_it for m in range(1, 18)] == pytest.approx([1.0] * 17)

@@ -19,6 +19,7 @@ from pue_monitor.cli import (
     alerts_cmds,
     commission,
     config_cmds,
+    evaluate_cmds,
     freecooling_cmds,
     live,
     model_cmds,
@@ -114,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     commission.add_parsers(sub)
     freecooling_cmds.add_parsers(sub)
     model_cmds.add_parsers(sub)
+    evaluate_cmds.add_parsers(sub)
     alerts_cmds.add_parsers(sub)
     for child in _subparsers(p):
         _add_global_options(child, top=False)

@@ -86,3 +86,26 @@ def with_it_step(faults: Faults | None, since: float, factor: float) -> Faults:
     """``faults`` plus an IT load step by ``factor`` (e.g. 1.15) from ``since``."""
     f = faults or Faults()
     return dataclasses.replace(f, it_steps=(*f.it_steps, (float(since), float(factor))))
+
+
+def tower_fouling(since: float, approach_rise_k: float, ramp_h: float = 48.0) -> Faults:
+    """The cooling tower's approach rises by ``approach_rise_k`` K over ``ramp_h`` hours from
+    ``since``, then stays (a fouled tower: warmer condenser water, less free cooling)."""
+    rate = approach_rise_k * 24.0 / ramp_h
+    return Faults(tower_fouling=((since, rate), (since + ramp_h * 3600.0, -rate)))
+
+
+def economiser_failure(since: float, until: float | None = None) -> Faults:
+    """The economiser's valve or damper stuck shut from ``since`` (to ``until``): chillers run
+    even when free cooling is available."""
+    return Faults(economiser_failures=((since, until),))
+
+
+def combine(*faults: Faults) -> Faults:
+    """One :class:`Faults` with every fault of ``faults``."""
+    return Faults(
+        chiller_degradation=tuple(x for f in faults for x in f.chiller_degradation),
+        it_steps=tuple(x for f in faults for x in f.it_steps),
+        tower_fouling=tuple(x for f in faults for x in f.tower_fouling),
+        economiser_failures=tuple(x for f in faults for x in f.economiser_failures),
+    )

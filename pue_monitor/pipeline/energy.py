@@ -410,7 +410,7 @@ def interval_energy(
     # ---- glitches: judged on the trajectory, dropped, the pair across them flagged
     bridged_rows: np.ndarray | None = None
     for k in range(1, MAX_GLITCH_RUN + 1):  # single bad readings first, then runs of 2, 3
-        glitch = _counter_glitches(rows, sa, k)
+        glitch = _counter_glitches(rows, sa, k, pending_last=hold_last)
         if k == 1 and p_glitch is not None:
             glitch = p_glitch if glitch is None else glitch | p_glitch
         if glitch is None:
@@ -463,12 +463,18 @@ def _series_bounds(sid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 MAX_GLITCH_RUN = 3
 
 
-def _counter_glitches(rows: _Rows, sa: _SpecArrays, k: int) -> np.ndarray | None:
+def _counter_glitches(rows: _Rows, sa: _SpecArrays, k: int, *, pending_last: bool = False) -> np.ndarray | None:
     """Mask of counter readings judged glitches in runs of ``k`` (None: nothing is suspicious).
 
     Rows ``i .. i+k-1`` are a glitch run when the pair ``i-1 -> i+k`` across them is plausible
     while the path through them has an implausible pair or more energy. Overlapping or adjacent
     candidate runs: the one farther from the line through its neighbours wins.
+
+    ``pending_last`` (live use): a series' newest reading is judged only once the next one
+    arrives, so when ``i+k`` is the newest and the only evidence against the run is the step
+    into it (the path up to ``i+k-1`` plausible, no extra energy), the newest reading is the
+    suspect, not the run: a spike arriving as the newest reading must not drop the good readings
+    before it.
     """
     sid, ts, v = rows.sid, rows.ts, rows.value
     n_rows = sid.size
@@ -492,10 +498,17 @@ def _counter_glitches(rows: _Rows, sa: _SpecArrays, k: int) -> np.ndarray | None
     ok_skip, inc_skip, _, tol = _judge(v[i0], v[i2], ts[i2] - ts[i0], sid[cand], sa)
     path_ok = np.ones(cand.size, dtype=bool)
     path_inc = np.zeros(cand.size)
-    for j in range(k + 1):  # the k+1 pairs of the path through the run
+    for j in range(k):  # the k+1 pairs of the path through the run, the last one below
         path_ok &= ok[i0 + j]
         path_inc += inc[i0 + j]
-    g = ok_skip & (~path_ok | (path_inc > inc_skip + 2.0 * tol))
+    before_last_ok = path_ok.copy()
+    path_ok &= ok[i0 + k]
+    path_inc += inc[i0 + k]
+    more = path_inc > inc_skip + 2.0 * tol
+    g = ok_skip & (~path_ok | more)
+    if pending_last:
+        newest = (i2 == n_rows - 1) | (sid[np.minimum(i2 + 1, n_rows - 1)] != sid[cand])
+        g &= ~(newest & before_last_ok & ~more)
     hit = cand[g]
     if hit.size == 0:
         return mask

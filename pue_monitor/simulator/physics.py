@@ -276,13 +276,14 @@ def chiller_cop(wet_bulb_c: Float, p: SimParams, degradation: Float = 0.0) -> Fl
     return np.maximum(cop, 1.0)
 
 
-def free_cooling_fraction(wet_bulb_c: Float, p: SimParams) -> Float:
+def free_cooling_fraction(wet_bulb_c: Float, p: SimParams, approach_rise_k: Float = 0.0) -> Float:
     """Share of the heat load taken by the water-side economiser (tower + plate HX).
 
     Full when T_wb + tower approach + HX approach ≤ CHW supply; partial (linear) while
-    that sum < CHW return; none above. [s] domain.md "Free cooling".
+    that sum < CHW return; none above. [s] domain.md "Free cooling". ``approach_rise_k``:
+    extra tower approach of a fouled tower (K), which warms the tower water.
     """
-    s = np.asarray(wet_bulb_c, dtype=float) + p.tower_approach_k + p.hx_approach_k
+    s = np.asarray(wet_bulb_c, dtype=float) + p.tower_approach_k + approach_rise_k + p.hx_approach_k
     return np.clip((p.chw_return_c - s) / (p.chw_return_c - p.chw_supply_c), 0.0, 1.0)
 
 
@@ -407,10 +408,19 @@ class Faults:
     ``chiller_degradation``: (since POSIX s, COP points lost per day) pairs; the COP
     falls linearly from ``since``. ``it_steps``: (since POSIX s, factor) pairs; the IT load
     is multiplied by ``factor`` from ``since`` (a step in load that is not a fault: new racks).
+    ``tower_fouling``: (since POSIX s, K per day) pairs; the cooling tower's approach rises
+    linearly from ``since`` (scale, biofilm, a clogged fill: the tower water leaves warmer), so
+    the condenser water is warmer (the chillers' COP falls by ``cop_slope_per_k`` per K, as for a
+    warmer wet-bulb) and the economiser's free cooling shrinks (:func:`free_cooling_fraction`).
+    ``economiser_failures``: (since, until or None) windows in which the economiser's valve or
+    damper is stuck shut: free cooling is not used even when the weather allows it, the chillers
+    carry the whole heat load.
     """
 
     chiller_degradation: tuple[tuple[float, float], ...] = field(default_factory=tuple)
     it_steps: tuple[tuple[float, float], ...] = field(default_factory=tuple)
+    tower_fouling: tuple[tuple[float, float], ...] = field(default_factory=tuple)
+    economiser_failures: tuple[tuple[float, float | None], ...] = field(default_factory=tuple)
 
     def it_factor(self, t: np.ndarray) -> np.ndarray | float:
         out: np.ndarray | float = 1.0
@@ -422,6 +432,20 @@ class Faults:
         out: np.ndarray | float = 0.0
         for since, per_day in self.chiller_degradation:
             out = out + per_day * np.maximum(0.0, (t - since) / DAY_S)
+        return out
+
+    def approach_rise(self, t: np.ndarray) -> np.ndarray | float:
+        """Extra cooling-tower approach (K) at ``t`` (never below 0)."""
+        out: np.ndarray | float = 0.0
+        for since, per_day in self.tower_fouling:
+            out = out + per_day * np.maximum(0.0, (t - since) / DAY_S)
+        return np.maximum(out, 0.0) if self.tower_fouling else out
+
+    def economiser_off(self, t: np.ndarray) -> np.ndarray | bool:
+        """True where the economiser is failed shut."""
+        out: np.ndarray | bool = False
+        for since, until in self.economiser_failures:
+            out = out | ((t >= since) & (t < (np.inf if until is None else until)))
         return out
 
 
@@ -529,8 +553,9 @@ def loads(
     crah = p.crah_fraction * it
     heat = it + pdu_loss + ups_loss + crah + lighting
 
-    f_free = free_cooling_fraction(wb, p)
-    cop = chiller_cop(wb, p, faults.cop_degradation(ta))
+    rise = faults.approach_rise(ta)
+    f_free = np.where(faults.economiser_off(ta), 0.0, free_cooling_fraction(wb, p, rise))
+    cop = chiller_cop(wb + rise, p, faults.cop_degradation(ta))  # condenser water follows the tower water
     q_mech = (1.0 - f_free) * heat
     chillers = q_mech / cop
     heat_rejection = p.heat_rejection_kw_per_ton * (heat + chillers) / KW_PER_TON

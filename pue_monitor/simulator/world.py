@@ -328,6 +328,31 @@ class SimulatedDataCentre:
         )
         self._e_cache.clear()
 
+    def foul_tower(self, approach_rise_k_per_day: float, since: float) -> None:
+        """The cooling tower's approach rises by ``approach_rise_k_per_day`` K per day from
+        ``since`` (a fouling tower: warmer condenser water, less free cooling; see
+        :class:`physics.Faults`). Changes the physics, so ``since`` must not be before :attr:`now`."""
+        self._check_future(since)
+        self._faults = dataclasses.replace(
+            self._faults,
+            tower_fouling=(*self._faults.tower_fouling, (float(since), float(approach_rise_k_per_day))),
+        )
+        self._e_cache.clear()
+
+    def fail_economiser(self, since: float, until: float | None = None) -> None:
+        """The economiser's valve or damper sticks shut from ``since`` to ``until``: the plant runs
+        its chillers even when free cooling is available. Changes the physics (``since`` >= :attr:`now`)."""
+        self._check_future(since)
+        window = (float(since), None if until is None else float(until))
+        self._faults = dataclasses.replace(
+            self._faults, economiser_failures=(*self._faults.economiser_failures, window)
+        )
+        self._e_cache.clear()
+
+    def _check_future(self, since: float) -> None:
+        if since < self._t_max - 1e-9:
+            raise ValueError(f"since={since} is before the world's current time {self._t_max}")
+
     def step_it_load(self, factor: float, since: float) -> None:
         """IT load is multiplied by ``factor`` from ``since`` (new racks: a change, not a fault).
 
