@@ -379,7 +379,8 @@ def _hierarchy_problems(devices: list[tuple[int, Device]]) -> list[tuple[list[An
         if node == start and start not in reported:
             reported.update(seen)
             cycle = " -> ".join([*seen, start])
-            problems.append((["devices", by_id[start][0], "meter", "parent"], f"the meter hierarchy has a cycle: {cycle}"))
+            loc = ["devices", by_id[start][0], "meter", "parent"]
+            problems.append((loc, f"the meter hierarchy has a cycle: {cycle}"))
     return problems
 
 

@@ -561,7 +561,8 @@ def _range_of(v: tuple[float, float] | None) -> tuple[float, float] | None:
 
 
 #: a point's plausible values ``[lo, hi]`` in its unit (after scale); outside is a sensor fault
-PointRange = Annotated[tuple[Annotated[float, Field(allow_inf_nan=False)], Annotated[float, Field(allow_inf_nan=False)]], AfterValidator(_range_of)]
+_Finite = Annotated[float, Field(allow_inf_nan=False)]
+PointRange = Annotated[tuple[_Finite, _Finite], AfterValidator(_range_of)]
 
 
 class PointOverride(_Model):

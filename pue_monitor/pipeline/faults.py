@@ -474,9 +474,7 @@ class FaultDetector:
             covered = self._covered.pop(k, {})
             self._judged_until = max(self._judged_until, k + w)
             for parent, children in sorted(self._children.items()):
-                keys = [
-                    key for key, sp in self._balance_series.items() if sp.meter == parent or sp.meter in children
-                ]
+                keys = [key for key, sp in self._balance_series.items() if sp.meter == parent or sp.meter in children]
                 if any(covered.get(key, 0.0) < w * 0.999 for key in keys):
                     continue  # a gap, reset or glitch in the window: not judged
                 e_parent = energy.get(parent, 0.0)
