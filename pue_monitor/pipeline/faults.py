@@ -73,6 +73,8 @@ HUMIDITY_RANGE = (0.0, 100.0)  # % RH
 #: history of poll-to-poll changes kept per analog point, and how much is needed to judge it
 JITTER_HISTORY = 240
 JITTER_MIN_HISTORY = 60
+#: a point is judged stuck only if it changed in at least this share of its polls (it jitters)
+JITTER_SHARE = 0.9
 #: a run of identical values this improbable (given the point's change rate) is stuck
 STUCK_ALPHA = 1e-6
 #: a counter is stuck only if its recent rate would have advanced it by this many resolutions
@@ -116,14 +118,17 @@ class _Analog:
 class _Counter:
     """Flat stretch of one counter and the meter's rate before it (raw units per second)."""
 
-    __slots__ = ("flat_start", "flat_value", "last_ts", "last_value", "rate")
+    __slots__ = ("flat_kwh", "flat_start", "flat_value", "last_ts", "last_value", "rate", "rate_before")
 
     def __init__(self) -> None:
         self.last_ts = -math.inf
         self.last_value = math.nan
         self.flat_start = math.nan  # ts of the first reading of the flat stretch
         self.flat_value = math.nan
+        self.flat_kwh = math.nan  # the meter's power integral (kWh) at the start of the flat stretch
         self.rate: float | None = None  # EWMA of the advancing rate
+        #: the EWMA before the step that started the flat stretch (that step may be cut short)
+        self.rate_before: float | None = None
 
 
 class _Pair:
@@ -156,6 +161,8 @@ class FaultDetector:
             if spec.kind == "power":
                 self._meter_power.setdefault(spec.meter, []).append(key)
         self._latest: dict[tuple[str, str], tuple[float, float]] = {}  # last GOOD (ts, value)
+        #: per meter with power points: the integral of its power (kWh), None after a gap
+        self._power_kwh: dict[str, float] = {}
         self._units: dict[tuple[str, str], str] = {}
         self._open: dict[tuple[str, str, FaultKind], SensorFault] = {}
         self._last_event: dict[tuple[str, str, FaultKind], float] = {}
@@ -240,9 +247,11 @@ class FaultDetector:
             if prev is not None and r.ts <= prev[0]:
                 continue  # late or duplicate: the pipeline judges those
             self._latest[key] = (r.ts, r.value)
+            spec = self.specs.get(key)
+            if spec is not None and spec.kind == "power" and prev is not None:
+                self._integrate(spec, prev, r)
             if key not in self._units:
                 self._units[key] = r.unit
-            spec = self.specs.get(key)
             bounds = self._bounds(key, spec, r.unit)
             if bounds is not None:
                 self._range(key, r, bounds, spec)
@@ -366,8 +375,8 @@ class FaultDetector:
         if len(a.changes) < JITTER_MIN_HISTORY:
             return 1 << 30
         p = sum(a.changes) / len(a.changes)
-        if p < 0.5:
-            return 1 << 30  # a point that often repeats its value is not judged
+        if p < JITTER_SHARE:
+            return 1 << 30  # a point that often repeats its value (a smooth, coarse signal) is not judged
         p = min(p, 0.999)
         return max(self.settings.stuck_polls, math.ceil(math.log(STUCK_ALPHA) / math.log(1.0 - p)))
 
@@ -379,6 +388,7 @@ class FaultDetector:
         fk = (key[0], key[1], FaultKind.STUCK)
         if math.isnan(c.last_value):
             c.last_ts, c.last_value, c.flat_start, c.flat_value = r.ts, r.value, r.ts, r.value
+            c.flat_kwh = self._power_kwh.get(spec.meter, 0.0)
             return
         dt = r.ts - c.last_ts
         d = r.value - c.last_value
@@ -390,20 +400,27 @@ class FaultDetector:
                     self._backwards.pop()
         if abs(r.value - c.flat_value) <= tol:
             flat = r.ts - c.flat_start
-            if fk not in self._open and flat >= self.settings.stuck_counter_s and c.rate is not None:
-                expected = c.rate * flat
-                kw = self._load_kw(spec.meter, r.ts)
-                has_load = (kw is not None and kw > 0.0) if self._meter_power.get(spec.meter) else None
-                if has_load is None and self._meter_role.get(spec.meter) in _MAY_STOP:
-                    has_load = False  # may stop on its own; no power point to tell
-                if expected >= STUCK_COUNTER_STEPS * max(tol, 1e-9) and has_load is not False:
-                    load = f"; its power point reads {kw:g} kW" if kw is not None else ""
+            rate = c.rate_before if c.rate_before is not None else c.rate
+            if fk not in self._open and flat >= self.settings.stuck_counter_s and rate is not None:
+                by_power = spec.meter in self._meter_power
+                if by_power:  # what the meter's own power says it used meanwhile
+                    expected = (self._power_kwh.get(spec.meter, 0.0) - c.flat_kwh) / spec.factor
+                    why = f"its power points integrate to {expected * spec.factor:.3g} kWh meanwhile"
+                else:
+                    expected = rate * flat
+                    why = (
+                        f"at its recent rate of {rate * 3600.0 * spec.factor:.3g} kW it would have advanced "
+                        f"{expected * spec.factor:.3g} kWh"
+                    )
+                if by_power:  # and it has load now (the pair across a switch-off integrates to some)
+                    judged = all(self._latest.get(k, (0.0, 0.0))[1] > 0.0 for k in self._meter_power[spec.meter])
+                else:
+                    judged = self._meter_role.get(spec.meter) not in _MAY_STOP
+                if judged and expected >= STUCK_COUNTER_STEPS * max(tol, 1e-9):
                     self._opened(
                         SensorFault(
                             key[0], key[1], FaultKind.STUCK, c.flat_start, None,
-                            f"counter stood at {c.flat_value:g} for {flat:.0f} s; at its recent rate of "
-                            f"{c.rate * 3600.0 * spec.factor:.3g} kW it would have advanced "
-                            f"{expected * spec.factor:.3g} kWh{load}", c.flat_value,
+                            f"counter stood at {c.flat_value:g} for {flat:.0f} s; {why}", c.flat_value,
                         )
                     )  # fmt: skip
         else:
@@ -411,21 +428,20 @@ class FaultDetector:
                 self._cleared(fk, r.ts)
             if d > 0 and dt > 0 and dt <= 3 * spec.max_gap and d * spec.factor * 3600.0 / dt <= spec.max_power_kw:
                 span = r.ts - c.flat_start  # the last step may end a flat stretch: average over it
-                rate = d / max(span, dt) if span <= 3 * spec.max_gap else d / dt
-                c.rate = rate if c.rate is None else 0.8 * c.rate + 0.2 * rate
+                step = d / max(span, dt) if span <= 3 * spec.max_gap else d / dt
+                c.rate_before = c.rate
+                c.rate = step if c.rate is None else 0.8 * c.rate + 0.2 * step
             c.flat_start, c.flat_value = r.ts, r.value
+            c.flat_kwh = self._power_kwh.get(spec.meter, 0.0)
         c.last_ts, c.last_value = r.ts, r.value
 
-    def _load_kw(self, meter: str, ts: float) -> float | None:
-        """The meter's power (kW) from its power points' latest readings, None when unknown."""
-        total = 0.0
-        for key in self._meter_power.get(meter, []):
-            last = self._latest.get(key)
-            spec = self.specs[key]
-            if last is None or ts - last[0] > 3 * spec.max_gap:
-                return None
-            total += last[1] * spec.factor
-        return total
+    def _integrate(self, spec: SeriesSpec, prev: tuple[float, float], r: Reading) -> None:
+        """Add a power pair to its meter's integral (a gap counts as no energy: it makes no
+        counter stuck)."""
+        dt = r.ts - prev[0]
+        if 0 < dt <= spec.max_gap:
+            kwh = max(prev[1] + r.value, 0.0) / 2.0 * spec.factor * dt / 3600.0
+            self._power_kwh[spec.meter] = self._power_kwh.get(spec.meter, 0.0) + kwh
 
     # --------------------------------------------------------------- balance
 
