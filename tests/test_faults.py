@@ -418,3 +418,114 @@ def test_hierarchy_cycle_and_bad_range_are_config_errors(tmp_path: Path) -> None
     assert len(check.errors) == 1
     assert "devices[1].overrides.active_power.range" in check.errors[0]
     assert "the low end must be below the high end" in check.errors[0]
+
+
+# ------------------------------------------------------------- store, show, service, metrics
+
+
+def test_store_round_trip_and_migration_from_schema_5(tmp_path: Path) -> None:
+    import sqlite3
+
+    from pue_monitor.sinks.sqlite import SCHEMA_VERSION, SqliteStore, StoreReader
+
+    db = tmp_path / "f.sqlite"
+    SqliteStore(db).close()
+    con = sqlite3.connect(db)  # make it a version-5 store: no sensor_faults table
+    con.execute("DROP TABLE sensor_faults")
+    con.execute("UPDATE meta SET value = '5' WHERE key = 'schema_version'")
+    con.commit()
+    con.close()
+    assert StoreReader(db).sensor_faults() == []  # an old store reads as having none
+    store = SqliteStore(db)
+    opened = SensorFault("pdu-1", "energy", FaultKind.STUCK, 1000.0, None, "counter stood", 52079.0)
+    store.write(sensor_faults=[("s", opened, "it")], now=1.0)
+    store.write(
+        sensor_faults=[("s", SensorFault("main", "", FaultKind.BALANCE, 3000.0, 3900.0, "b", 11.5), "")], now=2.0
+    )
+    cleared = SensorFault("pdu-1", "energy", FaultKind.STUCK, 1000.0, 2000.0, "counter stood", 52079.0)
+    store.write(sensor_faults=[("s", cleared, "it")], now=3.0)
+    store.close()
+    reader = StoreReader(db)
+    assert reader.meta()["schema_version"] == str(SCHEMA_VERSION) == "6"
+    rows = reader.sensor_faults()
+    assert [(r["device"], r["point"], r["kind"], r["start"], r["end"], r["value"], r["role"]) for r in rows] == [
+        ("pdu-1", "energy", "stuck", 1000.0, 2000.0, 52079.0, "it"),  # upserted by its key: cleared
+        ("main", "", "balance", 3000.0, 3900.0, 11.5, ""),
+    ]
+    assert [r["device"] for r in reader.sensor_faults(start=2000.0)] == ["main"]  # overlapping only
+    assert [r["device"] for r in reader.sensor_faults(start=0.0, end=1000.0)] == []
+    assert [r["device"] for r in reader.sensor_faults(start=1500.0, end=3001.0)] == ["pdu-1", "main"]
+    reader.close()
+
+
+async def test_service_stores_faults_flags_suspect_minutes_and_exports_the_gauge(tmp_path: Path, capsys) -> None:
+    import asyncio
+    import json
+    import shutil
+    import subprocess
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from pue_monitor.cli import main
+    from pue_monitor.clock import ManualClock
+    from pue_monitor.config.loader import site_from_dict
+    from pue_monitor.service import Service
+    from pue_monitor.sinks.sqlite import StoreReader
+    from tests.sites import two_meter_site
+
+    t0 = 1_790_000_000.0 - 1_790_000_000.0 % 60 + 30  # polls at :30
+    clock = ManualClock(t0)
+    db = tmp_path / "f.sqlite"
+    svc = Service(site_from_dict(two_meter_site(), source="<test>"), clock=clock, store_path=db, resume=False)
+    spike = 10
+    texts = {}
+    for k in range(40):
+        clock.t = t0 + k * 60
+        inc = 9e6 if k == spike else 1000.0 + 2.0 * k
+        it = 500 + 1.5 * k
+        svc._on_readings(
+            [rd(clock.t, "inc", "import_energy", inc, "kWh"), rd(clock.t, "it", "import_energy", it, "kWh")]
+        )
+        await svc.step()
+        if k in (spike + 5, 39):
+            url = svc.prometheus.url
+            texts[k] = await asyncio.to_thread(lambda u=url: urllib.request.urlopen(u, timeout=5).read().decode())
+    await svc.close()
+
+    def gauge(text: str) -> dict[tuple[str, ...], float]:
+        fams = {f.name: f for f in text_string_to_metric_families(text)}
+        fam = fams["pue_sensor_faults_active"]
+        return {tuple(s.labels[k] for k in ("site", "device", "point", "kind")): s.value for s in fam.samples}
+
+    assert gauge(texts[spike + 5]) == {("s", "inc", "import_energy", "glitch"): 1.0}
+    assert gauge(texts[39]) == {}  # cleared 15 min after the spike
+    promtool = shutil.which("promtool")
+    assert promtool is not None, "promtool (Debian package prometheus) is needed: ./scripts/test installs it"
+    check = await asyncio.to_thread(
+        subprocess.run, [promtool, "check", "metrics"], input=texts[spike + 5], capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+
+    reader = StoreReader(db)
+    (row,) = reader.sensor_faults()
+    reader.close()
+    t_spike = t0 + spike * 60
+    assert (row["device"], row["kind"], row["start"], row["end"], row["role"]) == (
+        "inc", "glitch", t_spike, t_spike + 900.0, "facility_input",
+    )  # fmt: skip
+    assert main(["show", "--db", str(db), "--json", "--last", "60"]) == 0
+    shown = json.loads(capsys.readouterr().out)["intervals"]
+    flagged = [r["start"] for r in shown if r["suspect"]]
+    assert flagged and all(r["suspect"] == ["inc"] for r in shown if r["suspect"])
+    # exactly the minutes that overlap [spike, spike + 15 min)
+    assert flagged == [r["start"] for r in shown if r["start"] < t_spike + 900 and r["end"] > t_spike]
+    assert main(["show", "--db", str(db), "--faults"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["start", "(UTC)", "end", "device", "point", "kind", "value", "detail"]
+    assert out[1].split()[4:8] == ["inc", "import_energy", "glitch", "9e+06"]
+    assert "pipeline judged a reading glitch (value 9e+06)" in out[1]
+    assert main(["show", "--db", str(db), "--last", "60"]) == 0
+    text = capsys.readouterr().out.splitlines()
+    assert text[0].split()[-1] == "suspect"
+    assert sum(line.split()[-1] == "inc" for line in text[1:]) == len(flagged)

@@ -14,7 +14,7 @@ import dataclasses
 import enum
 import math
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -293,6 +293,21 @@ class FaultDetector:
             self._judge_balance(now)
         out, self._changed = self._changed, []
         return out
+
+    def adopt(self, old: FaultDetector, now: float, devices: Iterable[str] | None = None) -> FaultDetector:
+        """Take over the open faults of ``old`` (a reload): they clear as this detector sees their
+        points again (an event fault ``hold_s`` after its last event); those of devices not in
+        ``devices`` (the devices still configured; None: all) clear at ``now``. Returns self."""
+        keep = None if devices is None else set(devices)
+        self._changed = old._changed
+        for fk, fault in old._open.items():
+            self._open[fk] = fault
+            if fk in old._last_event:
+                self._last_event[fk] = old._last_event[fk]
+            if keep is not None and fault.device not in keep:
+                self._last_event.pop(fk, None)
+                self._cleared(fk, now)
+        return self
 
     def active(self) -> list[SensorFault]:
         return sorted(self._open.values(), key=lambda f: (f.start, f.device, f.point, str(f.kind)))
