@@ -529,3 +529,20 @@ async def test_service_stores_faults_flags_suspect_minutes_and_exports_the_gauge
     text = capsys.readouterr().out.splitlines()
     assert text[0].split()[-1] == "suspect"
     assert sum(line.split()[-1] == "inc" for line in text[1:]) == len(flagged)
+
+
+def test_the_readme_example_is_valid_and_read_by_from_site() -> None:
+    import re
+
+    import yaml
+
+    from pue_monitor.config.loader import site_from_dict
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    (block,) = [b for b in re.findall(r"```yaml\n(.*?)```", readme, flags=re.S) if b.startswith("balance:")]
+    cfg = yaml.safe_load(block)
+    site = site_from_dict({"site": {"id": "r"}, "mqtt": {"host": "127.0.0.1"}, **cfg}, source="README.md")
+    s = FaultDetector.from_site(site).settings
+    assert s.parents == {"pdu-1": "incomer-a"}
+    assert s.ranges == {("pdu-1", "active_power"): (0.0, 80000.0), ("room", "t"): (10.0, 45.0)}
+    assert (s.loss_band_pct, s.balance_window_s, s.hold_s, s.stuck_polls) == ((-2.0, 8.0), 900.0, 900.0, 15)
