@@ -607,6 +607,7 @@ class Service:
                 published += self._publish([partial])
             if self.free_cooling is not None:
                 self._publish_free_cooling(self.free_cooling.close(cut, 0.0))
+        self.faults.close_all(self.clock.now())  # this process judges nothing after the stop
         return await self.step(published=published)
 
     async def run(self, stop: asyncio.Event) -> None:

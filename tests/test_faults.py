@@ -478,11 +478,11 @@ async def test_service_stores_faults_flags_suspect_minutes_and_exports_the_gauge
     clock = ManualClock(t0)
     db = tmp_path / "f.sqlite"
     svc = Service(site_from_dict(two_meter_site(), source="<test>"), clock=clock, store_path=db, resume=False)
-    spike = 10
+    spike, spike2 = 10, 35
     texts = {}
     for k in range(40):
         clock.t = t0 + k * 60
-        inc = 9e6 if k == spike else 1000.0 + 2.0 * k
+        inc = 9e6 if k in (spike, spike2) else 1000.0 + 2.0 * k
         it = 500 + 1.5 * k
         svc._on_readings(
             [rd(clock.t, "inc", "import_energy", inc, "kWh"), rd(clock.t, "it", "import_energy", it, "kWh")]
@@ -491,6 +491,8 @@ async def test_service_stores_faults_flags_suspect_minutes_and_exports_the_gauge
         if k in (spike + 5, 39):
             url = svc.prometheus.url
             texts[k] = await asyncio.to_thread(lambda u=url: urllib.request.urlopen(u, timeout=5).read().decode())
+    stopped = clock.t
+    await svc.final_step()  # the second fault is still open: it ends at the stop
     await svc.close()
 
     def gauge(text: str) -> dict[tuple[str, ...], float]:
@@ -499,7 +501,7 @@ async def test_service_stores_faults_flags_suspect_minutes_and_exports_the_gauge
         return {tuple(s.labels[k] for k in ("site", "device", "point", "kind")): s.value for s in fam.samples}
 
     assert gauge(texts[spike + 5]) == {("s", "inc", "import_energy", "glitch"): 1.0}
-    assert gauge(texts[39]) == {}  # cleared 15 min after the spike
+    assert gauge(texts[39]) == {("s", "inc", "import_energy", "glitch"): 1.0}  # the first cleared, the second open
     promtool = shutil.which("promtool")
     assert promtool is not None, "promtool (Debian package prometheus) is needed: ./scripts/test installs it"
     check = await asyncio.to_thread(
@@ -508,18 +510,21 @@ async def test_service_stores_faults_flags_suspect_minutes_and_exports_the_gauge
     assert check.returncode == 0, check.stdout + check.stderr
 
     reader = StoreReader(db)
-    (row,) = reader.sensor_faults()
+    row, row2 = reader.sensor_faults()
     reader.close()
-    t_spike = t0 + spike * 60
+    t_spike, t_spike2 = t0 + spike * 60, t0 + spike2 * 60
     assert (row["device"], row["kind"], row["start"], row["end"], row["role"]) == (
         "inc", "glitch", t_spike, t_spike + 900.0, "facility_input",
     )  # fmt: skip
+    assert (row2["start"], row2["end"]) == (t_spike2, stopped)
+    assert row2["detail"].endswith("; still open when pue-monitor stopped")
     assert main(["show", "--db", str(db), "--json", "--last", "60"]) == 0
     shown = json.loads(capsys.readouterr().out)["intervals"]
     flagged = [r["start"] for r in shown if r["suspect"]]
     assert flagged and all(r["suspect"] == ["inc"] for r in shown if r["suspect"])
     # exactly the minutes that overlap [spike, spike + 15 min)
-    assert flagged == [r["start"] for r in shown if r["start"] < t_spike + 900 and r["end"] > t_spike]
+    faulty = [(t_spike, t_spike + 900), (t_spike2, stopped)]
+    assert flagged == [r["start"] for r in shown if any(r["start"] < b and r["end"] > a for a, b in faulty)]
     assert main(["show", "--db", str(db), "--faults"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].split() == ["start", "(UTC)", "end", "device", "point", "kind", "value", "detail"]

@@ -309,6 +309,14 @@ class FaultDetector:
                 self._cleared(fk, now)
         return self
 
+    def close_all(self, now: float, why: str = "still open when pue-monitor stopped") -> None:
+        """End every open fault at ``now`` (a shutdown: this process judges nothing after it; a
+        fault that persists opens again after the restart). The next :meth:`check` returns them."""
+        for fk, fault in list(self._open.items()):
+            self._open[fk] = dataclasses.replace(fault, detail=f"{fault.detail}; {why}" if fault.detail else why)
+            self._last_event.pop(fk, None)
+            self._cleared(fk, now)
+
     def active(self) -> list[SensorFault]:
         return sorted(self._open.values(), key=lambda f: (f.start, f.device, f.point, str(f.kind)))
 
@@ -496,7 +504,9 @@ class FaultDetector:
         w = self.settings.balance_window_s
         horizon = min((p.ts for p in self._prev.values()), default=-math.inf)
         if len(self._prev) < len(self._balance_series):
-            horizon = now - 4 * w  # a series never read: judge (as incomplete) what is long past
+            horizon = -math.inf
+        # a silent series holds nothing up for long: what is 4 windows old is judged (as incomplete)
+        horizon = max(horizon, now - 4 * w)
         lo_pct, hi_pct = self.settings.loss_band_pct
         for k in sorted(self._energy):
             if k + w > horizon:
