@@ -551,3 +551,28 @@ def test_the_readme_example_is_valid_and_read_by_from_site() -> None:
     assert s.parents == {"pdu-1": "incomer-a"}
     assert s.ranges == {("pdu-1", "active_power"): (0.0, 80000.0), ("room", "t"): (10.0, 45.0)}
     assert (s.loss_band_pct, s.balance_window_s, s.hold_s, s.stuck_polls) == ((-2.0, 8.0), 900.0, 900.0, 15)
+
+
+def test_a_reload_adopts_open_faults_and_a_stop_ends_them() -> None:
+    from pue_monitor.pipeline.events import EventKind, PipelineEvent
+
+    specs = {("a", "e"): spec("a", "counter"), ("b", "e"): spec("b", "counter")}
+    old = FaultDetector(specs, FaultSettings(hold_s=900.0))
+    old.events(
+        [
+            PipelineEvent(T0, "a", "e", EventKind.RESET, 0.5, "restart"),
+            PipelineEvent(T0 + 60, "b", "e", EventKind.GLITCH, 9e9, "spike"),
+        ]
+    )
+    assert [f.device for f in old.check(T0 + 120)] == ["a", "b"]
+    # b is removed from the site: its fault ends at the reload; a's is held on as before
+    new = FaultDetector({("a", "e"): specs[("a", "e")]}, FaultSettings(hold_s=900.0)).adopt(old, T0 + 300, ["a"])
+    assert [(f.device, f.end) for f in new.check(T0 + 300)] == [("b", T0 + 300)]
+    assert [f.device for f in new.active()] == ["a"]
+    assert new.check(T0 + 899) == []
+    assert [(f.device, f.end) for f in new.check(T0 + 900)] == [("a", T0 + 900)]
+    new.events([PipelineEvent(T0 + 1000, "a", "e", EventKind.RESET, 0.7, "restart")])
+    new.close_all(T0 + 1100)
+    (opened, ended) = new.check(T0 + 1100)
+    assert (opened.start, opened.end, ended.start, ended.end) == (T0 + 1000, None, T0 + 1000, T0 + 1100)
+    assert ended.detail.endswith("; still open when pue-monitor stopped") and new.active() == []
