@@ -254,7 +254,7 @@ def test_out_of_range_power_temperature_and_configured_range() -> None:
         ("room", T0 + 10 * POLL, T0 + 11 * POLL, 150.0),
     ]
     details = {f.device + str(f.start): f.detail for f in faults}
-    assert details[f"m{T0 + 20 * POLL}"] == "650 kW outside the physical range [-0, 500] kW"
+    assert details[f"m{T0 + 20 * POLL}"] == "650 kW outside the physical range [0, 500] kW"
     assert details[f"ahu{T0 + 12 * POLL}"] == "31.5 degC outside the configured range [10, 30] degC"
     assert details[f"room{T0 + 10 * POLL}"] == "150 degC outside the physical range [-60, 90] degC"
 

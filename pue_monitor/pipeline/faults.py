@@ -337,7 +337,7 @@ class FaultDetector:
         if own is not None:
             return own
         if spec is not None and spec.kind == "power":
-            return (-spec.resolution, spec.max_power_kw / spec.factor)
+            return (-spec.resolution if spec.resolution else 0.0, spec.max_power_kw / spec.factor)
         if unit in TEMPERATURE_UNITS:
             return TEMPERATURE_RANGE
         name = key[1].lower()
