@@ -50,6 +50,7 @@ from pue_monitor.config.models import (
 )
 from pue_monitor.errors import ConfigError, PueError
 from pue_monitor.pipeline.energy import SeriesSpec, interval_energy
+from pue_monitor.pipeline.faults import FaultDetector
 from pue_monitor.pipeline.freecooling_live import (
     POINT_ROLES,
     FreeCoolingInterval,
@@ -208,6 +209,7 @@ class Service:
         self.specs = series_specs(site)
         self.kpi = KpiBasis.from_config(cfg.kpis)
         self.pipeline = LivePipeline(self.specs, step=STEP, kpi=self.kpi)
+        self.faults = FaultDetector.from_site(site, self.specs)
         self._tick = tick
         self._set_timing(cfg)
         self.free_cooling = free_cooling_state(cfg)
@@ -300,6 +302,7 @@ class Service:
                 site=cfg.site.id,
                 meta={"site": cfg.site.id, "timezone": cfg.site.timezone},
                 keep_readings_days=cfg.store.keep_readings_days,
+                meter_roles=self.state.meter_roles,
             )
             self.state.store = self.store
             self.outputs.add(self.store)
@@ -492,6 +495,8 @@ class Service:
             await self.runner.remove_source(self.source, keep_stats=keep)
         self.pipeline.respec(specs, now=self.clock.now())
         self.specs = specs
+        devices = [d.id for d in new.config.devices]
+        self.faults = FaultDetector.from_site(new, specs).adopt(self.faults, self.clock.now(), devices)
         self.tail.track(specs)
         self.site = new
         conf = new.config
@@ -522,6 +527,7 @@ class Service:
 
     def _on_readings(self, readings: list[Reading]) -> None:
         self.outputs.readings(readings)
+        self.faults.readings(readings)
         self.tail.add(readings)
         self.pipeline.ingest(readings)
         if self.free_cooling is not None:
@@ -574,7 +580,10 @@ class Service:
         closed = [*published, *self._publish(self.pipeline.close(now, self.grace))]
         if self.free_cooling is not None:
             self._publish_free_cooling(self.free_cooling.close(now, self.grace))
-        self.outputs.events(self.pipeline.drain_events())
+        events = self.pipeline.drain_events()
+        self.outputs.events(events)
+        self.faults.events(events)
+        self.outputs.sensor_faults(self.faults.check(now))
         await self.outputs.flush(now)
         inst = self.pipeline.instant()
         self.state.instant_pue = inst.pue
@@ -598,6 +607,7 @@ class Service:
                 published += self._publish([partial])
             if self.free_cooling is not None:
                 self._publish_free_cooling(self.free_cooling.close(cut, 0.0))
+        self.faults.close_all(self.clock.now())  # this process judges nothing after the stop
         return await self.step(published=published)
 
     async def run(self, stop: asyncio.Event) -> None:

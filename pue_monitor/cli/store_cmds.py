@@ -34,15 +34,23 @@ def cmd_show(args: argparse.Namespace) -> int:
         rows = reader.intervals(args.resolution, limit=args.last)
         period = reader.period_pue()
         tz = reader.meta().get("timezone", "UTC")
+        if args.faults:
+            faults = reader.sensor_faults(start=rows[0]["start"] if rows and not args.all else None)
+        else:
+            faults = reader.sensor_faults(start=rows[0]["start"], end=rows[-1]["end"]) if rows else []
     finally:
         reader.close()
+    if args.faults:
+        return _show_faults(faults, tz, as_json=args.json)
+    for r in rows:  # data a sensor fault makes suspect is flagged, never silently used
+        r["suspect"] = suspect(r["start"], r["end"], faults)
     if args.json:
         print(json.dumps({"intervals": rows, "period": period.__dict__ if period else None}, indent=2))
         return EXIT_OK
     kpi_head = " WUE L/kWh CUE kg/kWh    ERF    REF" if args.kpi else ""
     print(
         f"{'start (' + tz + ')':21} {'PUE':>6} {'E_DC kWh':>10} {'E_IT kWh':>10} cat  "
-        f"measured estimated missing coverage{kpi_head}"
+        f"measured estimated missing coverage suspect{kpi_head}"
     )
     for r in rows:
         kpis = ""
@@ -54,7 +62,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(
             f"{iso(r['start'], tz):21} {fmt(r['pue']):>6} {fmt(r['e_facility_kwh'], '.2f'):>10} "
             f"{fmt(r['e_it_kwh'], '.2f'):>10} {r['category']:>3}  {r['measured']:8.0%} "
-            f"{r['estimated']:9.0%} {r['missing']:7.0%} {r['coverage']:8.0%}{kpis}"
+            f"{r['estimated']:9.0%} {r['missing']:7.0%} {r['coverage']:8.0%} "
+            f"{', '.join(r['suspect']) if r['suspect'] else '-':>7}{kpis}"
         )
     if period:
         print(
@@ -64,6 +73,41 @@ def cmd_show(args: argparse.Namespace) -> int:
         )
         if args.kpi:
             print("period " + kpi_summary(period.__dict__, rows[-1] if rows else {}))
+    return EXIT_OK
+
+
+#: meter roles whose energy enters PUE: a fault on one makes the intervals it overlaps suspect
+PUE_ROLES = frozenset({"facility_input", "it", "cooling", "power_distribution", "lighting", "other"})
+
+
+def suspect(start: float, end: float, faults: list[dict[str, Any]]) -> list[str]:
+    """Devices of the PUE meters with a sensor fault overlapping ``[start, end)`` (open faults
+    run on), sorted; empty when the interval's data is not suspect."""
+    return sorted(
+        {
+            f["device"]
+            for f in faults
+            if f["role"] in PUE_ROLES and f["start"] < end and (f["end"] is None or f["end"] > start)
+        }
+    )
+
+
+def _show_faults(rows: list[dict[str, Any]], tz: str, *, as_json: bool) -> int:
+    """Sensor faults: when, which meter point, what, the figure judged and why; open ones last
+    to "open"."""
+    if as_json:
+        print(json.dumps({"sensor_faults": rows}, indent=2))
+        return EXIT_OK
+    if not rows:
+        print("no sensor faults in this range (or the store predates them)")
+        return EXIT_OK
+    print(f"{'start (' + tz + ')':21} {'end':19} {'device':14} {'point':16} {'kind':12} {'value':>10}  detail")
+    for f in rows:
+        end = iso(f["end"], tz) if f["end"] is not None else "open"
+        print(
+            f"{iso(f['start'], tz):21} {end:19} {f['device']:14} {f['point'] or '-':16} {f['kind']:12} "
+            f"{fmt(f['value'], '.6g', '-'):>10}  {f['detail']}"
+        )
     return EXIT_OK
 
 
@@ -201,6 +245,13 @@ def add_parsers(sub: Subparsers) -> None:
         help="free-cooling state per economiser instead of PUE: available and actual mode, hours, "
         "utilisation, avoidable chiller kWh; totals per economiser at the end",
     )
+    s.add_argument(
+        "--faults",
+        action="store_true",
+        help="list the sensor faults (stuck, out of range, glitch, reset, backwards, balance) from the first "
+        "interval shown on (with --all: every one stored) instead of PUE",
+    )
+    s.add_argument("--all", action="store_true", help="with --faults: every sensor fault in the store")
     s.add_argument(
         "--month",
         metavar="YYYY-MM",

@@ -328,6 +328,7 @@ def _meaning_problems(
             for k, name in enumerate(names):
                 loc = ["devices", i, "meter", field] + ([k] if isinstance(getattr(dev.meter, field), list) else [])
                 _check_meter_point(dev, profiles, unit_of, chosen, name, quantity, loc, problems)
+    problems += _hierarchy_problems(devices)
     if all_devices_valid:  # else the missing role may sit on a device that failed validation
         roles = {d.meter.role for _, d in devices if d.meter}
         for needed in (Role.FACILITY_INPUT, Role.IT):
@@ -338,6 +339,48 @@ def _meaning_problems(
                         f"the energy model needs at least one meter with role {needed.value!r} to compute PUE",
                     )
                 )
+    return problems
+
+
+def _hierarchy_problems(devices: list[tuple[int, Device]]) -> list[tuple[list[Any], str]]:
+    """The meter hierarchy (``meter.parent``): parents are configured electricity meters, children
+    are electricity meters, and no chain of parents comes back to where it started."""
+    by_id = {d.id: (i, d) for i, d in devices}
+    problems: list[tuple[list[Any], str]] = []
+    parents: dict[str, str] = {}
+    for i, dev in devices:
+        m = dev.meter
+        if m is None or m.parent is None:
+            continue
+        loc: list[Any] = ["devices", i, "meter", "parent"]
+        if m.role is Role.WATER:
+            problems.append((loc, "a water meter has no parent in the electricity hierarchy"))
+            continue
+        if m.parent == dev.id:
+            problems.append((loc, f"device {dev.id!r} cannot be its own parent"))
+            continue
+        found = by_id.get(m.parent)
+        if found is None:
+            problems.append((loc, f"no device {m.parent!r} in devices"))
+            continue
+        pm = found[1].meter
+        if pm is None or pm.role is Role.WATER:
+            what = "no meter" if pm is None else "a water meter"
+            problems.append((loc, f"parent {m.parent!r} is {what}, not an electricity meter"))
+            continue
+        parents[dev.id] = m.parent
+    reported: set[str] = set()
+    for start in parents:
+        seen = [start]
+        node = parents.get(start)
+        while node is not None and node not in seen:
+            seen.append(node)
+            node = parents.get(node)
+        if node == start and start not in reported:
+            reported.update(seen)
+            cycle = " -> ".join([*seen, start])
+            loc = ["devices", by_id[start][0], "meter", "parent"]
+            problems.append((loc, f"the meter hierarchy has a cycle: {cycle}"))
     return problems
 
 

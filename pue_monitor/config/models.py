@@ -15,7 +15,16 @@ import re
 import zoneinfo
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
 from pue_monitor.collectors.decode import DATA_TYPES, type_max_code
 
@@ -462,6 +471,12 @@ class Meter(_Model):
         description="energy register resolution in the point's unit (after scale): backwards steps "
         "within it are jitter, not resets; default 0 (plus two float32 ulps of the value)",
     )
+    parent: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="device id of the electricity meter upstream of this one (meter hierarchy): the "
+        "parent's energy is checked against the sum of its sub-meters (see the site's balance: section)",
+    )
 
     @property
     def max_power(self) -> float:
@@ -539,16 +554,33 @@ def is_wildcard(point: str) -> bool:
     return point.endswith(".*")
 
 
+def _range_of(v: tuple[float, float] | None) -> tuple[float, float] | None:
+    if v is not None and not v[0] < v[1]:
+        raise ValueError(f"range [{v[0]}, {v[1]}]: the low end must be below the high end")
+    return v
+
+
+#: a point's plausible values ``[lo, hi]`` in its unit (after scale); outside is a sensor fault
+_Finite = Annotated[float, Field(allow_inf_nan=False)]
+PointRange = Annotated[tuple[_Finite, _Finite], AfterValidator(_range_of)]
+
+
 class PointOverride(_Model):
-    """A device's correction of one profile point (a device that reports in tenths against its MIB)."""
+    """A device's correction of one profile point (a device that reports in tenths against its MIB),
+    or its plausible range."""
 
     scale: float | None = Field(default=None, description="replaces the profile's scale: value = raw * scale")
     unit: str | None = Field(default=None, description="replaces the profile's unit")
+    range: PointRange | None = Field(
+        default=None,
+        description="[lo, hi]: plausible values in the point's unit (after scale); a reading outside is an "
+        "out_of_range sensor fault",
+    )
 
     @model_validator(mode="after")
     def _something(self) -> PointOverride:
-        if self.scale is None and self.unit is None:
-            raise ValueError("an override needs scale, unit or both")
+        if self.scale is None and self.unit is None and self.range is None:
+            raise ValueError("an override needs scale, unit, range or some of them")
         if self.scale is not None and (self.scale == 0 or not math.isfinite(self.scale)):
             raise ValueError("scale must be finite and not 0")
         return self
@@ -650,6 +682,11 @@ class MqttPoint(_Model):
     )
     unit: str = ""
     scale: float = 1.0
+    range: PointRange | None = Field(
+        default=None,
+        description="[lo, hi]: plausible values in the point's unit (after scale); a reading outside is an "
+        "out_of_range sensor fault",
+    )
 
     @field_validator("path")
     @classmethod
@@ -1333,6 +1370,59 @@ class AlertsConfig(_Model):
         return self
 
 
+class FaultsConfig(_Model):
+    """Sensor-fault detection (see the README, "Sensor faults")."""
+
+    hold_s: float = Field(
+        default=900.0,
+        ge=0,
+        le=86400,
+        allow_inf_nan=False,
+        description="a glitch, reset or backwards fault clears this long after its last event (one alert per burst)",
+    )
+    stuck_polls: int = Field(
+        default=15,
+        ge=3,
+        le=10_000,
+        description="fewest identical polls of a power, temperature or humidity point that normally "
+        "changes from poll to poll before it is stuck",
+    )
+    stuck_counter_s: float = Field(
+        default=900.0,
+        ge=60,
+        le=86400,
+        allow_inf_nan=False,
+        description="seconds an energy counter must stand still while its meter has load before it is stuck",
+    )
+
+
+class BalanceConfig(_Model):
+    """Energy balance of the meter hierarchy (``meter.parent``): per window, the parent's energy
+    against the sum of its sub-meters."""
+
+    loss_band_pct: tuple[
+        Annotated[float, Field(ge=-100, le=100, allow_inf_nan=False)],
+        Annotated[float, Field(ge=-100, le=100, allow_inf_nan=False)],
+    ] = Field(
+        default=(-2.0, 8.0),
+        description="[lo, hi]: accepted (parent - sum of sub-meters) / parent, % (losses, meter accuracy)",
+    )
+    window: Literal["15m", "1h"] = Field(default="15m", description="window the energies are compared over")
+    min_load_kw: float = Field(
+        default=1.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="windows whose parent averaged less than this (kW) are not judged",
+    )
+
+    @model_validator(mode="after")
+    def _band(self) -> BalanceConfig:
+        lo, hi = self.loss_band_pct
+        if not lo < hi:
+            raise ValueError(f"loss_band_pct [{lo}, {hi}]: the low end must be below the high end")
+        return self
+
+
 class SiteConfig(_Model):
     site: SiteInfo
     thresholds: Thresholds = Thresholds()
@@ -1346,6 +1436,12 @@ class SiteConfig(_Model):
     kpis: KpiConfig = Field(default_factory=KpiConfig, description="companion KPIs (WUE, CUE, ERF, REF)")
 
     alerts: AlertsConfig = AlertsConfig()
+    faults: FaultsConfig = Field(default_factory=FaultsConfig, description="sensor-fault detection settings")
+    balance: BalanceConfig | None = Field(
+        default=None,
+        description="energy balance of the meter hierarchy (meter.parent); default band [-2, 8] % per 15 min "
+        "when any meter names a parent",
+    )
 
     @property
     def store_enabled(self) -> bool:

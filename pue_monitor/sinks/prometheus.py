@@ -31,6 +31,7 @@ from pue_monitor.collectors.runner import (
 from pue_monitor.config.models import KPI_ROLES
 from pue_monitor.errors import UserError
 from pue_monitor.pipeline.events import PipelineEvent
+from pue_monitor.pipeline.faults import SensorFault
 from pue_monitor.pipeline.freecooling_live import mode_name
 from pue_monitor.readings import Quality, Reading
 from pue_monitor.sinks.base import Output
@@ -81,6 +82,8 @@ class LiveState:
     #: (economiser, quantity) -> all-time sum over closed minutes: "available_s", "used_s",
     #: "avoidable_j" (quantities with nothing known yet are absent, never 0)
     free_cooling_totals: dict[tuple[str, str], float] = field(default_factory=dict)
+    #: open sensor faults: (device, point, kind) -> start (POSIX s)
+    sensor_faults: dict[tuple[str, str, str], float] = field(default_factory=dict)
 
 
 KWH_TO_J = 3.6e6
@@ -269,6 +272,15 @@ class PueCollector(Collector):
         for (dev, kind), n in sorted(s.events.items()):
             events.add_metric([site, dev, kind], n)
         yield events
+        faults = GaugeMetricFamily(
+            "pue_sensor_faults_active",
+            "1 per open sensor fault (stuck, out_of_range, glitch, reset, backwards, balance) of a device's "
+            'point (point "" for a whole meter); absent when none is open.',
+            labels=["site", "device", "point", "kind"],
+        )
+        for dev, point, kind in sorted(s.sensor_faults):
+            faults.add_metric([site, dev, point, kind], 1.0)
+        yield faults
         reloads = CounterMetricFamily(
             "pue_config_reloads",
             "Configuration reloads (SIGHUP) by result: success (applied) or failure (invalid or "
@@ -563,6 +575,15 @@ class LiveStateOutput(Output):
     def events(self, events: Sequence[PipelineEvent]) -> None:
         for ev in events:
             self.state.events[(ev.device, str(ev.kind))] += 1
+
+    def sensor_faults(self, faults: Sequence[SensorFault]) -> None:
+        open_ = self.state.sensor_faults
+        for f in faults:
+            key = (f.device, f.point, str(f.kind))
+            if f.end is None:
+                open_[key] = f.start
+            elif open_.get(key) == f.start:
+                del open_[key]
 
     async def close(self) -> None:
         if self.endpoint is not None:

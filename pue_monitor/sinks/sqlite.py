@@ -35,7 +35,8 @@ log = logging.getLogger(__name__)
 #: 4: companion KPI columns (water, heat, renewable, CO2, WUE/CUE/ERF/REF) and their basis
 #:    (emission factor, year, source, water definition, renewable basis); NULL = not measured
 #: 5: the free_cooling table (one row per economiser and interval)
-SCHEMA_VERSION = 5
+#: 6: the sensor_faults table (one row per fault: device, point, kind, start; end NULL while open)
+SCHEMA_VERSION = 6
 _SUB_COLS = [f"e_{r.value}_kwh" for r in SUBSYSTEMS]
 _REASON_COLS = list(INTERVAL_REASON_FIELDS)
 _KPI_COLS = list(KPI_FIELDS.values())
@@ -77,7 +78,18 @@ CREATE TABLE IF NOT EXISTS free_cooling (
     updated REAL NOT NULL,
     PRIMARY KEY (site, resolution, start, economiser)
 );
+CREATE TABLE IF NOT EXISTS sensor_faults (
+    site TEXT NOT NULL, device TEXT NOT NULL, point TEXT NOT NULL, kind TEXT NOT NULL,
+    start REAL NOT NULL, end REAL, detail TEXT NOT NULL DEFAULT '', value REAL, role TEXT NOT NULL DEFAULT '',
+    updated REAL NOT NULL,
+    PRIMARY KEY (site, device, point, kind, start)
+);
 """
+
+#: the sensor_faults table (schema version 6): a fault is written when it opens (``end`` NULL)
+#: and again when it clears (upsert by device, point, kind and start); ``role``: the device's meter
+#: role ("" when it is no meter), so a report knows which energies the fault makes suspect
+SENSOR_FAULT_COLUMNS = ["site", "device", "point", "kind", "start", "end", "detail", "value", "role", "updated"]
 
 #: the free_cooling table (schema version 4): one row per economiser and interval; ``mode`` and
 #: ``actual_mode`` (full/partial/none/unknown) only on 1-minute rows, NULL on rollups
@@ -265,6 +277,10 @@ _INSERT_FREE_COOLING = (
     f"INSERT OR REPLACE INTO free_cooling ({', '.join(FREE_COOLING_COLUMNS)}) "
     f"VALUES ({','.join('?' * len(FREE_COOLING_COLUMNS))})"
 )
+_INSERT_SENSOR_FAULT = (
+    f"INSERT OR REPLACE INTO sensor_faults ({', '.join(SENSOR_FAULT_COLUMNS)}) "
+    f"VALUES ({','.join('?' * len(SENSOR_FAULT_COLUMNS))})"
+)
 _INSERT_EVENT = "INSERT INTO events (ts, site, device, point, kind, value, detail, recorded) VALUES (?,?,?,?,?,?,?,?)"
 
 
@@ -349,10 +365,11 @@ class SqliteStore:
         *,
         now: float,
         free_cooling: Sequence[tuple[str, str, Any]] = (),
+        sensor_faults: Sequence[tuple[str, Any, str]] = (),
     ) -> None:
-        """Readings, (site, resolution, interval) rollups, (site, event) and (site, resolution,
-        free-cooling row) in ONE transaction: on any error nothing is written, so a retry never
-        duplicates a reading."""
+        """Readings, (site, resolution, interval) rollups, (site, event), (site, resolution,
+        free-cooling row) and (site, sensor fault, meter role) in ONE transaction: on any error nothing is
+        written, so a retry never duplicates a reading."""
         with self._lock, self._conn:
             if readings:
                 self._conn.executemany(_INSERT_READING, [_reading_row(r) for r in readings])
@@ -363,6 +380,14 @@ class SqliteStore:
             if free_cooling:
                 self._conn.executemany(
                     _INSERT_FREE_COOLING, [_free_cooling_row(s, res, r, now) for s, res, r in free_cooling]
+                )
+            if sensor_faults:
+                self._conn.executemany(
+                    _INSERT_SENSOR_FAULT,
+                    [
+                        (s, f.device, f.point, str(f.kind), f.start, f.end, f.detail, f.value, role, now)
+                        for s, f, role in sensor_faults
+                    ],
                 )
 
     def write_readings(self, readings: Sequence[Reading]) -> None:
@@ -663,6 +688,22 @@ class StoreReader:
             )
             args += args
         q = f"SELECT * FROM free_cooling WHERE {where} ORDER BY start, economiser"
+        return [dict(r) for r in self._conn.execute(q, args)]
+
+    def sensor_faults(self, *, start: float | None = None, end: float | None = None) -> list[dict[str, Any]]:
+        """Sensor faults overlapping ``[start, end)`` (open ones run to now), oldest first. A
+        store older than schema version 6 has none."""
+        if not self._conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'sensor_faults'").fetchone():
+            return []
+        q = "SELECT * FROM sensor_faults WHERE 1 = 1"
+        args: list[Any] = []
+        if start is not None:
+            q += " AND (end IS NULL OR end > ?)"
+            args.append(start)
+        if end is not None:
+            q += " AND start < ?"
+            args.append(end)
+        q += " ORDER BY start, device, point, kind"
         return [dict(r) for r in self._conn.execute(q, args)]
 
     def reading_count(self) -> int:

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from pue_monitor.pipeline.events import PipelineEvent
+from pue_monitor.pipeline.faults import SensorFault
 from pue_monitor.readings import Reading
 from pue_monitor.sinks.base import Output, OutputHealth
 from pue_monitor.sinks.sqlite import SqliteStore, open_store
@@ -74,6 +75,7 @@ class StoreOutput(Output):
         max_pending_intervals: int = 100_000,
         max_pending_events: int = 100_000,
         retry_cap: float = 15.0,
+        meter_roles: dict[str, str] | None = None,
     ) -> None:
         self.path = Path(path)
         self.site = site
@@ -84,13 +86,23 @@ class StoreOutput(Output):
         self.max_pending_intervals = max_pending_intervals
         self.max_pending_events = max_pending_events
         self.retry_cap = retry_cap
+        #: device -> meter role, stored with its sensor faults (the service's dict: kept current on reload)
+        self.meter_roles = meter_roles if meter_roles is not None else {}
         self._readings: deque[Reading] = deque()
         self._intervals: dict[tuple[str, float], Any] = {}  # (resolution, start) -> interval
         self._events: deque[PipelineEvent] = deque()
         #: free-cooling rows: (resolution, start, economiser) -> row (upserted like rollups)
         self._free_cooling: dict[tuple[str, float, str], Any] = {}
+        #: sensor faults opened or cleared: (device, point, kind, start) -> fault (the newest version)
+        self._faults: dict[tuple[str, str, str, float], SensorFault] = {}
         self._recent: dict[tuple[str, float], Any] = {}  # rollups written, for a recreated store
-        self.dropped: dict[str, int] = {"readings": 0, "intervals": 0, "events": 0, "free_cooling": 0}
+        self.dropped: dict[str, int] = {
+            "readings": 0,
+            "intervals": 0,
+            "events": 0,
+            "free_cooling": 0,
+            "sensor_faults": 0,
+        }
         self.write_failures = 0
         self.recreated = 0
         self.readings_written = 0
@@ -160,6 +172,16 @@ class StoreOutput(Output):
                 del self._free_cooling[key]
             self._dropped("free_cooling", over)
 
+    def sensor_faults(self, faults: Sequence[SensorFault]) -> None:
+        for f in faults:
+            self._faults.pop(f.key, None)
+            self._faults[f.key] = f
+        over = len(self._faults) - self.max_pending_events
+        if over > 0:
+            for key in list(self._faults)[:over]:
+                del self._faults[key]
+            self._dropped("sensor_faults", over)
+
     def _dropped(self, kind: str, n: int) -> None:
         first = self.dropped[kind] == 0
         self.dropped[kind] += n
@@ -174,7 +196,9 @@ class StoreOutput(Output):
 
     @property
     def pending(self) -> int:
-        return len(self._readings) + len(self._intervals) + len(self._events) + len(self._free_cooling)
+        return (
+            len(self._readings) + len(self._intervals) + len(self._events) + len(self._free_cooling) + len(self._faults)
+        )
 
     # ------------------------------------------------------------------- writing
 
@@ -198,9 +222,10 @@ class StoreOutput(Output):
         intervals, self._intervals = self._intervals, {}
         events, self._events = list(self._events), deque()
         fc, self._free_cooling = self._free_cooling, {}
+        faults, self._faults = self._faults, {}
         loop = asyncio.get_running_loop()
         try:
-            await loop.run_in_executor(self._io, self._write_sync, readings, intervals, events, now, fc)
+            await loop.run_in_executor(self._io, self._write_sync, readings, intervals, events, now, fc, faults)
         except (sqlite3.Error, OSError) as exc:
             # nothing of it was written: put it back in front of what arrived meanwhile
             self._readings.extendleft(reversed(readings))
@@ -213,6 +238,11 @@ class StoreOutput(Output):
                 fc.pop(fkey, None)
                 fc[fkey] = r
             self._free_cooling = fc
+            for qkey, f in self._faults.items():
+                faults.pop(qkey, None)
+                faults[qkey] = f
+            self._faults = faults
+            self.sensor_faults([])
             self.readings([])  # re-apply the bounds
             self.intervals("", [])
             self.events([])
@@ -243,6 +273,7 @@ class StoreOutput(Output):
         events: list[PipelineEvent],
         now: float,
         free_cooling: dict[tuple[str, float, str], Any] | None = None,
+        faults: dict[tuple[str, str, str, float], SensorFault] | None = None,
     ) -> None:
         if self.store is None:
             self._open()
@@ -264,7 +295,14 @@ class StoreOutput(Output):
         site = self.site
         rows = [(site, res, iv) for (res, _), iv in intervals.items()]
         fc_rows = [(site, res, r) for (res, _, _), r in (free_cooling or {}).items()]
-        self.store.write(readings, rows, [(site, ev) for ev in events], now=time.time(), free_cooling=fc_rows)
+        self.store.write(
+            readings,
+            rows,
+            [(site, ev) for ev in events],
+            now=time.time(),
+            free_cooling=fc_rows,
+            sensor_faults=[(site, f, self.meter_roles.get(f.device, "")) for f in (faults or {}).values()],
+        )
         self.readings_written += len(readings)
         if self.keep_readings_days is not None and (self._pruned_at is None or now - self._pruned_at >= 3600):
             self._pruned_at = now  # retention, hourly (clock time)
