@@ -73,6 +73,7 @@ from pue_monitor.sinks.store import StoreOutput
 
 if TYPE_CHECKING:
     from pue_monitor.collectors.mqtt import MqttSource
+    from pue_monitor.models.watch import ModelWatcher
 
 log = logging.getLogger(__name__)
 
@@ -232,6 +233,7 @@ class Service:
         self.influx: InfluxSink | None = None
         self.state_file: StateFile | None = None
         self.prometheus: PrometheusEndpoint | None = None
+        self.model: ModelWatcher | None = None
         try:
             self._build_outputs(store_path, prometheus, prometheus_port)
             if resume:
@@ -323,6 +325,16 @@ class Service:
             )
         self.outputs.add(LiveStateOutput(self.state, self.prometheus))
         self.outputs.add(self.status)
+        # the expected-PUE model: scored hourly and retrained in a worker thread (models/watch.py)
+        from pue_monitor.models import watch
+
+        self.model = watch.for_site(self.site, self.store.path if self.store else None, clock=self.clock.now)
+        if self.model is not None:
+            self.outputs.add(self.model.output())
+            if self.prometheus is not None:
+                self.prometheus.registry.register(self.model.collector(cfg.site.id))
+        off = watch.off_status(cfg)
+        self.status.sections["model"] = lambda: self.model.status().as_dict() if self.model is not None else off
 
     # ---------------------------------------------------------------- restarts
 

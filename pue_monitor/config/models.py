@@ -1333,6 +1333,49 @@ class AlertsConfig(_Model):
         return self
 
 
+class DriftSettings(_Model):
+    """Drift of actual PUE above expected (one-sided CUSUM on the model's residual, see README
+    "Expected PUE and drift"): ``k = k_sigma x sigma``, ``h = h_sigma x sigma`` with sigma the model's
+    held-out residual standard deviation (at least ``min_sigma``)."""
+
+    window_days: float = Field(default=14, ge=1, le=90, description="recent history scored every hour, days")
+    bucket_s: float = Field(default=3600, ge=900, le=86400, description="residual bucket, seconds")
+    k_sigma: float = Field(default=3.0, gt=0, le=100, description="CUSUM reference k, in sigmas")
+    h_sigma: float = Field(default=12.0, gt=0, le=1000, description="CUSUM limit h (drift detected), in sigmas")
+    min_sigma: float = Field(default=0.001, gt=0, le=1, description="floor on sigma, PUE points")
+
+
+class ModelConfig(_Model):
+    """The expected-PUE model in the running service: where it lives, what it learns from and
+    when it is retrained (see README "Expected PUE and drift")."""
+
+    enabled: bool | None = Field(
+        default=None,
+        description="on/off; default: on when the store is on and cooling.points names the outdoor "
+        "temperature and relative humidity (the model's weather features)",
+    )
+    path: str | None = Field(
+        default=None,
+        description="model directory (relative: to the site file's folder); default: model/ beside the store",
+    )
+    history_days: float = Field(default=56, ge=14, le=3650, description="training window, days back from now")
+    min_history_days: float = Field(
+        default=14, ge=14, le=3650, description="history the store must hold before the first model is trained"
+    )
+    retrain_every_days: int = Field(default=7, ge=1, le=365, description="retraining schedule, days")
+    retrain_hour: int = Field(default=3, ge=0, le=23, description="local hour (site timezone) of retraining")
+    resolution: Literal["15m", "1h"] = Field(default="15m", description="stored intervals trained on and scored")
+    drift: DriftSettings = DriftSettings()
+
+    @model_validator(mode="after")
+    def _windows(self) -> ModelConfig:
+        if self.min_history_days > self.history_days:
+            raise ValueError(
+                f"min_history_days ({self.min_history_days:g}) must not exceed history_days ({self.history_days:g})"
+            )
+        return self
+
+
 class SiteConfig(_Model):
     site: SiteInfo
     thresholds: Thresholds = Thresholds()
@@ -1346,10 +1389,24 @@ class SiteConfig(_Model):
     kpis: KpiConfig = Field(default_factory=KpiConfig, description="companion KPIs (WUE, CUE, ERF, REF)")
 
     alerts: AlertsConfig = AlertsConfig()
+    model: ModelConfig = Field(default_factory=ModelConfig, description="expected-PUE model and drift (live)")
 
     @property
     def store_enabled(self) -> bool:
         return self.store.enabled if self.store.enabled is not None else self.influxdb is None
+
+    @property
+    def model_weather(self) -> bool:
+        """cooling.points names the outdoor temperature and relative humidity (the model's weather)."""
+        pts = self.cooling.points if self.cooling is not None else None
+        return pts is not None and pts.outdoor_temperature is not None and pts.relative_humidity is not None
+
+    @property
+    def model_enabled(self) -> bool:
+        """The expected-PUE model runs in the service (``model.enabled``, default: store and weather)."""
+        if self.model.enabled is not None:
+            return self.model.enabled
+        return self.store_enabled and self.model_weather
 
     profile_dirs: list[str] = Field(default_factory=list, description="extra profile folders")
 
@@ -1377,4 +1434,17 @@ class SiteConfig(_Model):
                     f"kpis.renewable_contract and a renewable meter ({', '.join(metered)}) both give the renewable "
                     "energy: keep one"
                 )
+        if self.model.enabled:
+            if not self.store_enabled:
+                raise ValueError("model.enabled needs the embedded store (store.enabled): it learns from its history")
+            if not self.model_weather:
+                raise ValueError(
+                    "model.enabled needs cooling.points.outdoor_temperature and relative_humidity (its weather "
+                    "features)"
+                )
+        if self.model_enabled and self.model.history_days > self.store.keep_readings_days:
+            raise ValueError(
+                f"model.history_days ({self.model.history_days:g}) exceeds store.keep_readings_days "
+                f"({self.store.keep_readings_days:g}): the weather readings it trains on would be deleted"
+            )
         return self
