@@ -30,7 +30,7 @@ from pue_monitor.models import baseline, history, simdata, watch
 from pue_monitor.models.data import Intervals
 from pue_monitor.simulator.physics import Faults
 from pue_monitor.sinks.sqlite import StoreReader
-from tests.servers import _binary
+from tests.servers import _binary, free_port
 
 DAY = 86400.0
 HOUR = 3600.0
@@ -402,3 +402,69 @@ def test_replace_dir_swaps_whole_directories(tmp_path: Path) -> None:
         watch.replace_dir(gone, target)
     assert (target / "model.json").read_text() == "new"
     shutil.rmtree(target)
+
+
+async def test_the_service_shows_the_model_in_status_and_metrics(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pue_monitor.cli import main
+    from pue_monitor.clock import ManualClock
+    from pue_monitor.service import Service
+
+    fill_store(tmp_path, 15)
+    site_file = tmp_path / "site.yaml"
+    site_file.write_text(SITE.replace("prometheus: {enabled: false}", "prometheus: {port: 0}"))
+    clock = ManualClock(T0 + 15 * DAY + 600.0)
+    svc = Service(load_site(site_file), clock=clock)
+    try:
+        assert svc.model is not None and svc.model.settings.model_dir == tmp_path / "model"
+        assert svc.status.snapshot()["model"]["state"] == "none"
+        await svc.outputs.start()
+        t = asyncio.get_running_loop().time()
+        await svc.step()  # starts the model update in the background: the step does not wait for it
+        assert asyncio.get_running_loop().time() - t < 0.5
+        out = next(o for o in svc.outputs.outputs if isinstance(o, watch.ModelOutput))
+        assert out.task is not None and not out.task.done()
+        await out.task
+        assert svc.model.status().state == "ready"
+        assert svc.prometheus is not None
+        base = svc.prometheus.base_url
+
+        def get(path: str) -> bytes:
+            import urllib.request
+
+            with urllib.request.urlopen(base + path, timeout=10) as r:
+                return bytes(r.read())
+
+        doc = json.loads(await asyncio.to_thread(get, "/status"))
+        model = doc["model"]
+        assert model["state"] == "ready" and model["mae"] == svc.model.status().mae
+        assert model["message"].startswith("expected-PUE model ready: trained on 2026-05-01..2026-05-16 (15 days)")
+        assert "model" not in [o["name"] for o in doc["outputs"]]
+        text = (await asyncio.to_thread(get, "/metrics")).decode()
+        promtool_check(text)  # the whole exposition, with the model's gauges
+        fams = {f.name: f for f in text_string_to_metric_families(text)}
+        assert {s.labels["state"]: s.value for s in fams["pue_model_state"].samples}["ready"] == 1.0
+        assert fams["pue_model_mae"].samples[0].value == model["mae"]
+        assert fams["pue_model_age_seconds"].samples[0].value == 0.0
+        # `pue status` and `pue model status` say it too
+        assert await asyncio.to_thread(main, ["status", "--url", base]) == 0
+        said = capsys.readouterr().out
+        assert f"model: {model['message']}" in said.splitlines()
+        assert await asyncio.to_thread(main, ["model", "status", "--url", base]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert lines[0] == f"model: {model['message']}"
+        assert lines[1] == f"  directory {tmp_path / 'model'}"
+        assert lines[2].startswith("  trained 2026-05-16 08:10:00 on 2026-05-01 08:00:00 .. 2026-05-16 08:00:00 (1440")
+        assert lines[3] == "  next training 2026-05-23 03:00:00"
+        assert lines[4].startswith("  expected PUE (last closed hour / local day): 1h 1.")
+    finally:
+        await svc.close()
+        if svc.prometheus is not None:
+            svc.prometheus.close()
+    # no service: exit 1, and what the model directory holds
+    site_file.write_text(SITE.replace("prometheus: {enabled: false}", f"prometheus: {{port: {free_port()}}}"))
+    assert main(["model", "status", "--config", str(site_file), "--timeout", "1"]) == 1
+    cap = capsys.readouterr()
+    assert "no pue-monitor service answers" in cap.err
+    assert cap.out.startswith("not running; the model directory says: expected-PUE model: trained on 2026-05-01")
