@@ -379,6 +379,12 @@ def test_model_config_section(tmp_path: Path) -> None:
         with pytest.raises(ConfigError, match=re.escape(said)) as ei:
             load_site(tmp_path / "bad.yaml")
         assert "bad.yaml" in str(ei.value)
+    # the README's model: example is valid as written
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    block = next(b for b in re.findall(r"```yaml\n(.*?)```", readme, flags=re.S) if b.startswith("model:"))
+    (tmp_path / "readme.yaml").write_text(SITE + block)
+    m = load_site(tmp_path / "readme.yaml").config.model
+    assert (m.history_days, m.retrain_hour, m.drift.h_sigma, m.resolution, m.path) == (56, 3, 12, "15m", "model")
     (tmp_path / "bad.yaml").write_text(
         SITE.replace("store: {path: pue.db}", "store: {path: pue.db, keep_readings_days: 30}")
     )
