@@ -272,8 +272,8 @@ async def test_a_degraded_chiller_gives_a_current_drift_episode(tmp_path: Path) 
             key = ("pue_drift_projected_seconds", (("threshold", thr), ("window", window)))
             if secs is None:
                 assert key not in m  # not heading there: absent
-            else:
-                assert m[key] == secs
+            else:  # from now: the report is as of the scored hour's end, 600 s ago
+                assert m[key] == max(0.0, secs - 600.0)
     assert any(k[0] == "pue_drift_projected_seconds" for k in m) or all(
         v is None for v in [*p.daily.values(), *p.interval.values()]
     )

@@ -48,13 +48,14 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from pue_monitor.config.models import CoolingConfig, CoolingPoints, SiteConfig
-from pue_monitor.models import baseline, history
 from pue_monitor.models import drift as _drift
+from pue_monitor.models import history
 from pue_monitor.models.data import Array, Intervals, default_cooling
 from pue_monitor.sinks.base import Output
 
 if TYPE_CHECKING:
     from pue_monitor.config.loader import LoadedSite
+    from pue_monitor.models import baseline
 
 __all__ = [
     "STATES",
@@ -74,6 +75,9 @@ HOUR_S = 3600.0
 NONE, TRAINING, READY, STALE, FAILED = "none", "training", "ready", "stale", "failed"
 STATES = (NONE, TRAINING, READY, STALE, FAILED)
 RULES_ONLY = "threshold rules only"
+#: :data:`.baseline.MODEL_JSON` (baseline, and scikit-learn with it, is imported only when a model
+#: is loaded or trained: ~1 s that a site at cold start does not pay when the service starts)
+MODEL_JSON = "model.json"
 #: share of the training window's intervals that must have outdoor weather
 MIN_WEATHER_SHARE = 0.5
 
@@ -316,7 +320,12 @@ class ModelWatcher:
         projected: dict[str, dict[str, float | None]] = {}
         if rep is not None and rep.projection is not None:
             p = rep.projection
-            projected = {n: {"1d": p.daily[n], "15m": p.interval[n]} for n in p.daily}
+            since = max(0.0, now - rep.now)  # the report is as of the scored hour's end
+
+            def left(secs: float | None) -> float | None:
+                return None if secs is None else max(0.0, secs - since)
+
+            projected = {n: {"1d": left(p.daily[n]), "15m": left(p.interval[n])} for n in p.daily}
         return ModelStatus(
             state=state,
             message=msg,
@@ -475,6 +484,8 @@ class ModelWatcher:
                 f"only {weather.mean():.0%} of the {len(iv)} {s.resolution} intervals of the training window have "
                 f"outdoor weather readings (cooling.points: {names}); {MIN_WEATHER_SHARE:.0%} are needed"
             )
+        from pue_monitor.models import baseline
+
         model = baseline.fit(iv, cooling=s.cooling, utc_offset_s=history.utc_offset_s(s.timezone, now))
         model.created = now
         target = s.model_dir
@@ -506,7 +517,7 @@ class ModelWatcher:
 
     def _signature(self) -> tuple[int, int] | None:
         try:
-            st = (self.settings.model_dir / baseline.MODEL_JSON).stat()
+            st = (self.settings.model_dir / MODEL_JSON).stat()
         except OSError:
             return None
         return (st.st_mtime_ns, st.st_ino)
@@ -514,6 +525,11 @@ class ModelWatcher:
     def _load(self) -> None:
         """Load the model directory as it is on disk (at start, and when model.json changed)."""
         sig = self._signature()
+        if sig is None:  # no model.json: no model yet (or still the one in use)
+            self._file_sig, self._file_error = None, None
+            return
+        from pue_monitor.models import baseline
+
         try:
             m = baseline.load(self.settings.model_dir)
         except baseline.ModelFileError as exc:
@@ -553,15 +569,22 @@ class ModelOutput(Output):
 
     name = "model"
 
-    def __init__(self, watcher: ModelWatcher) -> None:
+    def __init__(self, watcher: ModelWatcher, *, every_s: float = 60.0) -> None:
         self.watcher = watcher
+        self.every_s = every_s  # clock seconds between updates (scoring is hourly; this is the check)
         self.task: asyncio.Task[None] | None = None
+        self._last = -math.inf
 
     async def flush(self, now: float) -> None:
-        if self.task is None or self.task.done():
-            if self.task is not None and not self.task.cancelled() and self.task.exception() is not None:
-                log.error("model update failed: %s", _one_line(self.task.exception()))  # type: ignore[arg-type]
-            self.task = asyncio.create_task(self.watcher.update(now), name="model-update")
+        if self.task is not None and not self.task.done():
+            return
+        if self.task is not None and not self.task.cancelled() and (exc := self.task.exception()) is not None:
+            log.error("model update failed: %s", _one_line(exc))
+            self.task = None
+        if 0 <= now - self._last < self.every_s:
+            return
+        self._last = now
+        self.task = asyncio.create_task(self.watcher.update(now), name="model-update")
 
     async def close(self) -> None:
         if self.task is not None and not self.task.done():
