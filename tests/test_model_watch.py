@@ -314,6 +314,16 @@ async def test_retraining_keeps_the_old_model_when_training_fails(
     assert "; last training failed: only 0% of the 2016 15m intervals" in st.message
     assert sorted(n for n in os.listdir(tmp_path) if n.startswith((".", "model"))) == ["model"]
     assert baseline.load(tmp_path / "model") is not None
+    # the store gone: scoring fails (said, once), the model and the last report stay
+    last = w.drift()
+    assert last is not None
+    os.rename(tmp_path / "pue.db", tmp_path / "moved.db")
+    now[0] += HOUR
+    await w.update(now[0])
+    st = w.status()
+    assert w.drift() is last and st.state == "ready"
+    assert st.errors["scoring"] == f"{tmp_path / 'pue.db'}: no such store (has `pue run` or `pue demo` written it?)"
+    assert st.message.endswith(f"; scoring failed: {st.errors['scoring']}; no drift")
 
 
 async def test_a_model_file_of_another_version_fails_then_is_retrained(tmp_path: Path) -> None:

@@ -88,10 +88,6 @@ class Reader(history.StoreLike, Protocol):
     def close(self) -> None: ...
 
 
-class NotEnoughHistory(Exception):
-    """The store does not hold the history the first model needs yet (not a failure)."""
-
-
 @dataclass(frozen=True)
 class WatchSettings:
     """What the watcher needs of the site (see :meth:`from_config`)."""
@@ -150,7 +146,10 @@ class ModelStatus:
     p95_abs: float | None = None
     residual_std: float | None = None
     next_training: float | None = None
+    #: the last failed training (the previous model, if any, stays in use)
     last_error: str | None = None
+    #: the last failure per step ("training", "scoring", "loading"), until that step succeeds
+    errors: dict[str, str] = field(default_factory=dict)
     scored_until: float | None = None
     expected_pue: dict[str, float | None] = field(default_factory=dict)
     drifting: bool = False
@@ -233,7 +232,8 @@ class ModelWatcher:
         self._file_error: str | None = None  # model.json unusable (state failed while no model)
         self._file_sig: tuple[int, int] | None = None  # (mtime_ns, inode) of the model.json loaded
         self._training = False
-        self._last_error: str | None = None  # the last failed training / scoring, one line
+        #: the last failure, one line, by step ("training", "scoring", "loading"); cleared by a success
+        self._errors: dict[str, str] = {}
         self._logged: set[str] = set()
         self._next_training: float | None = None  # None: as soon as the history allows
         self._history_s: float | None = None  # history the store held at the last probe
@@ -275,7 +275,8 @@ class ModelWatcher:
         base: dict[str, Any] = {
             "path": path,
             "next_training": self._next_training,
-            "last_error": self._last_error,
+            "last_error": self._errors.get("training"),
+            "errors": dict(self._errors),
         }
         if m is None:
             if self._file_error is not None:
@@ -290,8 +291,7 @@ class ModelWatcher:
                 msg = f"training the first expected-PUE model on the last {s.history_days:g} days: {RULES_ONLY} so far"
             else:
                 msg = f"{why}: {RULES_ONLY}" if self._file_error is not None else why
-                if self._last_error is not None:
-                    msg += f"; last training failed: {self._last_error}"
+                msg += self._failures()
             return ModelStatus(state=state, message=msg, **base)
         rep = self._report
         cur = rep.current if rep is not None else None
@@ -308,8 +308,7 @@ class ModelWatcher:
             msg += f" (retraining every {s.retrain_every_days} days has not succeeded)"
         if self._postponed and self._next_training is not None:
             msg += f"; retraining postponed to {self._local(self._next_training)} while PUE drifts above expected"
-        if self._last_error is not None:
-            msg += f"; last training failed: {self._last_error}"
+        msg += self._failures()
         if rep is None:
             msg += "; no hour scored yet"
         elif cur is not None:
@@ -380,6 +379,7 @@ class ModelWatcher:
         else:
             self._report, self._expected = report, expected
             self._scored_until, self._scored_model = until, m
+            self._errors.pop("scoring", None)
 
     def _local(self, ts: float) -> str:
         return dt.datetime.fromtimestamp(ts, zoneinfo.ZoneInfo(self.settings.timezone)).isoformat(timespec="minutes")
@@ -413,25 +413,38 @@ class ModelWatcher:
         return True
 
     async def _train(self, now: float) -> None:
+        s = self.settings
+        if self.model is None:  # the first model: only once the store holds enough history
+            try:
+                self._history_s = await asyncio.to_thread(self._history, now - s.history_days * DAY_S, now)
+            except Exception as exc:
+                self._fail("training", exc)
+                return
+            if self._history_s < s.min_history_days * DAY_S:
+                return
         self._training = True
         try:
             model = await asyncio.to_thread(self._fit_and_save, now)
-        except NotEnoughHistory:
-            return
         except Exception as exc:
             self._fail("training", exc)
             self._next_training = self._next_hour_slot(now)
             return
         finally:
             self._training = False
-        self.model, self._file_error, self._last_error = model, None, None
+        self.model, self._file_error = model, None
+        self._errors.pop("training", None)
+        self._errors.pop("loading", None)
         self._logged.clear()
         self._next_training = self.next_retraining(now)
         log.info("model: %s", self.status().message)
 
+    def _failures(self) -> str:
+        said = {"training": "last training failed", "scoring": "scoring failed", "loading": "model file not loaded"}
+        return "".join(f"; {said[k]}: {v}" for k, v in self._errors.items())
+
     def _fail(self, what: str, exc: BaseException) -> None:
         msg = _one_line(exc)
-        self._last_error = msg
+        self._errors[what] = msg
         key = re.sub(r"\d+", "#", f"{what}: {msg}")  # the same cause with other counts: said once
         if key not in self._logged:
             self._logged.add(key)
@@ -470,10 +483,6 @@ class ModelWatcher:
     def _fit_and_save(self, now: float) -> baseline.ExpectedPue:
         s = self.settings
         start = now - s.history_days * DAY_S
-        if self.model is None:
-            self._history_s = self._history(start, now)
-            if self._history_s < s.min_history_days * DAY_S:
-                raise NotEnoughHistory
         iv = self._read(start, now)
         weather = np.isfinite(iv.dry_bulb_c) & np.isfinite(iv.rh_pct)
         if len(iv) and weather.mean() < MIN_WEATHER_SHARE:
