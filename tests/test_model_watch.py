@@ -436,10 +436,16 @@ async def test_the_service_shows_the_model_in_status_and_metrics(
         assert svc.model is not None and svc.model.settings.model_dir == tmp_path / "model"
         assert svc.status.snapshot()["model"]["state"] == "none"
         await svc.outputs.start()
+        out = next(o for o in svc.outputs.outputs if isinstance(o, watch.ModelOutput))
+        await svc.step()
+        assert out.task is None  # the first update comes a minute after the first tick
+        clock.advance(30.0)
+        await svc.step()
+        assert out.task is None
+        clock.advance(30.0)
         t = asyncio.get_running_loop().time()
         await svc.step()  # starts the model update in the background: the step does not wait for it
         assert asyncio.get_running_loop().time() - t < 0.5
-        out = next(o for o in svc.outputs.outputs if isinstance(o, watch.ModelOutput))
         assert out.task is not None and not out.task.done()
         await out.task
         assert svc.model.status().state == "ready"
@@ -462,7 +468,7 @@ async def test_the_service_shows_the_model_in_status_and_metrics(
         fams = {f.name: f for f in text_string_to_metric_families(text)}
         assert {s.labels["state"]: s.value for s in fams["pue_model_state"].samples}["ready"] == 1.0
         assert fams["pue_model_mae"].samples[0].value == model["mae"]
-        assert fams["pue_model_age_seconds"].samples[0].value == 0.0
+        assert fams["pue_model_age_seconds"].samples[0].value == 0.0  # trained at the clock's now
         # `pue status` and `pue model status` say it too
         assert await asyncio.to_thread(main, ["status", "--url", base]) == 0
         said = capsys.readouterr().out
@@ -471,7 +477,7 @@ async def test_the_service_shows_the_model_in_status_and_metrics(
         lines = capsys.readouterr().out.splitlines()
         assert lines[0] == f"model: {model['message']}"
         assert lines[1] == f"  directory {tmp_path / 'model'}"
-        assert lines[2].startswith("  trained 2026-05-16 08:10:00 on 2026-05-01 08:00:00 .. 2026-05-16 08:00:00 (1440")
+        assert lines[2].startswith("  trained 2026-05-16 08:11:00 on 2026-05-01 08:00:00 .. 2026-05-16 08:00:00 (1440")
         assert lines[3] == "  next training 2026-05-23 03:00:00"
         assert lines[4].startswith("  expected PUE (last closed hour / local day): 1h 1.")
     finally:

@@ -574,7 +574,8 @@ class ModelWatcher:
 
 class ModelOutput(Output):
     """Starts :meth:`ModelWatcher.update` from the service's tick, in the background (one at a
-    time): the tick never waits for a store read, scoring or training."""
+    time, at most every ``every_s`` clock seconds, the first ``every_s`` after the first tick):
+    the tick never waits for a store read, scoring or training."""
 
     name = "model"
 
@@ -590,6 +591,9 @@ class ModelOutput(Output):
         if self.task is not None and not self.task.cancelled() and (exc := self.task.exception()) is not None:
             log.error("model update failed: %s", _one_line(exc))
             self.task = None
+        if self._last == -math.inf:  # the first update a minute after start: not while the service starts
+            self._last = now
+            return
         if 0 <= now - self._last < self.every_s:
             return
         self._last = now
