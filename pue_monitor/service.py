@@ -512,6 +512,8 @@ class Service:
         state.meter_roles.update({spec.meter: str(spec.role) for spec in specs.values()})
         state.intervals_s = {d.id: d.interval for d in conf.devices if not isinstance(d, ImportDevice)}
         state.warning, state.critical = conf.thresholds.warning, conf.thresholds.critical
+        if self.model is not None:  # thresholds and weather points apply from the next scoring
+            self.model.reconfigure(conf)
         if conf.cooling != (self.free_cooling.cooling if self.free_cooling is not None else None):
             self.free_cooling = free_cooling_state(conf)  # a changed plant model starts afresh
         state.latest_readings = {k: r for k, r in state.latest_readings.items() if k[0] not in gone}

@@ -277,6 +277,15 @@ async def test_a_degraded_chiller_gives_a_current_drift_episode(tmp_path: Path) 
     assert any(k[0] == "pue_drift_projected_seconds" for k in m) or all(
         v is None for v in [*p.daily.values(), *p.interval.values()]
     )
+    # a reload (SIGHUP) with other thresholds: the next scoring projects to them
+    (tmp_path / "site.yaml").write_text(SITE + "thresholds: {warning: 1.45, critical: 1.6}\n")
+    w.reconfigure(load_site(tmp_path / "site.yaml").config)
+    await w.update(now[0])
+    p2 = w.drift().projection  # type: ignore[union-attr]
+    assert p2 is not None and w.settings.thresholds == {"warning": 1.45, "critical": 1.6}
+    slope = p.slope_per_day / DAY
+    assert p2.slope_per_day == pytest.approx(p.slope_per_day)
+    assert p2.daily["warning"] == pytest.approx((1.45 - p.daily_expected_pue - p.drift_now) / slope, rel=1e-9)
 
 
 async def test_retraining_keeps_the_old_model_when_training_fails(

@@ -563,6 +563,12 @@ class ModelWatcher:
         if self._signature() != self._file_sig:
             self._load()
 
+    def reconfigure(self, cfg: SiteConfig) -> None:
+        """A reloaded site file (SIGHUP): its thresholds, weather points and plant apply from the
+        next scoring (the ``model:`` section itself needs a restart)."""
+        self.settings = WatchSettings.from_config(cfg, self.settings.model_dir)
+        self._scored_until = None  # score again with the new settings
+
     # ---------------------------------------------------------------- plumbing
 
     def output(self) -> ModelOutput:
