@@ -404,10 +404,25 @@ def test_model_config_section(tmp_path: Path) -> None:
     (tmp_path / "readme.yaml").write_text(SITE + block)
     m = load_site(tmp_path / "readme.yaml").config.model
     assert (m.history_days, m.retrain_hour, m.drift.h_sigma, m.resolution, m.path) == (56, 3, 12, "15m", "model")
-    (tmp_path / "bad.yaml").write_text(
-        SITE.replace("store: {path: pue.db}", "store: {path: pue.db, keep_readings_days: 30}")
-    )
+    # raw readings kept 30 days: the default window shrinks to them; a window set longer is an error
+    kept = SITE.replace("store: {path: pue.db}", "store: {path: pue.db, keep_readings_days: 30}")
+    (tmp_path / "kept.yaml").write_text(kept)
+    w = watch.for_site(load_site(tmp_path / "kept.yaml"), tmp_path / "pue.db")
+    assert w is not None and w.settings.history_days == 30
+    (tmp_path / "bad.yaml").write_text(kept + "model: {history_days: 56}\n")
     with pytest.raises(ConfigError, match=r"model.history_days \(56\) exceeds store.keep_readings_days \(30\)"):
+        load_site(tmp_path / "bad.yaml")
+    # kept 7 days: off by default (said why), an error when asked for
+    short = SITE.replace("store: {path: pue.db}", "store: {path: pue.db, keep_readings_days: 7}")
+    (tmp_path / "short.yaml").write_text(short)
+    cfg7 = load_site(tmp_path / "short.yaml").config
+    assert not cfg7.model_enabled
+    assert watch.off_status(cfg7)["message"] == (
+        "expected-PUE model off (store.keep_readings_days (7) keeps less weather than the 14 days the first "
+        "model needs): threshold rules only"
+    )
+    (tmp_path / "bad.yaml").write_text(short + "model: {enabled: true}\n")
+    with pytest.raises(ConfigError, match=r"min_history_days \(14\) exceeds store.keep_readings_days \(7\)"):
         load_site(tmp_path / "bad.yaml")
 
 

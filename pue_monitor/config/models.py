@@ -1351,14 +1351,21 @@ class ModelConfig(_Model):
 
     enabled: bool | None = Field(
         default=None,
-        description="on/off; default: on when the store is on and cooling.points names the outdoor "
-        "temperature and relative humidity (the model's weather features)",
+        description="on/off; default: on when the store is on, cooling.points names the outdoor "
+        "temperature and relative humidity (the model's weather features) and store.keep_readings_days "
+        "keeps at least min_history_days of them",
     )
     path: str | None = Field(
         default=None,
         description="model directory (relative: to the site file's folder); default: model/ beside the store",
     )
-    history_days: float = Field(default=56, ge=14, le=3650, description="training window, days back from now")
+    history_days: float = Field(
+        default=56,
+        ge=14,
+        le=3650,
+        description="training window, days back from now; at most store.keep_readings_days (the default "
+        "shrinks to it: the weather readings it trains on are kept that long)",
+    )
     min_history_days: float = Field(
         default=14, ge=14, le=3650, description="history the store must hold before the first model is trained"
     )
@@ -1406,7 +1413,9 @@ class SiteConfig(_Model):
         """The expected-PUE model runs in the service (``model.enabled``, default: store and weather)."""
         if self.model.enabled is not None:
             return self.model.enabled
-        return self.store_enabled and self.model_weather
+        return (
+            self.store_enabled and self.model_weather and self.store.keep_readings_days >= self.model.min_history_days
+        )
 
     profile_dirs: list[str] = Field(default_factory=list, description="extra profile folders")
 
@@ -1442,9 +1451,21 @@ class SiteConfig(_Model):
                     "model.enabled needs cooling.points.outdoor_temperature and relative_humidity (its weather "
                     "features)"
                 )
-        if self.model_enabled and self.model.history_days > self.store.keep_readings_days:
+        # the weather readings the model trains on are kept store.keep_readings_days: a window set
+        # longer is an error; the default window (56 days) shrinks to what is kept
+        m = self.model
+        if (
+            self.model_enabled
+            and m.history_days > self.store.keep_readings_days
+            and "history_days" in m.model_fields_set
+        ):
             raise ValueError(
-                f"model.history_days ({self.model.history_days:g}) exceeds store.keep_readings_days "
+                f"model.history_days ({m.history_days:g}) exceeds store.keep_readings_days "
                 f"({self.store.keep_readings_days:g}): the weather readings it trains on would be deleted"
+            )
+        if self.model_enabled and m.min_history_days > self.store.keep_readings_days:
+            raise ValueError(
+                f"model.min_history_days ({m.min_history_days:g}) exceeds store.keep_readings_days "
+                f"({self.store.keep_readings_days:g}): the model could never be trained"
             )
         return self

@@ -119,7 +119,7 @@ class WatchSettings:
             points=cooling.points,
             cooling=cooling,
             timezone=cfg.site.timezone,
-            history_days=m.history_days,
+            history_days=min(m.history_days, cfg.store.keep_readings_days),  # the weather readings kept
             min_history_days=m.min_history_days,
             retrain_every_days=m.retrain_every_days,
             retrain_hour=m.retrain_hour,
@@ -702,6 +702,11 @@ def off_status(cfg: SiteConfig) -> dict[str, Any]:
         why = "model.enabled is false"
     elif not cfg.store_enabled:
         why = "no embedded store to learn from"
-    else:
+    elif not cfg.model_weather:
         why = "cooling.points names no outdoor temperature and relative humidity"
+    else:
+        why = (
+            f"store.keep_readings_days ({cfg.store.keep_readings_days:g}) keeps less weather than the "
+            f"{cfg.model.min_history_days:g} days the first model needs"
+        )
     return {"state": "off", "message": f"expected-PUE model off ({why}): {RULES_ONLY}"}
