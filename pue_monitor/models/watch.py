@@ -513,7 +513,10 @@ class ModelWatcher:
         s = self.settings
         iv = self._read(until - s.drift_days * DAY_S, until)
         # an interval without outdoor weather is not judged (the estimator would guess the weather)
-        exp = np.where(np.isfinite(iv.dry_bulb_c) & np.isfinite(iv.rh_pct), m.expected_overhead_kwh(iv), np.nan)
+        weather = np.isfinite(iv.dry_bulb_c) & np.isfinite(iv.rh_pct)
+        exp: Array = np.full(len(iv), np.nan)
+        if weather.any():  # nothing stored in the window (a long outage): no judgement, not an error
+            exp[weather] = m.expected_overhead_kwh(iv.select(weather))
         report = _drift.assess(iv, exp, m.errors.residual_std, s.cusum, now=until, thresholds=s.thresholds)
         tz = zoneinfo.ZoneInfo(s.timezone)
         day_end = dt.datetime.fromtimestamp(until, tz).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
