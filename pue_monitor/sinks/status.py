@@ -116,7 +116,8 @@ class StatusOutput(Output):
         self._steps = 0
         self._closed = False
         #: extra top-level sections of /status: name -> callable giving its JSON (run on the loop),
-        #: added by the service for parts the sinks do not import (the expected-PUE model)
+        #: added by the service for parts the sinks do not import (the expected-PUE model); an
+        #: output of the same name reports in its section, not in "outputs"
         self.sections: dict[str, Callable[[], Any]] = {}
 
     def routes(self) -> dict[str, Route]:
