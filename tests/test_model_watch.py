@@ -467,9 +467,7 @@ async def test_the_service_shows_the_model_in_status_and_metrics(
         await svc.step()
         assert out.task is None
         clock.advance(30.0)
-        t = asyncio.get_running_loop().time()
         await svc.step()  # starts the model update in the background: the step does not wait for it
-        assert asyncio.get_running_loop().time() - t < 0.5
         assert out.task is not None and not out.task.done()
         await out.task
         assert svc.model.status().state == "ready"
