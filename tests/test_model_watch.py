@@ -226,13 +226,27 @@ async def test_first_training_in_a_thread_then_scheduled_retraining(tmp_path: Pa
     assert w.status().state == "stale" and "has not succeeded" in w.status().message
 
 
-async def test_a_degraded_chiller_gives_a_current_drift_episode(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def model14(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The model a watcher trains at T0 + 14 days + 600 s on a store's first 14 (fault-free) days:
+    the same for every store below (the simulation is deterministic, the faults come later)."""
+    d = tmp_path_factory.mktemp("model14")
+    fill_store(d, 14)
+    now = [T0 + 14 * DAY + 600.0]
+    w = watcher_for(d, now)
+    asyncio.run(w.update(now[0]))
+    assert w.status().state == "ready"
+    return d / "model"
+
+
+async def test_a_degraded_chiller_gives_a_current_drift_episode(tmp_path: Path, model14: Path) -> None:
     onset = T0 + 17 * DAY
     fill_store(tmp_path, 21, simdata.chiller_fault(onset, 2.0))
+    shutil.copytree(model14, tmp_path / "model")  # trained on the 14 fault-free days
     now = [T0 + 14 * DAY + 600.0]
     w = watcher_for(tmp_path, now)
-    await w.update(now[0])  # first model, on the 14 fault-free days
-    assert w.status().state == "ready"
+    await w.update(now[0])
+    assert w.status().state == "ready" and w.status().trained_at == now[0]
     now[0] = T0 + 17 * DAY + 600.0  # the hour before the fault closes: no drift
     await w.update(now[0])
     rep = w.drift()
@@ -289,9 +303,10 @@ async def test_a_degraded_chiller_gives_a_current_drift_episode(tmp_path: Path) 
 
 
 async def test_retraining_keeps_the_old_model_when_training_fails(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, model14: Path
 ) -> None:
     fill_store(tmp_path, 21)
+    shutil.copytree(model14, tmp_path / "model")
     now = [T0 + 14 * DAY + 600.0]
     w = watcher_for(tmp_path, now)
     await w.update(now[0])
