@@ -21,6 +21,7 @@ BENCHMARKS: dict[str, str] = {
     "1-minute weather (525,600 rows)",
     "status": "Status: /status and /readyz for 500 devices; the newest reading per series from a 4 M-reading store",
     "model": "Expected-PUE model: training on a simulated year, scoring a day of minutes, drift harness",
+    "watch": "The live model watcher on a real store: first training, hourly scoring, the event loop meanwhile",
 }
 
 

@@ -74,6 +74,7 @@ from pue_monitor.sinks.store import StoreOutput
 
 if TYPE_CHECKING:
     from pue_monitor.collectors.mqtt import MqttSource
+    from pue_monitor.models.watch import ModelWatcher
 
 log = logging.getLogger(__name__)
 
@@ -234,6 +235,7 @@ class Service:
         self.influx: InfluxSink | None = None
         self.state_file: StateFile | None = None
         self.prometheus: PrometheusEndpoint | None = None
+        self.model: ModelWatcher | None = None
         try:
             self._build_outputs(store_path, prometheus, prometheus_port)
             if resume:
@@ -326,6 +328,16 @@ class Service:
             )
         self.outputs.add(LiveStateOutput(self.state, self.prometheus))
         self.outputs.add(self.status)
+        # the expected-PUE model: scored hourly and retrained in a worker thread (models/watch.py)
+        from pue_monitor.models import watch
+
+        self.model = watch.for_site(self.site, self.store.path if self.store else None, clock=self.clock.now)
+        if self.model is not None:
+            self.outputs.add(self.model.output())
+            if self.prometheus is not None:
+                self.prometheus.registry.register(self.model.collector(cfg.site.id))
+        off = watch.off_status(cfg)
+        self.status.sections["model"] = lambda: self.model.status().as_dict() if self.model is not None else off
 
     # ---------------------------------------------------------------- restarts
 
@@ -505,6 +517,8 @@ class Service:
         state.meter_roles.update({spec.meter: str(spec.role) for spec in specs.values()})
         state.intervals_s = {d.id: d.interval for d in conf.devices if not isinstance(d, ImportDevice)}
         state.warning, state.critical = conf.thresholds.warning, conf.thresholds.critical
+        if self.model is not None:  # thresholds and weather points apply from the next scoring
+            self.model.reconfigure(conf)
         if conf.cooling != (self.free_cooling.cooling if self.free_cooling is not None else None):
             self.free_cooling = free_cooling_state(conf)  # a changed plant model starts afresh
         state.latest_readings = {k: r for k, r in state.latest_readings.items() if k[0] not in gone}

@@ -1,4 +1,4 @@
-"""`pue model train` and `pue model show`: the expected-PUE model (issue 10)."""
+"""`pue model train|drift|status|show`: the expected-PUE model (issue 10)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pue_monitor.cli.common import EXIT_OK, Subparsers, iso, positive
+from pue_monitor.cli.common import EXIT_FAILURE, EXIT_OK, Subparsers, iso, positive
 from pue_monitor.errors import UsageError, UserError
 
 DAY_S = 86400.0
@@ -118,6 +118,56 @@ def cmd_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def model_lines(model: dict[str, Any], tz: str) -> list[str]:
+    """The text report of the /status ``model`` section (see :class:`pue_monitor.models.watch.ModelStatus`)."""
+    out = [f"model: {model['message']}"]
+    if model.get("path"):
+        out.append(f"  directory {model['path']}")
+    if model.get("trained_at") is not None:
+        out.append(
+            f"  trained {iso(model['trained_at'], tz)} on {iso(model['training_start'], tz)} .. "
+            f"{iso(model['training_end'], tz)} ({model['samples']} intervals); held-out MAE {model['mae']:.5f}, "
+            f"p95 {model['p95_abs']:.5f} PUE"
+        )
+    if model.get("next_training") is not None:
+        out.append(f"  next training {iso(model['next_training'], tz)}")
+    exp = model.get("expected_pue") or {}
+    if any(v is not None for v in exp.values()):
+        shown = ", ".join(f"{w} {v:.3f}" for w, v in exp.items() if v is not None)
+        out.append(f"  expected PUE (last closed hour / local day): {shown}")
+    for name, by_window in (model.get("projected_s") or {}).items():
+        out.append(f"  {name}: daily PUE {_hours(by_window.get('1d'))}, 15-minute PUE {_hours(by_window.get('15m'))}")
+    return out
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    import sys
+
+    from pue_monitor.cli.status_cmds import Unreachable, fetch, status_url, url_from_site
+
+    url = status_url(args.url) if args.url else url_from_site(args.config)
+    try:
+        doc = fetch(url, args.timeout)
+    except Unreachable as exc:
+        print(f"pue model status: {exc} (is `pue run` running?)", file=sys.stderr)
+        if args.config:
+            from pue_monitor.config.loader import load_site
+            from pue_monitor.models import baseline, watch
+
+            site = load_site(args.config)
+            where = watch.model_dir(site, site.resolve(site.config.store.path))
+            print(f"not running; the model directory says: {baseline.describe(where)}")
+        return EXIT_FAILURE
+    model = doc.get("model")
+    if not isinstance(model, dict):
+        raise UserError(f"{url}: the service reports no model section (a pue-monitor older than this one?)")
+    if args.json:
+        print(json.dumps(model, indent=2))
+    else:
+        print("\n".join(model_lines(model, str(doc.get("timezone", "UTC")))))
+    return EXIT_OK
+
+
 def add_parsers(sub: Subparsers) -> None:
     p = sub.add_parser("model", help="the expected-PUE model: train it from the store, show it")
     msub = p.add_subparsers(dest="model_command", required=True, metavar="COMMAND")
@@ -138,6 +188,20 @@ def add_parsers(sub: Subparsers) -> None:
     d.add_argument("--resolution", choices=["15m", "1h"], default="15m", help="stored intervals to check")
     d.add_argument("--json", action="store_true")
     d.set_defaults(func=cmd_drift)
+    st = msub.add_parser(
+        "status",
+        help="the running service's model: state, age, error, expected PUE, drift (from its /status)",
+        description="Ask a running `pue run` for its expected-PUE model (GET /status on its Prometheus port): "
+        "state (none: threshold rules only, training, ready, stale, failed), age, training window, held-out "
+        "MAE, expected PUE and drift. Exit 0 when the service answered, 1 when none did (then the model "
+        "directory on disk is described), 2 usage error.",
+    )
+    where = st.add_mutually_exclusive_group(required=True)
+    where.add_argument("--config", metavar="FILE", help="site file: ask the service at its prometheus.host/port")
+    where.add_argument("--url", metavar="URL", help="the service's status URL or host:port")
+    st.add_argument("--json", action="store_true", help="print the model section of /status as JSON")
+    st.add_argument("--timeout", type=positive, default=5.0, metavar="SECONDS", help="HTTP timeout (default 5)")
+    st.set_defaults(func=cmd_status)
     s = msub.add_parser("show", help="describe a model directory (or say there is no model yet)")
     s.add_argument("dir", metavar="DIR")
     s.set_defaults(func=cmd_show)

@@ -123,7 +123,11 @@ def render(doc: dict[str, Any], url: str) -> list[str]:
         )
     else:
         line += "; no closed interval yet"
-    out += [line, ""]
+    out.append(line)
+    model = doc.get("model")
+    if isinstance(model, dict) and model.get("message"):
+        out.append(f"model: {model['message']}")
+    out.append("")
     rows, notes = [], []
     for d in doc["devices"]:
         errors = ", ".join(f"{k} {n}" for k, n in d["errors"].items() if n) or "-"

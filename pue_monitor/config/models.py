@@ -1420,6 +1420,55 @@ class BalanceConfig(_Model):
         lo, hi = self.loss_band_pct
         if not lo < hi:
             raise ValueError(f"loss_band_pct [{lo}, {hi}]: the low end must be below the high end")
+
+
+class DriftSettings(_Model):
+    """Drift of actual PUE above expected (one-sided CUSUM on the model's residual, see README
+    "Expected PUE and drift"): ``k = k_sigma x sigma``, ``h = h_sigma x sigma`` with sigma the model's
+    held-out residual standard deviation (at least ``min_sigma``)."""
+
+    window_days: float = Field(default=14, ge=1, le=90, description="recent history scored every hour, days")
+    bucket_s: float = Field(default=3600, ge=900, le=86400, description="residual bucket, seconds")
+    k_sigma: float = Field(default=3.0, gt=0, le=100, description="CUSUM reference k, in sigmas")
+    h_sigma: float = Field(default=12.0, gt=0, le=1000, description="CUSUM limit h (drift detected), in sigmas")
+    min_sigma: float = Field(default=0.001, gt=0, le=1, description="floor on sigma, PUE points")
+
+
+class ModelConfig(_Model):
+    """The expected-PUE model in the running service: where it lives, what it learns from and
+    when it is retrained (see README "Expected PUE and drift")."""
+
+    enabled: bool | None = Field(
+        default=None,
+        description="on/off; default: on when the store is on, cooling.points names the outdoor "
+        "temperature and relative humidity (the model's weather features) and store.keep_readings_days "
+        "keeps at least min_history_days of them",
+    )
+    path: str | None = Field(
+        default=None,
+        description="model directory (relative: to the site file's folder); default: model/ beside the store",
+    )
+    history_days: float = Field(
+        default=56,
+        ge=14,
+        le=3650,
+        description="training window, days back from now; at most store.keep_readings_days (the default "
+        "shrinks to it: the weather readings it trains on are kept that long)",
+    )
+    min_history_days: float = Field(
+        default=14, ge=14, le=3650, description="history the store must hold before the first model is trained"
+    )
+    retrain_every_days: int = Field(default=7, ge=1, le=365, description="retraining schedule, days")
+    retrain_hour: int = Field(default=3, ge=0, le=23, description="local hour (site timezone) of retraining")
+    resolution: Literal["15m", "1h"] = Field(default="15m", description="stored intervals trained on and scored")
+    drift: DriftSettings = DriftSettings()
+
+    @model_validator(mode="after")
+    def _windows(self) -> ModelConfig:
+        if self.min_history_days > self.history_days:
+            raise ValueError(
+                f"min_history_days ({self.min_history_days:g}) must not exceed history_days ({self.history_days:g})"
+            )
         return self
 
 
@@ -1434,7 +1483,6 @@ class SiteConfig(_Model):
     time_window: TimeWindow = TimeWindow()
     cooling: CoolingConfig | None = Field(default=None, description="cooling plant for free-cooling potential")
     kpis: KpiConfig = Field(default_factory=KpiConfig, description="companion KPIs (WUE, CUE, ERF, REF)")
-
     alerts: AlertsConfig = AlertsConfig()
     faults: FaultsConfig = Field(default_factory=FaultsConfig, description="sensor-fault detection settings")
     balance: BalanceConfig | None = Field(
@@ -1442,10 +1490,26 @@ class SiteConfig(_Model):
         description="energy balance of the meter hierarchy (meter.parent); default band [-2, 8] % per 15 min "
         "when any meter names a parent",
     )
+    model: ModelConfig = Field(default_factory=ModelConfig, description="expected-PUE model and drift (live)")
 
     @property
     def store_enabled(self) -> bool:
         return self.store.enabled if self.store.enabled is not None else self.influxdb is None
+
+    @property
+    def model_weather(self) -> bool:
+        """cooling.points names the outdoor temperature and relative humidity (the model's weather)."""
+        pts = self.cooling.points if self.cooling is not None else None
+        return pts is not None and pts.outdoor_temperature is not None and pts.relative_humidity is not None
+
+    @property
+    def model_enabled(self) -> bool:
+        """The expected-PUE model runs in the service (``model.enabled``, default: store and weather)."""
+        if self.model.enabled is not None:
+            return self.model.enabled
+        return (
+            self.store_enabled and self.model_weather and self.store.keep_readings_days >= self.model.min_history_days
+        )
 
     profile_dirs: list[str] = Field(default_factory=list, description="extra profile folders")
 
@@ -1473,4 +1537,29 @@ class SiteConfig(_Model):
                     f"kpis.renewable_contract and a renewable meter ({', '.join(metered)}) both give the renewable "
                     "energy: keep one"
                 )
+        if self.model.enabled:
+            if not self.store_enabled:
+                raise ValueError("model.enabled needs the embedded store (store.enabled): it learns from its history")
+            if not self.model_weather:
+                raise ValueError(
+                    "model.enabled needs cooling.points.outdoor_temperature and relative_humidity (its weather "
+                    "features)"
+                )
+        # the weather readings the model trains on are kept store.keep_readings_days: a window set
+        # longer is an error; the default window (56 days) shrinks to what is kept
+        m = self.model
+        if (
+            self.model_enabled
+            and m.history_days > self.store.keep_readings_days
+            and "history_days" in m.model_fields_set
+        ):
+            raise ValueError(
+                f"model.history_days ({m.history_days:g}) exceeds store.keep_readings_days "
+                f"({self.store.keep_readings_days:g}): the weather readings it trains on would be deleted"
+            )
+        if self.model_enabled and m.min_history_days > self.store.keep_readings_days:
+            raise ValueError(
+                f"model.min_history_days ({m.min_history_days:g}) exceeds store.keep_readings_days "
+                f"({self.store.keep_readings_days:g}): the model could never be trained"
+            )
         return self

@@ -186,8 +186,10 @@ def assess(
     settings: CusumSettings | None = None,
     *,
     now: float | None = None,
+    thresholds: dict[str, float] | None = None,
 ) -> DriftReport:
-    """Drift episodes over ``iv`` and, while drifting, the projected threshold crossings."""
+    """Drift episodes over ``iv`` and, while drifting, the projected threshold crossings
+    (``thresholds``: name -> PUE, default the design card's warning 1.4 and critical 1.5)."""
     cs = settings or CusumSettings()
     sigma = max(float(residual_std), cs.min_sigma)
     k, h = cs.k_sigma * sigma, cs.h_sigma * sigma
@@ -198,5 +200,5 @@ def assess(
     eps = episodes(t, r, cusum(r, k), h, cs.bucket_s)
     proj = None
     if eps and eps[-1].ended is None:
-        proj = project(iv, expected_overhead_kwh, t, r, eps[-1].began, now, cs.bucket_s)
+        proj = project(iv, expected_overhead_kwh, t, r, eps[-1].began, now, cs.bucket_s, thresholds)
     return DriftReport(now, sigma, k, h, eps, proj)

@@ -115,6 +115,10 @@ class StatusOutput(Output):
         self._started: float | None = None  # clock time
         self._steps = 0
         self._closed = False
+        #: extra top-level sections of /status: name -> callable giving its JSON (run on the loop),
+        #: added by the service for parts the sinks do not import (the expected-PUE model); an
+        #: output of the same name reports in its section, not in "outputs"
+        self.sections: dict[str, Callable[[], Any]] = {}
 
     def routes(self) -> dict[str, Route]:
         return {"/status": self.status, "/healthz": self.healthz, "/readyz": self.readyz}
@@ -260,6 +264,7 @@ class StatusOutput(Output):
             "outputs": [
                 {"name": h.name, "up": h.up, "detail": redact(h.detail), "dropped": h.dropped}
                 for h in svc.outputs.all_health()
-                if h.name != self.name
+                if h.name not in (self.name, *self.sections)
             ],
+            **{name: section() for name, section in self.sections.items()},
         }
