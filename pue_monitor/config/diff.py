@@ -47,6 +47,7 @@ def diff_sites(
         ("site.id", a.site.id, b.site.id),
         ("site.timezone", a.site.timezone, b.site.timezone),
         ("influxdb", a.influxdb, b.influxdb),
+        ("alerts", a.alerts, b.alerts),  # notifiers and the alert engine are built at start
     ]
     if not store_fixed:
         fixed.append(("store", a.store, b.store))
