@@ -173,9 +173,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         lab = a["labels"]
         extra = " ".join(f"{k}={v}" for k, v in sorted(lab.items()) if k not in ("alertname", "site", "severity"))
         muted = " [silenced]" if any(s.active(now) and s.matches(lab) for s in silences) else ""
-        print(
-            f"  {lab.get('alertname', '?'):<18} {lab.get('severity', ''):<8} since {iso(a['since'], tz)}  {extra}{muted}"
-        )
+        name, severity = lab.get("alertname", "?"), lab.get("severity", "")
+        print(f"  {name:<18} {severity:<8} since {iso(a['since'], tz)}  {extra}{muted}")
         if summary := a["annotations"].get("summary"):
             print(f"      {summary}")
     print(f"{'silences' if args.all else 'active silences'}: {len(silences)}")
