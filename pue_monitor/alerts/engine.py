@@ -296,6 +296,7 @@ class AlertEngine:
         self._cleared: dict[tuple[str, str, str], SensorFault] = {}
         self._restored_faults: set[tuple[str, str, str]] = set()
         # data lost: the last counter seen per output and when it last increased
+        self._backlog_since: dict[str, float] = {}  # output -> when its backlog went over the bound
         self._lost_seen: dict[str, int] = {}
         self._lost_at: dict[str, tuple[float, float]] = {}  # output -> (first increase, last increase)
 
@@ -480,11 +481,14 @@ class AlertEngine:
             if rules.delivery_backlog.enabled:
                 labels = self._labels("PueDeliveryBacklog", "warning", output=h.name)
                 over = h.backlog > self.settings.backlog_points
+                since = self._backlog_since.setdefault(h.name, now) if over else now
+                if not over:
+                    self._backlog_since.pop(h.name, None)
                 ann = {
                     "summary": f"{h.name} at {self.site}: {h.backlog} points waiting to be delivered",
                     "description": f"more than {self.settings.backlog_points} points queued (alerts.backlog_points)",
                 }
-                out.append(Condition("delivery_backlog", labels, over, now, None, ann if over else {}))
+                out.append(Condition("delivery_backlog", labels, over, since, None, ann if over else {}))
             seen = self._lost_seen.get(h.name)
             self._lost_seen[h.name] = h.lost
             if seen is not None and h.lost > seen:
