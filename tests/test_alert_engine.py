@@ -607,3 +607,14 @@ async def test_service_pages_alertmanager_when_pue_crosses_and_resolves(tmp_path
     state = json.loads((tmp_path / "store.sqlite.alerts" / "state.json").read_text())
     assert state["alerts"] == {}
     assert svc.alerts is not None and svc.alerts.stats.results[("am", "failure")] == 0
+
+
+def test_readme_lifecycle_block_is_valid_and_shows_the_defaults() -> None:
+    import re
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    blocks = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", readme, flags=re.S)]
+    (doc,) = [b for b in blocks if isinstance(b, dict) and "rules" in b.get("alerts", {})]
+    shown = AlertsConfig.model_validate(doc["alerts"])
+    defaults = AlertsConfig(notifiers=shown.notifiers)
+    assert shown == defaults

@@ -168,7 +168,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         print()
         return EXIT_OK
     print(f"alert state: {files.state_path}" + ("" if state else " (none yet: the service has not evaluated)"))
-    print(f"firing alerts: {len(alerts)}")
+    print(f"firing alerts: {len(alerts)} (times in {tz})")
     for a in alerts:
         lab = a["labels"]
         extra = " ".join(f"{k}={v}" for k, v in sorted(lab.items()) if k not in ("alertname", "site", "severity"))
