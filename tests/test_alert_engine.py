@@ -618,3 +618,13 @@ def test_readme_lifecycle_block_is_valid_and_shows_the_defaults() -> None:
     shown = AlertsConfig.model_validate(doc["alerts"])
     defaults = AlertsConfig(notifiers=shown.notifiers)
     assert shown == defaults
+
+
+def test_check_config_names_an_alerts_folder_that_cannot_be_created(tmp_path: Path) -> None:
+    from pue_monitor.config.loader import check_site
+
+    (tmp_path / "plain-file").write_text("")
+    site = site_file(tmp_path, state_dir="plain-file/alerts")
+    errors = check_site(site).errors
+    assert len(errors) == 1 and "alerts.state_dir" in errors[0] and "plain-file is not a directory" in errors[0]
+    assert check_site(site_file(tmp_path, state_dir="alerts-here")).errors == []

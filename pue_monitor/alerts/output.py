@@ -71,6 +71,8 @@ class AlertOutput(Output):
         self._refreshed = -float("inf")
         self._error: str | None = None
         self._closing = False
+        self.active_silences = 0
+        self.firing_counts: dict[tuple[str, str], int] = engine.counts()
 
     def restore(self) -> None:
         """Continue from the saved state, if any (a bad one is moved aside and logged)."""
@@ -83,6 +85,7 @@ class AlertOutput(Output):
             self.engine.tracked.clear()
             self.files.state_unusable(f"not an alert state of this version ({type(exc).__name__}: {exc})")
             return
+        self.firing_counts = self.engine.counts()
         firing = self.engine.firing()
         if firing:
             log.info(
@@ -102,8 +105,11 @@ class AlertOutput(Output):
 
     def evaluate(self, now: float) -> Evaluation:
         """Evaluate, save the state, queue the deliveries (what ``flush`` does, without awaiting)."""
-        ev = self.engine.evaluate(now, self.files.silences())
+        silences = self.files.silences()
+        ev = self.engine.evaluate(now, silences)
         self.last = ev
+        self.active_silences = sum(1 for s in silences if s.active(now))
+        self.firing_counts = self.engine.counts()  # read by /metrics in the HTTP thread
         try:
             self.files.save_state(self.engine.snapshot())
             self._error = None
@@ -199,15 +205,13 @@ class AlertCollector(Collector):
             "Alerts the engine has firing now (silenced ones included), per alertname and severity.",
             labels=["site", "alertname", "severity"],
         )
-        for (name, severity), n in sorted(out.engine.counts().items()):
+        for (name, severity), n in sorted(out.firing_counts.items()):
             firing.add_metric([site, name, severity], n)
         yield firing
         silences = GaugeMetricFamily(
             "pue_alert_silences_active", "Silences in force now (pue alerts silence).", labels=["site"]
         )
-        now = out.last.now if out.last is not None else None
-        active = [s for s in out.files.silences() if now is not None and s.active(now)]
-        silences.add_metric([site], len(active))
+        silences.add_metric([site], out.active_silences)
         yield silences
         yield from out.stats.metrics(site, [n.name for n in out.notifiers])
 
