@@ -291,6 +291,14 @@ def test_sensor_faults_one_alert_each_deduplicated_resolved_when_cleared() -> No
     (r,) = e.evaluate(DAY0 + 1020).resolved
     assert (r.labels["device"], r.ends_at) == ("it", DAY0 + 1000)
     assert [t.labels["device"] for t in e.tracked.values()] == ["inc"]
+    # a counter reset opened and cleared between two evaluations still pages, then resolves
+    reset = SensorFault("it", "import_energy", FaultKind.RESET, DAY0 + 1100, DAY0 + 1100, "0.4 after 48211.3")
+    e.sensor_faults([reset])
+    (a,) = e.evaluate(DAY0 + 1110).fired
+    assert (a.labels["kind"], a.starts_at, a.annotations["description"]) == ("reset", DAY0 + 1100, "0.4 after 48211.3")
+    (r,) = e.evaluate(DAY0 + 1170).resolved
+    assert (r.labels["kind"], r.ends_at) == ("reset", DAY0 + 1100)
+    assert e.evaluate(DAY0 + 1230).group == []
 
 
 def test_delivery_backlog_and_data_lost() -> None:

@@ -295,6 +295,7 @@ class AlertEngine:
         self._faults: dict[tuple[str, str, str], SensorFault] = {}
         self._cleared: dict[tuple[str, str, str], SensorFault] = {}
         self._restored_faults: set[tuple[str, str, str]] = set()
+        self._momentary: set[tuple[str, str, str]] = set()  # cleared before judged: on once, then off
         # data lost: the last counter seen per output and when it last increased
         self._backlog_since: dict[str, float] = {}  # output -> when its backlog went over the bound
         self._lost_seen: dict[str, int] = {}
@@ -439,19 +440,29 @@ class AlertEngine:
                 del self._faults[key]
                 out.append(Condition("sensor_fault", labels, False, now))
                 continue
-            what = f"{f.device} {f.point}".strip()
-            ann = {
-                "summary": f"sensor fault at {self.site}: {what} {f.kind}",
-                "description": f.detail or f"{what}: {f.kind} since {rfc3339(f.start)}",
-            }
-            if f.value is not None:
-                ann["value"] = f"{f.value:g}"
-            out.append(Condition("sensor_fault", labels, True, f.start, None, ann))
-        for f in self._cleared.values():
+            out.append(Condition("sensor_fault", labels, True, f.start, None, self._fault_annotations(f)))
+        for key, f in list(self._cleared.items()):
             labels = self._labels("PueSensorFault", "warning", device=f.device, point=f.point, kind=str(f.kind))
+            if Alert(labels).fingerprint not in self.tracked and key not in self._momentary:
+                # opened and cleared between two evaluations (a counter reset): it still counts,
+                # on now and off at the next evaluation
+                self._momentary.add(key)
+                out.append(Condition("sensor_fault", labels, True, f.start, None, self._fault_annotations(f)))
+                continue
+            self._momentary.discard(key)
+            del self._cleared[key]
             out.append(Condition("sensor_fault", labels, False, f.end if f.end is not None else now))
-        self._cleared.clear()
         return out
+
+    def _fault_annotations(self, f: SensorFault) -> dict[str, str]:
+        what = f"{f.device} {f.point}".strip()
+        ann = {
+            "summary": f"sensor fault at {self.site}: {what} {f.kind}",
+            "description": f.detail or f"{what}: {f.kind} since {rfc3339(f.start)}",
+        }
+        if f.value is not None:
+            ann["value"] = f"{f.value:g}"
+        return ann
 
     def _device_conditions(self, now: float) -> list[Condition]:
         if self.devices is None or not self.settings.rules.device_down.enabled:
