@@ -501,30 +501,44 @@ def site_file(tmp_path: Path, **alerts: object) -> Path:
     return path
 
 
-def test_cli_silence_list_unsilence(tmp_path: Path) -> None:
-    site = site_file(tmp_path)
-    r = run_cli("alerts", "silence", "--config", str(site), "alertname=PueDeviceDown", "device=pdu-3",
-                "--for", "2h", "--comment", "replacing the PDU", "--author", "ops")  # fmt: skip
-    assert r.returncode == 0, r.stderr
-    sid = r.stdout.split()[1].rstrip(":")
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """``pue ARGS`` in this process: exit status, stdout, stderr."""
+    from pue_monitor.cli import main
+
+    try:
+        code = main(list(args))
+    except SystemExit as exc:  # argparse's usage errors
+        code = int(exc.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_cli_silence_list_unsilence(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    site = str(site_file(tmp_path))
+    code, out, err = cli(capsys, "alerts", "silence", "--config", site, "alertname=PueDeviceDown", "device=pdu-3",
+                         "--for", "2h", "--comment", "replacing the PDU", "--author", "ops")  # fmt: skip
+    assert code == 0, err
+    sid = out.split()[1].rstrip(":")
     silences = json.loads((tmp_path / "store.sqlite.alerts" / "silences.json").read_text())["silences"]
     (s,) = silences
     assert s["id"] == sid and s["matchers"] == {"alertname": "PueDeviceDown", "device": "pdu-3"}
     assert s["ends_at"] - s["starts_at"] == 7200 and abs(s["starts_at"] - time.time()) < 30
-    r = run_cli("alerts", "list", "--config", str(site), "--json")
-    assert r.returncode == 0, r.stderr
-    doc = json.loads(r.stdout)
+    assert (s["comment"], s["created_by"]) == ("replacing the PDU", "ops")
+    code, out, err = cli(capsys, "alerts", "list", "--config", site, "--json")
+    assert code == 0, err
+    doc = json.loads(out)
     assert doc["firing"] == [] and [x["id"] for x in doc["silences"]] == [sid]
-    r = run_cli("alerts", "unsilence", "--config", str(site), sid[:5])
-    assert r.returncode == 0 and f"silence {sid} expired" in r.stdout
-    assert json.loads(run_cli("alerts", "list", "--config", str(site), "--json").stdout)["silences"] == []
+    code, out, _ = cli(capsys, "alerts", "unsilence", "--config", site, sid[:5])
+    assert code == 0 and f"silence {sid} expired" in out
+    assert json.loads(cli(capsys, "alerts", "list", "--config", site, "--json")[1])["silences"] == []
+    assert len(json.loads(cli(capsys, "alerts", "list", "--config", site, "--json", "--all")[1])["silences"]) == 1
     # one-line errors, no traceback
-    r = run_cli("alerts", "unsilence", "--config", str(site), "nope")
-    assert r.returncode == 1 and "no silence with id 'nope'" in r.stderr and "Traceback" not in r.stderr
-    r = run_cli("alerts", "silence", "--config", str(site), "device", "--for", "2h")
-    assert r.returncode == 2 and "is not a matcher LABEL=VALUE" in r.stderr
-    r = run_cli("alerts", "silence", "--config", str(site), "device=x", "--for", "2 hours")
-    assert r.returncode == 2 and "is not a duration" in r.stderr
+    code, _, err = cli(capsys, "alerts", "unsilence", "--config", site, "nope")
+    assert code == 1 and "no silence with id 'nope'" in err and "Traceback" not in err
+    code, _, err = cli(capsys, "alerts", "silence", "--config", site, "device", "--for", "2h")
+    assert code == 2 and "is not a matcher LABEL=VALUE" in err
+    code, _, err = cli(capsys, "alerts", "silence", "--config", site, "device=x", "--for", "2 hours")
+    assert code == 2 and "is not a duration" in err
 
 
 # ------------------------------------------------------------------ end to end

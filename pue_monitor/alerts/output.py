@@ -224,7 +224,8 @@ def build_alert_output(
     outputs: Callable[[], Sequence[DeliveryHealth]] | None = None,
     drift: Callable[[], DriftReport | None] | None = None,
 ) -> AlertOutput:
-    """The alert output of ``site`` (its ``alerts:`` section), its state restored."""
+    """The alert output of ``site`` (its ``alerts:`` section), its state restored. ``drift``:
+    the live model watcher's latest report (also settable later: ``output.engine.drift``)."""
     cfg = site.config
     stats = NotifierStats()
     notifiers = build_notifiers(cfg.alerts, base_dir=site.base_dir, stats=stats)
