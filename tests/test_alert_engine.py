@@ -182,6 +182,25 @@ def test_hysteresis_pue_in_the_band_keeps_firing_below_it_resolves_after_resolve
     assert e.tracked == {}
 
 
+def test_an_alert_firing_for_three_days_outlives_the_intervals_kept() -> None:
+    """Quarters older than two days are folded into the trigger's state: the alert keeps its
+    start and resolves normally; a restatement of a folded quarter changes nothing."""
+    e = engine(repeat_interval_s=86400)
+    sends = []
+    for k in range(3 * 96):
+        ev = push_quarter(e, DAY0 + 900 * k, 1.45)
+        sends += [(ev.now, a.starts_at) for a in ev.group]
+    first = DAY0 + 1800 + GRACE
+    assert sends == [(first, DAY0), (first + 86400, DAY0), (first + 2 * 86400, DAY0)]
+    # kept: the quarters ending within two days of the newest; the ones before were folded
+    assert min(e._intervals["15m"]) == DAY0 + 86400 - 900
+    e.intervals("15m", [quarter(DAY0, 1.0)])  # late data for a folded quarter: ignored
+    end = DAY0 + 3 * 86400
+    push_quarter(e, end, 1.30)
+    (r,) = push_quarter(e, end + 900, 1.30).resolved
+    assert (r.starts_at, r.ends_at) == (DAY0, end)
+
+
 def test_critical_fires_beside_warning_and_resolves_on_its_own_band() -> None:
     e = engine(rules=AlertRules(pue_15m=AlertRule(for_s=0, resolve_after_s=0)))
     ev = push_quarter(e, DAY0, 1.55)

@@ -291,6 +291,7 @@ class AlertEngine:
         self._intervals: dict[str, dict[float, PueInterval]] = {w: {} for w in _WINDOWS}
         self._minute_end = -math.inf
         self._base: dict[tuple[str, str], _Trigger] = {}
+        self._folded: dict[str, float] = {}  # window -> start of the newest interval folded into the base
         # sensor faults: open ones by (device, point, kind); restored ones (from a snapshot) apart
         self._faults: dict[tuple[str, str, str], SensorFault] = {}
         self._cleared: dict[tuple[str, str, str], SensorFault] = {}
@@ -312,8 +313,10 @@ class AlertEngine:
         kept = self._intervals.get(resolution)
         if kept is None:
             return
+        folded = self._folded.get(resolution, -math.inf)
         for iv in intervals:
-            kept[iv.start] = iv
+            if iv.start > folded:  # older ones are already part of the triggers' base state
+                kept[iv.start] = iv
 
     def sensor_faults(self, faults: Iterable[SensorFault]) -> None:
         """Faults opened or cleared (a cleared one comes again with ``end`` set)."""
@@ -346,6 +349,7 @@ class AlertEngine:
             old = sorted(s for s in kept if kept[s].end < newest - keep and kept[s].end <= self._minute_end)
             for s in old:
                 iv = kept.pop(s)
+                self._folded[window] = s
                 for severity in ("warning", "critical"):
                     self._base_trigger(window, severity).step(iv, *self._trigger_args(severity))
 
