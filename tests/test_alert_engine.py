@@ -9,6 +9,7 @@ import itertools
 import json
 import logging
 import math
+import shutil
 import subprocess
 import sys
 import time
@@ -638,6 +639,12 @@ async def test_service_pages_alertmanager_when_pue_crosses_and_resolves(tmp_path
                 assert 'pue_alerts_firing{alertname="PueHigh",severity="critical",site="s"} 1.0' in metrics
                 assert 'pue_alert_notifications_total{notifier="am",result="success",site="s"}' in metrics
                 assert 'pue_alert_notifications_total{notifier="am",result="failure",site="s"} 0.0' in metrics
+                promtool = shutil.which("promtool")
+                assert promtool is not None, "promtool (Debian package prometheus): ./scripts/test installs it"
+                check = await asyncio.to_thread(
+                    subprocess.run, [promtool, "check", "metrics"], input=text, capture_output=True, timeout=30
+                )
+                assert check.returncode == 0, check.stdout + check.stderr
         await _until(lambda: am_alerts() == {})  # resolved: Alertmanager shows no active alert
         resolved = await asyncio.to_thread(am.alerts, active="false")
         assert [a for a in resolved if a["labels"]["site"] == "s"] == []
