@@ -676,3 +676,19 @@ def test_check_config_names_an_alerts_folder_that_cannot_be_created(tmp_path: Pa
     errors = check_site(site).errors
     assert len(errors) == 1 and "alerts.state_dir" in errors[0] and "plain-file is not a directory" in errors[0]
     assert check_site(site_file(tmp_path, state_dir="alerts-here")).errors == []
+
+
+async def test_an_unwritable_alerts_folder_is_logged_once_and_alerts_still_go_out(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "plain-file").write_text("")
+    devices = {"pdu-3": Dev("down", DAY0)}
+    stats = NotifierStats()
+    e = AlertEngine(SITE, Thresholds(), AlertsConfig(), devices=lambda: devices)
+    out = AlertOutput(e, AlertFiles(tmp_path / "plain-file" / "a"), [Console("log", stats=stats)], stats=stats)
+    for k in range(3):
+        await out.flush(DAY0 + 400 + 10 * k)
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "plain-file/a: cannot create the alerts folder" in errors[0]
+    assert stats.results[("log", "success")] == 1
+    assert out.health().up is False and "cannot create the alerts folder" in out.health().detail

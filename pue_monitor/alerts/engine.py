@@ -630,6 +630,13 @@ class AlertEngine:
             ],
         }
 
+    def clear(self) -> None:
+        """Forget every alert, trigger state and sensor fault (a refused saved state)."""
+        self.tracked.clear()
+        self._base.clear()
+        self._faults.clear()
+        self._restored_faults.clear()
+
     def restore(self, doc: Mapping[str, Any]) -> None:
         """Continue from :meth:`snapshot` (raises ValueError/KeyError/TypeError on a bad document)."""
         from pue_monitor.pipeline.faults import FaultKind

@@ -82,7 +82,7 @@ class AlertOutput(Output):
         try:
             self.engine.restore(doc)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            self.engine.tracked.clear()
+            self.engine.clear()
             self.files.state_unusable(f"not an alert state of this version ({type(exc).__name__}: {exc})")
             return
         self.firing_counts = self.engine.counts()
@@ -113,9 +113,10 @@ class AlertOutput(Output):
         try:
             self.files.save_state(self.engine.snapshot())
             self._error = None
-        except UserError as exc:  # names the file and the cause
+        except UserError as exc:  # names the file and the cause; logged once per cause
+            if str(exc) != self._error:
+                log.error("%s (alerts are still evaluated and sent; the state is lost on a restart)", exc)
             self._error = str(exc)
-            log.error("%s", exc)
         refresh = bool(ev.firing) and now - self._refreshed >= self.refresh_s
         if refresh:
             self._refreshed = now
