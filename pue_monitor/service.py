@@ -73,6 +73,8 @@ from pue_monitor.sinks.status import StatusOutput
 from pue_monitor.sinks.store import StoreOutput
 
 if TYPE_CHECKING:
+    from pue_monitor.alerts.engine import DeliveryHealth, DeviceState
+    from pue_monitor.alerts.output import AlertOutput
     from pue_monitor.collectors.mqtt import MqttSource
     from pue_monitor.models.watch import ModelWatcher
 
@@ -338,6 +340,35 @@ class Service:
                 self.prometheus.registry.register(self.model.collector(cfg.site.id))
         off = watch.off_status(cfg)
         self.status.sections["model"] = lambda: self.model.status().as_dict() if self.model is not None else off
+        self.alerts: AlertOutput | None = None
+        if cfg.alerts.notifiers:  # the alert engine (see the README, "Alerts")
+            from pue_monitor.alerts.output import build_alert_output
+
+            self.alerts = build_alert_output(
+                self.site,
+                store_path=store_path,
+                devices=self._device_states,
+                outputs=self._delivery_health,
+                drift=self.model.drift if self.model is not None else None,
+            )
+            self.outputs.add(self.alerts)
+            if self.prometheus is not None:
+                self.prometheus.registry.register(self.alerts.collector())
+
+    def _device_states(self) -> dict[str, DeviceState]:
+        runner = getattr(self, "runner", None)  # built after the outputs
+        return dict(runner.stats) if runner is not None else {}
+
+    def _delivery_health(self) -> list[DeliveryHealth]:
+        """Per output: points lost (dropped by a full buffer) and, for InfluxDB, the spool's
+        backlog and evictions."""
+        from pue_monitor.alerts.engine import DeliveryHealth
+
+        out = [DeliveryHealth(h.name, 0, h.dropped) for h in self.outputs.all_health() if h.name != "alerts"]
+        if self.influx is not None:
+            spool = self.influx.spool.status()
+            out.append(DeliveryHealth("influxdb spool", spool.queued_points, spool.evicted_points))
+        return out
 
     # ---------------------------------------------------------------- restarts
 
@@ -519,6 +550,8 @@ class Service:
         state.warning, state.critical = conf.thresholds.warning, conf.thresholds.critical
         if self.model is not None:  # thresholds and weather points apply from the next scoring
             self.model.reconfigure(conf)
+        if self.alerts is not None:
+            self.alerts.engine.thresholds = conf.thresholds
         if conf.cooling != (self.free_cooling.cooling if self.free_cooling is not None else None):
             self.free_cooling = free_cooling_state(conf)  # a changed plant model starts afresh
         state.latest_readings = {k: r for k, r in state.latest_readings.items() if k[0] not in gone}

@@ -48,6 +48,7 @@ def diff_sites(
         ("site.timezone", a.site.timezone, b.site.timezone),
         ("influxdb", a.influxdb, b.influxdb),
         ("model", a.model, b.model),
+        ("alerts", a.alerts, b.alerts),  # notifiers and the alert engine are built at start
     ]
     if not store_fixed:
         fixed.append(("store", a.store, b.store))

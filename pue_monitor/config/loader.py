@@ -601,6 +601,9 @@ def _directory_errors(
         files.append((["influxdb", "spool", "path"], influx.spool.path))
     if store is not None and store.state_path is not None:  # restart state of an InfluxDB-only site
         files.append((["store", "state_path"], store.state_path))
+    alerts = sections.get("alerts")
+    if alerts is not None and alerts.notifiers and alerts.state_dir is not None:  # the alert engine's files
+        files.append((["alerts", "state_dir"], str(Path(alerts.state_dir) / "state.json")))
     problems = []
     for loc, raw in files:
         target = Path(raw) if Path(raw).is_absolute() else base / raw

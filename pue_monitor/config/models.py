@@ -1357,8 +1357,81 @@ Notifier = Annotated[
 ]
 
 
+class AlertRule(_Model):
+    """When one rule's condition becomes an alert and when the alert resolves."""
+
+    enabled: bool = True
+    for_s: float = Field(
+        default=0.0, ge=0, le=7 * 86400, description="seconds the condition must hold before the alert fires (pending)"
+    )
+    resolve_after_s: float = Field(
+        default=300.0, ge=0, le=7 * 86400, description="seconds the condition must stay clear before it resolves"
+    )
+
+
+class AlertRules(_Model):
+    """The engine's rules (thresholds come from ``thresholds:``). Durations in seconds."""
+
+    pue_15m: AlertRule = Field(
+        default=AlertRule(for_s=1800, resolve_after_s=1800),
+        description="closed 15-minute PUE over thresholds.warning / thresholds.critical",
+    )
+    pue_daily: AlertRule = Field(
+        default=AlertRule(for_s=0, resolve_after_s=0),
+        description="closed daily PUE (the site's calendar day) over the thresholds",
+    )
+    drift: AlertRule = Field(
+        default=AlertRule(for_s=0, resolve_after_s=3600),
+        description="PUE drifting above the expected-PUE model (CUSUM): a drift report says so",
+    )
+    sensor_fault: AlertRule = Field(
+        default=AlertRule(for_s=0, resolve_after_s=0), description="one alert per active sensor fault"
+    )
+    device_down: AlertRule = Field(
+        default=AlertRule(for_s=300, resolve_after_s=300), description="a polled or pushed device down"
+    )
+    delivery_backlog: AlertRule = Field(
+        default=AlertRule(for_s=900, resolve_after_s=300),
+        description="an output's queue (the InfluxDB spool) holding more than alerts.backlog_points points",
+    )
+    data_lost: AlertRule = Field(
+        default=AlertRule(for_s=0, resolve_after_s=600),
+        description="an output dropped or evicted points (data lost): resolves after this long without a loss",
+    )
+
+
 class AlertsConfig(_Model):
     notifiers: list[Notifier] = Field(default_factory=list, description="where alerts are sent")
+    rules: AlertRules = AlertRules()
+    hysteresis: float = Field(
+        default=0.02,
+        ge=0,
+        le=0.5,
+        description="a PUE alert clears only once PUE is below its threshold minus this (PUE points)",
+    )
+    min_coverage: float = Field(
+        default=0.9,
+        gt=0,
+        le=1,
+        description="an interval whose share of measured or estimated time is below this is not judged",
+    )
+    repeat_interval_s: float = Field(
+        default=4 * 3600.0, ge=60, le=7 * 86400, description="a firing alert is sent again this often"
+    )
+    backlog_points: int = Field(
+        default=100_000, ge=1, description="points waiting in an output's queue before delivery_backlog counts"
+    )
+    alertmanager_refresh_s: float = Field(
+        default=60.0,
+        ge=5,
+        le=3600,
+        description="firing alerts are re-posted to Alertmanager this often (below its resolve_timeout, 5 min)",
+    )
+    state_dir: str | None = Field(
+        default=None,
+        description="alert state and silences (state.json, silences.json); default: beside the store, "
+        "'<store.path>.alerts' (InfluxDB only: '<influxdb.spool.path>.alerts')",
+    )
 
     @model_validator(mode="after")
     def _unique(self) -> AlertsConfig:
