@@ -700,6 +700,30 @@ class StoreReader:
             args.append(end)
         return [(r[0], r[1], r[2]) for r in self._conn.execute(q + " ORDER BY ts", args)]
 
+    def good_window(
+        self, device: str, point: str, *, start: float, end: float, margin: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(ts, value) float64 arrays of the GOOD readings of one series with ``start <= ts <=
+        end``, plus up to ``margin`` readings on each side (the engine's context at the edges),
+        sorted by (ts, value). One index range per part (``readings_series``)."""
+        cur = self._conn.cursor()
+        cur.row_factory = None  # plain tuples: a report reads millions (3x faster than Row)
+        base = "SELECT ts, value FROM readings WHERE device = ? AND point = ? AND quality = 0 AND value IS NOT NULL "
+        try:
+            lo = cur.execute(base + "AND ts < ? ORDER BY ts DESC, value DESC LIMIT ?", (device, point, start, margin))
+            before = lo.fetchall()
+            mid = cur.execute(
+                base + "AND ts >= ? AND ts <= ? ORDER BY ts, value", (device, point, start, end)
+            ).fetchall()
+            after = cur.execute(base + "AND ts > ? ORDER BY ts, value LIMIT ?", (device, point, end, margin)).fetchall()
+        finally:
+            cur.close()
+        rows = before[::-1] + mid + after
+        if not rows:
+            return np.zeros(0), np.zeros(0)
+        arr = np.array(rows, dtype=np.float64)
+        return arr[:, 0].copy(), arr[:, 1].copy()
+
     def period_pue(self, *, start: float | None = None, end: float | None = None) -> PeriodPue | None:
         """PUE over [start, end] from 1-minute rows whose PUE is defined: Σ E_DC / Σ E_IT."""
         rows = [r for r in self.intervals("1m", start=start, end=end) if r["pue"] is not None]
