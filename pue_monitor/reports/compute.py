@@ -211,8 +211,8 @@ def _compute_month(ctx: _Ctx, y: int, m: int, step_no: int, steps: int) -> _Span
     parts_t: list[np.ndarray] = []
     parts_v: list[np.ndarray] = []
     lens = np.zeros(len(mod.keys), np.int64)
-    for s, (device, point) in enumerate(mod.keys):
-        ts, v = ctx.reader.good_window(device, point, start=t0, end=t1, margin=MARGIN_ROWS)
+    windows = ctx.reader.good_windows(mod.keys, start=t0, end=t1, margin=MARGIN_ROWS)
+    for s, (ts, v) in enumerate(windows):
         parts_t.append(ts)
         parts_v.append(v)
         lens[s] = ts.size
