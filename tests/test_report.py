@@ -355,3 +355,24 @@ def test_report_config_validates_grade_limits(tmp_path: Path) -> None:
         path.write_text(text)
         with pytest.raises(ConfigError, match=says):
             load_site(path)
+
+
+def test_readme_report_section_example_is_valid_configuration(tmp_path: Path) -> None:
+    import re
+
+    import yaml
+
+    from pue_monitor.config.loader import site_from_dict
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    block = next(b for b in re.findall(r"```yaml\n(.*?)```", readme, flags=re.S) if b.startswith("report:"))
+    site = yaml.safe_load(SITE.format(store=tmp_path / "x.sqlite", roll=ROLL))
+    site["report"] = yaml.safe_load(block)["report"]
+    loaded = site_from_dict(site, source="README.md")
+    assert loaded.config.report.grade_limits == {1: 1.2, 2: 1.3, 3: 1.5}
+    assert loaded.config.report.operator
+    # and the JSON keys the README's table names are the document's
+    for key in ("schema_version", "kind", "pue", "facility_kwh", "it_kwh", "category", "completeness", "site",
+                "period", "trailing_12m", "daily", "meters", "compliance", "kpis", "free_cooling", "alerts", "notes",
+                "generated_at", "generator"):  # fmt: skip
+        assert f"`{key}`" in readme.split("### JSON document", 1)[1].split("###", 1)[0], key

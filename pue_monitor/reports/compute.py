@@ -536,9 +536,11 @@ def _notes(span: _Span, mod: _Model, meters: list[MeterCompleteness], fig: Perio
     cats = [(m, c) for m, c in zip(mod.meters, mod.meter_cat, strict=True) if c is not None]
     if cats and len({c for _, c in cats}) > 1:
         weakest = min(c for _, c in cats)
+        names = [m for m, c in cats if c == weakest]
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
         notes.append(
-            f"category {weakest}: the weakest IT meter ({', '.join(m for m, c in cats if c == weakest)}) supports "
-            "no better; the result is never stated at a better category"
+            f"category {weakest}: the weakest IT meter ({shown}) supports no better; the result is never "
+            "stated at a better category"
         )
     for name, v in (("WUE", k.wue_l_per_kwh), ("ERF", k.erf), ("REF", k.ref)):
         if v is None:
