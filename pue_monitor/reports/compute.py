@@ -25,6 +25,7 @@ import math
 import time
 import zoneinfo
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -36,7 +37,7 @@ from pue_monitor.config.loader import LoadedSite
 from pue_monitor.config.models import KPI_ROLES, Role
 from pue_monitor.errors import UsageError, UserError
 from pue_monitor.ingest.backfill import MARGIN_ROWS, _chunk_rows
-from pue_monitor.pipeline.energy import EVENT_KINDS, SeriesSpec, Status, interval_energy
+from pue_monitor.pipeline.energy import EVENT_KINDS, IntervalEnergy, SeriesSpec, Status, interval_energy
 from pue_monitor.pipeline.events import EventKind, Reason
 from pue_monitor.pipeline.kpi import KpiBasis, ratio
 from pue_monitor.pipeline.model import series_specs
@@ -195,78 +196,116 @@ class _Ctx:
     cache: dict[tuple[int, int], _Span] = field(default_factory=dict)
 
 
+#: series read and run through the engine together: the next group is read (SQLite, in a second
+#: thread) while the engine works on this one; the engine judges every series on its own, so
+#: groups give the same cells as one run over all series (to the last bits of rounding)
+GROUP = 128
+
+
+@dataclass
+class _Group:
+    lo: int  # spec indices [lo, hi)
+    hi: int
+    sid: np.ndarray  # local series index (0 .. hi-lo-1) of each reading, sorted by series then ts
+    ts: np.ndarray
+    value: np.ndarray
+    lens: np.ndarray  # readings per series
+    seconds: float
+
+
+def _read_group(reader: StoreReader, mod: _Model, lo: int, hi: int, t0: float, t1: float) -> _Group:
+    clock = time.perf_counter()
+    parts_t: list[np.ndarray] = []
+    parts_v: list[np.ndarray] = []
+    for ts, v in reader.good_windows(mod.keys[lo:hi], start=t0, end=t1, margin=MARGIN_ROWS):
+        parts_t.append(ts)
+        parts_v.append(v)
+    lens = np.fromiter((t.size for t in parts_t), np.int64, hi - lo)
+    b_ts = np.concatenate(parts_t) if parts_t else np.zeros(0)
+    b_v = np.concatenate(parts_v) if parts_v else np.zeros(0)
+    sid = np.repeat(np.arange(hi - lo, dtype=np.int64), lens)
+    return _Group(lo, hi, sid, b_ts, b_v, lens, time.perf_counter() - clock)
+
+
 def _compute_month(ctx: _Ctx, y: int, m: int, step_no: int, steps: int) -> _Span:
     if (y, m) in ctx.cache:
         return ctx.cache[(y, m)]
     mod = ctx.model
     t0, t1 = month_bounds(y, m, ctx.tz.key)
     span = _Span(start=t0, end=t1, label=f"{y:04d}-{m:02d}")
-    n_m = len(mod.meters)
+    n_m, n_s = len(mod.meters), len(mod.specs)
     span.counts = np.zeros((n_m, 3), np.int64)
     span.reasons = np.zeros((n_m, 4), np.int64)
     span.events = np.zeros((n_m, 3), np.int64)
-    stage = f"reading {span.label}" if steps == 1 else f"reading {span.label} ({step_no}/{steps})"
+    stage = f"computing {span.label}" if steps == 1 else f"computing {span.label} ({step_no}/{steps})"
+    first, last = date(y, m, 1), date(*_add_months(y, m, 1), 1)
+    days = [first + timedelta(days=k) for k in range((last - first).days)]
+    bounds = [(_midnight(d, ctx.tz), _midnight(d + timedelta(days=1), ctx.tz)) for d in days]
+    sizes = [round((c1 - c0) / STEP) for c0, c1 in bounds]
+    # each day's cells of every series, filled group by group: MISSING until the engine says otherwise
+    energy = [np.zeros((n_s, n)) for n in sizes]
+    status = [np.full((n_s, n), Status.MISSING, np.int8) for n in sizes]
+    reason = [np.zeros((n_s, n), np.uint8) for n in sizes]
+    ran = [False] * len(days)
 
+    groups = [(a, min(a + GROUP, n_s)) for a in range(0, n_s, GROUP)]
     clock = time.perf_counter()
-    parts_t: list[np.ndarray] = []
-    parts_v: list[np.ndarray] = []
-    lens = np.zeros(len(mod.keys), np.int64)
-    windows = ctx.reader.good_windows(mod.keys, start=t0, end=t1, margin=MARGIN_ROWS)
-    for s, (ts, v) in enumerate(windows):
-        parts_t.append(ts)
-        parts_v.append(v)
-        lens[s] = ts.size
-        if s % 50 == 49 or s == len(mod.keys) - 1:
-            ctx.progress(stage, s + 1, len(mod.keys))
-    b_ts = np.concatenate(parts_t) if parts_t else np.zeros(0)
-    b_v = np.concatenate(parts_v) if parts_v else np.zeros(0)
-    b_sid = np.repeat(np.arange(len(mod.keys), dtype=np.int64), lens)
-    span.readings = int(b_ts.size)
-    _add_time(ctx.stats, "read readings", time.perf_counter() - clock)
+    read_s = engine_s = 0.0
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="report-read") as pool:
+        pending = pool.submit(_read_group, ctx.reader, mod, *groups[0], t0, t1)
+        for gi in range(len(groups)):
+            g = pending.result()
+            if gi + 1 < len(groups):
+                pending = pool.submit(_read_group, ctx.reader, mod, *groups[gi + 1], t0, t1)
+            read_s += g.seconds
+            span.readings += int(g.ts.size)
+            t_e = time.perf_counter()
+            specs = tuple(mod.specs[g.lo : g.hi])
+            hi_ = np.cumsum(g.lens)
+            lo_ = hi_ - g.lens
+            has = g.lens > 0
+            first_t, last_t = g.ts[lo_[has]], g.ts[hi_[has] - 1]  # margins included
+            for k, (c0, c1) in enumerate(bounds):
+                # no series has readings on both sides of a minute of the day: all MISSING (what the
+                # engine gives), without running it on an empty grid
+                if not bool(((first_t < c1) & (last_t > c0)).any()):
+                    continue
+                idx = _chunk_rows(g.sid, g.ts, lo_, hi_, c0, c1)
+                ie = interval_energy(specs, g.sid[idx], g.ts[idx], g.value[idx], start=c0, step=STEP, n=sizes[k])
+                energy[k][g.lo : g.hi] = ie.energy
+                status[k][g.lo : g.hi] = ie.status
+                reason[k][g.lo : g.hi] = ie.reason
+                ran[k] = True
+                if ie.event_row.size:  # judged readings inside the day (margins belong to the neighbours)
+                    rows = idx[ie.event_row]
+                    inside = (g.ts[rows] >= c0) & (g.ts[rows] < c1)
+                    meter = mod.spec_meter[g.lo + g.sid[rows][inside]]
+                    kind = ie.event_kind[inside]
+                    for col, code in enumerate((_EV_GLITCH, _EV_RESET, _EV_ROLL)):
+                        np.add.at(span.events[:, col], meter[kind == code], 1)
+            engine_s += time.perf_counter() - t_e
+            ctx.progress(stage, g.hi, n_s)
+    wall = time.perf_counter() - clock
+    _add_time(ctx.stats, "read readings (second thread)", read_s)
+    _add_time(ctx.stats, "energy engine", engine_s)
+    _add_time(ctx.stats, "read + engine, wall", wall)
     ctx.stats["readings"] = ctx.stats.get("readings", 0) + span.readings
 
     clock = time.perf_counter()
-    series_hi = np.cumsum(lens)
-    series_lo = series_hi - lens
-    has = lens > 0
-    first_t = b_ts[series_lo[has]]  # each series' first and last reading loaded (margins included)
-    last_t = b_ts[series_hi[has] - 1]
-    d, last = date(y, m, 1), date(*_add_months(y, m, 1), 1)
-    n_days = (last - d).days
-    stage = f"computing {span.label}" if steps == 1 else f"computing {span.label} ({step_no}/{steps})"
-    k = 0
-    while d < last:
-        c0, c1 = _midnight(d, ctx.tz), _midnight(d + timedelta(days=1), ctx.tz)
-        n = round((c1 - c0) / STEP)
-        span.minutes += n
-        if not bool(((first_t < c1) & (last_t > c0)).any()):
-            # no series has readings on both sides of any minute of the day: every minute of every
-            # meter is MISSING (what the engine gives), without running it on an empty grid
+    for k, (c0, c1) in enumerate(bounds):
+        span.minutes += sizes[k]
+        if not ran[k]:
             span.days.append(_empty_day(c0, c1, _category(mod)))
-            span.counts[:, 2] += n
-            d += timedelta(days=1)
-            k += 1
-            ctx.progress(stage, k, n_days)
+            span.counts[:, 2] += sizes[k]
             continue
-        idx = _chunk_rows(b_sid, b_ts, series_lo, series_hi, c0, c1)
-        ie = interval_energy(mod.specs, b_sid[idx], b_ts[idx], b_v[idx], start=c0, step=STEP, n=n)
-        minutes = rollup(ie, mod.specs, kpi=ctx.kpi)
+        ie_day = IntervalEnergy(start=c0, step=STEP, energy=energy[k], status=status[k], reason=reason[k])
+        minutes = rollup(ie_day, mod.specs, kpi=ctx.kpi)
         day = aggregate(minutes, resolution="1d", tz=ctx.tz.key)
         if len(day) != 1 or day[0].start != c0 or day[0].end != c1:  # a grid that is not the local day
-            raise AssertionError(f"day {d}: aggregate gave {[(x.start, x.end) for x in day]}")
+            raise AssertionError(f"day {days[k]}: aggregate gave {[(x.start, x.end) for x in day]}")
         span.days.append(day[0])
-        _count_cells(span, mod, ie.status, ie.reason)
-        if ie.event_row.size:
-            rows = idx[ie.event_row]
-            inside = (b_ts[rows] >= c0) & (b_ts[rows] < c1)
-            meter = mod.spec_meter[b_sid[rows][inside]]
-            kind = ie.event_kind[inside]
-            for col, code in enumerate((_EV_GLITCH, _EV_RESET, _EV_ROLL)):
-                np.add.at(span.events[:, col], meter[kind == code], 1)
-        d += timedelta(days=1)
-        k += 1
-        ctx.progress(stage, k, n_days)
-    _add_time(ctx.stats, "energy engine", time.perf_counter() - clock)
+        _count_cells(span, mod, status[k], reason[k])
+    _add_time(ctx.stats, "rollup and completeness", time.perf_counter() - clock)
     ctx.cache[(y, m)] = span
     return span
 
