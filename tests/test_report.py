@@ -376,3 +376,26 @@ def test_readme_report_section_example_is_valid_configuration(tmp_path: Path) ->
                 "period", "trailing_12m", "daily", "meters", "compliance", "kpis", "free_cooling", "alerts", "notes",
                 "generated_at", "generator"):  # fmt: skip
         assert f"`{key}`" in readme.split("### JSON document", 1)[1].split("###", 1)[0], key
+
+
+def test_trailing_twelve_months_before_the_readings_begin_says_what_it_covers(site: Path) -> None:
+    """November 2025: its trailing 12 months (2024-12..2025-11) have readings only from
+    2025-10-01 00:07 on: the figures are the covered minutes' and a note says how many."""
+    loaded = load_site(site)
+    reader = StoreReader(loaded.resolve("store.sqlite"))
+    try:
+        nov = build_month(reader, loaded, "2025-11")
+    finally:
+        reader.close()
+    t12 = nov.trailing_12m
+    assert t12 is not None and t12.label == "2024-12..2025-11"
+    fac, it = hand_month(date(2025, 10, 1), date(2025, 12, 1))
+    sep30 = day_no(date(2025, 9, 30))  # the 7 minutes before the first reading are missing
+    fac -= 7 / 60 * (p_grid(sep30) + 40.0)
+    it -= 7 / 60 * (p_ups(sep30) + 100.0)
+    assert t12.facility_kwh == pytest.approx(fac, rel=1e-11) and t12.it_kwh == pytest.approx(it, rel=1e-11)
+    minutes = (date(2025, 12, 1) - date(2024, 12, 1)).days * 1440
+    covered = (31 + 30) * 1440 - 7
+    assert t12.missing == pytest.approx((minutes - covered) / minutes, abs=1e-15)
+    note = next(n for n in nov.notes if n.startswith("trailing 12 months"))
+    assert f"covers {100 * covered / minutes:.2f} % of its minutes" in note and "keep_readings_days" in note

@@ -622,6 +622,13 @@ def _report(ctx: _Ctx, kind: str, span: _Span, trailing: _Span | None, now: floa
     fig = _figures(span, mod)
     meters = _meters(span, mod)
     kpis = _kpis(span)
+    notes = _notes(span, mod, meters, fig, kpis)
+    if trailing is not None and (cov := _coverage(trailing)) < 1.0:
+        keep = ctx.site.config.store.keep_readings_days
+        notes.append(
+            f"trailing 12 months {trailing.label}: the PUE covers {_pct(cov)} of its minutes; the store keeps "
+            f"readings {keep:g} days (store.keep_readings_days): keep at least 400 for a complete trailing year"
+        )
     return ReportData(
         kind="month" if kind == "month" else "year",
         site=_site_block(ctx.site),
@@ -633,7 +640,7 @@ def _report(ctx: _Ctx, kind: str, span: _Span, trailing: _Span | None, now: floa
         kpis=kpis,
         free_cooling=_free_cooling(ctx.reader, span.start, span.end),
         alerts=[],  # no alert history is stored yet (issue 10)
-        notes=_notes(span, mod, meters, fig, kpis),
+        notes=notes,
         generated_at=time.time() if now is None else now,
         generator=f"pue-monitor {__version__}",
     )
