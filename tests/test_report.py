@@ -30,7 +30,7 @@ import json
 import math
 import subprocess
 import sys
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -399,3 +399,46 @@ def test_trailing_twelve_months_before_the_readings_begin_says_what_it_covers(si
     assert t12.missing == pytest.approx((minutes - covered) / minutes, abs=1e-15)
     note = next(n for n in nov.notes if n.startswith("trailing 12 months"))
     assert f"covers {100 * covered / minutes:.2f} % of its minutes" in note and "keep_readings_days" in note
+
+
+def test_month_boundaries_are_local_midnights_across_a_dst_change(tmp_path: Path) -> None:
+    """Europe/Berlin, October 2026 (clocks go back on the 25th: a 25-hour day): one counter at a
+    constant 120 kW read every 10 minutes at :03, :13, ... UTC. The month runs from local midnight
+    to local midnight (745 h), the 25th has 25 h, and the counter is interpolated at each midnight
+    between the readings around it."""
+    from zoneinfo import ZoneInfo
+
+    berlin = ZoneInfo("Europe/Berlin")
+    store_path = tmp_path / "dst.sqlite"
+    site_path = tmp_path / "site.yaml"
+    site_path.write_text(
+        "site: {id: dst, timezone: Europe/Berlin}\nprometheus: {enabled: false}\n"
+        f"store: {{path: {store_path}}}\ndevices:\n"
+        "  - {id: inc, protocol: import, interval: 600, meter: {role: facility_input, energy: e}}\n"
+        "  - {id: ups, protocol: import, interval: 600, meter: {role: it, it_location: ups_output, energy: e}}\n"
+    )
+    t = np.arange(
+        datetime(2026, 9, 29, 0, 3, tzinfo=UTC).timestamp(), datetime(2026, 11, 2, tzinfo=UTC).timestamp(), 600.0
+    )
+    store = SqliteStore(store_path)
+    store.bulk_insert_readings(
+        "dst",
+        [("inc", "e", "kWh", t, 5_000.0 + 120.0 * (t - t[0]) / 3600), ("ups", "e", "kWh", t, 80.0 * (t - t[0]) / 3600)],
+        expected_rows=2 * t.size,
+    )
+    store.close()
+    loaded = load_site(site_path)
+    reader = StoreReader(store_path)
+    try:
+        data = build_month(reader, loaded, "2026-10", trailing=False)
+    finally:
+        reader.close()
+    p = data.period
+    assert p.start == datetime(2026, 10, 1, tzinfo=berlin).timestamp()  # 2026-09-30 22:00 UTC (CEST)
+    assert p.end == datetime(2026, 11, 1, tzinfo=berlin).timestamp()  # 2026-10-31 23:00 UTC (CET)
+    assert (p.end - p.start) / 3600 == 745
+    assert p.facility_kwh == pytest.approx(120.0 * 745, rel=1e-12)
+    assert p.it_kwh == pytest.approx(80.0 * 745, rel=1e-12)
+    day25 = next(d for d in data.daily if d.date == "2026-10-25")
+    assert day25.facility_kwh == pytest.approx(120.0 * 25, rel=1e-12)
+    assert len(data.daily) == 31 and data.meters[0].measured == 1.0
