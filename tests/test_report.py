@@ -442,3 +442,67 @@ def test_month_boundaries_are_local_midnights_across_a_dst_change(tmp_path: Path
     day25 = next(d for d in data.daily if d.date == "2026-10-25")
     assert day25.facility_kwh == pytest.approx(120.0 * 25, rel=1e-12)
     assert len(data.daily) == 31 and data.meters[0].measured == 1.0
+
+
+def test_report_from_influxdb_equals_the_report_from_the_store(site: Path, influx1, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The same readings written to a real InfluxDB 1.6 (line protocol, as `pue run` writes them)
+    give the same October as the embedded store; the CLI reads them with --source influxdb."""
+    import urllib.request
+
+    from pue_monitor.readings import Reading
+    from pue_monitor.reports.influx_source import InfluxReadings
+    from pue_monitor.sinks.lineprotocol import LineBuilder
+
+    lo, hi = datetime(2026, 9, 28, tzinfo=CST).timestamp(), datetime(2026, 11, 2, 1, tzinfo=CST).timestamp()
+    builder = LineBuilder()
+    lines: list[str] = []
+    for dev, (ts, v, point) in readings().items():
+        keep = (ts >= lo) & (ts <= hi)
+        lines += builder.readings(Reading(t, "acc", dev, point, x, "") for t, x in zip(ts[keep], v[keep], strict=True))
+    for i in range(0, len(lines), 5000):
+        body = "\n".join(lines[i : i + 5000]).encode()
+        urllib.request.urlopen(f"{influx1.url}/write?db=pue&precision=ns", data=body, timeout=30).read()
+
+    loaded = load_site(site)
+    store = StoreReader(loaded.resolve("store.sqlite"))
+    try:
+        from_store = build_month(store, loaded, "2026-10", trailing=False, now=0.0)
+    finally:
+        store.close()
+    from pue_monitor.config.models import InfluxConfig
+
+    influx = InfluxReadings(InfluxConfig(url=influx1.url, bucket="pue"), loaded.config.site.id)
+    from_influx = build_month(influx, loaded, "2026-10", trailing=False, now=0.0)
+    assert from_influx.period.facility_kwh == pytest.approx(from_store.period.facility_kwh, rel=1e-12)
+    assert from_influx.period.pue == pytest.approx(from_store.period.pue, rel=1e-12)
+    assert [(m.device, m.measured, m.estimated, m.glitches, m.resets, m.rollovers) for m in from_influx.meters] == [
+        (m.device, m.measured, m.estimated, m.glitches, m.resets, m.rollovers) for m in from_store.meters
+    ]
+
+    influx_site = tmp_path / "influx-site.yaml"
+    influx_site.write_text(
+        site.read_text().replace(
+            "store: {path:", "influxdb: {url: '" + influx1.url + "', bucket: pue}\nstore: {enabled: false, path:"
+        )
+    )
+    out = tmp_path / "out"
+    proc = run(
+        "--config", str(influx_site), "--month", "2026-10", "--format", "json", "--out", str(out), "--json", "--quiet"
+    )
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["source"] == "influxdb"
+    assert summary["pue"] == pytest.approx(from_store.period.pue, rel=1e-12)
+    bad = run(
+        "--config",
+        str(influx_site),
+        "--month",
+        "2026-10",
+        "--format",
+        "json",
+        "--db",
+        "x.sqlite",
+        "--source",
+        "influxdb",
+    )
+    assert bad.returncode == 2 and bad.stderr.strip() == "pue report: --source influxdb: --db names a store"

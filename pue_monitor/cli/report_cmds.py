@@ -48,6 +48,12 @@ def add_parsers(sub: Subparsers) -> None:
     p.add_argument("--lang", default="zh", metavar="LANG", help="PDF language: zh (default) or en")
     p.add_argument("--out", default=".", metavar="DIR", help="folder for the files (created; default .)")
     p.add_argument("--db", metavar="STORE", help="store file (default: store.path of the site file)")
+    p.add_argument(
+        "--source",
+        choices=("store", "influxdb"),
+        help="read the readings from the embedded store or from the site's InfluxDB (InfluxQL: 1.x, 2.x with "
+        "its 1.x API); default: the store, unless the site file turns it off",
+    )
     p.add_argument("--json", action="store_true", help="print a JSON summary (files, headline figures, timings)")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=cmd_report)
@@ -66,6 +72,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from pue_monitor.ingest.command import _Progress
     from pue_monitor.reports import output
     from pue_monitor.reports.compute import build_month, build_year, parse_month, parse_year
+    from pue_monitor.reports.influx_source import InfluxReadings
     from pue_monitor.sinks.sqlite import StoreReader
 
     err = sys.stderr
@@ -92,18 +99,29 @@ def cmd_report(args: argparse.Namespace) -> int:
             )
             return EXIT_FAILURE
     site = load_site(args.config)  # ConfigError -> exit 2 in cli.main
-    db = Path(args.db) if args.db else site.resolve(site.config.store.path)
+    cfg = site.config
+    source = args.source or ("store" if cfg.store_enabled or args.db else "influxdb")
+    if source == "influxdb" and (cfg.influxdb is None or args.db):
+        why = "--db names a store" if args.db else f"{args.config} has no influxdb: section"
+        print(f"pue report: --source influxdb: {why}", file=err)
+        return EXIT_USAGE
+    db = Path(args.db) if args.db else site.resolve(cfg.store.path)
     out_dir = Path(args.out)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         print(f"pue report: --out {out_dir}: cannot create the folder: {exc.strerror}", file=err)
         return EXIT_FAILURE
-    try:
-        reader = StoreReader(db)
-    except FileNotFoundError as exc:
-        print(f"pue report: {exc}", file=err)
-        return EXIT_FAILURE
+    reader: StoreReader | InfluxReadings
+    if source == "influxdb":
+        assert cfg.influxdb is not None
+        reader = InfluxReadings(cfg.influxdb, cfg.site.id, base_dir=site.base_dir)
+    else:
+        try:
+            reader = StoreReader(db)
+        except FileNotFoundError as exc:
+            print(f"pue report: {exc}", file=err)
+            return EXIT_FAILURE
     progress = _Progress(err, enabled=not args.quiet, name="pue report")
     stats: dict[str, Any] = {}
     started = time.perf_counter()
@@ -148,6 +166,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             "completeness": {"measured": p.measured, "estimated": p.estimated, "missing": p.missing},
             "trailing_12m_pue": data.trailing_12m.pue if data.trailing_12m is not None else None,
             "files": [str(f) for f in [*files, manifest]],
+            "source": source,
             "readings": stats.get("readings", 0),
             "seconds": {k: round(v, 3) for k, v in stats["seconds"].items()},
         }

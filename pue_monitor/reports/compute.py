@@ -24,11 +24,11 @@ from __future__ import annotations
 import math
 import time
 import zoneinfo
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -52,9 +52,17 @@ from pue_monitor.reports.model import (
     ReportData,
     SiteBlock,
 )
-from pue_monitor.sinks.sqlite import StoreReader
 
-__all__ = ["NoData", "Progress", "build_month", "build_year", "month_bounds", "parse_month", "parse_year"]
+__all__ = [
+    "NoData",
+    "Progress",
+    "ReadingSource",
+    "build_month",
+    "build_year",
+    "month_bounds",
+    "parse_month",
+    "parse_year",
+]
 
 STEP = 60.0  # the live pipeline's finest interval (service.STEP)
 #: reason bit -> the name used in the report (MeterCompleteness.estimated_reasons)
@@ -75,6 +83,19 @@ _EV_GLITCH, _EV_RESET, _EV_ROLL = (
 )
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+class ReadingSource(Protocol):
+    """Where the readings come from: the embedded store (``StoreReader``) or InfluxDB
+    (``reports.influx_source.InfluxReadings``)."""
+
+    def good_windows(
+        self, keys: Sequence[tuple[str, str]], *, start: float, end: float, margin: int
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]: ...
+
+    def free_cooling(
+        self, resolution: str = "1m", *, start: float | None = None, end: float | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]]: ...
 
 
 class NoData(UserError):
@@ -186,7 +207,7 @@ class _Span:
 
 @dataclass
 class _Ctx:
-    reader: StoreReader
+    reader: ReadingSource
     site: LoadedSite
     model: _Model
     tz: zoneinfo.ZoneInfo
@@ -213,7 +234,7 @@ class _Group:
     seconds: float
 
 
-def _read_group(reader: StoreReader, mod: _Model, lo: int, hi: int, t0: float, t1: float) -> _Group:
+def _read_group(reader: ReadingSource, mod: _Model, lo: int, hi: int, t0: float, t1: float) -> _Group:
     clock = time.perf_counter()
     parts_t: list[np.ndarray] = []
     parts_v: list[np.ndarray] = []
@@ -514,7 +535,7 @@ def _compliance(pue: float | None, site: LoadedSite) -> Compliance:
     )
 
 
-def _free_cooling(reader: StoreReader, start: float, end: float) -> list[FreeCoolingSummary]:
+def _free_cooling(reader: ReadingSource, start: float, end: float) -> list[FreeCoolingSummary]:
     rows = reader.free_cooling("1m", start=start, end=end)
     by: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
@@ -595,7 +616,7 @@ def _coverage(span: _Span) -> float:
 # --------------------------------------------------------------------------- public
 
 
-def _context(reader: StoreReader, site: LoadedSite, progress: Progress | None, stats: dict[str, Any] | None) -> _Ctx:
+def _context(reader: ReadingSource, site: LoadedSite, progress: Progress | None, stats: dict[str, Any] | None) -> _Ctx:
     specs = series_specs(site)
     if not specs:
         raise UsageError(f"{site.path}: no device has a meter: nothing to report")
@@ -647,7 +668,7 @@ def _report(ctx: _Ctx, kind: str, span: _Span, trailing: _Span | None, now: floa
 
 
 def build_month(
-    reader: StoreReader,
+    reader: ReadingSource,
     site: LoadedSite,
     month: str,
     *,
@@ -683,7 +704,7 @@ def build_month(
 
 
 def build_year(
-    reader: StoreReader,
+    reader: ReadingSource,
     site: LoadedSite,
     year: str,
     *,
