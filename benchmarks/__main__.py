@@ -22,6 +22,7 @@ BENCHMARKS: dict[str, str] = {
     "status": "Status: /status and /readyz for 500 devices; the newest reading per series from a 4 M-reading store",
     "model": "Expected-PUE model: training on a simulated year, scoring a day of minutes, drift harness",
     "watch": "The live model watcher on a real store: first training, hourly scoring, the event loop meanwhile",
+    "report": "Reports: `pue report --month` of a month of 1-minute data, 1,000 meters (44.6 M readings), end to end",
 }
 
 

@@ -23,6 +23,7 @@ from pue_monitor.cli import (
     freecooling_cmds,
     live,
     model_cmds,
+    report_cmds,
     simulate,
     status_cmds,
     store_cmds,
@@ -117,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     model_cmds.add_parsers(sub)
     evaluate_cmds.add_parsers(sub)
     alerts_cmds.add_parsers(sub)
+    report_cmds.add_parsers(sub)
     for child in _subparsers(p):
         _add_global_options(child, top=False)
     return p

@@ -1136,6 +1136,39 @@ class Thresholds(_Model):
         return self
 
 
+#: GB 40879-2021 (数据中心能效限定值及能效等级) grade limits: grade -> upper PUE limit (grade 1 best,
+#: grade 3 the legal limit). The standard is under revision (since 2025): the site file may override.
+GB40879_GRADES: dict[int, float] = {1: 1.20, 2: 1.30, 3: 1.50}
+
+
+class ReportConfig(_Model):
+    """What a regulator's report states beyond the measurements (``pue report``)."""
+
+    operator: str = Field(default="", description="operating company, printed in the report's title block")
+    address: str = Field(default="", description="site address, printed in the report's title block")
+    grade_limits: dict[int, float] = Field(
+        default_factory=lambda: dict(GB40879_GRADES),
+        description="GB 40879-2021 grade -> upper PUE limit (1 best); default 1: 1.20, 2: 1.30, 3: 1.50 "
+        "(the standard is under revision: set the limits in force)",
+    )
+
+    @field_validator("grade_limits")
+    @classmethod
+    def _grades(cls, v: dict[int, float]) -> dict[int, float]:
+        if not v:
+            raise ValueError("grade_limits: give at least one grade")
+        grades = sorted(v)
+        if grades != list(range(1, len(grades) + 1)):
+            raise ValueError(f"grade_limits: grades must be 1, 2, ... without holes, not {grades}")
+        limits = [v[g] for g in grades]
+        for g, lim in zip(grades, limits, strict=True):
+            if not lim > 1.0:
+                raise ValueError(f"grade_limits: grade {g}: a PUE limit must be > 1.0, not {lim}")
+        if any(b <= a for a, b in itertools.pairwise(limits)):
+            raise ValueError(f"grade_limits: limits must rise with the grade (grade 1 is the best): {limits}")
+        return {g: v[g] for g in grades}
+
+
 class StoreConfig(_Model):
     enabled: bool | None = Field(
         default=None, description="embedded store on/off; default: on unless an influxdb: section is given"
@@ -1556,6 +1589,10 @@ class SiteConfig(_Model):
     time_window: TimeWindow = TimeWindow()
     cooling: CoolingConfig | None = Field(default=None, description="cooling plant for free-cooling potential")
     kpis: KpiConfig = Field(default_factory=KpiConfig, description="companion KPIs (WUE, CUE, ERF, REF)")
+    report: ReportConfig = Field(
+        default_factory=ReportConfig, description="regulator reports: operator, address, GB 40879-2021 grades"
+    )
+
     alerts: AlertsConfig = AlertsConfig()
     faults: FaultsConfig = Field(default_factory=FaultsConfig, description="sensor-fault detection settings")
     balance: BalanceConfig | None = Field(

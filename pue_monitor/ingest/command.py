@@ -25,7 +25,8 @@ EXIT_OK, EXIT_NOTHING, EXIT_USAGE = 0, 1, 2
 class _Progress:
     """A progress bar on a terminal, a plain line every ``every`` seconds otherwise."""
 
-    def __init__(self, stream: IO[str], *, enabled: bool, every: float = 5.0) -> None:
+    def __init__(self, stream: IO[str], *, enabled: bool, every: float = 5.0, name: str = "pue ingest-csv") -> None:
+        self.name = name
         self.stream = stream
         self.enabled = enabled
         self.tty = enabled and stream.isatty()
@@ -62,7 +63,7 @@ class _Progress:
             self.stream.write(f"\r{stage:<24} [{bar:<{width}}] {share:4.0%} {done:,}/{total:,}  {elapsed:5.1f} s\x1b[K")
             self._drawn = True
         else:
-            self.stream.write(f"pue ingest-csv: {stage} {share:.0%} ({done:,}/{total:,}), {elapsed:.1f} s\n")
+            self.stream.write(f"{self.name}: {stage} {share:.0%} ({done:,}/{total:,}), {elapsed:.1f} s\n")
         self.stream.flush()
 
     def note(self, text: str) -> None:
@@ -72,7 +73,7 @@ class _Progress:
             self.stream.write(f"\r{text}\x1b[K")
             self._drawn = True
         else:
-            self.stream.write(f"pue ingest-csv: {text}\n")
+            self.stream.write(f"{self.name}: {text}\n")
         self.stream.flush()
 
     def close(self) -> None:
