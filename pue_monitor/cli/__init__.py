@@ -20,6 +20,7 @@ from pue_monitor.cli import (
     commission,
     config_cmds,
     freecooling_cmds,
+    grafana_cmds,
     live,
     model_cmds,
     simulate,
@@ -115,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     freecooling_cmds.add_parsers(sub)
     model_cmds.add_parsers(sub)
     alerts_cmds.add_parsers(sub)
+    grafana_cmds.add_parsers(sub)
     for child in _subparsers(p):
         _add_global_options(child, top=False)
     return p
