@@ -753,8 +753,91 @@ BUILDERS = {
 
 
 def build_all() -> dict[str, dict[str, Any]]:
-    """File name -> dashboard JSON model (as Grafana stores it), in a stable order."""
-    return {name: build() for name, build in BUILDERS.items()}
+    """File name -> dashboard JSON model (as Grafana stores it), in a stable order; each one
+    passed :func:`validate` (a ValueError names the dashboard and the problem otherwise)."""
+    out = {}
+    for name, build in BUILDERS.items():
+        model = build()
+        problems = validate(model)
+        if problems:
+            raise ValueError(f"{name}: " + "; ".join(problems))
+        out[name] = model
+    return out
+
+
+# ------------------------------------------------------------------ validation by the SDK's models
+_registered = False
+
+
+def _register() -> None:
+    global _registered
+    if not _registered:
+        from grafana_foundation_sdk.cog import plugins, runtime
+
+        from pue_monitor.grafana import influxql
+
+        plugins.register_default_plugins()
+        runtime.register_dataquery_variant(influxql.variant_config())
+        _registered = True
+
+
+def _missing(ours: Any, theirs: Any, path: str) -> list[str]:
+    """Where ``theirs`` (the SDK's decoding of ``ours``) lost or changed something we wrote."""
+    if isinstance(ours, dict):
+        if not isinstance(theirs, dict):
+            return [f"{path}: not an object after decoding"]
+        out = []
+        for k, v in ours.items():
+            out += [f"{path}.{k}: unknown to the model"] if k not in theirs else _missing(v, theirs[k], f"{path}.{k}")
+        return out
+    if isinstance(ours, list):
+        if not isinstance(theirs, list) or len(ours) != len(theirs):
+            return [f"{path}: list changed by decoding"]
+        return [p for i, (a, b) in enumerate(zip(ours, theirs, strict=True)) for p in _missing(a, b, f"{path}[{i}]")]
+    return [] if ours == theirs else [f"{path}: {ours!r} decoded as {theirs!r}"]
+
+
+def _panels(model: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for p in model.get("panels", []):
+        out.append(p)
+        out += p.get("panels", [])  # a collapsed row's panels
+    return out
+
+
+def validate(model: dict[str, Any]) -> list[str]:
+    """The SDK's own model validation: the dashboard decodes with grafana-foundation-sdk's
+    Grafana 11 models (``Dashboard.from_json``, panel options and field config by panel type)
+    without losing or changing any key we wrote; each target decodes with its datasource's query
+    model (Prometheus: the SDK's; InfluxDB: :class:`~pue_monitor.grafana.influxql.InfluxQLQuery`).
+    Returns the problems (empty: valid)."""
+    from grafana_foundation_sdk.cog import runtime
+    from grafana_foundation_sdk.models.dashboard import Dashboard
+
+    _register()
+    problems = []
+    try:
+        decoded = json.loads(json.dumps(Dashboard.from_json(model), cls=JSONEncoder))
+    except (KeyError, TypeError, ValueError) as exc:
+        return [f"does not decode: {exc!r}"]
+    strip = {**model, "panels": [{k: v for k, v in p.items() if k != "targets"} for p in model.get("panels", [])]}
+    problems += _missing(strip, decoded, "$")
+    for p in _panels(model):
+        if p.get("type") == "row":
+            continue
+        for t in p.get("targets", []):
+            where = f"panel {p.get('id')} {p.get('title')!r} target {t.get('refId')}"
+            kind = t.get("datasource", {}).get("type")
+            if kind not in ("influxdb", "prometheus"):
+                problems.append(f"{where}: datasource type {kind!r}")
+                continue
+            try:
+                back = json.loads(json.dumps(runtime.dataquery_from_json(t, kind), cls=JSONEncoder))
+            except (KeyError, TypeError, ValueError) as exc:
+                problems.append(f"{where}: does not decode: {exc}")
+                continue
+            problems += _missing(t, back, where)
+    return problems
 
 
 def render(model: dict[str, Any]) -> str:

@@ -4,9 +4,10 @@ has no InfluxDB query builder; this is the small one the SDK's ``Dataquery`` var
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from grafana_foundation_sdk.cog import builder as cogbuilder
+from grafana_foundation_sdk.cog import runtime as cogruntime
 from grafana_foundation_sdk.cog import variants as cogvariants
 from grafana_foundation_sdk.models import dashboard
 
@@ -30,6 +31,23 @@ class InfluxQLQuery(cogvariants.Dataquery):
             "query": self.query,
             "resultFormat": self.result_format,
         }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> InfluxQLQuery:
+        """Decode a stored target; raises ValueError when it is not a raw InfluxQL query."""
+        if set(data) != {"refId", "datasource", "rawQuery", "query", "resultFormat"}:
+            raise ValueError(f"InfluxQL target keys {sorted(data)}")
+        if data["rawQuery"] is not True or not isinstance(data["query"], str) or not data["query"].strip():
+            raise ValueError("InfluxQL target without a raw query")
+        if data["resultFormat"] not in ("time_series", "table"):
+            raise ValueError(f"InfluxQL resultFormat {data['resultFormat']!r}")
+        ds = dashboard.DataSourceRef.from_json(data["datasource"])
+        return cls(data["query"], str(data["refId"]), ds, data["resultFormat"])
+
+
+def variant_config() -> cogruntime.DataqueryConfig:
+    """For the SDK's runtime: targets of InfluxDB panels decode as :class:`InfluxQLQuery`."""
+    return cogruntime.DataqueryConfig(identifier="influxdb", from_json_hook=InfluxQLQuery.from_json)
 
 
 class InfluxQL(cogbuilder.Builder[InfluxQLQuery]):
