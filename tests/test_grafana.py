@@ -178,7 +178,7 @@ def test_every_promql_expression_queries_only_metrics_we_export(tmp_path):
     from pue_monitor.alerts.rules import rule_file
 
     exported = _exported_sample_names(tmp_path)
-    assert metrics.EXPORTED <= exported, sorted(metrics.EXPORTED - exported)
+    assert exported >= metrics.EXPORTED, sorted(metrics.EXPORTED - exported)
     exprs = [t["expr"] for _, _, t in _targets("prometheus")]
     assert len(exprs) >= 15
     used = set()
@@ -396,8 +396,8 @@ def test_push_creates_folder_datasources_dashboards_and_a_second_push_changes_no
     assert g.datasources[PROMETHEUS_UID]["url"] == "http://prom2:9090" and g.problems == []
 
 
-def test_push_errors_are_one_line_without_the_token(grafana, monkeypatch, capsys, tmp_path):
-    url, g = grafana
+def test_push_errors_are_one_line_without_the_token(grafana, monkeypatch, capsys):
+    url, _ = grafana
     monkeypatch.delenv("GRAFANA_TOKEN", raising=False)
     assert main(["grafana", "push", "--url", url]) == 2
     assert "GRAFANA_TOKEN" in capsys.readouterr().err
