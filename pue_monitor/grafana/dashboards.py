@@ -78,11 +78,16 @@ def _where(measurement: str, resolution: str, *, fleet: bool = False) -> str:
     return f"{cond} AND {_t(measurement, 'resolution')} = '{resolution}' AND $timeFilter"
 
 
+#: only the intervals with a PUE (both energies known), as the pipeline's own aggregates do
+#: (pipeline.pue.aggregate); InfluxQL drops a point without the field from a field condition
+_HAS_PUE = f"{_iv('pue')} > 0"
+
+
 def _energy_pue(resolution: str = "1m", *, fleet: bool = False) -> str:
-    """PUE of the selected range: the energy sums of the rows of ``resolution``."""
+    """PUE of the selected range: the energy sums of the rows of ``resolution`` that have a PUE."""
     return (
         f'SELECT sum({_iv("e_facility_kwh")}) / sum({_iv("e_it_kwh")}) AS "PUE" '
-        f'FROM "{schema.INTERVAL}" WHERE {_where(schema.INTERVAL, resolution, fleet=fleet)}'
+        f'FROM "{schema.INTERVAL}" WHERE {_HAS_PUE} AND {_where(schema.INTERVAL, resolution, fleet=fleet)}'
     )
 
 
@@ -336,7 +341,7 @@ def site_overview() -> dict[str, Any]:
             [
                 _influx(
                     "A",
-                    f'SELECT {ppue} FROM "{schema.INTERVAL}" WHERE {_where(schema.INTERVAL, "1m")}',
+                    f'SELECT {ppue} FROM "{schema.INTERVAL}" WHERE {_HAS_PUE} AND {_where(schema.INTERVAL, "1m")}',
                     table_format=True,
                 )
             ]
