@@ -420,3 +420,18 @@ def test_push_without_the_extra_says_how_to_install_it(monkeypatch, capsys):
     assert main(["grafana", "push", "--url", "http://127.0.0.1:1"]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "pip install 'pue-monitor[grafana]'" in err
+
+
+def test_readme_describes_every_panel_of_every_dashboard():
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme[readme.index("\n## Grafana\n") : readme.index("\n## Alerts\n")]
+    described: dict[str, list[str]] = {}
+    current = None
+    for line in section.splitlines():
+        m = re.match(r"\*\*(PUE: [^*]+)\*\* — ", line)
+        if m:
+            current = m.group(1)
+            described[current] = []
+        elif current and line.startswith("| ") and not line.startswith(("| panel", "|---")):
+            described[current].append(line.split(" | ")[0].removeprefix("| "))
+    assert described == {m["title"]: [p["title"] for p in _panels(m)] for m in MODELS.values()}
