@@ -251,6 +251,11 @@ def test_provision_into_an_unwritable_place_is_one_line(tmp_path, capsys):
 # documentation (https://grafana.com/docs/grafana/latest/developer-resources/api-reference/http-api/:
 # folder, data_source, dashboard) and records it; it stores what it is given, as Grafana does.
 TOKEN = "glsa_test_token_never_printed"
+#: the fields of "Create a data source" / "Update an existing data source"
+_DS_FIELDS = {"name", "type", "access", "url", "uid", "database", "user", "basicAuth", "basicAuthUser",
+              "withCredentials", "isDefault", "jsonData", "secureJsonData", "version"}  # fmt: skip
+#: what Grafana returns for fields not given ("" for strings, as GET /api/datasources/uid/:uid shows)
+_DS_DEFAULTS = {"user": "", "database": "", "basicAuth": False, "isDefault": False, "readOnly": False, "version": 1}
 
 
 class _Grafana(BaseHTTPRequestHandler):
@@ -307,11 +312,11 @@ class _Grafana(BaseHTTPRequestHandler):
             self.folders[body["uid"]] = {"id": len(self.folders) + 1, "uid": body["uid"], "title": body["title"]}
             return self._send(200, self.folders[body["uid"]])
         if self.path == "/api/datasources":  # Create a data source: name, type, access, url; uid optional
-            if not all(body.get(k) for k in ("name", "type", "access", "url", "uid")):
+            if not all(body.get(k) for k in ("name", "type", "access", "url", "uid")) or set(body) - _DS_FIELDS:
                 self.problems.append(f"datasource create {body}")
             if body["uid"] in self.datasources:
                 return self._send(409, {"message": "data source with the same uid already exists"})
-            self.datasources[body["uid"]] = {**body, "id": len(self.datasources) + 1, "orgId": 1, "version": 1}
+            self.datasources[body["uid"]] = {**_DS_DEFAULTS, **body, "id": len(self.datasources) + 1, "orgId": 1}
             return self._send(200, {"datasource": self.datasources[body["uid"]], "message": "Datasource added"})
         if self.path == "/api/dashboards/db":  # Create/Update dashboard: dashboard, folderUid, overwrite
             dash = body.get("dashboard", {})
@@ -333,10 +338,10 @@ class _Grafana(BaseHTTPRequestHandler):
         uid = self.path.removeprefix("/api/datasources/uid/")
         if uid == self.path or uid not in self.datasources:  # Update an existing data source by uid
             return self._send(404, {"message": "not found"})
-        if not all(body.get(k) for k in ("name", "type", "access", "url")):
+        if not all(body.get(k) for k in ("name", "type", "access", "url")) or set(body) - _DS_FIELDS:
             self.problems.append(f"datasource update {body}")
         old = self.datasources[uid]
-        self.datasources[uid] = {**body, "id": old["id"], "orgId": 1, "version": old["version"] + 1}
+        self.datasources[uid] = {**_DS_DEFAULTS, **body, "id": old["id"], "orgId": 1, "version": old["version"] + 1}
         self._send(200, {"datasource": self.datasources[uid], "message": "Datasource updated"})
 
 

@@ -69,7 +69,8 @@ def push(url: str, token: str, src: Sources, *, timeout: float = 10.0) -> PushRe
             api.folder.create_folder(FOLDER_TITLE, uid=FOLDER)
             res.created.append(step)
         for ds in datasources(src):
-            ds = {k: v for k, v in ds.items() if k != "secureJsonData"}  # secrets are not pushed
+            # secrets are not pushed; ``editable`` is a provisioning-file key, not an API field
+            ds = {k: v for k, v in ds.items() if k not in ("secureJsonData", "editable")}
             step = f"datasource {ds['uid']}"
             try:
                 have = api.datasource.get_datasource_by_uid(ds["uid"])
@@ -79,7 +80,7 @@ def push(url: str, token: str, src: Sources, *, timeout: float = 10.0) -> PushRe
                 api.datasource.create_datasource(ds)
                 res.created.append(step)
                 continue
-            if all(have.get(k) == ds.get(k) for k in _DS_KEYS):
+            if all((have.get(k) or None) == (ds.get(k) or None) for k in _DS_KEYS):  # Grafana: "" when unset
                 res.unchanged.append(step)
             else:
                 api.datasource.update_datasource_by_uid(ds["uid"], ds)
