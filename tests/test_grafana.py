@@ -416,7 +416,8 @@ def test_push_errors_are_one_line_without_the_token(grafana, monkeypatch, capsys
     free.server_close()
     assert main(["grafana", "push", "--url", f"http://127.0.0.1:{port}", "--timeout", "2"]) == 1
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and f"127.0.0.1:{port}" in err and "Traceback" not in err
+    where = f"Grafana http://127.0.0.1:{port}: folder pue-monitor"
+    assert err == f"pue grafana: {where}: cannot connect: Connection refused; check --url"
 
 
 def test_push_without_the_extra_says_how_to_install_it(monkeypatch, capsys):

@@ -11,6 +11,7 @@ and never logged. Datasource secrets are not pushed (set them once in Grafana, o
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,7 +106,11 @@ def push(url: str, token: str, src: Sources, *, timeout: float = 10.0) -> PushRe
     except errors as exc:
         status = getattr(exc, "status_code", None)
         text = str(getattr(exc, "message", "") or exc or type(exc).__name__).splitlines()[0]
-        why = f"HTTP {status}: {text}" if status else f"cannot connect: {text}"
+        if status:
+            why = f"HTTP {status}: {text}"
+        else:  # niquests' message nests the cause several levels deep: keep the OS error's words
+            cause = re.search(r"\[Errno -?\d+\] ([^'\")]+)|(Failed to resolve '[^']+')", text)
+            why = f"cannot connect: {(cause.group(1) or cause.group(2)) if cause else text}"
         hint = "check the token (GRAFANA_TOKEN or --token-file)" if status in (401, 403) else "check --url"
         raise UserError(f"Grafana {_safe(url)}: {step}: {why}", hint) from None
     return res
