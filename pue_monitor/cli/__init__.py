@@ -21,6 +21,7 @@ from pue_monitor.cli import (
     config_cmds,
     evaluate_cmds,
     freecooling_cmds,
+    grafana_cmds,
     live,
     model_cmds,
     report_cmds,
@@ -119,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate_cmds.add_parsers(sub)
     alerts_cmds.add_parsers(sub)
     report_cmds.add_parsers(sub)
+    grafana_cmds.add_parsers(sub)
     for child in _subparsers(p):
         _add_global_options(child, top=False)
     return p
