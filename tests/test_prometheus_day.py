@@ -18,6 +18,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -93,9 +94,12 @@ def pue_samples(families: Iterable[Metric]) -> dict[tuple[str, tuple[tuple[str, 
     }
 
 
-async def run_day(world: SimulatedDataCentre, db: Path) -> ScrapeLog:
+async def run_day(
+    world: SimulatedDataCentre, db: Path, configure: Callable[[dict[str, Any]], None] | None = None
+) -> ScrapeLog:
     """The service from ``M0 - WARMUP`` to ``M0 + DAY + TAIL`` in ticks of ``svc.tick`` (as
-    ``Service.run`` steps), every meter polled on its minute grid, a scrape each minute."""
+    ``Service.run`` steps), every meter polled on its minute grid, a scrape each minute.
+    ``configure`` may add to the site configuration (e.g. an InfluxDB output)."""
     clock = ManualClock(M0 - WARMUP)
     log = ScrapeLog()
     async with SimulatorServers(world, clock) as servers:
@@ -103,6 +107,8 @@ async def run_day(world: SimulatedDataCentre, db: Path) -> ScrapeLog:
         for dev in cfg["devices"]:  # what a PUE site reads: the meter's energy register and power
             meter = dev["meter"]
             dev["points"] = [p for k in ("energy", "power") if k in meter for p in [meter[k]] if isinstance(p, str)]
+        if configure is not None:
+            configure(cfg)
         svc = Service(site_from_dict(cfg, source="<sim>"), clock=clock, prometheus_port=0, store_path=db, resume=False)
         assert svc.prometheus is not None
         url = svc.prometheus.url

@@ -459,15 +459,22 @@ class QueryRunner:
     ) -> None:
         self.influxdb, self.database, self.prometheus, self.timeout = influxdb, database, prometheus, timeout
 
-    def _get(self, url: str, where: str) -> Any:
+    def _get(self, url: str, where: str, server: str) -> Any:
+        """The JSON answer; an error answer (both servers send ``{"error": ...}``) is one line
+        naming the panel and the server."""
+        base = url.split("?")[0]
         try:
             with urllib.request.urlopen(url, timeout=self.timeout) as resp:
                 return json.loads(resp.read())
         except urllib.error.HTTPError as exc:
-            body = exc.read().decode(errors="replace")[:300].strip()
-            raise QueryError(f"{where}: HTTP {exc.code} from {url.split('?')[0]}: {body}") from None
+            text = exc.read().decode(errors="replace")
+            try:
+                error = json.loads(text)["error"]
+            except (ValueError, KeyError, TypeError):
+                error = text[:300].strip()
+            raise QueryError(f"{where}: {server} {base}: HTTP {exc.code}: {error}") from None
         except (OSError, ValueError) as exc:
-            raise QueryError(f"{where}: {url.split('?')[0]}: {exc}") from None
+            raise QueryError(f"{where}: {server} {base}: {exc}") from None
 
     def run(self, target: PanelTarget, ctx: QueryContext) -> list[QueryResult]:
         if target.datasource == "influxdb":
@@ -485,11 +492,11 @@ class QueryRunner:
             raise QueryError(f"{target.where}: an InfluxQL query but no InfluxDB URL")
         query, _ = expand_influxql(target, ctx)
         params = {"db": self.database, "q": query, "epoch": "ms"}
-        body = self._get(f"{self.influxdb}/query?{urllib.parse.urlencode(params)}", target.where)
+        body = self._get(f"{self.influxdb}/query?{urllib.parse.urlencode(params)}", target.where, "InfluxDB")
         series = []
         for result in body.get("results", []):
             if "error" in result:
-                raise QueryError(f"{target.where}: InfluxDB {self.influxdb}: {result['error']} (query: {query})")
+                raise QueryError(f"{target.where}: InfluxDB {self.influxdb}/query: {result['error']} (query: {query})")
             for s in result.get("series", []):
                 rows = [(v[0] / 1000, *v[1:]) for v in s.get("values", [])]
                 series.append(Series(s["name"], s.get("tags") or {}, tuple(s["columns"]), rows))
@@ -509,9 +516,10 @@ class QueryRunner:
         else:
             params = {"query": plan.expr, "time": f"{plan.end_ms / 1000:.3f}"}
             url = f"{self.prometheus}/api/v1/query?{urllib.parse.urlencode(params)}"
-        body = self._get(url, target.where)
+        body = self._get(url, target.where, "Prometheus")
         if body.get("status") != "success":
-            raise QueryError(f"{target.where}: Prometheus {self.prometheus}: {body.get('error')} (query: {plan.expr})")
+            error = f"{body.get('errorType')}: {body.get('error')}"
+            raise QueryError(f"{target.where}: Prometheus {url.split('?')[0]}: {error} (query: {plan.expr})")
         series = []
         for s in body["data"]["result"]:
             metric = dict(s.get("metric") or {})
