@@ -84,12 +84,13 @@ def scrape(url: str) -> str:
 
 def pue_samples(families: Iterable[Metric]) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """Our samples that only the (paused) event loop changes, by name and labels: ``pue_*``
-    but the store's (its writer thread drains the buffer between two reads); process metrics
-    change by themselves."""
+    but the store's (its writer thread drains the buffer between two reads) and an InfluxDB
+    sink's (its spool thread and sender run on the wall clock); process metrics change by
+    themselves."""
     return {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for f in families
-        if f.name.startswith("pue_") and not f.name.startswith("pue_store_")
+        if f.name.startswith("pue_") and not f.name.startswith(("pue_store_", "pue_sink_"))
         for s in f.samples
     }
 
