@@ -37,6 +37,7 @@ from pue_monitor.grafana.queries import (
     expand_promql,
     format_interval,
     go_duration,
+    interpolate,
     round_interval,
     targets,
 )
@@ -218,6 +219,17 @@ def test_promql_step_range_and_rate_interval_expand_as_grafana_does():
     # 2,592,000 s / 11,000 = 235.6 s -> 5m (up to 7.5 min) wins
     month = QueryContext(M0, M0 + 30 * DAY)
     assert expand_promql(one("x", PROM, {"maxDataPoints": 100_000}, interval="1s"), month).step_ms == 300_000
+
+
+def test_variable_formats_and_escaping_per_datasource():
+    values = {"site": "dc.1/a", "__range": "86400s"}
+    text = "$site ${site} [[site]] ${site:raw} ${site:regex} [[site:raw]] $__range $sites"
+    assert interpolate(text, values, "influxdb") == (
+        "dc\\.1\\/a dc\\.1\\/a dc\\.1\\/a dc.1/a dc\\.1\\/a dc.1/a 86400s $sites"  # $sites is another variable
+    )
+    assert interpolate(text, values, "prometheus").split()[:4] == ["dc.1/a"] * 3 + ["dc.1/a"]
+    with pytest.raises(ValueError, match=r"variable format 'csv' of \$site is not supported"):
+        interpolate("${site:csv}", values, "none")
 
 
 def test_unknown_variables_and_unsupported_targets_are_one_line_errors_naming_the_panel():
