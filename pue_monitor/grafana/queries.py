@@ -23,8 +23,8 @@ Grafana 11's own code and documents, rule by rule (times are integer millisecond
 - Prometheus step: the interval above with the data source's scrape interval (default 15 s)
   as minimum, never below range / 11,000 rounded (Grafana's "safe" resolution), times
   ``intervalFactor``; ``start`` and ``end`` rounded down to a multiple of the step
-  (``AlignTimeRange``, with the dashboard's UTC offset, 0 for UTC); ``$__interval`` in PromQL is
-  that step ("Prometheus query editor: Min step",
+  (``AlignTimeRange``, with the dashboard's UTC offset, 0 for UTC); an instant target is
+  evaluated at that aligned end; ``$__interval`` in PromQL is that step ("Prometheus query editor: Min step",
   https://grafana.com/docs/grafana/latest/datasources/prometheus/query-editor/).
 - ``$__rate_interval`` = max(``$__interval`` + scrape interval, 4 x scrape interval), written
   as Go writes a duration (``4m0s``) ("Prometheus template variables: $__rate_interval",
