@@ -18,6 +18,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -83,19 +84,23 @@ def scrape(url: str) -> str:
 
 def pue_samples(families: Iterable[Metric]) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """Our samples that only the (paused) event loop changes, by name and labels: ``pue_*``
-    but the store's (its writer thread drains the buffer between two reads); process metrics
-    change by themselves."""
+    but the store's (its writer thread drains the buffer between two reads) and an InfluxDB
+    sink's (its spool thread and sender run on the wall clock); process metrics change by
+    themselves."""
     return {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for f in families
-        if f.name.startswith("pue_") and not f.name.startswith("pue_store_")
+        if f.name.startswith("pue_") and not f.name.startswith(("pue_store_", "pue_sink_"))
         for s in f.samples
     }
 
 
-async def run_day(world: SimulatedDataCentre, db: Path) -> ScrapeLog:
+async def run_day(
+    world: SimulatedDataCentre, db: Path, configure: Callable[[dict[str, Any]], None] | None = None
+) -> ScrapeLog:
     """The service from ``M0 - WARMUP`` to ``M0 + DAY + TAIL`` in ticks of ``svc.tick`` (as
-    ``Service.run`` steps), every meter polled on its minute grid, a scrape each minute."""
+    ``Service.run`` steps), every meter polled on its minute grid, a scrape each minute.
+    ``configure`` may add to the site configuration (e.g. an InfluxDB output)."""
     clock = ManualClock(M0 - WARMUP)
     log = ScrapeLog()
     async with SimulatorServers(world, clock) as servers:
@@ -103,6 +108,8 @@ async def run_day(world: SimulatedDataCentre, db: Path) -> ScrapeLog:
         for dev in cfg["devices"]:  # what a PUE site reads: the meter's energy register and power
             meter = dev["meter"]
             dev["points"] = [p for k in ("energy", "power") if k in meter for p in [meter[k]] if isinstance(p, str)]
+        if configure is not None:
+            configure(cfg)
         svc = Service(site_from_dict(cfg, source="<sim>"), clock=clock, prometheus_port=0, store_path=db, resume=False)
         assert svc.prometheus is not None
         url = svc.prometheus.url
