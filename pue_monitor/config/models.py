@@ -1526,6 +1526,7 @@ class BalanceConfig(_Model):
         lo, hi = self.loss_band_pct
         if not lo < hi:
             raise ValueError(f"loss_band_pct [{lo}, {hi}]: the low end must be below the high end")
+        return self
 
 
 class DriftSettings(_Model):
