@@ -434,6 +434,9 @@ def test_readme_describes_every_panel_of_every_dashboard():
     described: dict[str, list[str]] = {}
     current = None
     for line in section.splitlines():
+        if line.startswith("#"):  # a later subsection (e.g. how the dashboards are proven) ends the last table
+            current = None
+            continue
         m = re.match(r"\*\*(PUE: [^*]+)\*\* — ", line)
         if m:
             current = m.group(1)
