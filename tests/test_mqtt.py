@@ -674,8 +674,16 @@ async def test_flood_keeps_arrival_stamps_and_minute_pue() -> None:
     pipeline.ingest(got)
     minutes = [iv for iv in pipeline.close(max(r.ts for r in got), grace=0.0) if iv.pue is not None]
     assert len(minutes) >= 3
+    # A reading stamped d seconds late moves rate*d of energy across a minute boundary: a minute's
+    # PUE is off by at most about (2 boundaries x 2 meters) x d / 60 relative. A loop stall under
+    # CI load stamps a few readings up to max(err) late, so each minute is held to that bound (the
+    # issue measured 39 against 1.5) and the sum over the minutes, where those shifts cancel
+    # between neighbours, to 0.1 %.
+    per_minute = max(1e-3, 4 * max(err) / 60)
     for iv in minutes:
-        assert iv.pue == pytest.approx(1.5, rel=1e-3), iv  # the issue measured 39
+        assert iv.pue == pytest.approx(1.5, rel=per_minute), iv
+    total = sum(iv.e_facility for iv in minutes) / sum(iv.e_it for iv in minutes)
+    assert total == pytest.approx(1.5, rel=1e-3)
 
 
 async def test_sparkplug_100k_metrics_never_block_the_loop() -> None:
