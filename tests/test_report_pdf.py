@@ -21,6 +21,7 @@ import pytest
 from pue_monitor.errors import UsageError, UserError
 from pue_monitor.reports import render_pdf as rp
 from pue_monitor.reports.model import (
+    AlertHistoryInfo,
     AlertLine,
     Compliance,
     DailyRow,
@@ -31,7 +32,7 @@ from pue_monitor.reports.model import (
     ReportData,
     SiteBlock,
 )
-from pue_monitor.reports.strings import LIMIT_NAMES, REASON_NAMES, ROLE_NAMES, STRINGS
+from pue_monitor.reports.strings import LIMIT_NAMES, REASON_NAMES, ROLE_NAMES, SEVERITY_NAMES, STRINGS
 
 TZ = ZoneInfo("Asia/Shanghai")
 
@@ -119,11 +120,61 @@ def month_report(kind: str = "month") -> ReportData:
         kpis=Kpis(wue_l_per_kwh=0.4127, water_l=312_345.6, ref=0.0, renewable_kwh=0.0),
         free_cooling=[FreeCoolingSummary("phx-1", 112.5, 301.0, 330.0, 0.5, 388.25, 21_345.6)],
         alerts=[
-            AlertLine(
-                "pue_high", "warning", _ts(2026, 10, 9, 14, 5), _ts(2026, 10, 9, 18, 40), "daily PUE 1.38 > 1.37"
+            AlertLine(  # began in September: clipped to the month
+                "PueSensorFault",
+                "warning",
+                _ts(2026, 9, 28, 6, 0),
+                _ts(2026, 10, 2, 9, 30),
+                "sensor fault at ty-dc1: chiller-1 energy stuck",
+                "resolved",
+                {
+                    "alertname": "PueSensorFault",
+                    "device": "chiller-1",
+                    "point": "energy",
+                    "kind": "stuck",
+                    "severity": "warning",
+                    "site": "ty-dc1",
+                },
+                "5f1c0e2a9b7d4c31",
+                _ts(2026, 10, 1),
+                _ts(2026, 10, 2, 9, 30),
+                33.5 * 3600,
+                1234.5,
+                None,
             ),
-            AlertLine("meter_stale", "critical", _ts(2026, 10, 31, 22, 0), None, "ups-b energy: no reading for 15 min"),
+            AlertLine(
+                "PueHigh",
+                "warning",
+                _ts(2026, 10, 9, 14, 0),
+                _ts(2026, 10, 9, 18, 45),
+                "15-minute PUE 1.4312 over the warning limit 1.4 at ty-dc1",
+                "resolved",
+                {"alertname": "PueHigh", "severity": "warning", "site": "ty-dc1", "window": "15m"},
+                "0a1b2c3d4e5f6071",
+                _ts(2026, 10, 9, 14, 0),
+                _ts(2026, 10, 9, 18, 45),
+                4.75 * 3600,
+                1.4312,
+                1.4,
+            ),
+            AlertLine(
+                "PueDeviceDown",
+                "warning",
+                _ts(2026, 10, 31, 22, 0),
+                None,
+                "device ups-b down at ty-dc1 since 2026-10-31T14:00:00.000Z",
+                "firing",
+                {"alertname": "PueDeviceDown", "device": "ups-b", "severity": "warning", "site": "ty-dc1"},
+                "9e8d7c6b5a493827",
+                _ts(2026, 10, 31, 22, 0),
+                _ts(2026, 11, 1),
+                2 * 3600,
+                None,
+                None,
+                True,
+            ),
         ],
+        alert_history=AlertHistoryInfo("/var/lib/pue-monitor/pue.sqlite.alerts/history.sqlite", True, _ts(2026, 3, 2)),
         notes=["ups-b/energy: 120 min on 2026-10-14 02:00-04:00 estimated (gap split over time)"],
         generated_at=_ts(2026, 11, 1, 8, 30),
         generator="pue-monitor 0.1.0",
@@ -136,8 +187,8 @@ def _tool(name: str) -> str:
     return path
 
 
-def pdftext(path: Path, first: int | None = None, last: int | None = None) -> str:
-    args = [_tool("pdftotext"), "-layout", "-enc", "UTF-8"]
+def pdftext(path: Path, first: int | None = None, last: int | None = None, *, raw: bool = False) -> str:
+    args = [_tool("pdftotext"), "-raw" if raw else "-layout", "-enc", "UTF-8"]
     if first is not None:
         args += ["-f", str(first), "-l", str(last or first)]
     return subprocess.run([*args, str(path), "-"], check=True, capture_output=True, text=True).stdout
@@ -167,7 +218,18 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return paths
 
 
-HEADINGS = ("summary", "charts", "daily", "subsystems", "meters", "kpis_fc", "alerts", "notes", "title_month")
+HEADINGS = (
+    "summary",
+    "charts",
+    "daily",
+    "subsystems",
+    "meters",
+    "kpis_fc",
+    "alerts",
+    "notes",
+    "title_month",
+    "alerts_count",
+)
 
 
 @pytest.mark.parametrize("lang", ["zh", "en"])
@@ -234,7 +296,21 @@ def test_every_figure_is_the_json_figure_rounded_by_the_documented_rules(rendere
         assert squash(t["limit"].format(name=LIMIT_NAMES[lang][name], value=f"{limit:g}") + t["meets"]) in text
     assert squash(t["grade_value"].format(grade=3)) in text
     # alerts (local times), notes, generator and generation time
-    assert "2026-10-0914:05" in text and "2026-10-0918:40" in text and squash(t["ongoing"]) in text
+    sev = SEVERITY_NAMES[lang]["warning"]
+    fault, high, down = doc["alerts"]
+    # name, severity, start and end in local time, hours inside the month, value, the alert in words
+    rows = squash(pdftext(rendered[lang], raw=True))  # table rows in order, wrapped cells whole
+    words = [rp.alert_text(a, lang) for a in month_report().alerts]
+    assert squash(f"PueSensorFault{sev}2026-09-2806:002026-10-0209:3033.51234.5{words[0]}") in rows
+    assert squash(f"PueHigh{sev}2026-10-0914:002026-10-0918:454.8{high['value']:.4f}{words[1]}") in rows
+    down_row = f"PueDeviceDown{sev}2026-10-3122:00{t['ongoing']}2.0{rp.NONE_CELL}{words[2]}{t['alert_silenced']}"
+    assert squash(down_row) in rows
+    assert squash(t["alerts_count_value"].format(n=3, parts=f"{sev} 3")) in text
+    assert down["silenced"] and not fault["silenced"]
+    # every table and chart names its JSON keys; the summary's figures each name theirs
+    assert text.count(squash(t["json"])) == 7
+    for key in ("pue", "trailing_12m.pue", "facility_kwh", "compliance.meets.critical", "kpis.wue_l_per_kwh", "alerts"):
+        assert key in text, key
     assert squash(doc["notes"][0]) in text
     assert (
         squash(t["generated"].format(generator="pue-monitor 0.1.0", at="2026-11-01 08:30 (Asia/Shanghai)", schema=1))
@@ -263,7 +339,7 @@ def test_fonts_are_embedded_cjk_subsets(rendered, lang):
     rows = out.splitlines()[2:]
     assert rows, out
     for row in rows:
-        assert "NotoSansCJK" in row, row
+        assert re.search(r"\+NotoSans(Mono)?CJK", row), row  # Noto Sans CJK SC; its mono face for JSON keys
         # columns: name type [type] encoding emb sub uni object generation
         emb, sub, uni = row.split()[-5:-2]
         assert (emb, sub, uni) == ("yes", "yes", "yes"), row

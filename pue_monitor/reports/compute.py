@@ -660,7 +660,7 @@ def _report(ctx: _Ctx, kind: str, span: _Span, trailing: _Span | None, now: floa
         compliance=_compliance(fig.pue, ctx.site),
         kpis=kpis,
         free_cooling=_free_cooling(ctx.reader, span.start, span.end),
-        alerts=[],  # no alert history is stored yet (issue 10)
+        alerts=[],  # the alert history's: reports.alert_list.with_alerts (pue report adds them)
         notes=notes,
         generated_at=time.time() if now is None else now,
         generator=f"pue-monitor {__version__}",

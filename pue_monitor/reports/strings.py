@@ -8,7 +8,17 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["LANGS", "LIMIT_NAMES", "REASON_NAMES", "ROLE_NAMES", "SEVERITY_NAMES", "STRINGS"]
+__all__ = [
+    "ALERT_TEXT",
+    "FAULT_KINDS",
+    "LANGS",
+    "LIMIT_NAMES",
+    "REASON_NAMES",
+    "ROLE_NAMES",
+    "SEVERITY_NAMES",
+    "STRINGS",
+    "WINDOW_NAMES",
+]
 
 LANGS: Final = ("zh", "en")
 
@@ -117,6 +127,18 @@ STRINGS: Final[dict[str, dict[str, str]]] = {
         "ongoing": "持续中",
         "alert_summary": "说明",
         "no_alerts": "本期无告警。",
+        "alerts_count": "本期告警",
+        "json": "JSON 字段：",
+        "json_keys_column": "右列为各数值在同期 JSON 报告中的字段名。",
+        "alerts_count_value": "{n} 条（{parts}）",
+        "alerts_none": "无",
+        "alerts_not_recorded": "未记录（无告警历史）",
+        "alerts_not_recorded_text": "未找到告警历史：本站点未运行告警引擎，本期告警情况未知。",
+        "alert_history_from": "告警历史自 {at} 起完整，此前结束的告警未列出。",
+        "alert_in_period": "期内时长（h）",
+        "alert_value": "触发值",
+        "alert_end_unknown": "未知（重启时告警状态丢失）",
+        "alert_silenced": "（已静默，未通知）",
         "notes": "八、估算说明",
         "no_notes": "本期无估算数据。",
         "category_0": "无（IT设备耗电量未计量）",
@@ -231,6 +253,20 @@ STRINGS: Final[dict[str, dict[str, str]]] = {
         "ongoing": "ongoing",
         "alert_summary": "Summary",
         "no_alerts": "No alerts in this period.",
+        "alerts_count": "Alerts in the period",
+        "json": "JSON keys: ",
+        "json_keys_column": "The right-hand column names each figure's key in the JSON report of the same period.",
+        "alerts_count_value": "{n} ({parts})",
+        "alerts_none": "none",
+        "alerts_not_recorded": "not recorded (no alert history)",
+        "alerts_not_recorded_text": "No alert history was found: the alert engine has not run for this site, so the "
+        "period's alerts are not known.",
+        "alert_history_from": "The alert history is complete from {at} on; alerts that ended before then are not "
+        "listed.",
+        "alert_in_period": "In period (h)",
+        "alert_value": "Value",
+        "alert_end_unknown": "unknown (alert state lost at a restart)",
+        "alert_silenced": " (silenced, not notified)",
         "notes": "8. Notes on estimates",
         "no_notes": "Nothing was estimated in this period.",
         "category_0": "none (IT energy not measured)",
@@ -294,4 +330,51 @@ LIMIT_NAMES: Final[dict[str, dict[str, str]]] = {
 SEVERITY_NAMES: Final[dict[str, dict[str, str]]] = {
     "zh": {"info": "提示", "warning": "预警", "critical": "严重"},
     "en": {"info": "info", "warning": "warning", "critical": "critical"},
+}
+
+#: an alert in words, per alertname (alerts/engine.py ALERTNAMES); fields: its labels, plus
+#: ``severity`` and ``window`` in words and ``threshold``; an unknown alertname shows its summary
+ALERT_TEXT: Final[dict[str, dict[str, str]]] = {
+    "zh": {
+        "PueHigh": "{window} PUE 超过{severity}限值 {threshold}",
+        "PueDrift": "PUE 持续高于预期值（漂移）",
+        "PueSensorFault": "传感器故障：{device} {point}（{kind}）",
+        "PueDeviceDown": "设备 {device} 无响应",
+        "PueDeliveryBacklog": "{output} 数据待发送积压",
+        "PueDataLost": "{output} 丢失数据",
+    },
+    "en": {
+        "PueHigh": "{window} PUE over the {severity} limit {threshold}",
+        "PueDrift": "PUE drifting above the expected PUE",
+        "PueSensorFault": "sensor fault: {device} {point} ({kind})",
+        "PueDeviceDown": "device {device} not answering",
+        "PueDeliveryBacklog": "{output}: delivery backlog",
+        "PueDataLost": "{output} lost data",
+    },
+}
+
+#: PueHigh's window label
+WINDOW_NAMES: Final[dict[str, dict[str, str]]] = {
+    "zh": {"15m": "15 分钟", "1d": "日"},
+    "en": {"15m": "15-minute", "1d": "daily"},
+}
+
+#: sensor fault kinds (pipeline/faults.py FaultKind)
+FAULT_KINDS: Final[dict[str, dict[str, str]]] = {
+    "zh": {
+        "stuck": "数值停滞",
+        "out_of_range": "超出量程",
+        "backwards": "计数器倒走",
+        "glitch": "异常跳变",
+        "reset": "计数器复位",
+        "balance": "电能平衡偏差",
+    },
+    "en": {
+        "stuck": "stuck",
+        "out_of_range": "out of range",
+        "backwards": "counter running backwards",
+        "glitch": "glitch",
+        "reset": "counter reset",
+        "balance": "energy balance",
+    },
 }
