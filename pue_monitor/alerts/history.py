@@ -10,8 +10,9 @@ folder (beside ``state.json``), for reports (``pue report`` lists a period's ale
     its condition was off for ``resolve_after_s``; ``ends_at`` is when it went off, ``notified``
     whether a notification had gone out (so the resolution was sent too);
 ``lost``
-    a restart found the history with the alert firing but the engine without it (the state file
-    was unreadable and set aside): when the alert ended is not known; ``at`` is when this was found.
+    after a restart's first evaluation the history has the alert firing but the engine does not
+    (the state file was unreadable and set aside): when the alert ended is not known; ``at`` is
+    when this was found. A later ``resolved`` of the same episode supersedes it.
 
 An alert's episode is identified by ``(fingerprint, starts_at)``: the fingerprint hashes its labels
 and a firing alert's start never changes. The service writes an evaluation's transitions in one
@@ -174,32 +175,46 @@ class AlertHistory:
         self._con = con
         return con
 
-    def reconcile(self, firing: Sequence[Tracked], now: float) -> None:
-        """At start (before the first evaluation): the engine's restored firing alerts are in the
-        history (a history created now adopts them); an episode the history has firing that the
-        engine does not know any more (its state was set aside) is recorded as ``lost``."""
+    def adopt(self, firing: Sequence[Tracked], now: float) -> None:
+        """At start, before the first evaluation: the engine's restored firing alerts are in the
+        history (a history created now adopts the alerts already firing)."""
         con = self._open(now)
-        known = {(t.alert().fingerprint, t.since): t for t in firing}
         try:
             with con:
                 for t in firing:
                     a = t.alert()
                     self._insert(con, "fired", a.fingerprint, t.labels, t.annotations, t.since, None, t.fired_at or now)
+        except sqlite3.Error as exc:
+            raise UserError(f"{self.path}: cannot write the alert history: {exc}") from None
+
+    def mark_lost(self, firing: Sequence[Tracked], now: float) -> int:
+        """After the first evaluation (its transitions recorded): an episode the history has
+        firing that the engine does not (its state was set aside, or older than the history) is
+        recorded ``lost``. Should the engine fire it again with the same start and resolve it,
+        the resolution supersedes the loss (:func:`read_period`). Returns the episodes marked."""
+        con = self._open(now)
+        known = {(t.alert().fingerprint, t.since) for t in firing}
+        n = 0
+        try:
+            with con:
                 rows = con.execute(
                     "SELECT f.fingerprint, f.labels, f.annotations, f.starts_at FROM transitions f WHERE f.event = "
                     "'fired' AND NOT EXISTS (SELECT 1 FROM transitions x WHERE x.fingerprint = f.fingerprint AND "
                     "x.starts_at = f.starts_at AND x.event != 'fired')"
                 ).fetchall()
                 for fp, labels, ann, start in rows:
-                    if (fp, start) not in known:
-                        lab = json.loads(labels)
-                        self._insert(con, "lost", fp, lab, json.loads(ann), start, None, now)
-                        log.warning(
-                            "%s: %s %s firing since %s is not in the alert state: its end is not known",
-                            self.path, lab.get("alertname"), fp, rfc3339(start),
-                        )  # fmt: skip
+                    if (fp, start) in known:
+                        continue
+                    lab = json.loads(labels)
+                    self._insert(con, "lost", fp, lab, json.loads(ann), start, None, now)
+                    n += 1
+                    log.warning(
+                        "%s: %s %s firing since %s is not in the alert state: its end is not known",
+                        self.path, lab.get("alertname"), fp, rfc3339(start),
+                    )  # fmt: skip
         except sqlite3.Error as exc:
             raise UserError(f"{self.path}: cannot write the alert history: {exc}") from None
+        return n
 
     @staticmethod
     def _insert(

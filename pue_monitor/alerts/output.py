@@ -112,12 +112,14 @@ class AlertOutput(Output):
     def evaluate(self, now: float) -> Evaluation:
         """Evaluate, save the state, queue the deliveries (what ``flush`` does, without awaiting)."""
         silences = self.files.silences()
-        if self.history is not None and not self._reconciled:  # before the engine moves on
-            self._reconciled = self._history(lambda h: h.reconcile(self.engine.firing(), now))
+        first = self.history is not None and not self._reconciled
+        if first:  # the restored firing alerts, before the engine moves on
+            self._history(lambda h: h.adopt(self.engine.firing(), now))
         ev = self.engine.evaluate(now, silences)
         self.last = ev
-        if self.history is not None:  # before the state: a crash in between repeats, never loses
-            self._history(lambda h: h.record(ev.transitions, now))
+        # the history before the state: a crash in between repeats a transition, never loses one
+        if self.history is not None and self._history(lambda h: h.record(ev.transitions, now)) and first:
+            self._reconciled = self._history(lambda h: h.mark_lost(self.engine.firing(), now))
         self.active_silences = sum(1 for s in silences if s.active(now))
         self.firing_counts = self.engine.counts()  # read by /metrics in the HTTP thread
         try:

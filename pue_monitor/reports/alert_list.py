@@ -1,6 +1,7 @@
 """The period's alerts in a report, read from the alert engine's history (``history.sqlite`` in
 the alerts folder, :mod:`pue_monitor.alerts.history`): every alert active at any time in the
-period, clipped to it, with its duration inside the period."""
+period, clipped to it, with its duration inside the period; in order of start, then severity
+(critical first), then name."""
 
 from __future__ import annotations
 
@@ -55,7 +56,11 @@ def with_alerts(data: ReportData, folder: str | Path, *, now: float) -> ReportDa
     site), and a note when the history is missing or does not cover the whole period."""
     p = data.period
     got = read_period(folder, p.start, p.end)
-    lines = [alert_line(ep, p.start, p.end, now) for ep in got.episodes]
+    rank = {"critical": 0, "warning": 1, "info": 2}
+    lines = sorted(
+        (alert_line(ep, p.start, p.end, now) for ep in got.episodes),
+        key=lambda a: (a.started, rank.get(a.severity, 3), a.name, a.fingerprint),
+    )
     notes = list(data.notes)
     tz = data.site.timezone
     if not got.recorded:
