@@ -196,6 +196,16 @@ def test_october_pue_matches_the_hand_computation(october) -> None:  # type: ign
     assert october.kpis.wue_l_per_kwh is None and october.kpis.erf is None  # no meter: not measured
 
 
+def test_kpis_that_are_not_measurements_name_their_basis(october) -> None:  # type: ignore[no-untyped-def]
+    # CUE from the configured (here: default) grid emission factor: the note names it, as stated in
+    # the JSON's figure: CO2 = (E_DC - renewable) x factor, no renewable meter here
+    factor = 0.5306
+    assert october.kpis.cue_kg_per_kwh == pytest.approx(october.period.pue * factor, rel=1e-9)
+    (note,) = [n for n in october.notes if n.startswith("CUE:")]
+    assert f"emission factor {factor:g} kg CO2/kWh (2023;" in note and "kpis.emission_factor" in note
+    assert not [n for n in october.notes if "kpis.renewable_contract" in n]  # no renewable contract configured
+
+
 def test_october_completeness_table(october) -> None:  # type: ignore[no-untyped-def]
     m = {mc.device: mc for mc in october.meters}
     # grid: glitch at 03:22 bridged by 03:07 -> 03:37 (30 minutes), replacement pair 14:07 -> 14:22 (15)

@@ -308,7 +308,7 @@ def test_every_figure_is_the_json_figure_rounded_by_the_documented_rules(rendere
     assert squash(t["alerts_count_value"].format(n=3, parts=f"{sev} 3")) in text
     assert down["silenced"] and not fault["silenced"]
     # every table and chart names its JSON keys; the summary's figures each name theirs
-    assert text.count(squash(t["json"])) == 7
+    assert text.count(squash(t["json"])) == 8  # 7 tables and charts, and the notes' line
     for key in ("pue", "trailing_12m.pue", "facility_kwh", "compliance.meets.critical", "kpis.wue_l_per_kwh", "alerts"):
         assert key in text, key
     assert squash(doc["notes"][0]) in text

@@ -608,6 +608,23 @@ def _notes(span: _Span, mod: _Model, meters: list[MeterCompleteness], fig: Perio
     return notes
 
 
+def _kpi_basis_notes(basis: KpiBasis, k: Kpis, *, renewable_metered: bool) -> list[str]:
+    """What a KPI that is not a meter's reading was computed with (an auditor's first question)."""
+    out = []
+    if k.cue_kg_per_kwh is not None:
+        out.append(
+            f"CUE: CO2 = (facility energy - renewable energy) x the {basis.ef_type} emission factor "
+            f"{basis.ef_kg_per_kwh:g} kg CO2/kWh "
+            f"({basis.ef_year}; {basis.ef_source}; kpis.emission_factor), not a measurement"
+        )
+    if k.ref is not None and basis.renewable_share is not None and not renewable_metered:
+        out.append(
+            f"REF: renewable energy = facility energy x the contracted renewable share {basis.renewable_share:g} "
+            f"({basis.renewable_source}; kpis.renewable_contract), not a meter"
+        )
+    return out
+
+
 def _coverage(span: _Span) -> float:
     total = sum(d.end - d.start for d in span.days) or 1.0
     return sum((d.end - d.start) * d.coverage for d in span.days) / total
@@ -650,6 +667,7 @@ def _report(ctx: _Ctx, kind: str, span: _Span, trailing: _Span | None, now: floa
             f"trailing 12 months {trailing.label}: the PUE covers {_pct(cov)} of its minutes; the store keeps "
             f"readings {keep:g} days (store.keep_readings_days): keep at least 400 for a complete trailing year"
         )
+    notes += _kpi_basis_notes(ctx.kpi, kpis, renewable_metered=Role.RENEWABLE in mod.meter_role)
     return ReportData(
         kind="month" if kind == "month" else "year",
         site=_site_block(ctx.site),

@@ -511,7 +511,7 @@ def view_model(data: ReportData, lang: str, font_family: str = FONT_FAMILY) -> d
     sections.append(
         {
             "heading": t["notes"],
-            "blocks": [{"type": "list", "items": list(data.notes), "size": 8.0}]
+            "blocks": [_source(t["notes_source"]), {"type": "list", "items": list(data.notes), "size": 8.0}]
             if data.notes
             else [_text(t["no_notes"])],
         }
