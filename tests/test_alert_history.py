@@ -312,3 +312,27 @@ def test_a_report_without_history_says_the_alerts_are_not_known(tmp_path: Path) 
     doc = data.to_json()
     assert doc["alert_history"] == {"path": str(tmp_path / "none.alerts" / "history.sqlite"), "recorded": False,
                                     "complete_from": None}  # fmt: skip
+
+
+async def test_an_engine_that_stopped_counts_a_firing_alert_up_to_when_it_last_ran(tmp_path: Path) -> None:
+    import dataclasses
+
+    from tests.test_report_pdf import month_report
+
+    folder = tmp_path / "a"
+    out = output(folder)
+    # fires at DAY0 + 1830 (a write: the history notes "alive"); the next evaluations, at most an
+    # hour later, write nothing: alive stays DAY0 + 1830
+    await breach(out, DAY0, 3, 1.45)
+    await out.close()
+    base = month_report()
+    data = dataclasses.replace(base, period=dataclasses.replace(base.period, start=DAY0 - 86400, end=DAY0 + 86400 * 30))
+    # the report is made ten days later: the service has not run since
+    got = with_alerts(data, folder, now=DAY0 + 10 * 86400)
+    (line,) = got.alerts
+    assert (line.status, line.period_from, line.period_to) == ("firing", DAY0, DAY0 + 1830)
+    assert any("the alert engine last ran at 2026-07-15 08:30" in n for n in got.notes)  # Asia/Shanghai
+    # while the engine runs (it noted so within the hour), a firing alert counts up to now
+    now = DAY0 + 1830 + 3000
+    (line,) = with_alerts(data, folder, now=now).alerts
+    assert line.period_to == now

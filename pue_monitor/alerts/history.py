@@ -22,7 +22,9 @@ repeat, so a restart loses no transition and duplicates none. A write that fails
 kept in memory and retried at the next evaluation.
 
 **Bounded**: once a day, episodes that ended more than ``alerts.history_days`` (400) days ago are
-deleted, both rows; an alert still firing is never deleted. ``complete_from`` (the file's creation,
+deleted, both rows; an alert still firing is never deleted. With every write, and at least once
+an hour, ``meta.alive`` notes that the engine runs: an alert the history has firing is known to
+fire up to then. ``complete_from`` (the file's creation,
 or the last deletion's cut-off, whichever is later) is from when the history is complete.
 
 Readers (``pue report``, :func:`read_period`) open the file read-only while the service writes it
@@ -53,6 +55,9 @@ HISTORY_FILE = "history.sqlite"
 HISTORY_VERSION = 1
 #: deletion of old episodes runs at most this often
 PRUNE_EVERY_S = 86400.0
+#: the history notes that the engine runs (``meta.alive``) at most this often: an alert still
+#: firing in the history is known to fire up to then (a service stopped for good leaves it so)
+ALIVE_EVERY_S = 3600.0
 #: annotations that carry an alert's value, in order of preference (PueHigh, sensor fault, drift)
 VALUE_KEYS = ("pue", "value", "drift_size")
 
@@ -119,11 +124,13 @@ class Episode:
 @dataclass(frozen=True)
 class PeriodAlerts:
     """:func:`read_period`'s answer. ``recorded``: the history file exists; ``complete_from``:
-    the history is complete from this time on (None: not recorded)."""
+    the history is complete from this time on (None: not recorded); ``alive``: the last time
+    the engine noted it ran (to within :data:`ALIVE_EVERY_S`)."""
 
     path: Path
     recorded: bool
     complete_from: float | None
+    alive: float | None = None
     episodes: list[Episode] = field(default_factory=list)
 
 
@@ -151,6 +158,7 @@ class AlertHistory:
         self.keep_s = keep_days * 86400.0
         self._con: sqlite3.Connection | None = None
         self._pruned = -math.inf
+        self._alive = -math.inf
         self._pending: list[Transition] = []  # not yet written (a failed write)
 
     def _open(self, now: float) -> sqlite3.Connection:
@@ -253,7 +261,8 @@ class AlertHistory:
         the file cannot be written: the transitions are kept and written with the next call."""
         self._pending += transitions
         prune = now - self._pruned >= PRUNE_EVERY_S
-        if not self._pending and not prune:
+        alive = now - self._alive >= ALIVE_EVERY_S
+        if not self._pending and not prune and not alive:
             return 0
         try:
             con = self._open(now)
@@ -268,11 +277,13 @@ class AlertHistory:
                 written = con.total_changes - before
                 if prune:
                     self._prune(con, now)
+                con.execute("INSERT OR REPLACE INTO meta VALUES ('alive', ?)", (repr(now),))
         except sqlite3.Error as exc:
             raise UserError(f"{self.path}: cannot write the alert history: {exc}") from None
         self._pending.clear()
         if prune:
             self._pruned = now
+        self._alive = now
         return written
 
     @property
@@ -310,6 +321,7 @@ def read_period(folder: str | Path, start: float, end: float) -> PeriodAlerts:
     try:
         created = _float(_meta(con, "created"))
         pruned = _float(_meta(con, "pruned_before"))
+        alive = _float(_meta(con, "alive"))
         fired = con.execute(
             "SELECT fingerprint, alertname, severity, labels, annotations, starts_at, at, silenced FROM transitions "
             "WHERE event = 'fired' AND starts_at < ? ORDER BY starts_at, alertname, fingerprint",
@@ -346,4 +358,4 @@ def read_period(folder: str | Path, start: float, end: float) -> PeriodAlerts:
     finally:
         con.close()
     froms = [x for x in (created, pruned) if x is not None]
-    return PeriodAlerts(path, True, max(froms) if froms else None, episodes)
+    return PeriodAlerts(path, True, max(froms) if froms else None, alive=alive, episodes=episodes)

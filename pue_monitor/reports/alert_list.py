@@ -10,15 +10,15 @@ import datetime as dt
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from pue_monitor.alerts.history import Episode, read_period
+from pue_monitor.alerts.history import ALIVE_EVERY_S, Episode, read_period
 from pue_monitor.reports.model import AlertHistoryInfo, AlertLine, ReportData
 
 __all__ = ["alert_line", "with_alerts"]
 
 
 def alert_line(ep: Episode, start: float, end: float, now: float) -> AlertLine:
-    """``ep`` as a report line of the period [start, end); ``now``: the report's time (a firing
-    alert counts up to it, if that is before the period's end)."""
+    """``ep`` as a report line of the period [start, end); ``now``: up to when a firing alert
+    counts (the report's time, or when the engine last ran), if that is before the period's end."""
     if ep.status == "resolved":
         assert ep.ends_at is not None
         until = ep.ends_at
@@ -57,8 +57,12 @@ def with_alerts(data: ReportData, folder: str | Path, *, now: float) -> ReportDa
     p = data.period
     got = read_period(folder, p.start, p.end)
     rank = {"critical": 0, "warning": 1, "info": 2}
+    # an engine that has not run for a while (alive: noted at least hourly): a firing alert is
+    # known to fire up to when it last ran, not up to now
+    stale = got.alive is not None and now - got.alive > 2 * ALIVE_EVERY_S
+    until = got.alive if stale and got.alive is not None else now
     lines = sorted(
-        (alert_line(ep, p.start, p.end, now) for ep in got.episodes),
+        (alert_line(ep, p.start, p.end, until) for ep in got.episodes),
         key=lambda a: (a.started, rank.get(a.severity, 3), a.name, a.fingerprint),
     )
     notes = list(data.notes)
@@ -72,6 +76,12 @@ def with_alerts(data: ReportData, folder: str | Path, *, now: float) -> ReportDa
         notes.append(
             f"alerts: the alert history is complete from {_local(got.complete_from, tz)} ({tz}) on: alerts of the "
             "period that ended before then are not listed"
+        )
+    firing = [a for a in lines if a.status == "firing"]
+    if stale and got.alive is not None and firing and got.alive < p.end:
+        notes.append(
+            f"alerts: the alert engine last ran at {_local(got.alive, tz)} ({tz}): {len(firing)} alert(s) firing "
+            "then are counted up to then; whether they fired longer is not known"
         )
     lost = [a for a in lines if a.status == "state_lost"]
     if lost:
