@@ -422,6 +422,33 @@ def test_a_site_above_its_limits_says_so_in_words_and_grade(tmp_path):
     assert squash(t["grade"] + t["grade_none"]) in first
 
 
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_kpis_from_a_factor_or_contract_say_so(tmp_path, lang):
+    base = month_report()
+    kpis = dataclasses.replace(
+        base.kpis,
+        cue_kg_per_kwh=0.7123,
+        ref=0.3,
+        renewable_kwh=0.3 * (base.period.facility_kwh or 0.0),
+        basis={
+            "cue_kg_per_kwh": "emission factor: 0.5306 ...",
+            "ref": "contract: share 0.3",
+            "renewable_kwh": "contract: c",
+        },
+    )
+    out = tmp_path / "k.pdf"
+    rp.render_pdf(dataclasses.replace(base, kpis=kpis), out, lang)
+    text = squash(pdftext(out, raw=True))
+    t = STRINGS[lang]
+    assert squash(f"{t['cue']}0.712{t['basis_factor']}") in text
+    assert squash(f"{t['ref']}0.3000{t['basis_contract']}") in text
+    assert squash(f"{kpis.renewable_kwh:,.1f}{t['basis_contract']}") in text
+    plain = tmp_path / "plain.pdf"  # metered figures (no basis): no such words
+    rp.render_pdf(base, plain, lang)
+    assert squash(t["basis_factor"]) not in squash(pdftext(plain))
+    assert squash(t["basis_contract"]) not in squash(pdftext(plain))
+
+
 def test_nothing_measured_is_said_never_zero(tmp_path):
     """A month whose IT meters never answered: no PUE, no energies, category 0, nothing to list."""
     base = month_report()

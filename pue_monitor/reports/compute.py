@@ -21,6 +21,7 @@ counter interpolated at that instant, so:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 import zoneinfo
@@ -608,6 +609,19 @@ def _notes(span: _Span, mod: _Model, meters: list[MeterCompleteness], fig: Perio
     return notes
 
 
+def _kpi_basis(basis: KpiBasis, k: Kpis, renewable_metered: bool) -> dict[str, str]:
+    """``Kpis.basis``: the figures computed from a configured factor or contract, not a meter."""
+    out = {}
+    if k.cue_kg_per_kwh is not None:
+        out["cue_kg_per_kwh"] = (
+            f"emission factor: {basis.ef_kg_per_kwh:g} kg CO2/kWh, {basis.ef_type}, {basis.ef_year}, {basis.ef_source}"
+        )
+    if k.ref is not None and basis.renewable_share is not None and not renewable_metered:
+        for key in ("ref", "renewable_kwh"):
+            out[key] = f"contract: share {basis.renewable_share:g} of facility energy, {basis.renewable_source}"
+    return out
+
+
 def _kpi_basis_notes(basis: KpiBasis, k: Kpis, *, renewable_metered: bool) -> list[str]:
     """What a KPI that is not a meter's reading was computed with (an auditor's first question)."""
     out = []
@@ -668,6 +682,7 @@ def _report(ctx: _Ctx, kind: str, span: _Span, trailing: _Span | None, now: floa
             f"readings {keep:g} days (store.keep_readings_days): keep at least 400 for a complete trailing year"
         )
     notes += _kpi_basis_notes(ctx.kpi, kpis, renewable_metered=Role.RENEWABLE in mod.meter_role)
+    kpis = dataclasses.replace(kpis, basis=_kpi_basis(ctx.kpi, kpis, Role.RENEWABLE in mod.meter_role))
     return ReportData(
         kind="month" if kind == "month" else "year",
         site=_site_block(ctx.site),

@@ -114,6 +114,9 @@ class Kpis:
     water_l: float | None = None
     reused_heat_kwh: float | None = None
     renewable_kwh: float | None = None
+    #: the basis of a figure that is not a meter's: key -> "contract: SOURCE" (renewable energy
+    #: from kpis.renewable_contract) or "emission factor: ..." (CUE's CO2); a key absent: metered
+    basis: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -439,6 +439,11 @@ def view_model(data: ReportData, lang: str, font_family: str = FONT_FAMILY) -> d
         }
     )
 
+    def basis(key: str) -> str:
+        """A KPI computed from a configured factor or contract says so (``kpis.basis``)."""
+        b = k.basis.get(key, "")
+        return t["basis_contract"] if b.startswith("contract") else t["basis_factor"] if b else ""
+
     fc_blocks: list[dict[str, Any]] = [{"type": "subheading", "text": t["free_cooling"]}]
     if data.free_cooling:
         fc_blocks.append(
@@ -482,12 +487,12 @@ def view_model(data: ReportData, lang: str, font_family: str = FONT_FAMILY) -> d
         _kv(
             [
                 [t["wue"], f_num(k.wue_l_per_kwh, t, ".3f")],
-                [t["cue"], f_num(k.cue_kg_per_kwh, t, ".3f")],
+                [t["cue"], f_num(k.cue_kg_per_kwh, t, ".3f") + basis("cue_kg_per_kwh")],
                 [t["erf"], f_num(k.erf, t, ".4f")],
-                [t["ref"], f_num(k.ref, t, ".4f")],
+                [t["ref"], f_num(k.ref, t, ".4f") + basis("ref")],
                 [t["water_l"], f_num(k.water_l, t, ",.0f")],
                 [t["reused_heat_kwh"], f_kwh(k.reused_heat_kwh, t)],
-                [t["renewable_kwh"], f_kwh(k.renewable_kwh, t)],
+                [t["renewable_kwh"], f_kwh(k.renewable_kwh, t) + basis("renewable_kwh")],
             ],
             size=8.5,
             label_width=0.5,
