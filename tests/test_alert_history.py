@@ -159,8 +159,9 @@ def reports(month: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> 
     out = tmp_path_factory.mktemp("reports")
     for formats, lang in (("json,pdf", "zh"), ("pdf", "en")):
         r = run("report", "--config", str(month["site"]), "--month", "2026-10", "--format", formats, "--lang", lang,
-                "--out", str(out))  # fmt: skip
+                "--out", str(out), "--json", "--quiet")  # fmt: skip
         assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["alerts"] == 4  # the summary counts them
     return out
 
 
@@ -270,6 +271,23 @@ async def test_a_crash_between_the_history_and_the_state_repeats_nothing(tmp_pat
     con = sqlite3.connect(folder / "history.sqlite")
     assert con.execute("SELECT count(*) FROM transitions").fetchone() == (2,)
     con.close()
+
+
+async def test_a_silenced_alert_is_in_the_history_marked_silenced_and_not_notified(tmp_path: Path) -> None:
+    folder = tmp_path / "a"
+    out = output(folder)
+    AlertFiles(folder).add_silence({"alertname": "PueHigh"}, now=DAY0, duration_s=86400, comment="commissioning")
+    await breach(out, DAY0, 3, 1.45)
+    await breach(out, DAY0 + 2700, 3, 1.30)
+    (ep,) = read_period(folder, DAY0, DAY0 + 86400).episodes
+    assert (ep.status, ep.silenced, ep.notified, ep.starts_at, ep.ends_at) == (
+        "resolved",
+        True,
+        False,
+        DAY0,
+        DAY0 + 2700,
+    )
+    assert alert_line(ep, DAY0, DAY0 + 86400, now=DAY0 + 86400).silenced
 
 
 async def test_a_lost_state_marks_the_open_alert_end_unknown(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -19,7 +19,7 @@ and a firing alert's start never changes. The service writes an evaluation's tra
 transaction BEFORE it saves ``state.json``: a crash between the two at worst makes the restarted
 engine decide a transition again, and the UNIQUE key ``(fingerprint, starts_at, event)`` drops the
 repeat, so a restart loses no transition and duplicates none. A write that fails (disk full) is
-kept in memory and retried at the next evaluation.
+kept in memory (up to :data:`MAX_PENDING` transitions) and retried at the next evaluation.
 
 **Bounded**: once a day, episodes that ended more than ``alerts.history_days`` (400) days ago are
 deleted, both rows; an alert still firing is never deleted. With every write, and at least once
@@ -55,6 +55,8 @@ HISTORY_FILE = "history.sqlite"
 HISTORY_VERSION = 1
 #: deletion of old episodes runs at most this often
 PRUNE_EVERY_S = 86400.0
+#: transitions kept in memory while the file cannot be written; past this the oldest are dropped
+MAX_PENDING = 10_000
 #: the history notes that the engine runs (``meta.alive``) at most this often: an alert still
 #: firing in the history is known to fire up to then (a service stopped for good leaves it so)
 ALIVE_EVERY_S = 3600.0
@@ -159,6 +161,7 @@ class AlertHistory:
         self._con: sqlite3.Connection | None = None
         self._pruned = -math.inf
         self._alive = -math.inf
+        self.dropped = 0  # transitions dropped (MAX_PENDING exceeded while the file could not be written)
         self._pending: list[Transition] = []  # not yet written (a failed write)
 
     def _open(self, now: float) -> sqlite3.Connection:
@@ -260,6 +263,11 @@ class AlertHistory:
         delete old episodes. Returns the rows written. Raises UserError (naming the file) when
         the file cannot be written: the transitions are kept and written with the next call."""
         self._pending += transitions
+        if len(self._pending) > MAX_PENDING:
+            lost = len(self._pending) - MAX_PENDING
+            del self._pending[:lost]
+            self.dropped += lost
+            log.error("%s: %d alert transition(s) dropped: the history could not be written", self.path, lost)
         prune = now - self._pruned >= PRUNE_EVERY_S
         alive = now - self._alive >= ALIVE_EVERY_S
         if not self._pending and not prune and not alive:
