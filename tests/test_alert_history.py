@@ -15,6 +15,8 @@ limit minus the hysteresis; the alert's times are the condition's: A is 20:00 to
 never exceeds 1.38 on a fully covered day, so no daily alert.
 """
 
+# ruff: noqa: RUF001  # Chinese text: full-width punctuation is correct there
+
 from __future__ import annotations
 
 import asyncio
@@ -233,6 +235,9 @@ def test_the_pdf_lists_the_alerts_and_counts_them_in_the_summary(reports: Path, 
     ]
     for row in rows:
         assert row in text, row
+    # the notes in the report's language (the JSON keeps them in English)
+    wue = {"zh": "WUE：未计量（无此类计量表，或其数据缺失）", "en": "WUE: not measured"}[lang]
+    assert re.sub(r"\s+", "", wue) in text
 
 
 # ------------------------------------------------------------------ the history on its own

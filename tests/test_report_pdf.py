@@ -4,7 +4,7 @@ each language in the text layer, every figure as the JSON has it (rounded by the
 rules), "not measured" for None KPIs, the summary on page 1, the page count against the footer,
 CJK fonts embedded, and the one-line errors (missing font, unknown language)."""
 
-# Chinese text: full-width punctuation is correct there
+# ruff: noqa: RUF001  # Chinese text: full-width punctuation is correct there
 
 from __future__ import annotations
 
@@ -447,6 +447,30 @@ def test_kpis_from_a_factor_or_contract_say_so(tmp_path, lang):
     rp.render_pdf(base, plain, lang)
     assert squash(t["basis_factor"]) not in squash(pdftext(plain))
     assert squash(t["basis_contract"]) not in squash(pdftext(plain))
+
+
+def test_notes_are_said_in_the_reports_language_and_kept_in_english_in_the_json(tmp_path):
+    from pue_monitor.reports.model import Note
+
+    notes = [
+        Note("estimated", "ups-b (it): 0.27 % of the minutes estimated (...)", device="ups-b", role="it",
+             share=0.002688, reasons={"gap_split": 0.002688}),
+        Note("not_measured", "ERF: not measured (no meter of its kind, or its meter missing)", kpi="ERF"),
+        Note("category", "category 1: ...", category=1, meters=[f"ups-{i}" for i in range(5)], more=2),
+        Note("unknown_kind", "a note without Chinese words"),
+    ]  # fmt: skip
+    data = dataclasses.replace(month_report(), notes=notes)
+    assert data.to_json()["notes"] == [str(n) for n in notes]  # the JSON: the English text
+    out = tmp_path / "n.pdf"
+    rp.render_pdf(data, out, "zh")
+    text = squash(pdftext(out, raw=True))
+    assert squash("ups-b（IT设备）：0.27% 的分钟数据为估算（缺口按时长分摊 0.27%）") in text
+    assert squash("ERF：未计量（无此类计量表，或其数据缺失）") in text
+    assert squash("最薄弱的 IT 电能表（ups-0，ups-1，ups-2，ups-3，ups-4 等，另 2 个）") in text
+    assert squash("a note without Chinese words") in text
+    assert "notmeasured" not in text
+    rp.render_pdf(data, out, "en")
+    assert squash(str(notes[1])) in squash(pdftext(out, raw=True))
 
 
 def test_nothing_measured_is_said_never_zero(tmp_path):

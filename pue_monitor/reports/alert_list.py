@@ -11,7 +11,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from pue_monitor.alerts.history import ALIVE_EVERY_S, Episode, read_period
-from pue_monitor.reports.model import AlertHistoryInfo, AlertLine, ReportData
+from pue_monitor.reports.model import AlertHistoryInfo, AlertLine, Note, ReportData
 
 __all__ = ["alert_line", "with_alerts"]
 
@@ -65,29 +65,35 @@ def with_alerts(data: ReportData, folder: str | Path, *, now: float) -> ReportDa
         (alert_line(ep, p.start, p.end, until) for ep in got.episodes),
         key=lambda a: (a.started, rank.get(a.severity, 3), a.name, a.fingerprint),
     )
-    notes = list(data.notes)
+    notes: list[str] = list(data.notes)
     tz = data.site.timezone
     if not got.recorded:
-        notes.append(
+        text = (
             f"alerts: no alert history ({got.path}): the alert engine has not run for this site (it runs in "
             "`pue run` when alerts.notifiers is set): the period's alerts are not known"
         )
+        notes.append(Note("alerts_not_recorded", text, path=str(got.path)))
     elif got.complete_from is not None and got.complete_from > p.start:
-        notes.append(
-            f"alerts: the alert history is complete from {_local(got.complete_from, tz)} ({tz}) on: alerts of the "
-            "period that ended before then are not listed"
+        at = _local(got.complete_from, tz)
+        text = (
+            f"alerts: the alert history is complete from {at} ({tz}) on: alerts of the period that ended before "
+            "then are not listed"
         )
+        notes.append(Note("alerts_from", text, at=at, tz=tz))
     firing = [a for a in lines if a.status == "firing"]
     if stale and got.alive is not None and firing and got.alive < p.end:
-        notes.append(
-            f"alerts: the alert engine last ran at {_local(got.alive, tz)} ({tz}): {len(firing)} alert(s) firing "
-            "then are counted up to then; whether they fired longer is not known"
+        at = _local(got.alive, tz)
+        text = (
+            f"alerts: the alert engine last ran at {at} ({tz}): {len(firing)} alert(s) firing then are counted "
+            "up to then; whether they fired longer is not known"
         )
+        notes.append(Note("alerts_stale", text, at=at, tz=tz, n=len(firing)))
     lost = [a for a in lines if a.status == "state_lost"]
     if lost:
-        notes.append(
+        text = (
             f"alerts: {len(lost)} alert(s) whose end is not known (the alert state was set aside at a restart); "
             "their duration counts up to that restart"
         )
+        notes.append(Note("alerts_lost", text, n=len(lost)))
     info = AlertHistoryInfo(str(got.path), got.recorded, got.complete_from)
     return dataclasses.replace(data, alerts=lines, alert_history=info, notes=notes)

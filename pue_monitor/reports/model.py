@@ -23,6 +23,7 @@ __all__ = [
     "FreeCoolingSummary",
     "Kpis",
     "MeterCompleteness",
+    "Note",
     "PeriodFigures",
     "ReportData",
     "SiteBlock",
@@ -31,6 +32,27 @@ __all__ = [
 SCHEMA_VERSION = 1
 
 Kind = Literal["month", "year"]
+
+
+class Note(str):
+    """A note of the report: its English text (what the JSON's ``notes`` hold), plus ``key`` and
+    ``params`` so the PDF can say it in the report's language (``strings.NOTE_TEXT``)."""
+
+    key: str
+    params: dict[str, Any]
+
+    def __new__(cls, key: str, text: str, **params: Any) -> Note:
+        self = super().__new__(cls, text)
+        self.key = key
+        self.params = params
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:  # copy, deepcopy (dataclasses.asdict), pickle
+        return (_note, (self.key, str(self), self.params))
+
+
+def _note(key: str, text: str, params: dict[str, Any]) -> Note:
+    return Note(key, text, **params)
 
 
 @dataclass(frozen=True)

@@ -34,12 +34,13 @@ from zoneinfo import ZoneInfo
 
 from pue_monitor.errors import UsageError, UserError
 from pue_monitor.reports import charts
-from pue_monitor.reports.model import AlertLine, PeriodFigures, ReportData
+from pue_monitor.reports.model import AlertLine, Note, PeriodFigures, ReportData
 from pue_monitor.reports.strings import (
     ALERT_TEXT,
     FAULT_KINDS,
     LANGS,
     LIMIT_NAMES,
+    NOTE_TEXT,
     REASON_NAMES,
     ROLE_NAMES,
     SEVERITY_NAMES,
@@ -199,6 +200,33 @@ def alert_text(a: AlertLine, lang: str) -> str:
         return template.format_map(fields)
     except KeyError:  # a label the words need is missing
         return a.summary or a.name
+
+
+def note_text(note: str, lang: str) -> str:
+    """A note in ``lang``: a :class:`~pue_monitor.reports.model.Note` with words in
+    ``NOTE_TEXT[lang]`` is said in them; anything else (English, or a note without words) as is."""
+    template = NOTE_TEXT.get(lang, {}).get(note.key) if isinstance(note, Note) else None
+    if template is None or not isinstance(note, Note):
+        return str(note)
+    t = STRINGS[lang]
+    p: dict[str, Any] = dict(note.params)
+    if "role" in p:
+        p["role"] = ROLE_NAMES[lang].get(p["role"], p["role"])
+    if "share" in p:
+        p["share"] = f_share(p["share"], t)
+    if "reasons" in p:
+        p["reasons"] = t["list_sep"].join(
+            f"{REASON_NAMES[lang].get(r, r)} {f_share(v, t)}" for r, v in sorted(p["reasons"].items())
+        )
+    if "meters" in p:
+        p["meters"] = t["list_sep"].join(p["meters"]) + (t["and_more"].format(n=p["more"]) if p.get("more") else "")
+    for key in ("keep", "ef"):
+        if key in p:
+            p[key] = f"{p[key]:g}"
+    try:
+        return template.format_map(p)
+    except (KeyError, ValueError):  # a note whose params do not fit its words: the English text
+        return str(note)
 
 
 def _alert_value(a: AlertLine) -> str:
@@ -391,7 +419,7 @@ def view_model(data: ReportData, lang: str, font_family: str = FONT_FAMILY) -> d
     )
 
     def reason_text(shares: dict[str, float]) -> str:
-        return "; ".join(f"{reasons.get(r, r)} {f_share(v, t)}" for r, v in sorted(shares.items()) if v)
+        return t["list_sep"].join(f"{reasons.get(r, r)} {f_share(v, t)}" for r, v in sorted(shares.items()) if v)
 
     sections.append(
         {
@@ -516,7 +544,10 @@ def view_model(data: ReportData, lang: str, font_family: str = FONT_FAMILY) -> d
     sections.append(
         {
             "heading": t["notes"],
-            "blocks": [_source(t["notes_source"]), {"type": "list", "items": list(data.notes), "size": 8.0}]
+            "blocks": [
+                _source(t["notes_source"]),
+                {"type": "list", "items": [note_text(n, lang) for n in data.notes], "size": 8.0},
+            ]
             if data.notes
             else [_text(t["no_notes"])],
         }

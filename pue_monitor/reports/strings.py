@@ -13,6 +13,7 @@ __all__ = [
     "FAULT_KINDS",
     "LANGS",
     "LIMIT_NAMES",
+    "NOTE_TEXT",
     "REASON_NAMES",
     "ROLE_NAMES",
     "SEVERITY_NAMES",
@@ -131,7 +132,8 @@ STRINGS: Final[dict[str, dict[str, str]]] = {
         "json": "JSON 字段：",
         "basis_contract": "（合同值，非计量）",
         "basis_factor": "（按排放因子计算）",
-        "notes_source": "JSON 字段：notes[]（以下为 JSON 报告中的英文原文）",
+        "notes_source": "JSON 字段：notes[]（JSON 中为英文原文）",
+        "and_more": " 等，另 {n} 个",
         "json_keys_column": "右列为各数值在同期 JSON 报告中的字段名。",
         "alerts_count_value": "{n} 条（{parts}）",
         "alerts_none": "无",
@@ -261,6 +263,7 @@ STRINGS: Final[dict[str, dict[str, str]]] = {
         "basis_contract": " (contract, not metered)",
         "basis_factor": " (from the emission factor)",
         "notes_source": "JSON keys: notes[]",
+        "and_more": " and {n} more",
         "json_keys_column": "The right-hand column names each figure's key in the JSON report of the same period.",
         "alerts_count_value": "{n} ({parts})",
         "alerts_none": "none",
@@ -382,5 +385,34 @@ FAULT_KINDS: Final[dict[str, dict[str, str]]] = {
         "glitch": "glitch",
         "reset": "counter reset",
         "balance": "energy balance",
+    },
+}
+
+#: the notes of a report (``model.Note`` keys) in words other than English (the JSON's ``notes``
+#: and the English PDF use the English text itself); fields are the note's params, formatted by
+#: the renderer (shares as percentages, roles and reasons in words)
+NOTE_TEXT: Final[dict[str, dict[str, str]]] = {
+    "zh": {
+        "estimated": "{device}（{role}）：{share} 的分钟数据为估算（{reasons}）",
+        "missing": "{device}（{role}）：{share} 的分钟数据缺失（前后均无读数）；"
+        "缺少任一总输入或 IT 电能表数据的分钟不计入 PUE",
+        "events": "{device}：剔除并桥接异常跳变 {glitches} 次，计数器复位或换表 {resets} 次，"
+        "处理计数器溢出回零 {rollovers} 次",
+        "power_only": "{device}（{role}）无电能计数器：其电能由功率读数按梯形法积分得出，依 ISO/IEC 30134-2 属估算值",
+        "no_pue": "{label}：没有同时具有总耗电量与 IT 设备耗电量的分钟，不给出 PUE",
+        "coverage": "{label}：PUE 覆盖本期 {share} 的分钟（所有总输入与 IT 电能表均有电能数据的分钟）",
+        "category": "测量类别 {category}：最薄弱的 IT 电能表（{meters}）不支持更高类别，结果不以更高类别报告",
+        "not_measured": "{kpi}：未计量（无此类计量表，或其数据缺失）",
+        "trailing_coverage": "近 12 个月 {label}：PUE 覆盖其 {share} 的分钟；存储仅保留 {keep} 天读数"
+        "（store.keep_readings_days），完整的近 12 个月需至少保留 400 天",
+        "cue_basis": "CUE：二氧化碳排放量 =（总耗电量 − 可再生能源电量）× 排放因子 {ef} kgCO2/kWh"
+        "（{ef_type}，{year} 年，{source}；kpis.emission_factor），非实测值",
+        "ref_basis": "REF：可再生能源电量 = 总耗电量 × 合同约定的可再生能源比例 {share}（{source}；"
+        "kpis.renewable_contract），非计量值",
+        "alerts_not_recorded": "告警：无告警历史（{path}）：本站点未运行告警引擎（`pue run` 在设置 alerts.notifiers "
+        "时运行），本期告警情况未知",
+        "alerts_from": "告警：告警历史自 {at}（{tz}）起完整，本期中此前已结束的告警未列出",
+        "alerts_stale": "告警：告警引擎最后运行于 {at}（{tz}）：当时仍在告警的 {n} 条告警计至该时刻，此后是否持续未知",
+        "alerts_lost": "告警：{n} 条告警的结束时间未知（重启时告警状态被搁置），其时长计至该次重启",
     },
 }
