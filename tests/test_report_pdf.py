@@ -351,6 +351,8 @@ def test_annual_report_has_the_annual_title_and_no_trailing_row(tmp_path):
     text = squash(pdftext(out))
     assert squash(STRINGS["zh"]["title_year"]) in text and squash(STRINGS["zh"]["pue_year"]) in text
     assert squash(STRINGS["zh"]["pue_12m"]) not in text
+    # the alert history is complete only from 2026-03-02: the year's alert section says so
+    assert squash(STRINGS["zh"]["alert_history_from"].format(at="2026-03-02 00:00")) in text
 
 
 def test_same_data_gives_the_same_bytes(rendered, tmp_path):
