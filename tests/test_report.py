@@ -196,6 +196,42 @@ def test_october_pue_matches_the_hand_computation(october) -> None:  # type: ign
     assert october.kpis.wue_l_per_kwh is None and october.kpis.erf is None  # no meter: not measured
 
 
+def test_kpis_that_are_not_measurements_name_their_basis(october) -> None:  # type: ignore[no-untyped-def]
+    # CUE from the configured (here: default) grid emission factor: the note names it, as stated in
+    # the JSON's figure: CO2 = (E_DC - renewable) x factor, no renewable meter here
+    factor = 0.5306
+    assert october.kpis.cue_kg_per_kwh == pytest.approx(october.period.pue * factor, rel=1e-9)
+    (note,) = [n for n in october.notes if n.startswith("CUE:")]
+    assert f"emission factor {factor:g} kg CO2/kWh (2023;" in note and "kpis.emission_factor" in note
+    assert not [n for n in october.notes if "kpis.renewable_contract" in n]  # no renewable contract configured
+
+
+def test_a_renewable_contract_is_marked_as_such_never_measured(site: Path, tmp_path: Path) -> None:
+    import dataclasses
+
+    from pue_monitor.reports.output import eu_kpis
+
+    contract = tmp_path / "site.yaml"
+    contract.write_text(site.read_text() + 'kpis: {renewable_contract: {share: 0.3, source: "green power 2026-017"}}\n')
+    reader = StoreReader(load_site(site).resolve("store.sqlite"))
+    try:
+        data = build_month(reader, load_site(contract), "2026-10", trailing=False, now=0.0)
+    finally:
+        reader.close()
+    k, p = data.kpis, data.period
+    assert k.ref == pytest.approx(0.3, rel=1e-12) and k.renewable_kwh == pytest.approx(0.3 * p.facility_kwh, rel=1e-12)
+    assert k.basis["ref"] == k.basis["renewable_kwh"] == "contract: share 0.3 of facility energy, green power 2026-017"
+    assert k.basis["cue_kg_per_kwh"].startswith("emission factor: 0.5306 kg CO2/kWh")
+    assert "water_l" not in k.basis and "erf" not in k.basis
+    assert any("kpis.renewable_contract" in n for n in data.notes)
+    items = {i["key"]: i for i in eu_kpis(dataclasses.replace(data, kind="year"))["items"]}
+    for key in ("ref", "renewable_kwh", "renewable_share"):
+        assert (items[key]["measured"], items[key]["status"]) == (False, "from contract (not measured)"), key
+        assert items[key]["basis"] == k.basis["ref"]
+    assert (items["pue"]["measured"], items["pue"]["status"], items["pue"]["basis"]) == (True, "measured", None)
+    assert (items["water_l"]["measured"], items["water_l"]["status"]) == (False, "not measured")
+
+
 def test_october_completeness_table(october) -> None:  # type: ignore[no-untyped-def]
     m = {mc.device: mc for mc in october.meters}
     # grid: glitch at 03:22 bridged by 03:07 -> 03:37 (30 minutes), replacement pair 14:07 -> 14:22 (15)

@@ -4,7 +4,7 @@ each language in the text layer, every figure as the JSON has it (rounded by the
 rules), "not measured" for None KPIs, the summary on page 1, the page count against the footer,
 CJK fonts embedded, and the one-line errors (missing font, unknown language)."""
 
-# Chinese text: full-width punctuation is correct there
+# ruff: noqa: RUF001  # Chinese text: full-width punctuation is correct there
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ import pytest
 from pue_monitor.errors import UsageError, UserError
 from pue_monitor.reports import render_pdf as rp
 from pue_monitor.reports.model import (
+    AlertHistoryInfo,
     AlertLine,
     Compliance,
     DailyRow,
@@ -31,7 +32,7 @@ from pue_monitor.reports.model import (
     ReportData,
     SiteBlock,
 )
-from pue_monitor.reports.strings import LIMIT_NAMES, REASON_NAMES, ROLE_NAMES, STRINGS
+from pue_monitor.reports.strings import LIMIT_NAMES, REASON_NAMES, ROLE_NAMES, SEVERITY_NAMES, STRINGS
 
 TZ = ZoneInfo("Asia/Shanghai")
 
@@ -119,11 +120,61 @@ def month_report(kind: str = "month") -> ReportData:
         kpis=Kpis(wue_l_per_kwh=0.4127, water_l=312_345.6, ref=0.0, renewable_kwh=0.0),
         free_cooling=[FreeCoolingSummary("phx-1", 112.5, 301.0, 330.0, 0.5, 388.25, 21_345.6)],
         alerts=[
-            AlertLine(
-                "pue_high", "warning", _ts(2026, 10, 9, 14, 5), _ts(2026, 10, 9, 18, 40), "daily PUE 1.38 > 1.37"
+            AlertLine(  # began in September: clipped to the month
+                "PueSensorFault",
+                "warning",
+                _ts(2026, 9, 28, 6, 0),
+                _ts(2026, 10, 2, 9, 30),
+                "sensor fault at ty-dc1: chiller-1 energy stuck",
+                "resolved",
+                {
+                    "alertname": "PueSensorFault",
+                    "device": "chiller-1",
+                    "point": "energy",
+                    "kind": "stuck",
+                    "severity": "warning",
+                    "site": "ty-dc1",
+                },
+                "5f1c0e2a9b7d4c31",
+                _ts(2026, 10, 1),
+                _ts(2026, 10, 2, 9, 30),
+                33.5 * 3600,
+                1234.5,
+                None,
             ),
-            AlertLine("meter_stale", "critical", _ts(2026, 10, 31, 22, 0), None, "ups-b energy: no reading for 15 min"),
+            AlertLine(
+                "PueHigh",
+                "warning",
+                _ts(2026, 10, 9, 14, 0),
+                _ts(2026, 10, 9, 18, 45),
+                "15-minute PUE 1.4312 over the warning limit 1.4 at ty-dc1",
+                "resolved",
+                {"alertname": "PueHigh", "severity": "warning", "site": "ty-dc1", "window": "15m"},
+                "0a1b2c3d4e5f6071",
+                _ts(2026, 10, 9, 14, 0),
+                _ts(2026, 10, 9, 18, 45),
+                4.75 * 3600,
+                1.4312,
+                1.4,
+            ),
+            AlertLine(
+                "PueDeviceDown",
+                "warning",
+                _ts(2026, 10, 31, 22, 0),
+                None,
+                "device ups-b down at ty-dc1 since 2026-10-31T14:00:00.000Z",
+                "firing",
+                {"alertname": "PueDeviceDown", "device": "ups-b", "severity": "warning", "site": "ty-dc1"},
+                "9e8d7c6b5a493827",
+                _ts(2026, 10, 31, 22, 0),
+                _ts(2026, 11, 1),
+                2 * 3600,
+                None,
+                None,
+                True,
+            ),
         ],
+        alert_history=AlertHistoryInfo("/var/lib/pue-monitor/pue.sqlite.alerts/history.sqlite", True, _ts(2026, 3, 2)),
         notes=["ups-b/energy: 120 min on 2026-10-14 02:00-04:00 estimated (gap split over time)"],
         generated_at=_ts(2026, 11, 1, 8, 30),
         generator="pue-monitor 0.1.0",
@@ -136,8 +187,8 @@ def _tool(name: str) -> str:
     return path
 
 
-def pdftext(path: Path, first: int | None = None, last: int | None = None) -> str:
-    args = [_tool("pdftotext"), "-layout", "-enc", "UTF-8"]
+def pdftext(path: Path, first: int | None = None, last: int | None = None, *, raw: bool = False) -> str:
+    args = [_tool("pdftotext"), "-raw" if raw else "-layout", "-enc", "UTF-8"]
     if first is not None:
         args += ["-f", str(first), "-l", str(last or first)]
     return subprocess.run([*args, str(path), "-"], check=True, capture_output=True, text=True).stdout
@@ -167,7 +218,18 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return paths
 
 
-HEADINGS = ("summary", "charts", "daily", "subsystems", "meters", "kpis_fc", "alerts", "notes", "title_month")
+HEADINGS = (
+    "summary",
+    "charts",
+    "daily",
+    "subsystems",
+    "meters",
+    "kpis_fc",
+    "alerts",
+    "notes",
+    "title_month",
+    "alerts_count",
+)
 
 
 @pytest.mark.parametrize("lang", ["zh", "en"])
@@ -234,7 +296,21 @@ def test_every_figure_is_the_json_figure_rounded_by_the_documented_rules(rendere
         assert squash(t["limit"].format(name=LIMIT_NAMES[lang][name], value=f"{limit:g}") + t["meets"]) in text
     assert squash(t["grade_value"].format(grade=3)) in text
     # alerts (local times), notes, generator and generation time
-    assert "2026-10-0914:05" in text and "2026-10-0918:40" in text and squash(t["ongoing"]) in text
+    sev = SEVERITY_NAMES[lang]["warning"]
+    fault, high, down = doc["alerts"]
+    # name, severity, start and end in local time, hours inside the month, value, the alert in words
+    rows = squash(pdftext(rendered[lang], raw=True))  # table rows in order, wrapped cells whole
+    words = [rp.alert_text(a, lang) for a in month_report().alerts]
+    assert squash(f"PueSensorFault{sev}2026-09-2806:002026-10-0209:3033.51234.5{words[0]}") in rows
+    assert squash(f"PueHigh{sev}2026-10-0914:002026-10-0918:454.8{high['value']:.4f}{words[1]}") in rows
+    down_row = f"PueDeviceDown{sev}2026-10-3122:00{t['ongoing']}2.0{rp.NONE_CELL}{words[2]}{t['alert_silenced']}"
+    assert squash(down_row) in rows
+    assert squash(t["alerts_count_value"].format(n=3, parts=f"{sev} 3")) in text
+    assert down["silenced"] and not fault["silenced"]
+    # every table and chart names its JSON keys; the summary's figures each name theirs
+    assert text.count(squash(t["json"])) == 8  # 7 tables and charts, and the notes' line
+    for key in ("pue", "trailing_12m.pue", "facility_kwh", "compliance.meets.critical", "kpis.wue_l_per_kwh", "alerts"):
+        assert key in text, key
     assert squash(doc["notes"][0]) in text
     assert (
         squash(t["generated"].format(generator="pue-monitor 0.1.0", at="2026-11-01 08:30 (Asia/Shanghai)", schema=1))
@@ -263,7 +339,7 @@ def test_fonts_are_embedded_cjk_subsets(rendered, lang):
     rows = out.splitlines()[2:]
     assert rows, out
     for row in rows:
-        assert "NotoSansCJK" in row, row
+        assert re.search(r"\+NotoSans(Mono)?CJK", row), row  # Noto Sans CJK SC; its mono face for JSON keys
         # columns: name type [type] encoding emb sub uni object generation
         emb, sub, uni = row.split()[-5:-2]
         assert (emb, sub, uni) == ("yes", "yes", "yes"), row
@@ -275,6 +351,8 @@ def test_annual_report_has_the_annual_title_and_no_trailing_row(tmp_path):
     text = squash(pdftext(out))
     assert squash(STRINGS["zh"]["title_year"]) in text and squash(STRINGS["zh"]["pue_year"]) in text
     assert squash(STRINGS["zh"]["pue_12m"]) not in text
+    # the alert history is complete only from 2026-03-02: the year's alert section says so
+    assert squash(STRINGS["zh"]["alert_history_from"].format(at="2026-03-02 00:00")) in text
 
 
 def test_same_data_gives_the_same_bytes(rendered, tmp_path):
@@ -344,6 +422,57 @@ def test_a_site_above_its_limits_says_so_in_words_and_grade(tmp_path):
     for name, limit in (("预警", "1.4"), ("严重", "1.5")):
         assert squash(t["limit"].format(name=name, value=limit) + t["exceeds"]) in first
     assert squash(t["grade"] + t["grade_none"]) in first
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_kpis_from_a_factor_or_contract_say_so(tmp_path, lang):
+    base = month_report()
+    kpis = dataclasses.replace(
+        base.kpis,
+        cue_kg_per_kwh=0.7123,
+        ref=0.3,
+        renewable_kwh=0.3 * (base.period.facility_kwh or 0.0),
+        basis={
+            "cue_kg_per_kwh": "emission factor: 0.5306 ...",
+            "ref": "contract: share 0.3",
+            "renewable_kwh": "contract: c",
+        },
+    )
+    out = tmp_path / "k.pdf"
+    rp.render_pdf(dataclasses.replace(base, kpis=kpis), out, lang)
+    text = squash(pdftext(out, raw=True))
+    t = STRINGS[lang]
+    assert squash(f"{t['cue']}0.712{t['basis_factor']}") in text
+    assert squash(f"{t['ref']}0.3000{t['basis_contract']}") in text
+    assert squash(f"{kpis.renewable_kwh:,.1f}{t['basis_contract']}") in text
+    plain = tmp_path / "plain.pdf"  # metered figures (no basis): no such words
+    rp.render_pdf(base, plain, lang)
+    assert squash(t["basis_factor"]) not in squash(pdftext(plain))
+    assert squash(t["basis_contract"]) not in squash(pdftext(plain))
+
+
+def test_notes_are_said_in_the_reports_language_and_kept_in_english_in_the_json(tmp_path):
+    from pue_monitor.reports.model import Note
+
+    notes = [
+        Note("estimated", "ups-b (it): 0.27 % of the minutes estimated (...)", device="ups-b", role="it",
+             share=0.002688, reasons={"gap_split": 0.002688}),
+        Note("not_measured", "ERF: not measured (no meter of its kind, or its meter missing)", kpi="ERF"),
+        Note("category", "category 1: ...", category=1, meters=[f"ups-{i}" for i in range(5)], more=2),
+        Note("unknown_kind", "a note without Chinese words"),
+    ]  # fmt: skip
+    data = dataclasses.replace(month_report(), notes=notes)
+    assert data.to_json()["notes"] == [str(n) for n in notes]  # the JSON: the English text
+    out = tmp_path / "n.pdf"
+    rp.render_pdf(data, out, "zh")
+    text = squash(pdftext(out, raw=True))
+    assert squash("ups-b（IT设备）：0.27% 的分钟数据为估算（缺口按时长分摊 0.27%）") in text
+    assert squash("ERF：未计量（无此类计量表，或其数据缺失）") in text
+    assert squash("最薄弱的 IT 电能表（ups-0，ups-1，ups-2，ups-3，ups-4 等，另 2 个）") in text
+    assert squash("a note without Chinese words") in text
+    assert "notmeasured" not in text
+    rp.render_pdf(data, out, "en")
+    assert squash(str(notes[1])) in squash(pdftext(out, raw=True))
 
 
 def test_nothing_measured_is_said_never_zero(tmp_path):

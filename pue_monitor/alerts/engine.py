@@ -47,7 +47,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from pue_monitor.alerts.model import Alert, rfc3339
 from pue_monitor.config.models import AlertRule, AlertsConfig, Thresholds
@@ -64,6 +64,7 @@ __all__ = [
     "Evaluation",
     "Silence",
     "Tracked",
+    "Transition",
 ]
 
 STATE_VERSION = 1
@@ -205,11 +206,26 @@ class Tracked:
         )
 
 
+@dataclass(frozen=True)
+class Transition:
+    """An alert's lifecycle changing, for the history (:mod:`pue_monitor.alerts.history`):
+    ``fired`` (it began firing; ``silenced``: a silence matched it then, so it was not sent) or
+    ``resolved`` (``alert.ends_at``: when its condition went off; ``notified``: a firing
+    notification had gone out, so the resolution was sent). Silenced alerts have transitions too."""
+
+    event: Literal["fired", "resolved"]
+    alert: Alert
+    at: float  # the evaluation's clock time
+    silenced: bool = False
+    notified: bool = False
+
+
 @dataclass
 class Evaluation:
     """What one evaluation decided. ``group``: the alerts to send now (one notifier call);
     ``fired`` / ``repeated`` / ``resolved`` its parts; ``firing``: every firing alert not
-    silenced (what a stateful receiver such as Alertmanager must keep seeing)."""
+    silenced (what a stateful receiver such as Alertmanager must keep seeing); ``transitions``:
+    every alert that began firing or resolved, silenced or not (the history's records)."""
 
     now: float
     fired: list[Alert] = field(default_factory=list)
@@ -217,6 +233,7 @@ class Evaluation:
     resolved: list[Alert] = field(default_factory=list)
     firing: list[Alert] = field(default_factory=list)
     silenced: list[Alert] = field(default_factory=list)
+    transitions: list[Transition] = field(default_factory=list)
 
     @property
     def group(self) -> list[Alert]:
@@ -566,6 +583,7 @@ class AlertEngine:
     def _advance(self, fp: str, c: Condition, now: float, silences: Sequence[Silence], ev: Evaluation) -> None:
         rule = self._rule(c.rule)
         through = now if c.through is None else c.through
+        began = False
         t = self.tracked.get(fp)
         if t is None:
             if not c.on:
@@ -581,6 +599,7 @@ class AlertEngine:
             if through - c.since < rule.for_s:
                 return
             t.firing, t.fired_at = True, now
+            began = True
         elif c.on:
             t.clear_since = None
         elif c.on is False:
@@ -588,11 +607,16 @@ class AlertEngine:
                 t.clear_since = max(c.since, t.since)
             if through - t.clear_since >= rule.resolve_after_s:
                 del self.tracked[fp]
+                ended = t.alert(ends_at=t.clear_since)
                 if t.last_sent is not None:
-                    ev.resolved.append(t.alert(ends_at=t.clear_since))
+                    ev.resolved.append(ended)
+                ev.transitions.append(Transition("resolved", ended, now, notified=t.last_sent is not None))
                 return
         alert = t.alert()
-        if any(s.matches(alert.labels) for s in silences):
+        silenced = any(s.matches(alert.labels) for s in silences)
+        if began:
+            ev.transitions.append(Transition("fired", alert, now, silenced=silenced))
+        if silenced:
             ev.silenced.append(alert)
             return
         ev.firing.append(alert)

@@ -1,5 +1,6 @@
 """The alert engine as a service output: it takes the intervals and sensor faults every output
-sees, evaluates once per service tick (``flush(now)``), keeps its state in the alert files and
+sees, evaluates once per service tick (``flush(now)``), keeps its state in the alert files, appends
+every alert that fires or resolves to the alert history (:mod:`pue_monitor.alerts.history`) and
 delivers each group in a background task (a slow notifier never holds up the service).
 
 Notifiers get the engine's groups (new, repeated and resolved alerts); Alertmanager also gets
@@ -20,6 +21,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from pue_monitor.alerts.engine import AlertEngine, DeliveryHealth, DeviceState, Evaluation
+from pue_monitor.alerts.history import AlertHistory
 from pue_monitor.alerts.model import Alert
 from pue_monitor.alerts.notifiers import Alertmanager, Notifier, NotifierStats, build_notifiers
 from pue_monitor.alerts.state import AlertFiles, alerts_dir
@@ -57,9 +59,13 @@ class AlertOutput(Output):
         *,
         stats: NotifierStats | None = None,
         refresh_s: float = 60.0,
+        history: AlertHistory | None = None,
     ) -> None:
         self.engine = engine
         self.files = files
+        self.history = history
+        self._reconciled = False
+        self._history_error: str | None = None
         self.notifiers = list(notifiers)
         self.stats = stats if stats is not None else NotifierStats()
         self.refresh_s = refresh_s
@@ -106,8 +112,14 @@ class AlertOutput(Output):
     def evaluate(self, now: float) -> Evaluation:
         """Evaluate, save the state, queue the deliveries (what ``flush`` does, without awaiting)."""
         silences = self.files.silences()
+        first = self.history is not None and not self._reconciled
+        if first:  # the restored firing alerts, before the engine moves on
+            self._history(lambda h: h.adopt(self.engine.firing(), now))
         ev = self.engine.evaluate(now, silences)
         self.last = ev
+        # the history before the state: a crash in between repeats a transition, never loses one
+        if self.history is not None and self._history(lambda h: h.record(ev.transitions, now)) and first:
+            self._reconciled = self._history(lambda h: h.mark_lost(self.engine.firing(), now))
         self.active_silences = sum(1 for s in silences if s.active(now))
         self.firing_counts = self.engine.counts()  # read by /metrics in the HTTP thread
         try:
@@ -129,6 +141,19 @@ class AlertOutput(Output):
             if group:
                 self._enqueue(n, group)
         return ev
+
+    def _history(self, write: Callable[[AlertHistory], object]) -> bool:
+        """Run a write of the history; a failure is logged once per cause (True: written)."""
+        assert self.history is not None
+        try:
+            write(self.history)
+        except UserError as exc:  # names the file; the transitions stay queued for the next evaluation
+            if str(exc) != self._history_error:
+                log.error("%s (%d transition(s) kept for the next attempt)", exc, self.history.pending)
+            self._history_error = str(exc)
+            return False
+        self._history_error = None
+        return True
 
     def _enqueue(self, notifier: Notifier, group: list[Alert]) -> None:
         if len(self._queue) >= MAX_QUEUE:
@@ -180,9 +205,15 @@ class AlertOutput(Output):
                     await task
         if self._queue:
             log.error("alerts: %d notification group(s) not delivered at shutdown", len(self._queue))
+        if self.history is not None:
+            if self.history.pending:
+                log.error("%s: %d alert transition(s) not written at shutdown", self.history.path, self.history.pending)
+            self.history.close()
 
     def health(self) -> OutputHealth:
         down = [f"{n.name}: {n.health()['last_error']}" for n in self.notifiers if not n.health()["up"]]
+        if self._history_error:
+            down.insert(0, self._history_error)
         if self._error:
             down.insert(0, self._error)
         return OutputHealth(self.name, not down, "; ".join(down), self.dropped_groups)
@@ -231,12 +262,14 @@ def build_alert_output(
     stats = NotifierStats()
     notifiers = build_notifiers(cfg.alerts, base_dir=site.base_dir, stats=stats)
     engine = AlertEngine(cfg.site.id, cfg.thresholds, cfg.alerts, drift=drift, devices=devices, outputs=outputs)
+    folder = alerts_dir(site, store_path)
     out = AlertOutput(
         engine,
-        AlertFiles(alerts_dir(site, store_path)),
+        AlertFiles(folder),
         notifiers,
         stats=stats,
         refresh_s=cfg.alerts.alertmanager_refresh_s,
+        history=AlertHistory(folder, keep_days=cfg.alerts.history_days),
     )
     out.restore()
     return out

@@ -1,6 +1,6 @@
 """`pue report`: the monthly (interim PUE + trailing 12 months) or annual report for regulators,
-recomputed from the stored readings (reports/compute.py), written as JSON, CSV, PDF and a
-SHA-256 manifest of those files.
+recomputed from the stored readings (reports/compute.py), with the period's alerts from the alert
+history (reports/alert_list.py), written as JSON, CSV, PDF and a SHA-256 manifest of those files.
 
 Exit codes (cli/common.py): 0 written; 1 a runtime failure (no readings in the period, the store
 missing or unreadable, the PDF renderer not installed); 2 a usage or configuration error (a bad
@@ -68,9 +68,11 @@ def _formats(text: str) -> list[str] | str:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from pue_monitor.alerts.state import alerts_dir
     from pue_monitor.config.loader import load_site
     from pue_monitor.ingest.command import _Progress
     from pue_monitor.reports import output
+    from pue_monitor.reports.alert_list import with_alerts
     from pue_monitor.reports.compute import build_month, build_year, parse_month, parse_year
     from pue_monitor.reports.influx_source import InfluxReadings
     from pue_monitor.sinks.sqlite import StoreReader
@@ -133,6 +135,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     finally:
         progress.close()
         reader.close()
+    # the period's alerts, from the alert engine's history beside the store (alerts.state_dir)
+    data = with_alerts(data, alerts_dir(site, args.db), now=time.time())
     clock = time.perf_counter()
     stem = out_dir / f"pue-report-{site.config.site.id}-{label}"
     files: list[Path] = []
@@ -165,6 +169,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             "category": p.category,
             "completeness": {"measured": p.measured, "estimated": p.estimated, "missing": p.missing},
             "trailing_12m_pue": data.trailing_12m.pue if data.trailing_12m is not None else None,
+            "alerts": len(data.alerts),
             "files": [str(f) for f in [*files, manifest]],
             "source": source,
             "readings": stats.get("readings", 0),

@@ -1462,8 +1462,15 @@ class AlertsConfig(_Model):
     )
     state_dir: str | None = Field(
         default=None,
-        description="alert state and silences (state.json, silences.json); default: beside the store, "
-        "'<store.path>.alerts' (InfluxDB only: '<influxdb.spool.path>.alerts')",
+        description="alert state, silences and history (state.json, silences.json, history.sqlite); default: "
+        "beside the store, '<store.path>.alerts' (InfluxDB only: '<influxdb.spool.path>.alerts')",
+    )
+    history_days: float = Field(
+        default=400.0,
+        ge=32,
+        le=36600,
+        description="alerts that ended longer ago than this are deleted from the alert history (history.sqlite); "
+        "at least a month, 400 days keep a trailing year for reports",
     )
 
     @model_validator(mode="after")

@@ -21,6 +21,7 @@ counter interpolated at that instant, so:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 import zoneinfo
@@ -48,6 +49,7 @@ from pue_monitor.reports.model import (
     FreeCoolingSummary,
     Kpis,
     MeterCompleteness,
+    Note,
     PeriodFigures,
     ReportData,
     SiteBlock,
@@ -565,47 +567,90 @@ def _pct(x: float) -> str:
 
 def _notes(span: _Span, mod: _Model, meters: list[MeterCompleteness], fig: PeriodFigures, k: Kpis) -> list[str]:
     """Every estimate with its reason, in words (the PDF prints them; the JSON keeps them)."""
-    notes = []
+    notes: list[str] = []
     for mc, kind in zip(meters, mod.meter_kind, strict=True):
+        who = {"device": mc.device, "role": mc.role}
         if mc.estimated > 0:
             why = "; ".join(f"{name} {_pct(sh)}: {REASON_WORDS[name]}" for name, sh in mc.estimated_reasons.items())
-            notes.append(f"{mc.device} ({mc.role}): {_pct(mc.estimated)} of the minutes estimated ({why})")
+            text = f"{mc.device} ({mc.role}): {_pct(mc.estimated)} of the minutes estimated ({why})"
+            notes.append(Note("estimated", text, **who, share=mc.estimated, reasons=dict(mc.estimated_reasons)))
         if mc.missing > 0:
-            notes.append(
+            text = (
                 f"{mc.device} ({mc.role}): {_pct(mc.missing)} of the minutes missing (no reading around them): "
                 "minutes without every facility and IT meter are left out of the PUE"
             )
+            notes.append(Note("missing", text, **who, share=mc.missing))
         if mc.glitches or mc.resets or mc.rollovers:
-            notes.append(
+            text = (
                 f"{mc.device}: {mc.glitches} glitch(es) dropped and bridged, {mc.resets} reset(s) or meter "
                 f"replacement(s), {mc.rollovers} counter rollover(s) handled"
             )
+            events = {"glitches": mc.glitches, "resets": mc.resets, "rollovers": mc.rollovers}
+            notes.append(Note("events", text, device=mc.device, **events))
         if kind == "power" and mc.role in (Role.FACILITY_INPUT.value, Role.IT.value):
-            notes.append(
+            text = (
                 f"{mc.device} ({mc.role}) has no energy counter: its energy is integrated from power readings "
                 "(trapezoidal rule), an estimate under ISO/IEC 30134-2"
             )
+            notes.append(Note("power_only", text, **who))
     if fig.pue is None:
-        notes.append(f"{fig.label}: no minute has both facility and IT energy: PUE not stated")
+        text = f"{fig.label}: no minute has both facility and IT energy: PUE not stated"
+        notes.append(Note("no_pue", text, label=fig.label))
     cov = _coverage(span)
     if fig.pue is not None and cov < 1.0:
-        notes.append(
+        text = (
             f"{fig.label}: the PUE covers {_pct(cov)} of the period's minutes (the minutes where every "
             "facility and IT meter has energy)"
         )
+        notes.append(Note("coverage", text, label=fig.label, share=cov))
     cats = [(m, c) for m, c in zip(mod.meters, mod.meter_cat, strict=True) if c is not None]
     if cats and len({c for _, c in cats}) > 1:
         weakest = min(c for _, c in cats)
         names = [m for m, c in cats if c == weakest]
         shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-        notes.append(
+        text = (
             f"category {weakest}: the weakest IT meter ({shown}) supports no better; the result is never "
             "stated at a better category"
         )
+        notes.append(Note("category", text, category=weakest, meters=names[:5], more=max(len(names) - 5, 0)))
     for name, v in (("WUE", k.wue_l_per_kwh), ("ERF", k.erf), ("REF", k.ref)):
         if v is None:
-            notes.append(f"{name}: not measured (no meter of its kind, or its meter missing)")
+            text = f"{name}: not measured (no meter of its kind, or its meter missing)"
+            notes.append(Note("not_measured", text, kpi=name))
     return notes
+
+
+def _kpi_basis(basis: KpiBasis, k: Kpis, renewable_metered: bool) -> dict[str, str]:
+    """``Kpis.basis``: the figures computed from a configured factor or contract, not a meter."""
+    out = {}
+    if k.cue_kg_per_kwh is not None:
+        out["cue_kg_per_kwh"] = (
+            f"emission factor: {basis.ef_kg_per_kwh:g} kg CO2/kWh, {basis.ef_type}, {basis.ef_year}, {basis.ef_source}"
+        )
+    if k.ref is not None and basis.renewable_share is not None and not renewable_metered:
+        for key in ("ref", "renewable_kwh"):
+            out[key] = f"contract: share {basis.renewable_share:g} of facility energy, {basis.renewable_source}"
+    return out
+
+
+def _kpi_basis_notes(basis: KpiBasis, k: Kpis, *, renewable_metered: bool) -> list[str]:
+    """What a KPI that is not a meter's reading was computed with (an auditor's first question)."""
+    out: list[str] = []
+    if k.cue_kg_per_kwh is not None:
+        text = (
+            f"CUE: CO2 = (facility energy - renewable energy) x the {basis.ef_type} emission factor "
+            f"{basis.ef_kg_per_kwh:g} kg CO2/kWh "
+            f"({basis.ef_year}; {basis.ef_source}; kpis.emission_factor), not a measurement"
+        )
+        ef = {"ef_type": basis.ef_type, "ef": basis.ef_kg_per_kwh, "year": basis.ef_year, "source": basis.ef_source}
+        out.append(Note("cue_basis", text, **ef))
+    if k.ref is not None and basis.renewable_share is not None and not renewable_metered:
+        text = (
+            f"REF: renewable energy = facility energy x the contracted renewable share {basis.renewable_share:g} "
+            f"({basis.renewable_source}; kpis.renewable_contract), not a meter"
+        )
+        out.append(Note("ref_basis", text, share=basis.renewable_share, source=basis.renewable_source))
+    return out
 
 
 def _coverage(span: _Span) -> float:
@@ -646,10 +691,13 @@ def _report(ctx: _Ctx, kind: str, span: _Span, trailing: _Span | None, now: floa
     notes = _notes(span, mod, meters, fig, kpis)
     if trailing is not None and (cov := _coverage(trailing)) < 1.0:
         keep = ctx.site.config.store.keep_readings_days
-        notes.append(
+        text = (
             f"trailing 12 months {trailing.label}: the PUE covers {_pct(cov)} of its minutes; the store keeps "
             f"readings {keep:g} days (store.keep_readings_days): keep at least 400 for a complete trailing year"
         )
+        notes.append(Note("trailing_coverage", text, label=trailing.label, share=cov, keep=keep))
+    notes += _kpi_basis_notes(ctx.kpi, kpis, renewable_metered=Role.RENEWABLE in mod.meter_role)
+    kpis = dataclasses.replace(kpis, basis=_kpi_basis(ctx.kpi, kpis, Role.RENEWABLE in mod.meter_role))
     return ReportData(
         kind="month" if kind == "month" else "year",
         site=_site_block(ctx.site),
@@ -660,7 +708,7 @@ def _report(ctx: _Ctx, kind: str, span: _Span, trailing: _Span | None, now: floa
         compliance=_compliance(fig.pue, ctx.site),
         kpis=kpis,
         free_cooling=_free_cooling(ctx.reader, span.start, span.end),
-        alerts=[],  # no alert history is stored yet (issue 10)
+        alerts=[],  # the alert history's: reports.alert_list.with_alerts (pue report adds them)
         notes=notes,
         generated_at=time.time() if now is None else now,
         generator=f"pue-monitor {__version__}",

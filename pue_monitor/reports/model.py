@@ -16,12 +16,14 @@ from typing import Any, Literal
 
 __all__ = [
     "SCHEMA_VERSION",
+    "AlertHistoryInfo",
     "AlertLine",
     "Compliance",
     "DailyRow",
     "FreeCoolingSummary",
     "Kpis",
     "MeterCompleteness",
+    "Note",
     "PeriodFigures",
     "ReportData",
     "SiteBlock",
@@ -30,6 +32,27 @@ __all__ = [
 SCHEMA_VERSION = 1
 
 Kind = Literal["month", "year"]
+
+
+class Note(str):
+    """A note of the report: its English text (what the JSON's ``notes`` hold), plus ``key`` and
+    ``params`` so the PDF can say it in the report's language (``strings.NOTE_TEXT``)."""
+
+    key: str
+    params: dict[str, Any]
+
+    def __new__(cls, key: str, text: str, **params: Any) -> Note:
+        self = super().__new__(cls, text)
+        self.key = key
+        self.params = params
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:  # copy, deepcopy (dataclasses.asdict), pickle
+        return (_note, (self.key, str(self), self.params))
+
+
+def _note(key: str, text: str, params: dict[str, Any]) -> Note:
+    return Note(key, text, **params)
 
 
 @dataclass(frozen=True)
@@ -113,15 +136,43 @@ class Kpis:
     water_l: float | None = None
     reused_heat_kwh: float | None = None
     renewable_kwh: float | None = None
+    #: the basis of a figure that is not a meter's: key -> "contract: SOURCE" (renewable energy
+    #: from kpis.renewable_contract) or "emission factor: ..." (CUE's CO2); a key absent: metered
+    basis: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class AlertLine:
+    """One alert active at some time in the period, from the alert history (alerts/history.py).
+    ``started`` / ``ended``: the alert's own times (may lie outside the period; ``ended`` None:
+    still firing, or its end is not known: ``status``); ``period_from`` / ``period_to``: clipped
+    to the period (a firing alert: to the report's time if that is earlier), ``duration_s`` their
+    difference."""
+
     name: str
     severity: str
     started: float
     ended: float | None
     summary: str
+    status: str = "resolved"  # resolved, firing, state_lost
+    labels: dict[str, str] = field(default_factory=dict)
+    fingerprint: str = ""
+    period_from: float = 0.0
+    period_to: float = 0.0
+    duration_s: float = 0.0
+    value: float | None = None  # the value that fired it (PueHigh: the latest closed PUE then)
+    threshold: float | None = None
+    silenced: bool = False  # a silence matched it when it fired: not sent
+
+
+@dataclass(frozen=True)
+class AlertHistoryInfo:
+    """Where the alerts came from: ``recorded`` False when there is no alert history (the alert
+    engine never ran for the site); ``complete_from``: the history is complete from then on."""
+
+    path: str
+    recorded: bool
+    complete_from: float | None
 
 
 @dataclass(frozen=True)
@@ -136,6 +187,7 @@ class ReportData:
     kpis: Kpis
     free_cooling: list[FreeCoolingSummary] = field(default_factory=list)
     alerts: list[AlertLine] = field(default_factory=list)
+    alert_history: AlertHistoryInfo | None = None  # None: not looked up
     notes: list[str] = field(default_factory=list)  # every estimate, with its reason, in words
     generated_at: float = 0.0
     generator: str = ""  # "pue-monitor X.Y.Z"

@@ -68,7 +68,9 @@ EU_KPI_FIELDS: dict[str, tuple[str, str]] = {
 def eu_kpis(data: ReportData) -> dict[str, Any]:
     """The annual KPI set of Delegated Regulation (EU) 2024/1364 (Annex II, energy and
     sustainability indicators) as far as the site's meters measure them: every item with its
-    value (None: not measured), unit and ``measured`` flag."""
+    value (None: not measured), unit, ``measured`` flag and ``status`` (``measured``, ``not
+    measured``, or ``from contract (not measured)``: renewable energy from a configured contract,
+    named in ``basis``)."""
     p, k = data.period, data.kpis
     values: dict[str, float | None] = {
         "total_energy_kwh": p.facility_kwh,
@@ -82,6 +84,15 @@ def eu_kpis(data: ReportData) -> dict[str, Any]:
         "renewable_kwh": k.renewable_kwh,
         "renewable_share": k.ref,
     }
+    basis = dict(k.basis)
+    if "ref" in basis:
+        basis["renewable_share"] = basis["ref"]
+
+    def status(key: str) -> str:
+        if values[key] is None:
+            return "not measured"
+        return "from contract (not measured)" if key in basis else "measured"
+
     return {
         "schema_version": data.schema_version,
         "regulation": "Delegated Regulation (EU) 2024/1364",
@@ -90,7 +101,15 @@ def eu_kpis(data: ReportData) -> dict[str, Any]:
         "category": p.category,
         "completeness": {"measured": p.measured, "estimated": p.estimated, "missing": p.missing},
         "items": [
-            {"key": key, "value": values[key], "unit": unit, "measured": values[key] is not None, "description": desc}
+            {
+                "key": key,
+                "value": values[key],
+                "unit": unit,
+                "measured": values[key] is not None and key not in basis,
+                "status": status(key),
+                "basis": basis.get(key),
+                "description": desc,
+            }
             for key, (unit, desc) in EU_KPI_FIELDS.items()
         ],
     }
@@ -105,8 +124,7 @@ def write_eu_kpis(data: ReportData, json_path: Path | None, csv_path: Path | Non
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(("key", "value", "unit", "status", "description"))
         for item in doc["items"]:
-            status = "measured" if item["measured"] else "not measured"
-            w.writerow((item["key"], _num(item["value"]), item["unit"], status, item["description"]))
+            w.writerow((item["key"], _num(item["value"]), item["unit"], item["status"], item["description"]))
         _atomic_write(csv_path, buf.getvalue())
 
 

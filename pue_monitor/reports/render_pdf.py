@@ -34,8 +34,19 @@ from zoneinfo import ZoneInfo
 
 from pue_monitor.errors import UsageError, UserError
 from pue_monitor.reports import charts
-from pue_monitor.reports.model import PeriodFigures, ReportData
-from pue_monitor.reports.strings import LANGS, LIMIT_NAMES, REASON_NAMES, ROLE_NAMES, SEVERITY_NAMES, STRINGS
+from pue_monitor.reports.model import AlertLine, Note, PeriodFigures, ReportData
+from pue_monitor.reports.strings import (
+    ALERT_TEXT,
+    FAULT_KINDS,
+    LANGS,
+    LIMIT_NAMES,
+    NOTE_TEXT,
+    REASON_NAMES,
+    ROLE_NAMES,
+    SEVERITY_NAMES,
+    STRINGS,
+    WINDOW_NAMES,
+)
 
 __all__ = ["FONT_FAMILY", "FONT_FILE", "find_cjk_font", "render_pdf", "view_model"]
 
@@ -122,9 +133,26 @@ def _table(
 
 
 def _kv(
-    rows: list[list[str]], strong: Iterable[int] = (), size: float = 9.0, label_width: float = 0.38
+    rows: list[list[str]],
+    strong: Iterable[int] = (),
+    size: float = 9.0,
+    label_width: float = 0.38,
+    keys: list[str] | None = None,
 ) -> dict[str, Any]:
-    return {"type": "kv", "rows": rows, "strong": list(strong), "size": size, "label_width": label_width}
+    """Label / value rows; ``keys``: the JSON key of each row's figure (a third, small column)."""
+    return {
+        "type": "kv",
+        "rows": rows,
+        "strong": list(strong),
+        "size": size,
+        "label_width": label_width,
+        "keys": keys or [],
+    }
+
+
+def _source(text: str) -> dict[str, Any]:
+    """The JSON keys a table or chart shows (small, grey, above it): every figure is traceable."""
+    return {"type": "source", "text": text}
 
 
 def _text(text: str, size: float = 8.5) -> dict[str, Any]:
@@ -135,6 +163,128 @@ def _category(c: int | None, t: dict[str, str]) -> str:
     if c is None:
         return NONE_CELL
     return t.get(f"category_{c}", str(c))
+
+
+def _alert_count(data: ReportData, lang: str) -> str:
+    """ "3 (critical 1, warning 2)"; "not recorded" without an alert history."""
+    t = STRINGS[lang]
+    if data.alert_history is not None and not data.alert_history.recorded:
+        return t["alerts_not_recorded"]
+    if not data.alerts:
+        return t["alerts_count_value"].format(n=0, parts=t["alerts_none"])
+    by: dict[str, int] = {}
+    for a in data.alerts:
+        by[a.severity] = by.get(a.severity, 0) + 1
+    order = ["critical", "warning", "info"]
+    parts = [
+        f"{SEVERITY_NAMES[lang].get(sev, sev)} {n}"
+        for sev, n in sorted(by.items(), key=lambda kv: (order.index(kv[0]) if kv[0] in order else 9, kv[0]))
+    ]
+    return t["alerts_count_value"].format(n=len(data.alerts), parts=t["list_sep"].join(parts))
+
+
+def alert_text(a: AlertLine, lang: str) -> str:
+    """The alert in ``lang``'s words, from its name and labels (the JSON's ``summary`` is the
+    engine's English text); an alertname without words: its summary."""
+    template = ALERT_TEXT[lang].get(a.name)
+    if template is None:
+        return a.summary or a.name
+    fields = {
+        **a.labels,
+        "severity": LIMIT_NAMES[lang].get(a.severity, a.severity),
+        "window": WINDOW_NAMES[lang].get(a.labels.get("window", ""), a.labels.get("window", "")),
+        "threshold": NONE_CELL if a.threshold is None else f_limit(a.threshold),
+        "kind": FAULT_KINDS[lang].get(a.labels.get("kind", ""), a.labels.get("kind", "")),
+    }
+    try:
+        return template.format_map(fields)
+    except KeyError:  # a label the words need is missing
+        return a.summary or a.name
+
+
+def note_text(note: str, lang: str) -> str:
+    """A note in ``lang``: a :class:`~pue_monitor.reports.model.Note` with words in
+    ``NOTE_TEXT[lang]`` is said in them; anything else (English, or a note without words) as is."""
+    template = NOTE_TEXT.get(lang, {}).get(note.key) if isinstance(note, Note) else None
+    if template is None or not isinstance(note, Note):
+        return str(note)
+    t = STRINGS[lang]
+    p: dict[str, Any] = dict(note.params)
+    if "role" in p:
+        p["role"] = ROLE_NAMES[lang].get(p["role"], p["role"])
+    if "share" in p:
+        p["share"] = f_share(p["share"], t)
+    if "reasons" in p:
+        p["reasons"] = t["list_sep"].join(
+            f"{REASON_NAMES[lang].get(r, r)} {f_share(v, t)}" for r, v in sorted(p["reasons"].items())
+        )
+    if "meters" in p:
+        p["meters"] = t["list_sep"].join(p["meters"]) + (t["and_more"].format(n=p["more"]) if p.get("more") else "")
+    for key in ("keep", "ef"):
+        if key in p:
+            p[key] = f"{p[key]:g}"
+    try:
+        return template.format_map(p)
+    except (KeyError, ValueError):  # a note whose params do not fit its words: the English text
+        return str(note)
+
+
+def _alert_value(a: AlertLine) -> str:
+    """PUE to 4 decimals (the JSON's ``value`` of PueHigh); another alert's value as recorded."""
+    if a.value is None:
+        return NONE_CELL
+    return f"{a.value:.4f}" if a.name == "PueHigh" else f"{a.value:g}"
+
+
+def _alert_blocks(data: ReportData, lang: str, tz: ZoneInfo) -> list[dict[str, Any]]:
+    t = STRINGS[lang]
+    blocks: list[dict[str, Any]] = []
+    hist = data.alert_history
+    if hist is not None and not hist.recorded:
+        return [_text(t["alerts_not_recorded_text"])]
+    if hist is not None and hist.complete_from is not None and hist.complete_from > data.period.start:
+        blocks.append(_text(t["alert_history_from"].format(at=f_time(hist.complete_from, tz))))
+    if not data.alerts:
+        return [*blocks, _text(t["no_alerts"])]
+
+    def ended(a: AlertLine) -> str:
+        if a.status == "state_lost":
+            return t["alert_end_unknown"]
+        return t["ongoing"] if a.ended is None else f_time(a.ended, tz)
+
+    blocks += [
+        _source(
+            t["json"] + "alerts[]: name, severity, started, ended, period_from, period_to, duration_s, value, "
+            "threshold, labels, silenced"
+        ),
+        _table(
+            [
+                t["alert_name"],
+                t["severity"],
+                t["started"],
+                t["ended"],
+                t["alert_in_period"],
+                t["alert_value"],
+                t["alert_summary"],
+            ],
+            (
+                [
+                    a.name,
+                    SEVERITY_NAMES[lang].get(a.severity, a.severity),
+                    f_time(a.started, tz),
+                    ended(a),
+                    f"{a.duration_s / 3600:,.1f}",
+                    _alert_value(a),
+                    alert_text(a, lang) + (t["alert_silenced"] if a.silenced else ""),
+                ]
+                for a in data.alerts
+            ),
+            "llllrrl",
+            [1.25, 0.55, 1.05, 1.05, 0.7, 0.6, 2.6],
+            size=7.0,
+        ),
+    ]
+    return blocks
 
 
 def _period(p: PeriodFigures, tz: ZoneInfo, t: dict[str, str]) -> str:
@@ -174,15 +324,19 @@ def view_model(data: ReportData, lang: str, font_family: str = FONT_FAMILY) -> d
     summary: list[list[str]] = [
         [t["pue_month" if month else "pue_year"], f_pue(p.pue, t)],
     ]
+    keys = ["pue"]
     strong = [0]
     if data.trailing_12m is not None:
         m12 = data.trailing_12m
         summary.append([t["pue_12m"] + f" ({m12.label})", f_pue(m12.pue, t)])
+        keys.append("trailing_12m.pue")
         strong.append(1)
     summary += [[t["facility_kwh"], kwh_unit(p.facility_kwh)], [t["it_kwh"], kwh_unit(p.it_kwh)]]
+    keys += ["facility_kwh", "it_kwh"]
     if data.trailing_12m is not None:
         m12 = data.trailing_12m
         summary += [[t["facility_kwh_12m"], kwh_unit(m12.facility_kwh)], [t["it_kwh_12m"], kwh_unit(m12.it_kwh)]]
+        keys += ["trailing_12m.facility_kwh", "trailing_12m.it_kwh"]
     summary += [
         [t["category"], _category(p.category, t)],
         [
@@ -192,30 +346,46 @@ def view_model(data: ReportData, lang: str, font_family: str = FONT_FAMILY) -> d
             ),
         ],
     ]
+    keys += ["category", "completeness"]
     for name, limit in sorted(c.limits.items(), key=lambda kv: kv[1]):
         meets = c.meets.get(name)
         verdict = t["not_assessed"] if meets is None else t["meets"] if meets else t["exceeds"]
         summary.append([t["limit"].format(name=limit_names.get(name, name), value=f_limit(limit)), verdict])
+        keys.append(f"compliance.meets.{name}")
         strong.append(len(summary) - 1)
     grade = t["grade_none"] if c.grade is None else t["grade_value"].format(grade=c.grade)
     summary.append([t["grade"], t["not_assessed"] if p.pue is None else grade])
+    keys.append("compliance.grade")
     strong.append(len(summary) - 1)
     items = (t["grade_limit_item"].format(grade=g, value=f_limit(v)) for g, v in sorted(c.grade_limits.items()))
     summary.append([t["grade_limits"], t["list_sep"].join(items)])
+    keys.append("compliance.grade_limits")
+    summary.append([t["alerts_count"], _alert_count(data, lang)])
+    keys.append("alerts")
 
     family = font_family
     sections: list[dict[str, Any]] = [
-        {"heading": t["summary"], "blocks": [_kv(summary, strong=strong), _text(t["method"], size=8.0)]},
+        {
+            "heading": t["summary"],
+            "blocks": [
+                _source(t["json_keys_column"]),
+                _kv(summary, strong=strong, keys=keys, label_width=0.36),
+                _text(t["method"], size=8.0),
+            ],
+        },
         {
             "heading": t["charts"],
             "blocks": [
+                _source(t["json"] + "daily[].pue, daily[].coverage, compliance.limits, compliance.grade_limits"),
                 {"type": "image", "svg": charts.daily_pue_svg(data, lang, family).decode(), "width": 1.0},
+                _source(t["json"] + "daily[].facility_kwh, daily[].it_kwh, period.it_kwh, period.subsystems_kwh"),
                 {"type": "image", "svg": charts.energy_breakdown_svg(data, lang, family).decode(), "width": 1.0},
             ],
         },
         {
             "heading": t["daily"],
             "blocks": [
+                _source(t["json"] + "daily[]: date, facility_kwh, it_kwh, pue, coverage"),
                 _table(
                     [t["date"], f"{t['facility_kwh']} (kWh)", f"{t['it_kwh']} (kWh)", t["pue"], t["coverage"]],
                     (
@@ -224,7 +394,7 @@ def view_model(data: ReportData, lang: str, font_family: str = FONT_FAMILY) -> d
                     ),
                     "lrrrr",
                     [1, 1.4, 1.4, 1, 1],
-                )
+                ),
             ],
         },
     ]
@@ -235,6 +405,7 @@ def view_model(data: ReportData, lang: str, font_family: str = FONT_FAMILY) -> d
         {
             "heading": t["subsystems"],
             "blocks": [
+                _source(t["json"] + "period.subsystems_kwh, period.ppue"),
                 _table(
                     [t["subsystem"], t["energy_kwh"], t["ppue"]],
                     ([roles.get(s, s), f_kwh(p.subsystems_kwh.get(s), t), f_pue(p.ppue.get(s), t)] for s in subs),
@@ -242,18 +413,22 @@ def view_model(data: ReportData, lang: str, font_family: str = FONT_FAMILY) -> d
                     [2, 1.5, 1.5],
                 )
                 if subs
-                else _text(t["no_subsystems"])
+                else _text(t["no_subsystems"]),
             ],
         }
     )
 
     def reason_text(shares: dict[str, float]) -> str:
-        return "; ".join(f"{reasons.get(r, r)} {f_share(v, t)}" for r, v in sorted(shares.items()) if v)
+        return t["list_sep"].join(f"{reasons.get(r, r)} {f_share(v, t)}" for r, v in sorted(shares.items()) if v)
 
     sections.append(
         {
             "heading": t["meters"],
             "blocks": [
+                _source(
+                    t["json"] + "meters[]: device, point, role, measured, estimated, missing, estimated_reasons, "
+                    "glitches, resets, rollovers, category"
+                ),
                 _table(
                     [
                         f"{t['device']} / {t['point']}",
@@ -287,13 +462,24 @@ def view_model(data: ReportData, lang: str, font_family: str = FONT_FAMILY) -> d
                     size=7.0,
                 )
                 if data.meters
-                else _text(t["no_meters"])
+                else _text(t["no_meters"]),
             ],
         }
     )
 
+    def basis(key: str) -> str:
+        """A KPI computed from a configured factor or contract says so (``kpis.basis``)."""
+        b = k.basis.get(key, "")
+        return t["basis_contract"] if b.startswith("contract") else t["basis_factor"] if b else ""
+
     fc_blocks: list[dict[str, Any]] = [{"type": "subheading", "text": t["free_cooling"]}]
     if data.free_cooling:
+        fc_blocks.append(
+            _source(
+                t["json"] + "free_cooling[]: economiser, hours_full, hours_partial, hours_none, hours_unknown, "
+                "hours_used, avoided_kwh"
+            )
+        )
         fc_blocks.append(
             _table(
                 [
@@ -329,48 +515,39 @@ def view_model(data: ReportData, lang: str, font_family: str = FONT_FAMILY) -> d
         _kv(
             [
                 [t["wue"], f_num(k.wue_l_per_kwh, t, ".3f")],
-                [t["cue"], f_num(k.cue_kg_per_kwh, t, ".3f")],
+                [t["cue"], f_num(k.cue_kg_per_kwh, t, ".3f") + basis("cue_kg_per_kwh")],
                 [t["erf"], f_num(k.erf, t, ".4f")],
-                [t["ref"], f_num(k.ref, t, ".4f")],
+                [t["ref"], f_num(k.ref, t, ".4f") + basis("ref")],
                 [t["water_l"], f_num(k.water_l, t, ",.0f")],
                 [t["reused_heat_kwh"], f_kwh(k.reused_heat_kwh, t)],
-                [t["renewable_kwh"], f_kwh(k.renewable_kwh, t)],
+                [t["renewable_kwh"], f_kwh(k.renewable_kwh, t) + basis("renewable_kwh")],
             ],
             size=8.5,
             label_width=0.5,
+            keys=[
+                f"kpis.{x}"
+                for x in (
+                    "wue_l_per_kwh",
+                    "cue_kg_per_kwh",
+                    "erf",
+                    "ref",
+                    "water_l",
+                    "reused_heat_kwh",
+                    "renewable_kwh",
+                )
+            ],
         ),
     ]
     sections.append({"heading": t["kpis_fc"], "blocks": fc_blocks})
 
-    sections.append(
-        {
-            "heading": t["alerts"],
-            "blocks": [
-                _table(
-                    [t["alert_name"], t["severity"], t["started"], t["ended"], t["alert_summary"]],
-                    (
-                        [
-                            a.name,
-                            SEVERITY_NAMES[lang].get(a.severity, a.severity),
-                            f_time(a.started, tz),
-                            t["ongoing"] if a.ended is None else f_time(a.ended, tz),
-                            a.summary,
-                        ]
-                        for a in data.alerts
-                    ),
-                    "lllll",
-                    [1.3, 0.7, 1.1, 1.1, 3],
-                    size=7.5,
-                )
-                if data.alerts
-                else _text(t["no_alerts"])
-            ],
-        }
-    )
+    sections.append({"heading": t["alerts"], "blocks": _alert_blocks(data, lang, tz)})
     sections.append(
         {
             "heading": t["notes"],
-            "blocks": [{"type": "list", "items": list(data.notes), "size": 8.0}]
+            "blocks": [
+                _source(t["notes_source"]),
+                {"type": "list", "items": [note_text(n, lang) for n in data.notes], "size": 8.0},
+            ]
             if data.notes
             else [_text(t["no_notes"])],
         }

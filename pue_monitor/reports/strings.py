@@ -8,7 +8,18 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["LANGS", "LIMIT_NAMES", "REASON_NAMES", "ROLE_NAMES", "SEVERITY_NAMES", "STRINGS"]
+__all__ = [
+    "ALERT_TEXT",
+    "FAULT_KINDS",
+    "LANGS",
+    "LIMIT_NAMES",
+    "NOTE_TEXT",
+    "REASON_NAMES",
+    "ROLE_NAMES",
+    "SEVERITY_NAMES",
+    "STRINGS",
+    "WINDOW_NAMES",
+]
 
 LANGS: Final = ("zh", "en")
 
@@ -117,6 +128,22 @@ STRINGS: Final[dict[str, dict[str, str]]] = {
         "ongoing": "持续中",
         "alert_summary": "说明",
         "no_alerts": "本期无告警。",
+        "alerts_count": "本期告警",
+        "json": "JSON 字段：",
+        "basis_contract": "（合同值，非计量）",
+        "basis_factor": "（按排放因子计算）",
+        "notes_source": "JSON 字段：notes[]（JSON 中为英文原文）",
+        "and_more": " 等，另 {n} 个",
+        "json_keys_column": "右列为各数值在同期 JSON 报告中的字段名。",
+        "alerts_count_value": "{n} 条（{parts}）",
+        "alerts_none": "无",
+        "alerts_not_recorded": "未记录（无告警历史）",
+        "alerts_not_recorded_text": "未找到告警历史：本站点未运行告警引擎，本期告警情况未知。",
+        "alert_history_from": "告警历史自 {at} 起完整，此前结束的告警未列出。",
+        "alert_in_period": "期内时长（h）",
+        "alert_value": "触发值",
+        "alert_end_unknown": "未知（重启时告警状态丢失）",
+        "alert_silenced": "（已静默，未通知）",
         "notes": "八、估算说明",
         "no_notes": "本期无估算数据。",
         "category_0": "无（IT设备耗电量未计量）",
@@ -231,6 +258,24 @@ STRINGS: Final[dict[str, dict[str, str]]] = {
         "ongoing": "ongoing",
         "alert_summary": "Summary",
         "no_alerts": "No alerts in this period.",
+        "alerts_count": "Alerts in the period",
+        "json": "JSON keys: ",
+        "basis_contract": " (contract, not metered)",
+        "basis_factor": " (from the emission factor)",
+        "notes_source": "JSON keys: notes[]",
+        "and_more": " and {n} more",
+        "json_keys_column": "The right-hand column names each figure's key in the JSON report of the same period.",
+        "alerts_count_value": "{n} ({parts})",
+        "alerts_none": "none",
+        "alerts_not_recorded": "not recorded (no alert history)",
+        "alerts_not_recorded_text": "No alert history was found: the alert engine has not run for this site, so the "
+        "period's alerts are not known.",
+        "alert_history_from": "The alert history is complete from {at} on; alerts that ended before then are not "
+        "listed.",
+        "alert_in_period": "In period (h)",
+        "alert_value": "Value",
+        "alert_end_unknown": "unknown (alert state lost at a restart)",
+        "alert_silenced": " (silenced, not notified)",
         "notes": "8. Notes on estimates",
         "no_notes": "Nothing was estimated in this period.",
         "category_0": "none (IT energy not measured)",
@@ -294,4 +339,80 @@ LIMIT_NAMES: Final[dict[str, dict[str, str]]] = {
 SEVERITY_NAMES: Final[dict[str, dict[str, str]]] = {
     "zh": {"info": "提示", "warning": "预警", "critical": "严重"},
     "en": {"info": "info", "warning": "warning", "critical": "critical"},
+}
+
+#: an alert in words, per alertname (alerts/engine.py ALERTNAMES); fields: its labels, plus
+#: ``severity`` and ``window`` in words and ``threshold``; an unknown alertname shows its summary
+ALERT_TEXT: Final[dict[str, dict[str, str]]] = {
+    "zh": {
+        "PueHigh": "{window} PUE 超过{severity}限值 {threshold}",
+        "PueDrift": "PUE 持续高于预期值（漂移）",
+        "PueSensorFault": "传感器故障：{device} {point}（{kind}）",
+        "PueDeviceDown": "设备 {device} 无响应",
+        "PueDeliveryBacklog": "{output} 数据待发送积压",
+        "PueDataLost": "{output} 丢失数据",
+    },
+    "en": {
+        "PueHigh": "{window} PUE over the {severity} limit {threshold}",
+        "PueDrift": "PUE drifting above the expected PUE",
+        "PueSensorFault": "sensor fault: {device} {point} ({kind})",
+        "PueDeviceDown": "device {device} not answering",
+        "PueDeliveryBacklog": "{output}: delivery backlog",
+        "PueDataLost": "{output} lost data",
+    },
+}
+
+#: PueHigh's window label
+WINDOW_NAMES: Final[dict[str, dict[str, str]]] = {
+    "zh": {"15m": "15 分钟", "1d": "日"},
+    "en": {"15m": "15-minute", "1d": "daily"},
+}
+
+#: sensor fault kinds (pipeline/faults.py FaultKind)
+FAULT_KINDS: Final[dict[str, dict[str, str]]] = {
+    "zh": {
+        "stuck": "数值停滞",
+        "out_of_range": "超出量程",
+        "backwards": "计数器倒走",
+        "glitch": "异常跳变",
+        "reset": "计数器复位",
+        "balance": "电能平衡偏差",
+    },
+    "en": {
+        "stuck": "stuck",
+        "out_of_range": "out of range",
+        "backwards": "counter running backwards",
+        "glitch": "glitch",
+        "reset": "counter reset",
+        "balance": "energy balance",
+    },
+}
+
+#: the notes of a report (``model.Note`` keys) in words other than English (the JSON's ``notes``
+#: and the English PDF use the English text itself); fields are the note's params, formatted by
+#: the renderer (shares as percentages, roles and reasons in words)
+NOTE_TEXT: Final[dict[str, dict[str, str]]] = {
+    "zh": {
+        "estimated": "{device}（{role}）：{share} 的分钟数据为估算（{reasons}）",
+        "missing": "{device}（{role}）：{share} 的分钟数据缺失（前后均无读数）；"
+        "缺少任一总输入或 IT 电能表数据的分钟不计入 PUE",
+        "events": "{device}：剔除并桥接异常跳变 {glitches} 次，计数器复位或换表 {resets} 次，"
+        "处理计数器溢出回零 {rollovers} 次",
+        "power_only": "{device}（{role}）无电能计数器：其电能由功率读数按梯形法积分得出，依 ISO/IEC 30134-2 属估算值",
+        "no_pue": "{label}：没有同时具有总耗电量与 IT 设备耗电量的分钟，不给出 PUE",
+        "coverage": "{label}：PUE 覆盖本期 {share} 的分钟（所有总输入与 IT 电能表均有电能数据的分钟）",
+        "category": "测量类别 {category}：最薄弱的 IT 电能表（{meters}）不支持更高类别，结果不以更高类别报告",
+        "not_measured": "{kpi}：未计量（无此类计量表，或其数据缺失）",
+        "trailing_coverage": "近 12 个月 {label}：PUE 覆盖其 {share} 的分钟；存储仅保留 {keep} 天读数"
+        "（store.keep_readings_days），完整的近 12 个月需至少保留 400 天",
+        "cue_basis": "CUE：二氧化碳排放量 =（总耗电量 − 可再生能源电量）× 排放因子 {ef} kgCO2/kWh"
+        "（{ef_type}，{year} 年，{source}；kpis.emission_factor），非实测值",
+        "ref_basis": "REF：可再生能源电量 = 总耗电量 × 合同约定的可再生能源比例 {share}（{source}；"
+        "kpis.renewable_contract），非计量值",
+        "alerts_not_recorded": "告警：无告警历史（{path}）：本站点未运行告警引擎（`pue run` 在设置 alerts.notifiers "
+        "时运行），本期告警情况未知",
+        "alerts_from": "告警：告警历史自 {at}（{tz}）起完整，本期中此前已结束的告警未列出",
+        "alerts_stale": "告警：告警引擎最后运行于 {at}（{tz}）：当时仍在告警的 {n} 条告警计至该时刻，此后是否持续未知",
+        "alerts_lost": "告警：{n} 条告警的结束时间未知（重启时告警状态被搁置），其时长计至该次重启",
+    },
 }
