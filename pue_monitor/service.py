@@ -341,7 +341,9 @@ class Service:
         off = watch.off_status(cfg)
         self.status.sections["model"] = lambda: self.model.status().as_dict() if self.model is not None else off
         self.alerts: AlertOutput | None = None
-        if cfg.alerts.notifiers:  # the alert engine (see the README, "Alerts")
+        # the alert engine (see the README, "Alerts"): wherever it can page someone, and wherever a
+        # store is kept, so the alert history a monthly report lists exists without a notifier
+        if cfg.alerts.notifiers or cfg.store_enabled:
             from pue_monitor.alerts.output import build_alert_output
 
             self.alerts = build_alert_output(
