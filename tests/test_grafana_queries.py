@@ -24,13 +24,14 @@ from typing import Any
 import pytest
 from promtsdb import (
     PrometheusOnBlocks,
+    ScrapeLog,
     backfill_recording_rules,
     create_blocks,
     replay_alerting_rules,
     write_exported,
 )
 from servers import InfluxDB1, VictoriaMetrics
-from test_prometheus_day import DAY, FAC, IT, J_PER_KWH, M0, TAIL, WARMUP, counted, run_day
+from test_prometheus_day import DAY, FAC, IT, J_PER_KWH, M0, SCRAPE_PHASE, TAIL, WARMUP, counted, run_day
 
 from pue_monitor.alerts.rules import PUE_15M, rule_file
 from pue_monitor.config.models import InfluxConfig
@@ -596,32 +597,28 @@ def dashboard_context(model: dict[str, Any]) -> QueryContext:
     return QueryContext(start=M0, end=DAY_END, variables=variables, scrape_interval=SCRAPE, utc_offset_s=UTC_OFFSET)
 
 
-def test_every_panel_query_of_every_dashboard_returns_data_and_the_pipelines_pue(day):
+@pytest.fixture(scope="module")
+def panels(day: Any) -> dict[tuple[str, str, str], Any]:
+    """Every panel query of every dashboard run on the day: (file, panel, refId) -> result."""
     from pue_monitor.grafana.dashboards import build_all
 
     dashboards = build_all()
     assert dashboards, "build_all() returned no dashboard"
-    checked: dict[tuple[str, str], int] = {}
-    empty, total = set(), 0
     results = {}
     for name, model in sorted(dashboards.items()):
         for result in day.runner.run_all(model, dashboard_context(model), name):
-            total += 1
-            key = (name, result.target.panel)
-            results[(*key, result.target.ref_id)] = result
-            if result.points() == 0:
-                empty.add((*key, result.target.ref_id))
-            n = _check_pue(result, day)
-            if n:
-                checked[key] = checked.get(key, 0) + n
+            results[(name, result.target.panel, result.target.ref_id)] = result
+    assert len(results) > 30, "the dashboards' queries did not run"
+    return results
+
+
+def test_every_panel_query_of_every_dashboard_returns_data(day, panels):
+    results = panels
+    empty = {k for k, r in results.items() if r.points() == 0}
     assert empty == NEEDS_A_TRAINED_MODEL, "queries without data: " + "; ".join(
         f"{results[k].target.where}: {results[k].query}" for k in sorted(empty - NEEDS_A_TRAINED_MODEL)
     )
-    assert total > 30, "the dashboards' queries did not run"
-    assert set(checked) == PUE_PANELS, (sorted(PUE_PANELS - set(checked)), sorted(set(checked) - PUE_PANELS))
-    _RESULTS.update(checked=sum(checked.values()), panels=len(checked))
-    print(f"{total - len(empty)} panel queries returned data; {sum(checked.values())} PUE values of "
-          f"{len(checked)} panels equal the pipeline's")  # fmt: skip
+    print(f"{len(results) - len(empty)} of {len(results)} panel queries returned data")
 
     # the panels whose data needed the day's conditions show exactly those
     site = "site-overview.json"
@@ -654,9 +651,56 @@ def test_every_panel_query_of_every_dashboard_returns_data_and_the_pipelines_pue
     assert all(s.labels["alertname"] == "PueHigh" for s in results[site, "Firing alerts", "A"].series)
 
 
-_RESULTS: dict[str, int] = {}
+def test_the_dashboards_pue_panels_equal_the_pipelines_pue(day, panels):
+    checked: dict[tuple[str, str], int] = {}
+    for (name, panel, _), result in panels.items():
+        n = _check_pue(result, day)
+        if n:
+            checked[name, panel] = checked.get((name, panel), 0) + n
+    assert set(checked) == PUE_PANELS, (sorted(PUE_PANELS - set(checked)), sorted(set(checked) - PUE_PANELS))
+    assert all(n > 0 for n in checked.values())
+    print(f"{sum(checked.values())} PUE values of {len(checked)} panels equal the pipeline's")
 
 
-def test_the_dashboards_pue_panels_equal_the_pipelines_pue():
-    """Runs after the test above (same module, in order): every PUE panel had values checked."""
-    assert _RESULTS.get("checked", 0) > 0 and _RESULTS.get("panels") == len(PUE_PANELS), _RESULTS
+def test_the_drift_panel_reads_a_trained_models_metrics(tmp_path):
+    """The drift and expected-PUE queries, which the simulated day cannot feed (a model needs 14
+    days of history): a real ModelWatcher trains on 15 days in a real store (simulated intervals
+    and weather, test_model_watch.fill_store) and scores the last day hourly; its Prometheus
+    collector is scraped every minute of the last 3 hours into blocks served by a real
+    Prometheus, and the panel's queries, expanded as Grafana would, return what it exports."""
+    from test_model_watch import T0, fill_store, watcher_for
+
+    from pue_monitor.grafana.dashboards import build_all
+
+    fill_store(tmp_path, 15)
+    now = [T0 + 14 * DAY + 600.0]
+    watcher = watcher_for(tmp_path, now)
+    asyncio.run(watcher.update(now[0]))  # the first model, on the first 14 days
+    assert watcher.status().state == "ready"
+    log, collector = ScrapeLog(), watcher.collector(SITE_ID)
+    end = T0 + 15 * DAY
+    for minute in range(180):
+        now[0] = end - 3 * 3600 + 60 * minute + SCRAPE_PHASE
+        if minute % 60 == 0:
+            asyncio.run(watcher.update(now[0]))  # scores the hours closed since
+        log.add(collector.collect(), now[0])
+    st = watcher.status()
+    assert st.drift_pue is not None and st.expected_pue.get("1d") is not None
+    log.write(tmp_path / "model.om.txt")
+    create_blocks(tmp_path / "model.om.txt", tmp_path / "tsdb")
+    prom = PrometheusOnBlocks(tmp_path, tmp_path / "tsdb")
+    prom.start()
+    try:
+        runner = QueryRunner(prometheus=prom.url)
+        ctx = QueryContext(start=end - 3 * 3600, end=end, variables={"site": SITE_ID}, scrape_interval=SCRAPE)
+        panel = [t for t in targets(build_all()["site-overview.json"]) if t.panel == "Expected-PUE model and drift"]
+        got = {t.ref_id: runner.run(t, ctx) for t in panel}
+    finally:
+        prom.stop()
+    assert sorted(got) == ["A", "B", "C"]
+    ((state,),) = [r.series for r in got["A"]]
+    assert (state.labels["state"], state.rows[0][1]) == ("ready", 1.0)
+    ((drift,),) = [r.series for r in got["B"]]
+    assert drift.rows[0][1] == st.drift_pue
+    ((expected,),) = [r.series for r in got["C"]]
+    assert (expected.labels["window"], expected.rows[0][1]) == ("1d", st.expected_pue["1d"])
