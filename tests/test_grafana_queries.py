@@ -18,6 +18,7 @@ import math
 import re
 import statistics
 import time
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -297,6 +298,14 @@ def inject_faults(world: SimulatedDataCentre) -> None:
     world.reset_counter(meter, at=t)
 
 
+def restart_with_blocks(prom: PrometheusOnBlocks, blocks: Path, data_dir: Path) -> None:
+    """Prometheus stopped, the new blocks moved into its data directory, started again."""
+    prom.stop()
+    for block in blocks.iterdir():
+        block.rename(data_dir / block.name)
+    prom.start()
+
+
 async def drain(cfg: InfluxConfig) -> None:
     """What the sink left in its spool at close (it gives the sender 5 s; the day runs faster
     than the wall clock) sent as the next start sends it."""
@@ -353,7 +362,7 @@ def day(tmp_path_factory: pytest.TempPathFactory) -> Any:
         for r in rows["1m"]:
             cum_fac.append(cum_fac[-1] + r["e_facility_kwh"] * J_PER_KWH)
             cum_it.append(cum_it[-1] + r["e_it_kwh"] * J_PER_KWH)
-        # everything the store holds reached InfluxDB (the sink drained its spool at close)
+        # everything the store holds reached InfluxDB (the spool drained after the day)
         for res, stored in rows.items():
             q = f"SELECT count(pue) FROM pue_interval WHERE resolution = '{res}'"
             got = influx.query(q)[0]["values"][0][1]
@@ -367,19 +376,16 @@ def day(tmp_path_factory: pytest.TempPathFactory) -> Any:
         rules.write_text(rule_file(site=SITE_ID, warning=WARNING, critical=CRITICAL))
         span = (M0 - WARMUP + 60, M0 + DAY + TAIL)
         backfill_recording_rules(prom, rules, *span, tmp / "recorded")
-        prom.stop()
-        for block in (tmp / "recorded").iterdir():
-            block.rename(tmp / "tsdb" / block.name)
-        prom.start()
+        restart_with_blocks(prom, tmp / "recorded", tmp / "tsdb")
         (tmp / "vm").mkdir()
         vm = VictoriaMetrics(tmp / "vm")
         vm.start()
         replay_alerting_rules(prom.url, vm, rules, *span, tmp / "vmalert.log")
         alerts = vm.export('{__name__="ALERTS"}')
+        assert alerts, f"vmalert wrote no ALERTS (log: {tmp / 'vmalert.log'})"
         write_exported(tmp / "alerts.om.txt", alerts)
-        create_blocks(tmp / "alerts.om.txt", tmp / "tsdb")
-        prom.stop()
-        prom.start()
+        create_blocks(tmp / "alerts.om.txt", tmp / "alerts")
+        restart_with_blocks(prom, tmp / "alerts", tmp / "tsdb")
         print(f"simulated day into InfluxDB and Prometheus blocks: {t_day:.1f} s; rules over it: "
               f"{time.monotonic() - t0:.1f} s")  # fmt: skip
         yield SimpleNamespace(influx=influx, prom=prom, rows=rows, cooling=cooling, alerts=alerts, cum_fac=cum_fac,
