@@ -14,6 +14,7 @@ crosses, and the rule file ``pue alerts rules`` writes evaluated over the day (`
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import re
 import statistics
@@ -48,6 +49,7 @@ from pue_monitor.grafana.queries import (
     format_interval,
     go_duration,
     interpolate,
+    panel_context,
     round_interval,
     targets,
 )
@@ -228,6 +230,31 @@ def test_promql_step_range_and_rate_interval_expand_as_grafana_does():
     # 2,592,000 s / 11,000 = 235.6 s -> 5m (up to 7.5 min) wins
     month = QueryContext(M0, M0 + 30 * DAY)
     assert expand_promql(one("x", PROM, {"maxDataPoints": 100_000}, interval="1s"), month).step_ms == 300_000
+
+
+def test_a_panels_relative_time_replaces_the_range_and_ends_now():
+    import datetime as dt
+
+    tz = dt.timezone(dt.timedelta(seconds=UTC_OFFSET))
+    ctx = QueryContext(M0, DAY_END, utc_offset_s=UTC_OFFSET)  # now: the range's end, 2026-07-15 23:59:59.999
+
+    def span(time_from: str, **kw: Any) -> tuple[str, str]:
+        c = panel_context(one("x", panel={"timeFrom": time_from}), dataclasses.replace(ctx, **kw))
+        return tuple(dt.datetime.fromtimestamp(t, tz).isoformat(timespec="milliseconds") for t in (c.start, c.end))
+
+    end = "2026-07-15T23:59:59.999+08:00"
+    assert span("now/M") == ("2026-07-01T00:00:00.000+08:00", end)  # "This month so far"
+    assert span("now-12M") == ("2025-07-15T23:59:59.999+08:00", end)  # calendar months
+    assert span("now-24h") == ("2026-07-14T23:59:59.999+08:00", end)
+    assert span("now/y", now=M0 + 12 * 3600) == ("2026-01-01T00:00:00.000+08:00", "2026-07-15T12:00:00.000+08:00")
+    # the month's end clamps the day (moment.js): 31 March minus one month is 28 February
+    mar31 = dt.datetime(2026, 3, 31, 12, tzinfo=tz).timestamp()
+    assert span("now-1M", now=mar31)[0] == "2026-02-28T12:00:00.000+08:00"
+    no_override = one("x")
+    assert panel_context(no_override, ctx) is ctx
+    for unsupported in ("now-1M/M", "now/w"):  # a week's start depends on the locale
+        with pytest.raises(QueryError, match=rf"panel 'P' query A: relative time '{unsupported}' is not supported"):
+            panel_context(one("x", panel={"timeFrom": unsupported}), ctx)
 
 
 def test_variable_formats_and_escaping_per_datasource():

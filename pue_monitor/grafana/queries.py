@@ -39,7 +39,8 @@ Grafana 11's own code and documents, rule by rule (times are integer millisecond
 - A panel's relative time (``timeFrom``, "Query options: Relative time") replaces the
   dashboard's range for that panel, always ending now (Grafana's ``describeTextRange`` looks
   the expression up as ``<expr> to now``): ``now-<n><unit>`` starts that many units before now
-  (calendar months and years), ``now/<unit>`` at the start of the current unit ("now/M" is
+  (calendar months and years), ``now/<unit>`` at the start of the current unit (not ``now/w``: the
+  week's start depends on the locale; "now/M" is
   "This month so far"), in the dashboard's time zone (``QueryContext.now``, ``utc_offset_s``).
 
 A macro or variable left unexpanded is an error naming the panel, never a query sent.
@@ -279,7 +280,8 @@ class QueryContext:
         }
 
 
-_RELATIVE = re.compile(r"^now(?:-(\d+)([smhdwMy])|/([smhdwMy]))$")
+#: now/w is left out: its week start depends on the dashboard's or browser's locale
+_RELATIVE = re.compile(r"^now(?:-(\d+)([smhdwMy])|/([smhdMy]))$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
@@ -304,8 +306,6 @@ def _start_of(t: dt.datetime, unit: str) -> dt.datetime:
     t = t.replace(hour=0)
     if unit == "d":
         return t
-    if unit == "w":  # Grafana's default week starts on the locale's first day: Monday (ISO)
-        return t - dt.timedelta(days=t.weekday())
     t = t.replace(day=1)
     return t if unit == "M" else t.replace(month=1)
 
@@ -317,7 +317,9 @@ def panel_context(target: PanelTarget, ctx: QueryContext) -> QueryContext:
         return ctx
     m = _RELATIVE.match(str(time_from))
     if m is None:
-        raise QueryError(f"{target.where}: relative time {time_from!r} is not supported (now-<n><unit>, now/<unit>)")
+        raise QueryError(
+            f"{target.where}: relative time {time_from!r} is not supported (now-<n><unit>, now/<unit> but now/w)"
+        )
     tz = dt.timezone(dt.timedelta(seconds=ctx.utc_offset_s))
     now_s = ctx.end if ctx.now is None else ctx.now
     now = dt.datetime.fromtimestamp(now_s, tz)
