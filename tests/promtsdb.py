@@ -10,19 +10,21 @@ the service at those times would have stored.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import subprocess
 import urllib.parse
 import urllib.request
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics.exposition import generate_latest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.samples import Sample
-from servers import Server, _binary, free_port
+from servers import Server, VictoriaMetrics, _binary, free_port
 
 #: labels that split one metric point into several samples (histogram buckets, summary quantiles)
 _POINT_LABELS = frozenset({"le", "quantile"})
@@ -150,3 +152,62 @@ def extrapolated_increase(samples: list[tuple[float, float]], range_start: float
     threshold = avg * 1.1
     span = sampled + (to_start if to_start < threshold else avg / 2) + (to_end if to_end < threshold else avg / 2)
     return delta * span / sampled
+
+
+def backfill_recording_rules(prom: PrometheusOnBlocks, rules: Path, start: float, end: float, out_dir: Path) -> None:
+    """``promtool tsdb create-blocks-from rules``: Prometheus evaluates the file's recording rules
+    (its alerting rules are ignored) every minute from ``start`` to ``end`` on ``prom``'s data
+    and writes the results as blocks into ``out_dir``."""
+    run = subprocess.run(
+        [_binary("promtool"), "tsdb", "create-blocks-from", "rules", "--quiet", f"--url={prom.url}",
+         f"--start={start:.0f}", f"--end={end:.0f}", f"--output-dir={out_dir}", "--eval-interval=60s", str(rules)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    if run.returncode != 0:
+        raise RuntimeError(f"promtool create-blocks-from rules {rules} failed: {run.stderr or run.stdout}")
+
+
+def replay_alerting_rules(prom_url: str, vm: VictoriaMetrics, rules: Path, start: float, end: float, log: Path) -> None:
+    """``vmalert`` in replay mode: the file's rules evaluated every minute from ``start`` to
+    ``end``, each query answered by the Prometheus at ``prom_url`` (one range query per rule,
+    so ``for:`` runs over the whole span), the ``ALERTS`` series (``alertstate`` pending or
+    firing, as Prometheus writes them) remote-written to ``vm``. Prometheus itself cannot do
+    this: its rule manager evaluates only at the wall clock's now, and ``promtool``'s backfill
+    ignores alerting rules."""
+
+    def rfc3339(t: float) -> str:
+        return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    run = subprocess.run(
+        [_binary("vmalert"), f"-rule={rules}", f"-datasource.url={prom_url}", f"-remoteWrite.url={vm.url}",
+         f"-replay.timeFrom={rfc3339(start)}", f"-replay.timeTo={rfc3339(end)}", "-evaluationInterval=1m",
+         "-datasource.queryStep=0", "-replay.rulesDelay=0s", "-replay.disableProgressBar",
+         "-replay.maxDatapointsPerQuery=100000", "-remoteWrite.flushInterval=100ms", "-httpListenAddr=127.0.0.1:0"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    log.write_text(run.stdout + run.stderr)
+    if run.returncode != 0:
+        raise RuntimeError(f"vmalert replay of {rules} failed (log {log}): {(run.stderr or run.stdout)[-2000:]}")
+
+
+def write_exported(path: Path, exported: list[dict[str, Any]]) -> int:
+    """VictoriaMetrics' ``/api/v1/export`` lines (one series each: metric, values, timestamps
+    in ms) as an OpenMetrics file of gauges for :func:`create_blocks`; returns the samples."""
+    families: dict[str, Metric] = {}
+    n = 0
+    for line in exported:
+        labels = dict(line["metric"])
+        name = labels.pop("__name__")
+        fam = families.setdefault(name, Metric(name, "", "gauge"))
+        for v, t in sorted(zip(line["values"], line["timestamps"], strict=True), key=lambda p: p[1]):
+            fam.samples.append(Sample(name, labels, float(v), t / 1000))
+            n += 1
+
+    class _Fixed(Collector):
+        def collect(self) -> Iterator[Metric]:
+            yield from families.values()
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Fixed())
+    path.write_bytes(generate_latest(registry))
+    return n

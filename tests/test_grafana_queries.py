@@ -3,29 +3,40 @@
 Unit tests check the expansion with hand-computed strings. The acceptance test (issue 12)
 runs the simulator through one simulated day into a real InfluxDB (the InfluxDB output) and a
 real Prometheus (our endpoint scraped each minute, turned into TSDB blocks: see
-test_prometheus_day.py), once per module, then runs every panel query: each returns data and
-the PUE panels return the values the pipeline computed (the store's intervals).
-
-Until the dashboards module (``pue_monitor.grafana.dashboards.build_all``) is merged, the
-machinery is proven on a small dashboard of our own (``OWN``); the all-dashboards test is
-expected to fail with ModuleNotFoundError until ``DASHBOARDS_MERGED`` is set to True, and fails
-(strict XPASS) if the module exists while it is still False.
+test_prometheus_day.py), once per module, then runs every panel query of every dashboard
+(``pue_monitor.grafana.dashboards.build_all``) and of a small dashboard of the test's own
+(``OWN``): each returns data, and every PUE panel returns the values the pipeline computed
+(the store's intervals). The day has what every panel needs: the site's free-cooling model
+(weather station and plant controller on Modbus), a glitch and a reset, limits its PUE
+crosses, and the rule file ``pue alerts rules`` writes evaluated over the day (``ALERTS``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import math
 import re
 import statistics
 import time
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from promtsdb import PrometheusOnBlocks, create_blocks
-from servers import InfluxDB1
-from test_prometheus_day import DAY, FAC, IT, J_PER_KWH, M0, counted, run_day
+from promtsdb import (
+    PrometheusOnBlocks,
+    ScrapeLog,
+    backfill_recording_rules,
+    create_blocks,
+    replay_alerting_rules,
+    write_exported,
+)
+from servers import InfluxDB1, VictoriaMetrics
+from test_prometheus_day import DAY, FAC, IT, J_PER_KWH, M0, SCRAPE_PHASE, TAIL, WARMUP, counted, run_day
 
+from pue_monitor.alerts.rules import PUE_15M, rule_file
+from pue_monitor.config.models import InfluxConfig
 from pue_monitor.grafana.queries import (
     PanelTarget,
     QueryContext,
@@ -38,20 +49,20 @@ from pue_monitor.grafana.queries import (
     format_interval,
     go_duration,
     interpolate,
+    panel_context,
     round_interval,
     targets,
 )
 from pue_monitor.simulator import SimulatedDataCentre
 from pue_monitor.simulator.servers import SITE_ID
+from pue_monitor.sinks.influx import InfluxSink
 from pue_monitor.sinks.sqlite import StoreReader
-
-#: set True when the lead merges the dashboards (branch i12-dash): the test below then must pass
-DASHBOARDS_MERGED = True
 
 INFLUX = {"type": "influxdb", "uid": "pue-influxdb"}
 PROM = {"type": "prometheus", "uid": "pue-prometheus"}
 #: Grafana's "Yesterday" for the simulated day: 00:00:00.000 to 23:59:59.999, site time
 DAY_END = M0 + DAY - 0.001
+UTC_OFFSET = 8 * 3600  # the site's (Asia/Shanghai) and the browser's time zone
 SCRAPE = "60s"  # the provisioned Prometheus data source's scrape interval (our scrapes: 1 a minute)
 
 
@@ -221,6 +232,31 @@ def test_promql_step_range_and_rate_interval_expand_as_grafana_does():
     assert expand_promql(one("x", PROM, {"maxDataPoints": 100_000}, interval="1s"), month).step_ms == 300_000
 
 
+def test_a_panels_relative_time_replaces_the_range_and_ends_now():
+    import datetime as dt
+
+    tz = dt.timezone(dt.timedelta(seconds=UTC_OFFSET))
+    ctx = QueryContext(M0, DAY_END, utc_offset_s=UTC_OFFSET)  # now: the range's end, 2026-07-15 23:59:59.999
+
+    def span(time_from: str, **kw: Any) -> tuple[str, str]:
+        c = panel_context(one("x", panel={"timeFrom": time_from}), dataclasses.replace(ctx, **kw))
+        return tuple(dt.datetime.fromtimestamp(t, tz).isoformat(timespec="milliseconds") for t in (c.start, c.end))
+
+    end = "2026-07-15T23:59:59.999+08:00"
+    assert span("now/M") == ("2026-07-01T00:00:00.000+08:00", end)  # "This month so far"
+    assert span("now-12M") == ("2025-07-15T23:59:59.999+08:00", end)  # calendar months
+    assert span("now-24h") == ("2026-07-14T23:59:59.999+08:00", end)
+    assert span("now/y", now=M0 + 12 * 3600) == ("2026-01-01T00:00:00.000+08:00", "2026-07-15T12:00:00.000+08:00")
+    # the month's end clamps the day (moment.js): 31 March minus one month is 28 February
+    mar31 = dt.datetime(2026, 3, 31, 12, tzinfo=tz).timestamp()
+    assert span("now-1M", now=mar31)[0] == "2026-02-28T12:00:00.000+08:00"
+    no_override = one("x")
+    assert panel_context(no_override, ctx) is ctx
+    for unsupported in ("now-1M/M", "now/w"):  # a week's start depends on the locale
+        with pytest.raises(QueryError, match=rf"panel 'P' query A: relative time '{unsupported}' is not supported"):
+            panel_context(one("x", panel={"timeFrom": unsupported}), ctx)
+
+
 def test_variable_formats_and_escaping_per_datasource():
     values = {"site": "dc.1/a", "__range": "86400s"}
     text = "$site ${site} [[site]] ${site:raw} ${site:regex} [[site:raw]] $__range $sites"
@@ -270,42 +306,121 @@ def test_a_refused_query_names_the_panel_and_the_server(influx1):
 # ----------------------------------------------------------------------------- the simulated day
 
 
+#: the test site's own PUE limits: its measured 15-minute PUE (1.62 at night, up to 1.66 in the
+#: afternoon) crosses the warning limit in the morning and stays above it to midnight, the
+#: critical one in the afternoon only; the shipped rule file's PueHigh fires for both
+WARNING, CRITICAL = 1.64, 1.65
+#: injected meter faults: one reading of the CRAH meter 50 MWh too high (a glitch), and the
+#: counter of PDU 3 restarting from 0 (a reset), each at a poll of the day
+GLITCH = ("crah", M0 + 6 * 3600 + 5 * 60)
+RESET = ("pdu-3", M0 + 14 * 3600 + 7 * 60)
+
+
+def inject_faults(world: SimulatedDataCentre) -> None:
+    meter, t = GLITCH
+    after = world.counter_at(meter, t + 60)  # what the next poll shows without the glitch
+    world.preset_counter(meter, world.counter_at(meter, t) + 50_000.0, at=t)
+    world.preset_counter(meter, after, at=t + 60)
+    meter, t = RESET
+    world.reset_counter(meter, at=t)
+
+
+def restart_with_blocks(prom: PrometheusOnBlocks, blocks: Path, data_dir: Path) -> None:
+    """Prometheus stopped, the new blocks moved into its data directory, started again."""
+    prom.stop()
+    for block in blocks.iterdir():
+        block.rename(data_dir / block.name)
+    prom.start()
+
+
+async def drain(cfg: InfluxConfig) -> None:
+    """What the sink left in its spool at close (it gives the sender 5 s; the day runs faster
+    than the wall clock) sent as the next start sends it."""
+    sink = InfluxSink(cfg)
+    await sink.start()
+    try:
+        deadline = time.monotonic() + 120
+        while sink.spool.status().queued_batches:
+            assert time.monotonic() < deadline, "the InfluxDB spool did not drain in 120 s"
+            await asyncio.sleep(0.05)
+    finally:
+        await sink.close()
+
+
 @pytest.fixture(scope="module")
 def day(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """The simulated day in a real InfluxDB and a real Prometheus, and the store's intervals."""
+    """The simulated day in a real InfluxDB and a real Prometheus, and the store's intervals.
+
+    The site has its free-cooling model (the weather station and plant controller on Modbus:
+    ``cooling:`` rows every minute), limits its PUE crosses, a glitch and a reset. After the
+    day, the rule file ``pue alerts rules`` writes for the site is evaluated over it:
+    ``promtool`` backfills the recording rule, ``vmalert`` replays the alerting rules against
+    the Prometheus and its ``ALERTS`` series join the blocks."""
     tmp = tmp_path_factory.mktemp("grafana-day")
     (tmp / "influx").mkdir()
     influx = InfluxDB1(tmp / "influx")
     influx.start()
-    prom = None
+    prom = vm = None
     try:
         influx.create_db("pue")
         world = SimulatedDataCentre(start=M0 - 3600, seed=23)
+        inject_faults(world)
         db = tmp / "store.sqlite"
 
-        def with_influx(cfg: dict[str, Any]) -> None:
+        def configure(cfg: dict[str, Any]) -> None:
             cfg["influxdb"] = {"url": influx.url, "bucket": "pue", "flush_interval": 0.2,
                                "spool": {"path": str(tmp / "spool.sqlite")}}  # fmt: skip
+            cfg["thresholds"] = {"warning": WARNING, "critical": CRITICAL}
+            # the store beside InfluxDB, and with it the expected-PUE model (no model within a day: state none)
+            cfg["store"] = {"enabled": True, "path": str(db)}
 
         t0 = time.monotonic()
-        log = asyncio.run(run_day(world, db, configure=with_influx))
+        log = asyncio.run(run_day(world, db, configure=configure, plant=True))
+        asyncio.run(drain(InfluxConfig(url=influx.url, bucket="pue", spool={"path": str(tmp / "spool.sqlite")})))
         om = tmp / "day.om.txt"
         log.write(om)
         create_blocks(om, tmp / "tsdb")
-        print(f"simulated day into InfluxDB and Prometheus blocks: {time.monotonic() - t0:.1f} s")
+        t_day = time.monotonic() - t0
         reader = StoreReader(db)
-        rows = {res: reader.intervals(res) for res in ("1m", "15m", "1d")}
+        rows = {res: reader.intervals(res) for res in ("1m", "15m", "1h", "1d")}
+        cooling = reader.free_cooling("1m")
         reader.close()
-        # everything the store holds reached InfluxDB (the sink drained its spool at close)
+        cum_fac, cum_it = [0.0], [0.0]
+        for r in rows["1m"]:
+            cum_fac.append(cum_fac[-1] + r["e_facility_kwh"] * J_PER_KWH)
+            cum_it.append(cum_it[-1] + r["e_it_kwh"] * J_PER_KWH)
+        # everything the store holds reached InfluxDB (the spool drained after the day)
         for res, stored in rows.items():
             q = f"SELECT count(pue) FROM pue_interval WHERE resolution = '{res}'"
             got = influx.query(q)[0]["values"][0][1]
             assert got == sum(r["pue"] is not None for r in stored), (res, got)
         prom = PrometheusOnBlocks(tmp, tmp / "tsdb")
         prom.start()
-        yield SimpleNamespace(influx=influx, prom=prom, rows=rows, runner=QueryRunner(
-            influxdb=influx.url, database="pue", prometheus=prom.url))  # fmt: skip
+
+        # the shipped rules over the day: recording rule by Prometheus (promtool), alerts by vmalert
+        t0 = time.monotonic()
+        rules = tmp / "rules.yml"
+        rules.write_text(rule_file(site=SITE_ID, warning=WARNING, critical=CRITICAL))
+        span = (M0 - WARMUP + 60, M0 + DAY + TAIL)
+        backfill_recording_rules(prom, rules, *span, tmp / "recorded")
+        restart_with_blocks(prom, tmp / "recorded", tmp / "tsdb")
+        (tmp / "vm").mkdir()
+        vm = VictoriaMetrics(tmp / "vm")
+        vm.start()
+        replay_alerting_rules(prom.url, vm, rules, *span, tmp / "vmalert.log")
+        alerts = vm.export('{__name__="ALERTS"}')
+        assert alerts, f"vmalert wrote no ALERTS (log: {tmp / 'vmalert.log'})"
+        write_exported(tmp / "alerts.om.txt", alerts)
+        create_blocks(tmp / "alerts.om.txt", tmp / "alerts")
+        restart_with_blocks(prom, tmp / "alerts", tmp / "tsdb")
+        print(f"simulated day into InfluxDB and Prometheus blocks: {t_day:.1f} s; rules over it: "
+              f"{time.monotonic() - t0:.1f} s")  # fmt: skip
+        yield SimpleNamespace(influx=influx, prom=prom, rows=rows, cooling=cooling, alerts=alerts, cum_fac=cum_fac,
+                              cum_it=cum_it,
+                              runner=QueryRunner(influxdb=influx.url, database="pue", prometheus=prom.url))  # fmt: skip
     finally:
+        if vm is not None:
+            vm.stop()
         if prom is not None:
             prom.stop()
         influx.stop()
@@ -366,83 +481,259 @@ def test_own_dashboard_returns_the_pipelines_pue(day):
     )
 
 
-#: a plain selection of the pue field (no function around it, no GROUP BY time)
-_RAW_PUE = re.compile(r'(?is)\s*SELECT\s+"?pue"?\s*(,[^()]*)?\sFROM\s(?!.*GROUP\s+BY\s+time)')
+#: a plain selection of the pue field, maybe aliased (no function around it, no GROUP BY time)
+_RAW_PUE = re.compile(
+    r'(?is)\s*SELECT\s+"?pue"?(?:\s+AS\s+"(?P<alias>[^"]+)")?\s*(,[^()]*)?\sFROM\s(?!.*GROUP\s+BY\s+time)'
+)
+#: energy-sum ratios of pue_interval: a PUE, sum(E_DC) / sum(E_IT), and a partial PUE per subsystem
+_PUE_SUMS = re.compile(r'sum\("e_facility_kwh"\) / sum\("e_it_kwh"\) AS "(?P<alias>[^"]+)"')
+_PPUE_SUMS = re.compile(
+    r'\(sum\("e_it_kwh"\) \+ sum\("(?P<sub>e_\w+_kwh)"\)\) / sum\("e_it_kwh"\) AS "(?P<alias>[^"]+)"'
+)
+_TIME_FILTER = re.compile(r"time >= (\d+)ms and time <= (\d+)ms")
+_RESOLUTION = re.compile(r""""resolution" = '(\w+)'""")
+#: the PromQL PUE of a range: increase of the facility counter over increase of the IT counter
+_PROM_PUE = re.compile(
+    r'^(?:sort_desc\()?\(?increase\(pue_energy_joules_total\{[^}]*role="facility_input"[^}]*\}\[(\d+)s\]\) '
+    r'/ ignoring\(role\) increase\(pue_energy_joules_total\{[^}]*role="it"[^}]*\}\[\1s\]\)\)?\)?$'
+)
+#: InfluxDB sums a column's floats in its own order, math.fsum rounds the exact sum once: for
+#: n positive terms the two differ by at most (n - 1) x 2^-53 relative (1.7e-13 for the 1440
+#: minutes of a day, 8.2e-14 for a month's 744 hours), so a ratio of two sums by under 4e-13
+SUM_ORDER_REL = 1e-12
 
 
-def _check_pue(result: Any, rows: dict[str, list[dict[str, Any]]]) -> int:
-    """Values of a PUE series that must be the pipeline's: raw ``pue`` points of pue_interval
-    (per resolution and start) and the PUE gauge per window. Returns how many were checked."""
-    checked = 0
-    if result.kind == "influxql" and "pue_interval" in result.query:
-        res = next((r for r in ("15m", "1m", "1h", "1d") if f"'{r}'" in result.query), None)
-        if res is None or res not in rows or not _RAW_PUE.match(result.query):
-            return 0  # an aggregate: its numbers are the dashboard's own test's business
-        by_start = {r["start"]: r["pue"] for r in rows[res]}
-        for s in result.series:
-            if "pue" in s.columns:
-                for t, v in zip(s.values("time"), s.values("pue"), strict=True):
-                    if v is not None and t in by_start:
-                        assert v == by_start[t], (result.target.where, t, v, by_start[t])
+def _selected(query: str, rows: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The store's intervals an expanded InfluxQL query over pue_interval selects: its
+    resolution, its time filter (both ends included) and, with ``"pue" > 0``, those with a PUE."""
+    res = _RESOLUTION.search(query)
+    bounds = _TIME_FILTER.search(query)
+    assert res is not None and bounds is not None, query
+    lo, hi = (int(b) for b in bounds.groups())
+    out = [r for r in rows[res.group(1)] if lo <= r["start"] * 1000 <= hi]
+    if '"pue" > 0' in query:
+        out = [r for r in out if r["pue"] is not None and r["pue"] > 0]
+    assert out, f"the store has no interval the query selects: {query}"
+    return out
+
+
+def _energy_pue(rows: list[dict[str, Any]], sub: str | None = None) -> float | None:
+    """sum(E_DC) / sum(E_IT), or (sum(E_IT) + sum(E_sub)) / sum(E_IT); a sum skips the rows
+    without the field, as InfluxQL's sum() does, and is None when none has it (no such meter)."""
+    e_it = math.fsum(r["e_it_kwh"] for r in rows)
+    if sub is None:
+        return math.fsum(r["e_facility_kwh"] for r in rows) / e_it
+    e_sub = [r[sub] for r in rows if r[sub] is not None]
+    return (e_it + math.fsum(e_sub)) / e_it if e_sub else None
+
+
+def _counter_pue(day: Any, range_s: int, t_end: float) -> float:
+    """The PUE increase() gives at ``t_end`` over ``range_s``: the ratio of the store's energy
+    of the minutes the counters had counted between the range's first and last scrape (both
+    counters scraped together, so increase()'s extrapolation cancels: test_prometheus_day)."""
+    fac = day.prom.samples(f"{FAC}[{range_s}s]", t_end)
+    it = day.prom.samples(f"{IT}[{range_s}s]", t_end)
+    a, b = counted(day.cum_fac, fac[0][1]), counted(day.cum_fac, fac[-1][1])
+    assert (a, b) == (counted(day.cum_it, it[0][1]), counted(day.cum_it, it[-1][1]))
+    return (day.cum_fac[b] - day.cum_fac[a]) / (day.cum_it[b] - day.cum_it[a])
+
+
+def _check_pue(result: Any, day: Any) -> int:
+    """Values of a PUE series that must be the pipeline's. Returns how many were checked.
+
+    - InfluxQL, a raw ``pue`` of pue_interval: the store's interval of that resolution and start,
+      to the last bit;
+    - InfluxQL energy sums, sum(e_facility_kwh) / sum(e_it_kwh) (and a partial PUE, (sum(e_it_kwh)
+      + sum(e_<subsystem>_kwh)) / sum(e_it_kwh)): math.fsum over the store's intervals the query
+      selects, within :data:`SUM_ORDER_REL`;
+    - PromQL increase(facility) / increase(it) over the range: the energy ratio of the minutes
+      the counters counted (:func:`_counter_pue`), within 1e-12 (the extrapolation factor's rounding);
+    - the PUE gauge of a window: only ever a PUE the pipeline computed for that window; the
+      instant PUE: facility over IT power at the same scrape.
+    """
+    rows, checked, query = day.rows, 0, result.query
+    if result.kind == "influxql" and '"pue_interval"' in query:
+        raw = _RAW_PUE.match(query)
+        if raw is not None:
+            res = _RESOLUTION.search(query)
+            assert res is not None, query
+            by_start = {r["start"]: r["pue"] for r in rows[res.group(1)]}
+            column = raw.group("alias") or "pue"
+            for s in result.series:
+                for t, v in zip(s.values("time"), s.values(column), strict=True):
+                    if v is not None:
+                        assert v == by_start[t], (result.target.where, t, v, by_start.get(t))
                         checked += 1
+        sums = [(m.group("alias"), None) for m in _PUE_SUMS.finditer(query)]
+        sums += [(m.group("alias"), m.group("sub")) for m in _PPUE_SUMS.finditer(query)]
+        if sums:
+            assert "GROUP BY time" not in query, query
+            selected = _selected(query, rows)
+            for s in result.series:
+                assert s.labels.get("site", SITE_ID) == SITE_ID
+                for alias, sub in sums:
+                    (v,) = s.values(alias)
+                    want = _energy_pue(selected, sub)
+                    if want is None:  # a subsystem without a meter: no value
+                        assert v is None, (result.target.where, alias, v)
+                        continue
+                    assert v == pytest.approx(want, rel=SUM_ORDER_REL), (result.target.where, alias, v, want)
+                    checked += 1
+    elif (ratio := _PROM_PUE.match(query)) is not None:
+        assert result.kind == "instant", result.target.where
+        for s in result.series:
+            ((t, v),) = s.rows
+            assert v == pytest.approx(_counter_pue(day, int(ratio.group(1)), t), rel=1e-12), result.target.where
+            checked += 1
     for s in result.series if result.kind != "influxql" else []:
         window = s.labels.get("window")
-        if s.name == "pue_power_usage_effectiveness_ratio" and window in rows:
-            stored = {r["pue"] for r in rows[window]}
-            assert set(s.values()) <= stored, result.target.where
+        if s.name != "pue_power_usage_effectiveness_ratio":
+            continue
+        if window in rows:
+            assert set(s.values()) <= {r["pue"] for r in rows[window]}, result.target.where
             checked += len(s.rows)
+        elif window == "instant":
+            for t, v in s.rows:
+                power = 'pue_power_watts{role="facility_input"} / ignoring(role) pue_power_watts{role="it"}'
+                assert v == pytest.approx(day.prom.value(power, t), rel=1e-12), (result.target.where, t)
+                checked += 1
     return checked
 
 
-@pytest.mark.xfail(
-    not DASHBOARDS_MERGED,
-    raises=ModuleNotFoundError,
-    strict=True,
-    reason="pue_monitor.grafana.dashboards comes with branch i12-dash; set DASHBOARDS_MERGED = True when merged",
-)
-def test_every_panel_query_of_every_dashboard_returns_data_and_the_pipelines_pue(day):
-    from pue_monitor.grafana.dashboards import build_all  # at test time: missing after the merge = a failure
+#: every panel showing a PUE (or a partial PUE) of the site: each must have values checked
+PUE_PANELS = {
+    ("site-overview.json", "PUE now"),
+    ("site-overview.json", "PUE over the range"),
+    ("site-overview.json", "PUE month to date"),
+    ("site-overview.json", "PUE trailing 12 months"),
+    ("site-overview.json", "PUE over the range (Prometheus)"),
+    ("site-overview.json", "PUE trend: 15-minute and daily"),
+    ("site-overview.json", "Partial PUE per subsystem over the range"),
+    ("fleet.json", "Sites ranked by PUE against their own limits"),
+    ("fleet.json", "PUE per site from InfluxDB"),
+}
+#: queries the simulated day cannot give data: the model's drift and expected PUE need a trained
+#: model (14 days of history); test_the_drift_panel_reads_a_trained_models_metrics runs them
+NEEDS_A_TRAINED_MODEL = {
+    ("site-overview.json", "Expected-PUE model and drift", "B"),
+    ("site-overview.json", "Expected-PUE model and drift", "C"),
+}
+
+
+def dashboard_context(model: dict[str, Any]) -> QueryContext:
+    variables = {"site": SITE_ID}
+    for var in (model.get("templating") or {}).get("list", []):
+        assert var.get("name") == "site" or var.get("current"), f"variable {var.get('name')} unset"
+        if var.get("name") != "site":
+            value = var["current"].get("value")
+            variables[var["name"]] = value[0] if isinstance(value, list) else value
+    return QueryContext(start=M0, end=DAY_END, variables=variables, scrape_interval=SCRAPE, utc_offset_s=UTC_OFFSET)
+
+
+@pytest.fixture(scope="module")
+def panels(day: Any) -> dict[tuple[str, str, str], Any]:
+    """Every panel query of every dashboard run on the day: (file, panel, refId) -> result."""
+    from pue_monitor.grafana.dashboards import build_all
 
     dashboards = build_all()
     assert dashboards, "build_all() returned no dashboard"
-    checked, empty, total = 0, [], 0
+    results = {}
     for name, model in sorted(dashboards.items()):
-        variables = {"site": SITE_ID}
-        for var in (model.get("templating") or {}).get("list", []):
-            assert var.get("name") == "site" or var.get("current"), f"{name}: variable {var.get('name')} unset"
-            if var.get("name") != "site":
-                value = var["current"].get("value")
-                variables[var["name"]] = value[0] if isinstance(value, list) else value
-        ctx = QueryContext(start=M0, end=DAY_END, variables=variables, scrape_interval=SCRAPE)
-        for result in day.runner.run_all(model, ctx, name):
-            total += 1
-            if result.points() == 0:
-                empty.append(f"{result.target.where} ({result.kind}): {result.query}")
-            checked += _check_pue(result, {"1m": day.rows["1m"], "15m": day.rows["15m"], "1d": day.rows["1d"]})
-    # Panels whose data needs a condition the simulated day does not have yet (issue 12 stays open
-    # until the day has them): no economiser configured, no glitch/reset, no rule file loaded.
-    # Listed exactly: a new panel without data, or one of these starting to return data, fails.
-    conditional = {
-        ("collectors.json", "Glitches and resets over the range"): "the simulated day has no glitch or reset",
-        ("site-overview.json", "Free cooling: available and used"): "the test site has no cooling: section",
-        ("site-overview.json", "Free cooling now and its potential"): "the test site has no cooling: section",
-        ("site-overview.json", "Firing alerts"): "Prometheus has no rule file loaded, so no ALERTS series",
+        for result in day.runner.run_all(model, dashboard_context(model), name):
+            results[(name, result.target.panel, result.target.ref_id)] = result
+    assert len(results) > 30, "the dashboards' queries did not run"
+    return results
+
+
+def test_every_panel_query_of_every_dashboard_returns_data(day, panels):
+    results = panels
+    empty = {k for k, r in results.items() if r.points() == 0}
+    assert empty == NEEDS_A_TRAINED_MODEL, "queries without data: " + "; ".join(
+        f"{results[k].target.where}: {results[k].query}" for k in sorted(empty - NEEDS_A_TRAINED_MODEL)
+    )
+    print(f"{len(results) - len(empty)} of {len(results)} panel queries returned data")
+
+    # the panels whose data needed the day's conditions show exactly those
+    site = "site-overview.json"
+    (fc,) = [r for k, r in results.items() if k[:2] == (site, "Free cooling: available and used")]
+    econ = {s.labels["economiser"] for s in fc.series}
+    assert econ == {r["economiser"] for r in day.cooling} == {"water-side", "dry-cooler"}
+    for s in fc.series:
+        minutes = {r["start"]: r for r in day.cooling if r["economiser"] == s.labels["economiser"]}
+        for t, available in zip(s.values("time"), s.values("available"), strict=True):
+            assert available == minutes[t]["fraction"]  # GROUP BY time(1m): one minute per bucket
+    (avoidable,) = results[site, "Free cooling now and its potential", "B"].series
+    in_range = [r["avoidable_kwh"] for r in day.cooling if M0 <= r["start"] < M0 + DAY]
+    in_range = [v for v in in_range if v is not None]
+    assert avoidable.rows[0][1] == pytest.approx(math.fsum(in_range), rel=SUM_ORDER_REL)
+    events = results["collectors.json", "Glitches and resets over the range", "A"].series
+    assert {(s.labels["device"], s.labels["kind"]): s.rows[0][1] for s in events} == {
+        (GLITCH[0], "glitch"): 1.0,
+        (RESET[0], "reset"): 1.0,
     }
-    missing = {(w.split(": panel ")[0], w.split("'")[1]) for w in empty}
-    assert missing == set(conditional), "queries without data:\n" + "\n".join(empty)
-    total -= len(empty)
-    assert total > 30, "the dashboards' queries did not run"
-    print(f"{total} panel queries returned data; {checked} PUE values equal the pipeline's")
-    _RESULTS["checked"] = checked
+    (state,) = results[site, "Expected-PUE model and drift", "A"].series
+    assert state.labels["state"] == "none"  # on, no model yet: threshold rules only
+    # the rules fire as Prometheus would: an alert fires once its condition held at every
+    # evaluation of the last `for:` (10 minutes); the recorded 15-minute PUE decides
+    firing = {s.labels["severity"] for s in results[site, "Firing alerts", "A"].series}
+    t_end = results[site, "Firing alerts", "A"].series[0].rows[0][0]
+    recorded = day.prom.samples(f'{PUE_15M}{{site="{SITE_ID}"}}[11m]', t_end)
+    assert len(recorded) == 11
+    held = {sev for sev, limit in (("warning", WARNING), ("critical", CRITICAL)) if all(v > limit for _, v in recorded)}
+    assert firing == held and "warning" in firing
+    assert all(s.labels["alertname"] == "PueHigh" for s in results[site, "Firing alerts", "A"].series)
 
 
-_RESULTS: dict[str, int] = {}
+def test_the_dashboards_pue_panels_equal_the_pipelines_pue(day, panels):
+    checked: dict[tuple[str, str], int] = {}
+    for (name, panel, _), result in panels.items():
+        n = _check_pue(result, day)
+        if n:
+            checked[name, panel] = checked.get((name, panel), 0) + n
+    assert set(checked) == PUE_PANELS, (sorted(PUE_PANELS - set(checked)), sorted(set(checked) - PUE_PANELS))
+    assert all(n > 0 for n in checked.values())
+    print(f"{sum(checked.values())} PUE values of {len(checked)} panels equal the pipeline's")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12 open: the dashboards' PUE panels are energy-sum aggregates, which _check_pue does not "
-    "compare with the pipeline yet (it compares raw pue selections and the PUE gauge)",
-)
-def test_the_dashboards_pue_panels_equal_the_pipelines_pue():
-    assert _RESULTS.get("checked", 0) > 0
+def test_the_drift_panel_reads_a_trained_models_metrics(tmp_path):
+    """The drift and expected-PUE queries, which the simulated day cannot feed (a model needs 14
+    days of history): a real ModelWatcher trains on 15 days in a real store (simulated intervals
+    and weather, test_model_watch.fill_store) and scores the last day hourly; its Prometheus
+    collector is scraped every minute of the last 3 hours into blocks served by a real
+    Prometheus, and the panel's queries, expanded as Grafana would, return what it exports."""
+    from test_model_watch import T0, fill_store, watcher_for
+
+    from pue_monitor.grafana.dashboards import build_all
+
+    fill_store(tmp_path, 15)
+    now = [T0 + 14 * DAY + 600.0]
+    watcher = watcher_for(tmp_path, now)
+    asyncio.run(watcher.update(now[0]))  # the first model, on the first 14 days
+    assert watcher.status().state == "ready"
+    log, collector = ScrapeLog(), watcher.collector(SITE_ID)
+    end = T0 + 15 * DAY
+    for minute in range(180):
+        now[0] = end - 3 * 3600 + 60 * minute + SCRAPE_PHASE
+        if minute % 60 == 0:
+            asyncio.run(watcher.update(now[0]))  # scores the hours closed since
+        log.add(collector.collect(), now[0])
+    st = watcher.status()
+    assert st.drift_pue is not None and st.expected_pue.get("1d") is not None
+    log.write(tmp_path / "model.om.txt")
+    create_blocks(tmp_path / "model.om.txt", tmp_path / "tsdb")
+    prom = PrometheusOnBlocks(tmp_path, tmp_path / "tsdb")
+    prom.start()
+    try:
+        runner = QueryRunner(prometheus=prom.url)
+        ctx = QueryContext(start=end - 3 * 3600, end=end, variables={"site": SITE_ID}, scrape_interval=SCRAPE)
+        panel = [t for t in targets(build_all()["site-overview.json"]) if t.panel == "Expected-PUE model and drift"]
+        got = {t.ref_id: runner.run(t, ctx) for t in panel}
+    finally:
+        prom.stop()
+    assert sorted(got) == ["A", "B", "C"]
+    ((state,),) = [r.series for r in got["A"]]
+    assert (state.labels["state"], state.rows[0][1]) == ("ready", 1.0)
+    ((drift,),) = [r.series for r in got["B"]]
+    assert drift.rows[0][1] == st.drift_pue
+    ((expected,),) = [r.series for r in got["C"]]
+    assert (expected.labels["window"], expected.rows[0][1]) == ("1d", st.expected_pue["1d"])

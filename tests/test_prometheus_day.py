@@ -96,17 +96,24 @@ def pue_samples(families: Iterable[Metric]) -> dict[tuple[str, tuple[tuple[str, 
 
 
 async def run_day(
-    world: SimulatedDataCentre, db: Path, configure: Callable[[dict[str, Any]], None] | None = None
+    world: SimulatedDataCentre,
+    db: Path,
+    configure: Callable[[dict[str, Any]], None] | None = None,
+    *,
+    plant: bool = False,
 ) -> ScrapeLog:
     """The service from ``M0 - WARMUP`` to ``M0 + DAY + TAIL`` in ticks of ``svc.tick`` (as
     ``Service.run`` steps), every meter polled on its minute grid, a scrape each minute.
-    ``configure`` may add to the site configuration (e.g. an InfluxDB output)."""
+    ``configure`` may add to the site configuration (e.g. an InfluxDB output); ``plant``: the
+    weather station and plant controller on Modbus too, with the site's ``cooling:`` section."""
     clock = ManualClock(M0 - WARMUP)
     log = ScrapeLog()
-    async with SimulatorServers(world, clock) as servers:
+    async with SimulatorServers(world, clock, plant=plant) as servers:
         cfg = servers.site_config(interval=POLL, timeout=2)
         for dev in cfg["devices"]:  # what a PUE site reads: the meter's energy register and power
-            meter = dev["meter"]
+            meter = dev.get("meter")
+            if meter is None:
+                continue  # the weather station and plant controller: all their points
             dev["points"] = [p for k in ("energy", "power") if k in meter for p in [meter[k]] if isinstance(p, str)]
         if configure is not None:
             configure(cfg)

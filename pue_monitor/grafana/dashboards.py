@@ -427,6 +427,29 @@ def site_overview() -> dict[str, Any]:
         .max(1)
         .height(8)
         .span(12),
+        stat.Panel()
+        .title("Expected-PUE model and drift")
+        .description(
+            "The expected-PUE model's state (none: no model yet, threshold rules only; training; ready; stale; "
+            "failed), how far the PUE drifts above what the model expects for the weather and IT load (PUE "
+            "points, 0 when not drifting) and the expected PUE of the last closed local day (Prometheus)."
+        )
+        .datasource(PROMETHEUS)
+        .targets(
+            [
+                _prom("A", f"{_sel(m.MODEL_STATE)} == 1", "model {{state}}", instant=True),
+                _prom("B", _sel(m.PUE_DRIFT), "drift above expected", instant=True),
+                _prom("C", _sel(m.EXPECTED_PUE, window="1d"), "expected daily PUE", instant=True),
+            ]
+        )
+        .override_by_query("A", [dm.DynamicConfigValue(id_val="unit", value="none")])
+        .decimals(3)
+        .color_mode(common.BigValueColorMode.NONE)
+        .graph_mode(common.BigValueGraphMode.NONE)
+        .text_mode(common.BigValueTextMode.VALUE_AND_NAME)
+        .reduce_options(common_reduce("lastNotNull"))
+        .height(8)
+        .span(12),
         table.Panel()
         .title("Firing alerts")
         .description("Alerts of the rules `pue alerts rules` writes that fire now for this site (Prometheus ALERTS).")
@@ -548,6 +571,15 @@ _UP_MAPPINGS: list[dm.ValueMapping] = [
 ]
 
 
+def _events_over_range() -> str:
+    """Glitches, resets and rollovers per device over the range. A device's counter appears at
+    its first event (value 1), so increase() alone would count a first event in the range as 0:
+    a series that existed at the range's start counts its increase, one that appeared since
+    counts its value (every event since it appeared)."""
+    ev = _sel(m.PIPELINE_EVENTS, kind="~glitch|reset|rollover")
+    return f"sum by (device, kind) ((increase({ev}[$__range]) and {ev} offset $__range) or {ev})"
+
+
 def collectors() -> dict[str, Any]:
     panels = [
         stat.Panel()
@@ -612,17 +644,7 @@ def collectors() -> dict[str, Any]:
         .title("Glitches and resets over the range")
         .description("Readings the pipeline judged a glitch, a counter reset or a rollover, per device.")
         .datasource(PROMETHEUS)
-        .targets(
-            [
-                _prom(
-                    "A",
-                    "sum by (device, kind) "
-                    f"(increase({_sel(m.PIPELINE_EVENTS, kind='~glitch|reset|rollover')}[$__range]))",
-                    "{{device}} {{kind}}",
-                    instant=True,
-                )
-            ]
-        )
+        .targets([_prom("A", _events_over_range(), "{{device}} {{kind}}", instant=True)])
         .reduce_options(common_reduce("lastNotNull"))
         .height(8)
         .span(8),

@@ -26,8 +26,17 @@ SINK_SPOOL_POINTS = "pue_sink_spool_points"
 SINK_EVICTED = "pue_sink_evicted_points_total"
 SINK_UP = "pue_sink_up"
 
+#: the expected-PUE model's (pue_monitor/models/watch.py, ModelCollector): exported only while
+#: the model is on (pue_model_state), and the drift and expected PUE only once a model is trained
+MODEL_STATE = "pue_model_state"
+PUE_DRIFT = "pue_pue_drift"
+EXPECTED_PUE = "pue_expected_pue"
+MODEL = frozenset({MODEL_STATE, PUE_DRIFT, EXPECTED_PUE})
+
 #: not ours: Prometheus' own series of the alerting rules `pue alerts rules` writes
 ALERTS = "ALERTS"
 
 #: every metric the exporter renders that a dashboard may query
-EXPORTED = frozenset(v for k, v in dict(globals()).items() if k.isupper() and isinstance(v, str) and k != "ALERTS")
+EXPORTED = frozenset(
+    v for k, v in dict(globals()).items() if k.isupper() and isinstance(v, str) and k != "ALERTS" and v not in MODEL
+)

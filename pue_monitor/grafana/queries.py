@@ -36,11 +36,20 @@ Grafana 11's own code and documents, rule by rule (times are integer millisecond
   regex-escapes non-numeric values (``influxRegularEscape``: ``/^$site$/`` matches the site
   literally), PromQL escapes ``\\`` and ``'`` (``prometheusRegularEscape``).
 
+- A panel's relative time (``timeFrom``, "Query options: Relative time") replaces the
+  dashboard's range for that panel, always ending now (Grafana's ``describeTextRange`` looks
+  the expression up as ``<expr> to now``): ``now-<n><unit>`` starts that many units before now
+  (calendar months and years), ``now/<unit>`` at the start of the current unit (not ``now/w``: the
+  week's start depends on the locale; "now/M" is
+  "This month so far"), in the dashboard's time zone (``QueryContext.now``, ``utc_offset_s``).
+
 A macro or variable left unexpanded is an error naming the panel, never a query sent.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import json
 import math
 import re
@@ -67,6 +76,7 @@ __all__ = [
     "format_interval",
     "go_duration",
     "interpolate",
+    "panel_context",
     "parse_interval",
     "prometheus_step",
     "rate_interval",
@@ -244,6 +254,8 @@ class QueryContext:
     influx_min_interval: str | None = None
     scrape_interval: str | None = None
     utc_offset_s: int = 0
+    #: Grafana's "now" for a panel's relative time; default the range's end
+    now: float | None = None
 
     @property
     def from_ms(self) -> int:
@@ -266,6 +278,59 @@ class QueryContext:
             "__from": str(self.from_ms),
             "__to": str(self.to_ms),
         }
+
+
+#: now/w is left out: its week start depends on the dashboard's or browser's locale
+_RELATIVE = re.compile(r"^now(?:-(\d+)([smhdwMy])|/([smhdMy]))$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def _months(t: dt.datetime, n: int) -> dt.datetime:
+    """``t`` moved by ``n`` calendar months (the day clamped to the month's last, as moment.js)."""
+    y, m = divmod(t.month - 1 + n, 12)
+    year, month = t.year + y, m + 1
+    last = (dt.date(year + month // 12, month % 12 + 1, 1) - dt.timedelta(days=1)).day
+    return t.replace(year=year, month=month, day=min(t.day, last))
+
+
+def _start_of(t: dt.datetime, unit: str) -> dt.datetime:
+    t = t.replace(microsecond=0)
+    if unit == "s":
+        return t
+    t = t.replace(second=0)
+    if unit == "m":
+        return t
+    t = t.replace(minute=0)
+    if unit == "h":
+        return t
+    t = t.replace(hour=0)
+    if unit == "d":
+        return t
+    t = t.replace(day=1)
+    return t if unit == "M" else t.replace(month=1)
+
+
+def panel_context(target: PanelTarget, ctx: QueryContext) -> QueryContext:
+    """``ctx`` with the panel's relative time (``timeFrom``) applied, if it has one."""
+    time_from = target.panel_model.get("timeFrom")
+    if not time_from:
+        return ctx
+    m = _RELATIVE.match(str(time_from))
+    if m is None:
+        raise QueryError(
+            f"{target.where}: relative time {time_from!r} is not supported (now-<n><unit>, now/<unit> but now/w)"
+        )
+    tz = dt.timezone(dt.timedelta(seconds=ctx.utc_offset_s))
+    now_s = ctx.end if ctx.now is None else ctx.now
+    now = dt.datetime.fromtimestamp(now_s, tz)
+    if m.group(1) is not None:
+        n, unit = int(m.group(1)), m.group(2)
+        if unit in _UNIT_S:
+            start = now_s - n * _UNIT_S[unit]
+        else:
+            start = _months(now, -n * (12 if unit == "y" else 1)).timestamp()
+        return dataclasses.replace(ctx, start=start, end=now_s)
+    return dataclasses.replace(ctx, start=_start_of(now, m.group(3)).timestamp(), end=now_s)
 
 
 # ----------------------------------------------------------------------------- variables
@@ -477,6 +542,7 @@ class QueryRunner:
             raise QueryError(f"{where}: {server} {base}: {exc}") from None
 
     def run(self, target: PanelTarget, ctx: QueryContext) -> list[QueryResult]:
+        ctx = panel_context(target, ctx)
         if target.datasource == "influxdb":
             return [self._influxql(target, ctx)]
         plan = expand_promql(target, ctx)

@@ -31,6 +31,7 @@ import functools
 import math
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pymodbus.constants import ExcCodes
@@ -42,6 +43,7 @@ from pue_monitor.clock import Clock
 from pue_monitor.collectors.decode import encode
 from pue_monitor.config.loader import load_profiles
 from pue_monitor.config.models import UNITS, ModbusProfile, ProfilePoint
+from pue_monitor.simulator.physics import economiser_mode
 from pue_monitor.simulator.world import METERS, SimulatedDataCentre
 
 SITE_ID = "sim-taiyuan"
@@ -51,8 +53,8 @@ GATEWAY = "pdu-gateway"
 
 @dataclass(frozen=True)
 class DeviceSpec:
-    """A simulated Modbus device: the meter it shows (None: a sensor without a meter; the
-    weather station, once one, now publishes over MQTT, see ``mqtt_publishers``)."""
+    """A simulated Modbus device: the meter it shows (None: a sensor without a meter, the
+    weather station and plant controller of :data:`PLANT_DEVICES`)."""
 
     id: str
     profile: str
@@ -80,6 +82,14 @@ DEVICES: tuple[DeviceSpec, ...] = (
     DeviceSpec("heat-reuse", "pue-sim-heat-meter", "heat-reuse", "heat-reuse"),
     DeviceSpec("pv", "pue-sim-meter", "pv", "pv", power_factor=0.99, voltage=229.0),
 )
+#: the weather station and chiller-plant controller on Modbus (``SimulatorServers(plant=True)``),
+#: for a site run on Modbus alone: the demo site's publish over MQTT (``mqtt_publishers``); the
+#: profiles are the simulator's own (:data:`PLANT_PROFILES`, the site's ``profile_dirs``)
+PLANT_DEVICES: tuple[DeviceSpec, ...] = (
+    DeviceSpec("weather", "pue-sim-weather", None, "weather"),
+    DeviceSpec("plant-controls", "pue-sim-plant-controls", None, "plant-controls"),
+)
+PLANT_PROFILES = Path(__file__).parent / "profiles"
 #: (counter point, rate point) of a simulated meter by profile (default: import_energy, active_power)
 _METER_POINTS = {
     "pue-sim-heat-meter": ("heat_energy", "heat_power"),
@@ -145,16 +155,26 @@ class SimulatorServers:
     PORTS = len({d.port_group for d in DEVICES})
 
     def __init__(
-        self, world: SimulatedDataCentre, clock: Clock, *, host: str = "127.0.0.1", first_port: int | None = None
+        self,
+        world: SimulatedDataCentre,
+        clock: Clock,
+        *,
+        host: str = "127.0.0.1",
+        first_port: int | None = None,
+        plant: bool = False,
     ) -> None:
         self.world = world
         self.clock = clock
         self.host = host
         self._next_port = first_port  # None: free ports chosen by the kernel
+        #: also serve :data:`PLANT_DEVICES` (weather and plant on Modbus; ``site_config`` adds a
+        #: ``cooling:`` section reading them)
+        self.plant = plant
+        self.specs: tuple[DeviceSpec, ...] = DEVICES + (PLANT_DEVICES if plant else ())
         self.profiles: dict[str, ModbusProfile] = {
-            k: p for k, p in load_profiles().items() if isinstance(p, ModbusProfile)
+            k: p for k, p in load_profiles([PLANT_PROFILES] if plant else []).items() if isinstance(p, ModbusProfile)
         }
-        self.devices: dict[str, DeviceSpec] = {d.id: d for d in DEVICES}
+        self.devices: dict[str, DeviceSpec] = {d.id: d for d in self.specs}
         self.ports: dict[str, tuple[str, int, int]] = {}
         self._servers: list[ModbusTcpServer] = []
         self.requests = 0  # answered or dropped read requests, for tests/diagnostics
@@ -175,6 +195,10 @@ class SimulatorServers:
                 "pressure": wx.pressure_hpa,
                 "wet_bulb_temperature": wx.wet_bulb_c,
             }
+            if "economiser_mode" in prof.points or "chiller_power" in prof.points:
+                ld = w.loads_at(t)  # as the MQTT plant controller reports them (mqtt_publishers.plant_status)
+                values["economiser_mode"] = float(economiser_mode(float(ld["free_cooling_fraction"])))
+                values["chiller_power"] = float(ld["chillers"])
             return {name: float(values.get(name, 0.0)) for name in prof.points}
         p_kw = w.shown_power_at(spec.meter, t)
         e_kwh = w.counter_at(spec.meter, t)
@@ -255,7 +279,7 @@ class SimulatorServers:
 
     async def __aenter__(self) -> SimulatorServers:
         groups: dict[str, list[DeviceSpec]] = {}
-        for spec in DEVICES:
+        for spec in self.specs:
             groups.setdefault(spec.port_group, []).append(spec)
         try:
             for group, specs in groups.items():
@@ -312,7 +336,7 @@ class SimulatorServers:
         if not self.ports:
             raise RuntimeError("servers are not running (use `async with SimulatorServers(...)`)")
         devices = []
-        for spec in DEVICES:
+        for spec in self.specs:
             host, port, unit = self.ports[spec.id]
             prof = self.profiles[spec.profile]
             dev: dict[str, Any] = {
@@ -337,7 +361,7 @@ class SimulatorServers:
                     meter["rollover"] = m.rollover_kwh * _unit_factor(prof.points[counter].unit)
                 dev["meter"] = meter
             devices.append(dev)
-        return {
+        cfg: dict[str, Any] = {
             "site": {
                 "id": SITE_ID,
                 "name": "Simulated data centre (Taiyuan-like climate)",
@@ -345,3 +369,9 @@ class SimulatorServers:
             },
             "devices": devices,
         }
+        if self.plant:  # the free-cooling model on the Modbus weather station and plant controller
+            from pue_monitor.simulator.mqtt_publishers import SensorPublishers
+
+            cfg["profile_dirs"] = [str(PLANT_PROFILES)]
+            cfg["cooling"] = SensorPublishers.cooling_config(self.world.params)
+        return cfg
