@@ -283,8 +283,9 @@ def run_scale(meters: int, poll: float, *, warm_min: float = 2.0, measure_min: f
 
 def scale_table(results: list[dict]) -> str:
     lines = [
-        "| meters | poll | readings | µs per meter-second | of which ingest µs/reading | step median ms | step max ms "
-        "| worst on-loop ms (loop lag during the step / instant / one hand-over) | one numpy pass µs per meter-second |",
+        "| meters | poll | readings | µs per meter-second | of which ingest µs/reading | step median ms "
+        "| step max ms | worst on-loop ms (loop lag during the step / instant / one hand-over) "
+        "| one numpy pass µs per meter-second |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
