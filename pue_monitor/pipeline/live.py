@@ -120,6 +120,8 @@ class LivePipeline:
         self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self._n_pending = 0
         self._verified = 0  # pending chunks checked by _due() against the current finality
+        self._dirty = np.zeros(n, bool)  # series with pending rows
+        self._k_full = -1  # k_end of the last full pass (-1: a full pass is due)
         # grid and per-series finality (interval indices relative to start0)
         self.start0: float | None = None
         self._done = np.zeros(n, np.int64)  # first non-final interval per series
@@ -291,6 +293,7 @@ class LivePipeline:
         chunk = np.lexsort((a_val, a_ts, a_sid))  # stable: arrival order among equal rows
         self._pending.append((a_sid[chunk], a_ts[chunk], a_val[chunk]))
         self._n_pending += int(chunk.size)
+        self._dirty[a_sid] = True
 
     def _merge_pending(self) -> None:
         """Merge the pending chunks into the kept rows: the same order as a stable lexsort by
@@ -298,6 +301,7 @@ class LivePipeline:
         if not self._pending:
             return
         chunks, self._pending, self._n_pending = self._pending, [], 0
+        self._dirty[:] = False
         if len(chunks) == 1:
             p_sid, p_ts, p_val = chunks[0]
         else:
@@ -430,8 +434,10 @@ class LivePipeline:
         self._join = np.concatenate([self._join, np.asarray(add_join, np.float64)])
         self._leave = np.concatenate([self._leave, np.full(n_add, math.inf)])
         self._k_stop = np.concatenate([self._k_stop, np.full(n_add, _NEVER, np.int64)])
+        self._dirty = np.concatenate([self._dirty, np.zeros(n_add, bool)])
         self._carry(carry)
         self._verified = 0
+        self._k_full = -1
         for i, b in retire.items():
             self._leave[i] = b
             self._k_stop[i] = self._k_of(b)
@@ -558,12 +564,13 @@ class LivePipeline:
         n_series = len(self._specs)
         k_end = max(math.floor((now - grace - start0) / step), 0)
         k_horizon = math.floor((now - self.horizon - start0) / step)
-        if k_end <= self._computed and not self._due(k_end):
+        if not self._due(k_end, k_horizon):
             # nothing to (re)compute, no finality to move, nothing to trim: the new readings
             # wait in their chunks (what the full pass below would do with them is a no-op)
             return []
         self._merge_pending()
         self._verified = 0
+        self._k_full = k_end
 
         # grow the window to [win_k0, k_end)
         if k_end > self._computed:
@@ -635,18 +642,25 @@ class LivePipeline:
         self._trim()
         return out
 
-    def _due(self, k_end: int) -> bool:
-        """Whether a close up to ``k_end`` (no new interval) has anything to do: a series with
-        a non-final interval before ``k_end``, a retired one to finalise, or a pending reading
-        at/before the start of its series' first non-final interval (it may become the anchor
-        kept by :meth:`_trim`)."""
-        if bool((self._done < np.minimum(k_end, self._k_stop)).any()):
+    def _due(self, k_end: int, k_horizon: int) -> bool:
+        """Whether this close can change anything. Not when the grid end is the last full
+        pass's and no series that is still open got a reading since (its recomputation would
+        repeat the last one: same rows, same range), no retired series is to be finalised, the
+        horizon finalises nothing, and no pending reading is at/before the start of its
+        series' first non-final interval (it could become the anchor :meth:`_trim` keeps).
+        A silent meter therefore costs nothing per tick until the horizon passes a minute."""
+        if k_end != self._k_full or k_end > self._computed:
             return True
-        if bool(((self._k_stop <= k_end) & (self._done < k_end)).any()):
+        done, k_stop = self._done, self._k_stop
+        if bool((self._dirty & (done < np.minimum(k_end, k_stop))).any()):
+            return True
+        if bool(((k_stop <= k_end) & (done < k_end)).any()):
+            return True
+        if bool((done < min(k_horizon, k_end)).any()):
             return True
         if self._verified < len(self._pending):
             assert self.start0 is not None
-            b = self.start0 + self._done * self.step
+            b = self.start0 + done * self.step
             for c_sid, c_ts, _ in self._pending[self._verified :]:
                 if bool((c_ts <= b[c_sid]).any()):
                     return True
