@@ -24,6 +24,22 @@ given to :meth:`LivePipeline.close` or :meth:`LivePipeline.ingest`) is rejected
 (OUT_OF_WINDOW), so one old or future reading can neither make the pipeline build every interval
 since then nor move finality or live power past the present. Judgements are queued as
 :class:`~pue_monitor.pipeline.events.PipelineEvent` for :meth:`LivePipeline.drain_events`.
+
+Cost (issue 13): a tick handles only what arrived since the last one. The time checks of a
+batch are vectorised; accepted readings wait in small chunks sorted by (series, time, value);
+the last and previous reading per series (for :meth:`LivePipeline.instant`, vectorised over the
+series) are kept in arrays. The full pass — merge the chunks into the kept rows (an insert, not
+a re-sort: a series' readings never go back in time), recompute the open intervals with
+:func:`interval_energy`, judge, finalise, trim — runs only when it can change something: the
+grid end moved, a series still open got readings, the horizon or a retirement finalises
+something, or a reading lands at/before its series' first open interval. Otherwise
+:meth:`LivePipeline.close` returns ``[]`` at once, exactly what the full pass would have
+returned, so the results are bit for bit those of a full pass at every tick.
+
+Threads: :meth:`LivePipeline.ingest` (without ``now``) may run on one thread (the event loop)
+while :meth:`LivePipeline.close` runs on another (the service's worker thread): ingest only
+appends to staging lists and the event queue, under a lock. ``close``, ``instant``, ``respec``
+and ``ingest(now=...)`` must not run concurrently with each other.
 """
 
 from __future__ import annotations
