@@ -582,3 +582,79 @@ def test_ingest_while_close_runs_in_another_thread_loses_nothing():
     ref = batch(readings, pipe.start0, len(starts))
     for s, r in zip(starts, ref, strict=True):
         assert_same(final[s], r)
+
+
+async def test_service_step_closes_the_pipeline_off_the_loop_and_never_twice_at_once(tmp_path):
+    """Service.step runs the pipeline's close() in a worker thread (the collectors share the
+    loop); a step cancelled while its close() runs leaves it to finish, and the final step
+    waits for it: two close() calls never overlap, and the minutes are the same."""
+    import asyncio
+    import threading
+
+    from pue_monitor.clock import ManualClock
+    from pue_monitor.config.loader import site_from_dict
+    from pue_monitor.service import Service
+    from tests.sites import two_meter_site
+
+    t0 = 1_790_000_000.0 - 1_790_000_000.0 % 60 + 30
+    clock = ManualClock(t0)
+    svc = Service(
+        site_from_dict(two_meter_site(), source="<test>"), clock=clock, store_path=tmp_path / "s.sqlite",
+        prometheus=False, resume=False,
+    )  # fmt: skip
+    loop_thread = threading.get_ident()
+    threads: list[int] = []
+    active = [0]
+    overlap = [False]
+    gate = threading.Event()
+    gate.set()
+    started = threading.Event()
+    close = svc.pipeline.close
+
+    def watched_close(now: float, grace: float):
+        active[0] += 1
+        overlap[0] |= active[0] > 1
+        threads.append(threading.get_ident())
+        started.set()
+        gate.wait(10)
+        try:
+            return close(now, grace)
+        finally:
+            active[0] -= 1
+
+    svc.pipeline.close = watched_close  # type: ignore[method-assign]
+    minutes: dict[float, object] = {}
+
+    def feed(k: int) -> None:
+        clock.t = t0 + k * 60
+        svc._on_readings(
+            [
+                Reading(clock.t, "s", "inc", "import_energy", 1000.0 + 3.0 * k, "kWh"),
+                Reading(clock.t, "s", "it", "import_energy", 500.0 + 2.0 * k, "kWh"),
+            ]
+        )
+
+    for k in range(6):
+        feed(k)
+        snap = await svc.step()
+        minutes.update({iv.start: iv for iv in snap.closed})
+    assert threads and all(t != loop_thread for t in threads)
+    # a step cancelled while its close() is held in the worker thread
+    feed(6)
+    gate.clear()
+    started.clear()
+    step = asyncio.create_task(svc.step())
+    await asyncio.to_thread(lambda: started.wait(10))
+    step.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await step
+    assert active[0] == 1  # still running in its thread
+    feed(7)  # the collectors go on meanwhile
+    asyncio.get_running_loop().call_later(0.2, gate.set)
+    snap = await svc.final_step()  # waits for the cancelled step's close() first
+    minutes.update({iv.start: iv for iv in snap.closed})
+    await svc.close()
+    assert not overlap[0] and active[0] == 0
+    full = [iv for s, iv in sorted(minutes.items()) if iv.pue is not None]
+    assert len(full) >= 5
+    assert all(iv.pue == pytest.approx(1.5) for iv in full)  # 3 kWh / 2 kWh a minute
