@@ -313,44 +313,36 @@ class LivePipeline:
 
     def _merge_pending(self) -> None:
         """Merge the pending chunks into the kept rows: the same order as a stable lexsort by
-        (sid, ts, value) of the kept rows followed by the pending ones in arrival order."""
+        (sid, ts, value) of the kept rows followed by the pending ones in arrival order.
+
+        A series' accepted readings never go back in time, so a stable sort by series alone
+        (a radix sort of small integers, linear) already orders the rows by (sid, ts); only
+        equal stamps (a duplicate across two batches) may need the value order, and then the
+        full lexsort runs."""
         if not self._pending:
             return
         chunks, self._pending, self._n_pending = self._pending, [], 0
         self._dirty[:] = False
-        if len(chunks) == 1:
-            p_sid, p_ts, p_val = chunks[0]
-        else:
-            p_sid = np.concatenate([c[0] for c in chunks])
-            p_ts = np.concatenate([c[1] for c in chunks])
-            p_val = np.concatenate([c[2] for c in chunks])
-            # a series' accepted readings never go back in time: a stable sort by series
-            # orders them by (sid, ts); only equal stamps across chunks need the value order
-            o = np.argsort(p_sid, kind="stable")
-            p_sid, p_ts, p_val = p_sid[o], p_ts[o], p_val[o]
-            tie = (p_sid[1:] == p_sid[:-1]) & (p_ts[1:] == p_ts[:-1]) & (p_val[1:] < p_val[:-1])
-            if tie.any():
-                o = np.lexsort((p_val, p_ts, p_sid))
-                p_sid, p_ts, p_val = p_sid[o], p_ts[o], p_val[o]
-        if self._sid.size == 0:
-            self._sid, self._ts, self._val = p_sid, p_ts, p_val
-            self._drop = np.zeros(p_sid.size, bool)
+        parts = [(self._sid, self._ts, self._val)] if self._sid.size else []
+        parts += chunks
+        n_kept = int(self._sid.size)
+        if len(parts) == 1:
+            self._sid, self._ts, self._val = chunks[0]
+            self._drop = np.zeros(self._sid.size, bool)
             return
-        # insert each pending row after the kept rows of its series that sort before or equal
-        bounds = np.searchsorted(self._sid, np.arange(len(self._specs) + 1))
-        pos = bounds[p_sid + 1]
-        has = bounds[p_sid + 1] > bounds[p_sid]
-        k_last = np.where(has, self._ts[np.maximum(pos - 1, 0)], -math.inf)
-        for r in np.flatnonzero(p_ts <= k_last).tolist():  # equal stamps: rare
-            j = int(pos[r])
-            lo_b = int(bounds[p_sid[r]])
-            while j > lo_b and (self._ts[j - 1], self._val[j - 1]) > (p_ts[r], p_val[r]):
-                j -= 1
-            pos[r] = j
-        self._sid = np.insert(self._sid, pos, p_sid)
-        self._ts = np.insert(self._ts, pos, p_ts)
-        self._val = np.insert(self._val, pos, p_val)
-        self._drop = np.insert(self._drop, pos, np.zeros(p_sid.size, bool))
+        sid = np.concatenate([p[0] for p in parts])
+        ts = np.concatenate([p[1] for p in parts])
+        val = np.concatenate([p[2] for p in parts])
+        drop = np.zeros(sid.size, bool)
+        drop[:n_kept] = self._drop
+        key = sid.astype(np.int16) if len(self._specs) <= np.iinfo(np.int16).max else sid
+        o = np.argsort(key, kind="stable")
+        sid, ts, val, drop = sid[o], ts[o], val[o], drop[o]
+        tie = (sid[1:] == sid[:-1]) & (ts[1:] == ts[:-1]) & (val[1:] < val[:-1])
+        if tie.any():
+            o = np.lexsort((val, ts, sid))  # stable: equal rows stay in arrival order
+            sid, ts, val, drop = sid[o], ts[o], val[o], drop[o]
+        self._sid, self._ts, self._val, self._drop = sid, ts, val, drop
 
     # ------------------------------------------------------------------ respec
 
