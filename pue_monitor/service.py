@@ -25,6 +25,7 @@ import logging
 import math
 import zoneinfo
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -261,6 +262,8 @@ class Service:
         self._reloading = asyncio.Lock()
         #: the pipeline's close() running in a worker thread (see step()), until the loop awaited it
         self._closing: asyncio.Future[tuple[list[PueInterval], list[PipelineEvent]]] | None = None
+        # its own thread (not the default executor, where model training may run for seconds)
+        self._pipeline_io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pipeline")
         for result in ("success", "failure"):
             self.state.reloads.setdefault(result, 0)
 
@@ -654,7 +657,7 @@ class Service:
         appends under the pipeline's lock). A cancelled step leaves the thread to finish:
         :meth:`_pipeline_idle` waits for it before anything else touches the pipeline."""
         await self._pipeline_idle()
-        fut = asyncio.get_running_loop().run_in_executor(None, self._close_work, now)
+        fut = asyncio.get_running_loop().run_in_executor(self._pipeline_io, self._close_work, now)
         self._closing = fut
         return await asyncio.shield(fut)
 
@@ -700,6 +703,8 @@ class Service:
             await self.close()
 
     async def close(self) -> None:
+        await self._pipeline_idle()
+        self._pipeline_io.shutdown(wait=False)
         for conn in self.connections.values():
             await conn.close()
         await self.outputs.close()
