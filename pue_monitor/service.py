@@ -25,6 +25,7 @@ import logging
 import math
 import zoneinfo
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -50,6 +51,7 @@ from pue_monitor.config.models import (
 )
 from pue_monitor.errors import ConfigError, PueError
 from pue_monitor.pipeline.energy import SeriesSpec, interval_energy
+from pue_monitor.pipeline.events import PipelineEvent
 from pue_monitor.pipeline.faults import FaultDetector
 from pue_monitor.pipeline.freecooling_live import (
     POINT_ROLES,
@@ -258,6 +260,10 @@ class Service:
         self._store_fixed = store_path is not None
         self._prometheus_fixed = prometheus is not None or prometheus_port is not None
         self._reloading = asyncio.Lock()
+        #: the pipeline's close() running in a worker thread (see step()), until the loop awaited it
+        self._closing: asyncio.Future[tuple[list[PueInterval], list[PipelineEvent]]] | None = None
+        # its own thread (not the default executor, where model training may run for seconds)
+        self._pipeline_io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pipeline")
         for result in ("success", "failure"):
             self.state.reloads.setdefault(result, 0)
 
@@ -538,6 +544,7 @@ class Service:
         if source is not self.source and self.source is not None:
             keep = source.protocols if source is not None else {}
             await self.runner.remove_source(self.source, keep_stats=keep)
+        await self._pipeline_idle()
         self.pipeline.respec(specs, now=self.clock.now())
         self.specs = specs
         devices = [d.id for d in new.config.devices]
@@ -626,10 +633,10 @@ class Service:
         refresh the live state. ``published``: minutes already handed out since the last step
         (shown to ``on_tick`` with the ones this step closes)."""
         now = self.clock.now()
-        closed = [*published, *self._publish(self.pipeline.close(now, self.grace))]
+        new, events = await self._close_pipeline(now)
+        closed = [*published, *self._publish(new)]
         if self.free_cooling is not None:
             self._publish_free_cooling(self.free_cooling.close(now, self.grace))
-        events = self.pipeline.drain_events()
         self.outputs.events(events)
         self.faults.events(events)
         self.outputs.sensor_faults(self.faults.check(now))
@@ -642,9 +649,33 @@ class Service:
             self.on_tick(snap)
         return snap
 
+    def _close_work(self, now: float) -> tuple[list[PueInterval], list[PipelineEvent]]:
+        return self.pipeline.close(now, self.grace), self.pipeline.drain_events()
+
+    async def _close_pipeline(self, now: float) -> tuple[list[PueInterval], list[PipelineEvent]]:
+        """The pipeline's close() and its events, in a worker thread: a close that recomputes a
+        minute of a large site takes hundreds of milliseconds (numpy, which releases the GIL),
+        and the collectors share this loop. Readings keep arriving meanwhile (ingest() only
+        appends under the pipeline's lock). A cancelled step leaves the thread to finish:
+        :meth:`_pipeline_idle` waits for it before anything else touches the pipeline."""
+        await self._pipeline_idle()
+        fut = asyncio.get_running_loop().run_in_executor(self._pipeline_io, self._close_work, now)
+        self._closing = fut
+        return await asyncio.shield(fut)
+
+    async def _pipeline_idle(self) -> None:
+        """Wait for a close() still running in its worker thread (its result was, or will
+        never be, used; its error was raised by the step that started it)."""
+        fut = self._closing
+        if fut is not None and not fut.done():
+            with contextlib.suppress(Exception):
+                await asyncio.shield(fut)
+        self._closing = None
+
     async def final_step(self) -> Snapshot:
         """After the collectors stopped: close every minute that all live series have passed
         and write the open minute as a partial row."""
+        await self._pipeline_idle()
         last = self.tail.last_readings(self.specs)
         published: list[PueInterval] = []
         if last:
@@ -674,6 +705,8 @@ class Service:
             await self.close()
 
     async def close(self) -> None:
+        await self._pipeline_idle()
+        self._pipeline_io.shutdown(wait=False)
         for conn in self.connections.values():
             await conn.close()
         await self.outputs.close()

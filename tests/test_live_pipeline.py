@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import collections
+import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -390,3 +392,269 @@ def test_a_spike_as_the_newest_reading_drops_only_itself(second: int, limit_kw: 
         events += [(e.ts, e.kind) for e in pipe.drain_events()]
     assert events == [(spike_at, EventKind.GLITCH)]
     assert [final[T0 + 60.0 * m].e_it for m in range(1, 18)] == pytest.approx([1.0] * 17)
+
+
+# ------------------------------------------------------- a replayed simulated day (issue 13)
+
+DAY0 = 1_784_073_600.0  # 2026-07-15 00:00 UTC
+DAY_POLL = 15.0  # s between polls of every meter
+DAY_TICK = 10.0  # s between close() calls, as the service ticks
+DAY_GRACE = DAY_POLL + 5.0 + 1.0  # the service's grace: max interval + max wait + 1
+DAY_REFERENCE = "tests/data/live_day_reference.json.gz"
+
+
+def day_specs() -> dict[tuple[str, str], SeriesSpec]:
+    """Every simulated meter but the water one as a kWh counter, the CRAH also as kW power."""
+    from pue_monitor.simulator import METERS
+
+    specs: dict[tuple[str, str], SeriesSpec] = {}
+    for m in METERS.values():
+        if m.role == "water":
+            continue
+        loc = ITLocation(m.it_location) if m.it_location else None
+        gap = 3 * DAY_POLL
+        spec = SeriesSpec(m.id, Role(m.role), loc, "counter", 1.0, m.rollover_kwh, gap, 20_000.0, 0.01)
+        specs[(m.id, "energy")] = spec
+    specs[("crah", "power")] = SeriesSpec("crah", Role.COOLING, None, "power", 1.0, None, 3 * DAY_POLL, 20_000.0)
+    return specs
+
+
+def simulated_day() -> list[tuple[float, list[Reading]]]:
+    """(delivery time, readings) of one simulated day: 15 s polls with a per-meter phase and
+    jitter, plus what real sites send: a counter reset, a wrap, a dead device for an hour, one
+    dying before the end, a stuck meter, lone spikes and zeros, a two-reading glitch run, a
+    conflicting duplicate, a late replay, an unknown point and a NaN.
+
+    The simulator's true power is integrated here on its own 5 s grid (midpoint rule, as the
+    simulator does) and what the meters show is derived from it vectorised (its per-call
+    ``counter_at`` would take 20 s for a day)."""
+    from pue_monitor.simulator import METERS, SimulatedDataCentre
+
+    world = SimulatedDataCentre(start=DAY0 - 900.0, seed=13)
+    h = 3600.0
+    grid = np.arange(DAY0 - 900.0, DAY0 + 86400.0 + 900.0, 5.0)
+    loads = world.loads_at(grid + 2.5)
+    specs = day_specs()
+    rng = np.random.default_rng(13)
+    n_polls = int(86400 / DAY_POLL)
+    k = np.arange(-8, n_polls + 8)
+    reset = {"pdu-2": DAY0 + 6 * h + 7}
+    preset = {"lighting": (DAY0 + 3 * h, 2**32 * 0.01 - 0.5)}  # wraps minutes later
+    dead = {"pdu-3": (DAY0 + 9 * h, DAY0 + 10 * h + 13), "rack-pdu-2": (DAY0 + 23 * h + 3530, math.inf)}
+    stuck = {"crah": (DAY0 + 14 * h, DAY0 + 14 * h + 1200)}
+    glitch = {("incomer-a", 2000): 1e9, ("pdu-1", 2500): 0.0, ("chiller-plant", 3001): 0.0,
+              ("chiller-plant", 3002): 0.0, ("rack-pdu-1", 4000): 3e6}  # fmt: skip
+    polls: dict[int, list[Reading]] = {int(j): [] for j in k}
+    for dev, pt in specs:
+        t = np.round(DAY0 + k * DAY_POLL + rng.uniform(0, DAY_POLL) + rng.uniform(-0.2, 0.2, k.size), 3)
+        if dev in stuck:
+            s0, s1 = stuck[dev]
+            t_eff = np.where((t >= s0) & (t < s1), s0, t)
+        else:
+            t_eff = t
+        power = np.asarray(loads[dev], dtype=np.float64)
+        if pt == "power":
+            v = np.interp(t_eff, grid + 2.5, power)
+        else:
+            cum = np.concatenate([[0.0], np.cumsum(power * (5.0 / 3600.0))])
+            e = np.interp(t_eff, np.append(grid, grid[-1] + 5.0), cum)
+            v = world.initial_counters[dev] + e
+            for name, (at, base) in [*((m, (a, 0.0)) for m, a in reset.items()), *preset.items()]:
+                if name == dev:
+                    e_at = np.interp(at, np.append(grid, grid[-1] + 5.0), cum)
+                    v = np.where(t_eff >= at, base + e - e_at, v)
+            roll = METERS[dev].rollover_kwh
+            if roll is not None:
+                v = np.fmod(v, roll)
+        alive = np.ones(t.size, dtype=bool)
+        if dev in dead:
+            alive = ~((t >= dead[dev][0]) & (t < dead[dev][1]))
+        for j, tj, vj, ok in zip(k.tolist(), t.tolist(), v.tolist(), alive.tolist(), strict=True):
+            if not ok:
+                continue
+            if pt == "energy":
+                vj = glitch.get((dev, j), vj)
+            polls[j].append(Reading(tj, "sim", dev, pt, vj, "kWh" if pt == "energy" else "kW"))
+            if (dev, pt, j) == ("rack-pdu-1", "energy", 1000):
+                polls[j].append(Reading(tj, "sim", dev, pt, vj + 5.0, "kWh"))  # same stamp, other value
+    polls[1500] += [
+        Reading(DAY0 + 100 * DAY_POLL, "sim", "pdu-4", "energy", 1.0, "kWh"),  # a late replay
+        Reading(DAY0 + 1500 * DAY_POLL, "sim", "incomer-b", "voltage", 230.0, "V"),  # not in the model
+        Reading(DAY0 + 1500 * DAY_POLL, "sim", "pdu-1", "energy", float("nan"), "kWh"),
+    ]
+    rounds = []
+    for j, batch in polls.items():
+        order = rng.permutation(len(batch))  # collectors deliver in any order
+        rounds.append((DAY0 + (j + 1) * DAY_POLL + 0.5, [batch[o] for o in order.tolist()]))
+    return rounds
+
+
+def replay_day(rounds: list[tuple[float, list[Reading]]]) -> dict[str, Any]:
+    """Feed the rounds to a LivePipeline as the service does (each round as it arrives, close()
+    every tick, instant() after it). Returns the sha256 of everything it gave (every returned
+    interval with all its fields, restatements included, every event, every instant value, in
+    order, floats as ``repr``), the events, the counts, and of each returned interval the
+    start, facility and IT energy, PUE and missing share (to show where a difference is)."""
+    import dataclasses
+    import hashlib
+    import json
+
+    pipe = LivePipeline(day_specs(), step=60.0)
+    digest = hashlib.sha256()
+    events: list[list[Any]] = []
+    intervals: list[list[Any]] = []
+    i = 0
+    t = rounds[0][0]
+    end = rounds[-1][0] + 120.0
+    while t < end:
+        t += DAY_TICK
+        while i < len(rounds) and rounds[i][0] <= t:
+            pipe.ingest(rounds[i][1])
+            i += 1
+        for iv in pipe.close(now=t, grace=DAY_GRACE):
+            digest.update(repr(sorted(dataclasses.asdict(iv).items())).encode())
+            intervals.append([iv.start, iv.e_facility, iv.e_it, iv.pue, iv.missing])
+        for e in pipe.drain_events():
+            events.append([e.ts, e.device, e.point, str(e.kind), repr(e.value), e.detail])
+        ip = pipe.instant()
+        digest.update(repr((ip.ts, sorted(ip.power_by_role.items()), ip.pue)).encode())
+    digest.update(json.dumps(events).encode())
+    counts = sorted([str(k), n] for k, n in pipe.counts.items())
+    return {"sha256": digest.hexdigest(), "counts": counts, "events": events, "intervals": intervals}
+
+
+def test_replayed_simulated_day_equals_the_reference_of_the_code_before_issue_13():
+    """Every interval returned (restatements included), every event and every instant value of
+    a simulated day with faults, bit for bit as the pipeline before issue 13 gave them
+    (reference made by scripts/live_reference.py, see there)."""
+    import gzip
+    import json
+
+    got = json.loads(json.dumps(replay_day(simulated_day())))  # as stored: lists
+    with gzip.open(DAY_REFERENCE, "rt") as f:
+        ref = json.load(f)
+    assert got["counts"] == ref["counts"]
+    assert got["events"] == ref["events"]
+    assert len(got["intervals"]) == len(ref["intervals"])
+    for a, b in zip(got["intervals"], ref["intervals"], strict=True):
+        assert a == b
+    assert got["sha256"] == ref["sha256"]  # every field, every instant value
+    # the day is not trivial: it has the faults it claims, and a full day of minutes
+    kinds = dict(ref["counts"])
+    assert kinds == {"glitch": 5, "reset": 2, "rollover": 1, "conflict": 1, "late": 1, "bad_value": 1}
+    final = {iv[0]: iv for iv in ref["intervals"]}
+    day = [final[DAY0 + 60.0 * m] for m in range(1440)]
+    assert sum(iv[3] is not None for iv in day) >= 1370  # PUE in all but the dead meter's hour
+    assert all(1.0 < iv[3] < 2.0 for iv in day if iv[3] is not None)
+
+
+def test_ingest_while_close_runs_in_another_thread_loses_nothing():
+    """The service runs close() in a worker thread while the collectors keep calling ingest()
+    on the loop: every reading lands in one close or the next, none is lost or seen twice, so
+    the final minutes equal the batch engine's over all readings."""
+    import threading
+
+    readings = make_readings(minutes=120)
+    pipe = LivePipeline(SPECS)
+    final: dict[float, object] = {}
+    stop = threading.Event()
+    now = [readings[0].ts]
+
+    def closer() -> None:
+        while not stop.is_set():
+            for iv in pipe.close(now=now[0], grace=90.0):
+                final[iv.start] = iv
+
+    th = threading.Thread(target=closer)
+    th.start()
+    try:
+        for r in readings:  # one at a time, as the collectors hand them over
+            pipe.ingest([r])
+            now[0] = r.ts
+    finally:
+        stop.set()
+        th.join()
+    for iv in pipe.close(now=readings[-1].ts + 600, grace=90.0):
+        final[iv.start] = iv
+    assert {e.kind for e in pipe.drain_events()} == {EventKind.ROLLOVER}  # F's counter wraps
+    assert pipe.counts.keys() == {EventKind.ROLLOVER}  # no reading judged late or out of window
+    starts = sorted(final)
+    ref = batch(readings, pipe.start0, len(starts))
+    for s, r in zip(starts, ref, strict=True):
+        assert_same(final[s], r)
+
+
+async def test_service_step_closes_the_pipeline_off_the_loop_and_never_twice_at_once(tmp_path):
+    """Service.step runs the pipeline's close() in a worker thread (the collectors share the
+    loop); a step cancelled while its close() runs leaves it to finish, and the final step
+    waits for it: two close() calls never overlap, and the minutes are the same."""
+    import asyncio
+    import threading
+
+    from pue_monitor.clock import ManualClock
+    from pue_monitor.config.loader import site_from_dict
+    from pue_monitor.service import Service
+    from tests.sites import two_meter_site
+
+    t0 = 1_790_000_000.0 - 1_790_000_000.0 % 60 + 30
+    clock = ManualClock(t0)
+    svc = Service(
+        site_from_dict(two_meter_site(), source="<test>"), clock=clock, store_path=tmp_path / "s.sqlite",
+        prometheus=False, resume=False,
+    )  # fmt: skip
+    loop_thread = threading.get_ident()
+    threads: list[int] = []
+    active = [0]
+    overlap = [False]
+    gate = threading.Event()
+    gate.set()
+    started = threading.Event()
+    close = svc.pipeline.close
+
+    def watched_close(now: float, grace: float):
+        active[0] += 1
+        overlap[0] |= active[0] > 1
+        threads.append(threading.get_ident())
+        started.set()
+        gate.wait(10)
+        try:
+            return close(now, grace)
+        finally:
+            active[0] -= 1
+
+    svc.pipeline.close = watched_close  # type: ignore[method-assign]
+    minutes: dict[float, object] = {}
+
+    def feed(k: int) -> None:
+        clock.t = t0 + k * 60
+        svc._on_readings(
+            [
+                Reading(clock.t, "s", "inc", "import_energy", 1000.0 + 3.0 * k, "kWh"),
+                Reading(clock.t, "s", "it", "import_energy", 500.0 + 2.0 * k, "kWh"),
+            ]
+        )
+
+    for k in range(6):
+        feed(k)
+        snap = await svc.step()
+        minutes.update({iv.start: iv for iv in snap.closed})
+    assert threads and all(t != loop_thread for t in threads)
+    # a step cancelled while its close() is held in the worker thread
+    feed(6)
+    gate.clear()
+    started.clear()
+    step = asyncio.create_task(svc.step())
+    await asyncio.to_thread(lambda: started.wait(10))
+    step.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await step
+    assert active[0] == 1  # still running in its thread
+    feed(7)  # the collectors go on meanwhile
+    asyncio.get_running_loop().call_later(0.2, gate.set)
+    snap = await svc.final_step()  # waits for the cancelled step's close() first
+    minutes.update({iv.start: iv for iv in snap.closed})
+    await svc.close()
+    assert not overlap[0] and active[0] == 0
+    full = [iv for s, iv in sorted(minutes.items()) if iv.pue is not None]
+    assert len(full) >= 5
+    assert all(iv.pue == pytest.approx(1.5) for iv in full)  # 3 kWh / 2 kWh a minute

@@ -24,12 +24,29 @@ given to :meth:`LivePipeline.close` or :meth:`LivePipeline.ingest`) is rejected
 (OUT_OF_WINDOW), so one old or future reading can neither make the pipeline build every interval
 since then nor move finality or live power past the present. Judgements are queued as
 :class:`~pue_monitor.pipeline.events.PipelineEvent` for :meth:`LivePipeline.drain_events`.
+
+Cost (issue 13): a tick handles only what arrived since the last one. The time checks of a
+batch are vectorised; accepted readings wait in small chunks sorted by (series, time, value);
+the last and previous reading per series (for :meth:`LivePipeline.instant`, vectorised over the
+series) are kept in arrays. The full pass — merge the chunks into the kept rows (an insert, not
+a re-sort: a series' readings never go back in time), recompute the open intervals with
+:func:`interval_energy`, judge, finalise, trim — runs only when it can change something: the
+grid end moved, a series still open got readings, the horizon or a retirement finalises
+something, or a reading lands at/before its series' first open interval. Otherwise
+:meth:`LivePipeline.close` returns ``[]`` at once, exactly what the full pass would have
+returned, so the results are bit for bit those of a full pass at every tick.
+
+Threads: :meth:`LivePipeline.ingest` (without ``now``) may run on one thread (the event loop)
+while :meth:`LivePipeline.close` runs on another (the service's worker thread): ingest only
+appends to staging lists and the event queue, under a lock. ``close``, ``instant``, ``respec``
+and ``ingest(now=...)`` must not run concurrently with each other.
 """
 
 from __future__ import annotations
 
 import collections
 import math
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -109,12 +126,18 @@ class LivePipeline:
         self._ts = np.zeros(0, np.float64)
         self._val = np.zeros(0, np.float64)
         self._drop = np.zeros(0, bool)  # judged (final) glitch / conflict rows, kept for context
+        # ingest() may run on the event loop while close() runs in a worker thread: the
+        # staging lists and the event queue are swapped/appended under this lock
+        self._lock = threading.RLock()
         self._u_sid: list[int] = []  # ingested, time not checked yet
         self._u_ts: list[float] = []
         self._u_val: list[float] = []
-        self._p_sid: list[int] = []  # accepted, not merged yet
-        self._p_ts: list[float] = []
-        self._p_val: list[float] = []
+        #: accepted, not merged yet: chunks each sorted by (sid, ts, value), in arrival order
+        self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._n_pending = 0
+        self._verified = 0  # pending chunks checked by _due() against the current finality
+        self._dirty = np.zeros(n, bool)  # series with pending rows
+        self._k_full = -1  # k_end of the last full pass (-1: a full pass is due)
         # grid and per-series finality (interval indices relative to start0)
         self.start0: float | None = None
         self._done = np.zeros(n, np.int64)  # first non-final interval per series
@@ -123,12 +146,14 @@ class LivePipeline:
         self._win_e = np.zeros((n, 0), np.float64)
         self._win_s = np.zeros((n, 0), np.int8)
         self._win_r = np.zeros((n, 0), np.uint8)
-        # for instant(): latest and previous reading (by ts) per series
-        self._last = [(-math.inf, math.nan)] * n
-        self._prev = [(-math.inf, math.nan)] * n
+        # for instant(): latest and previous reading (first at each newer ts) per series
+        self._last_t = np.full(n, -math.inf)
+        self._last_v = np.full(n, math.nan)
+        self._prev_t = np.full(n, -math.inf)
+        self._prev_v = np.full(n, math.nan)
         # time: the latest ``now`` we were told; readings before it are checked at close()
         self._now: float | None = None
-        self._last_ts = [-math.inf] * n  # newest accepted reading per series
+        self._last_ts = np.full(n, -math.inf)  # newest accepted reading per series
         self._evt_ts = np.full(n, -math.inf)  # events emitted up to this ts per series
         self._events: collections.deque[PipelineEvent] = collections.deque(maxlen=max_events)
         # model changes (respec): series i counts in the intervals starting in [join, leave);
@@ -143,11 +168,12 @@ class LivePipeline:
         self._first_ts: dict[int, float] = {}
         #: judged readings per kind since the start (never reset; drain_events() does not clear it)
         self.counts: collections.Counter[EventKind] = collections.Counter()
+        self._spec_cache: _InstantArrays | None = None  # instant()'s per-series arrays
 
     @property
     def buffered(self) -> int:
         """Number of readings held in the buffers (bounded by trimming)."""
-        return int(self._ts.size) + len(self._p_ts) + len(self._u_ts)
+        return int(self._ts.size) + self._n_pending + len(self._u_ts)
 
     @property
     def window(self) -> int:
@@ -165,81 +191,158 @@ class LivePipeline:
         order against ``now`` when given, else at the next :meth:`close` (or :meth:`instant`)
         against its ``now``.
         """
-        index, specs = self._index, self._specs
-        u_sid, u_ts, u_val = self._u_sid, self._u_ts, self._u_val
-        for r in readings:
-            i = index.get((r.device, r.point))
-            if i is None or r.quality != Quality.GOOD:
-                continue
-            ts, v = float(r.ts), float(r.value)
-            if not (math.isfinite(ts) and math.isfinite(v)):
-                self._event(i, ts, v, EventKind.BAD_VALUE, "not a finite number")
-                continue
-            sp = specs[i]
-            if sp.kind == "power" and v < -sp.resolution:
-                self._event(i, ts, v, EventKind.BAD_VALUE, "negative power on a consumer meter")
-                continue
-            u_sid.append(i)
-            u_ts.append(ts)
-            u_val.append(v)
+        with self._lock:
+            index, specs = self._index, self._specs
+            u_sid, u_ts, u_val = self._u_sid, self._u_ts, self._u_val
+            good, isfinite = Quality.GOOD, math.isfinite
+            for r in readings:
+                i = index.get((r.device, r.point))
+                if i is None or r.quality != good:
+                    continue
+                ts, v = float(r.ts), float(r.value)
+                if not (isfinite(ts) and isfinite(v)):
+                    self._event(i, ts, v, EventKind.BAD_VALUE, "not a finite number")
+                    continue
+                if v < 0.0:
+                    sp = specs[i]
+                    if sp.kind == "power" and v < -sp.resolution:
+                        self._event(i, ts, v, EventKind.BAD_VALUE, "negative power on a consumer meter")
+                        continue
+                u_sid.append(i)
+                u_ts.append(ts)
+                u_val.append(v)
         if now is not None and math.isfinite(now):
             self._now = float(now)
             self._check(self._now)
 
-    def _accept(self, i: int, ts: float, v: float, now: float) -> bool:
-        """Window and order checks of one reading; records it as the series' newest if good."""
-        if ts < now - self.horizon or ts > now + self.max_ahead:
-            side = "ahead of" if ts > now else "behind"
-            self._event(i, ts, v, EventKind.OUT_OF_WINDOW, f"{abs(ts - now):.0f} s {side} the pipeline clock")
-            return False
-        if ts < self._last_ts[i]:
-            self._event(i, ts, v, EventKind.LATE, f"{self._last_ts[i] - ts:.3f} s older than the series' newest")
-            return False
-        self._last_ts[i] = ts
-        if self._waiting_sids and i in self._waiting_sids:
-            self._first_reading(i, ts)
-        last = self._last
-        if ts > last[i][0]:  # (== : a duplicate; the trajectory resolves it at close)
-            self._prev[i] = last[i]
-            last[i] = (ts, v)
-        return True
-
     def _event(self, i: int, ts: float, v: float | None, kind: EventKind, detail: str = "") -> None:
         dev, point = self._keys[i]
-        self.counts[kind] += 1
-        self._events.append(PipelineEvent(ts=ts, device=dev, point=point, kind=kind, value=v, detail=detail))
+        with self._lock:
+            self.counts[kind] += 1
+            self._events.append(PipelineEvent(ts=ts, device=dev, point=point, kind=kind, value=v, detail=detail))
 
     def drain_events(self) -> list[PipelineEvent]:
         """Judgements made since the last call (oldest first; at most ``max_events`` are kept
         between calls, ``counts`` has them all)."""
-        out = list(self._events)
-        self._events.clear()
+        with self._lock:
+            out = list(self._events)
+            self._events.clear()
         return out
 
     def _check(self, now: float) -> None:
-        """Time checks of the readings ingested since the last call, in arrival order."""
-        if not self._u_sid:
+        """Time checks of the readings ingested since the last call, in arrival order.
+
+        Vectorised: a reading inside the window is accepted iff it is not older than the newest
+        earlier one of its series inside the window (or the series' newest accepted before this
+        batch): a rejected reading is older than that maximum, so it never changes it."""
+        with self._lock:
+            if not self._u_sid:
+                return
+            sid = np.asarray(self._u_sid, np.int64)
+            ts = np.asarray(self._u_ts, np.float64)
+            val = np.asarray(self._u_val, np.float64)
+            self._u_sid, self._u_ts, self._u_val = [], [], []
+        lo, hi = now - self.horizon, now + self.max_ahead
+        inside = (ts >= lo) & (ts <= hi)
+        w = np.flatnonzero(inside)
+        o = w[np.argsort(sid[w], kind="stable")]  # by series, arrival order within
+        so, to = sid[o], ts[o]
+        first = np.ones(o.size, dtype=bool)
+        first[1:] = so[1:] != so[:-1]
+        prior = self._last_ts[so]  # newest accepted before this batch
+        if o.size > 1:
+            # exclusive running max of ts within each series: ranks offset by series
+            uniq, rank = np.unique(to, return_inverse=True)
+            key = so * (uniq.size + 1) + rank.reshape(-1)
+            run = np.maximum.accumulate(key)
+            prev_rank = np.empty(o.size, np.int64)
+            prev_rank[1:] = run[:-1] - so[1:] * (uniq.size + 1)
+            within = ~first
+            prior = np.where(within, np.maximum(prior, uniq[np.where(within, prev_rank, 0)]), prior)
+        late = to < prior
+        acc_o = o[~late]
+        if not inside.all() or late.any():  # events in arrival order
+            rej = np.zeros(sid.size, dtype=bool)
+            rej[~inside] = True
+            rej[o[late]] = True
+            behind = np.zeros(sid.size)
+            behind[o[late]] = prior[late]
+            for r in np.flatnonzero(rej).tolist():
+                i, t, v = int(sid[r]), float(ts[r]), float(val[r])
+                if not inside[r]:
+                    side = "ahead of" if t > now else "behind"
+                    detail = f"{abs(t - now):.0f} s {side} the pipeline clock"
+                    self._event(i, t, v, EventKind.OUT_OF_WINDOW, detail)
+                else:
+                    detail = f"{float(behind[r]) - t:.3f} s older than the series' newest"
+                    self._event(i, t, v, EventKind.LATE, detail)
+        if acc_o.size == 0:
             return
-        u = zip(self._u_sid, self._u_ts, self._u_val, strict=True)
-        self._u_sid, self._u_ts, self._u_val = [], [], []
-        accept = self._accept
-        p_sid, p_ts, p_val = self._p_sid, self._p_ts, self._p_val
-        for i, t, v in u:
-            if accept(i, t, v, now):
-                p_sid.append(i)
-                p_ts.append(t)
-                p_val.append(v)
+        acc = np.sort(acc_o)  # accepted rows in arrival order
+        a_sid, a_ts, a_val = sid[acc], ts[acc], val[acc]
+        if self._waiting_sids:  # new meters: their first readings, in arrival order
+            for i, t in zip(a_sid.tolist(), a_ts.tolist(), strict=True):
+                if i in self._waiting_sids:
+                    self._first_reading(i, t)
+        # last/prev for instant(): each series' first reading at each newer ts
+        sa, ta, va = sid[acc_o], ts[acc_o], val[acc_o]  # by series, arrival order within
+        head = np.ones(sa.size, dtype=bool)
+        head[1:] = sa[1:] != sa[:-1]
+        before = np.empty(sa.size)
+        before[1:] = ta[:-1]
+        before[head] = self._last_t[sa[head]]
+        upd = np.flatnonzero(ta > before)
+        if upd.size:
+            us = sa[upd]
+            last_of = np.ones(upd.size, dtype=bool)
+            last_of[:-1] = us[1:] != us[:-1]
+            two = np.zeros(upd.size, dtype=bool)  # the update before the last one, same series
+            two[:-1] = last_of[1:] & (us[:-1] == us[1:])
+            single = last_of & ~np.roll(two, 1) if upd.size > 1 else last_of
+            s1 = us[single]
+            self._prev_t[s1], self._prev_v[s1] = self._last_t[s1], self._last_v[s1]
+            s2, r2 = us[two], upd[two]
+            self._prev_t[s2], self._prev_v[s2] = ta[r2], va[r2]
+            sl, rl = us[last_of], upd[last_of]
+            self._last_t[sl], self._last_v[sl] = ta[rl], va[rl]
+        np.maximum.at(self._last_ts, sa, ta)
+        chunk = np.lexsort((a_val, a_ts, a_sid))  # stable: arrival order among equal rows
+        self._pending.append((a_sid[chunk], a_ts[chunk], a_val[chunk]))
+        self._n_pending += int(chunk.size)
+        self._dirty[a_sid] = True
 
     def _merge_pending(self) -> None:
-        if not self._p_sid:
+        """Merge the pending chunks into the kept rows: the same order as a stable lexsort by
+        (sid, ts, value) of the kept rows followed by the pending ones in arrival order.
+
+        A series' accepted readings never go back in time, so a stable sort by series alone
+        (a radix sort of small integers, linear) already orders the rows by (sid, ts); only
+        equal stamps (a duplicate across two batches) may need the value order, and then the
+        full lexsort runs."""
+        if not self._pending:
             return
-        sid = np.concatenate([self._sid, np.asarray(self._p_sid, np.int64)])
-        ts = np.concatenate([self._ts, np.asarray(self._p_ts, np.float64)])
-        val = np.concatenate([self._val, np.asarray(self._p_val, np.float64)])
-        drop = np.concatenate([self._drop, np.zeros(len(self._p_sid), bool)])
-        self._p_sid, self._p_ts, self._p_val = [], [], []
-        order = np.lexsort((val, ts, sid))
-        self._sid, self._ts, self._val, self._drop = sid[order], ts[order], val[order], drop[order]
+        chunks, self._pending, self._n_pending = self._pending, [], 0
+        self._dirty[:] = False
+        parts = [(self._sid, self._ts, self._val)] if self._sid.size else []
+        parts += chunks
+        n_kept = int(self._sid.size)
+        if len(parts) == 1:
+            self._sid, self._ts, self._val = chunks[0]
+            self._drop = np.zeros(self._sid.size, bool)
+            return
+        sid = np.concatenate([p[0] for p in parts])
+        ts = np.concatenate([p[1] for p in parts])
+        val = np.concatenate([p[2] for p in parts])
+        drop = np.zeros(sid.size, bool)
+        drop[:n_kept] = self._drop
+        key = sid.astype(np.int16) if len(self._specs) <= np.iinfo(np.int16).max else sid
+        o = np.argsort(key, kind="stable")
+        sid, ts, val, drop = sid[o], ts[o], val[o], drop[o]
+        tie = (sid[1:] == sid[:-1]) & (ts[1:] == ts[:-1]) & (val[1:] < val[:-1])
+        if tie.any():
+            o = np.lexsort((val, ts, sid))  # stable: equal rows stay in arrival order
+            sid, ts, val, drop = sid[o], ts[o], val[o], drop[o]
+        self._sid, self._ts, self._val, self._drop = sid, ts, val, drop
 
     # ------------------------------------------------------------------ respec
 
@@ -329,14 +432,20 @@ class LivePipeline:
         self._win_s = np.concatenate([self._win_s, np.full((n_add, cols), Status.MISSING, np.int8)])
         self._win_r = np.concatenate([self._win_r, np.zeros((n_add, cols), np.uint8)])
         self._done = np.concatenate([self._done, np.full(n_add, self._computed, np.int64)])
-        self._last = [*self._last, *[(-math.inf, math.nan)] * n_add]
-        self._prev = [*self._prev, *[(-math.inf, math.nan)] * n_add]
-        self._last_ts = [*self._last_ts, *[-math.inf] * n_add]
+        self._last_t = np.concatenate([self._last_t, np.full(n_add, -math.inf)])
+        self._last_v = np.concatenate([self._last_v, np.full(n_add, math.nan)])
+        self._prev_t = np.concatenate([self._prev_t, np.full(n_add, -math.inf)])
+        self._prev_v = np.concatenate([self._prev_v, np.full(n_add, math.nan)])
+        self._last_ts = np.concatenate([self._last_ts, np.full(n_add, -math.inf)])
+        self._spec_cache = None
         self._evt_ts = np.concatenate([self._evt_ts, np.full(n_add, -math.inf)])
         self._join = np.concatenate([self._join, np.asarray(add_join, np.float64)])
         self._leave = np.concatenate([self._leave, np.full(n_add, math.inf)])
         self._k_stop = np.concatenate([self._k_stop, np.full(n_add, _NEVER, np.int64)])
+        self._dirty = np.concatenate([self._dirty, np.zeros(n_add, bool)])
         self._carry(carry)
+        self._verified = 0
+        self._k_full = -1
         for i, b in retire.items():
             self._leave[i] = b
             self._k_stop[i] = self._k_of(b)
@@ -365,16 +474,19 @@ class LivePipeline:
         new = np.full(len(self._specs), -1, np.int64)
         new[old] = [j for _, j in pairs]
         rows = np.flatnonzero(np.isin(self._sid, old))
-        self._p_sid += new[self._sid[rows]].tolist()
-        self._p_ts += self._ts[rows].tolist()
-        self._p_val += self._val[rows].tolist()
+        c_sid, c_ts, c_val = new[self._sid[rows]], self._ts[rows], self._val[rows]
+        chunk = np.lexsort((c_val, c_ts, c_sid))
+        self._pending.append((c_sid[chunk], c_ts[chunk], c_val[chunk]))
+        self._n_pending += int(chunk.size)
         drop = self._drop[rows]
         self._merge_pending()
         if drop.any():  # judged glitches stay dropped in the copy
             copied = np.flatnonzero(np.isin(self._sid, new[old]))
             self._drop[copied] = drop[np.lexsort((self._val[rows], self._ts[rows], new[self._sid[rows]]))]
         for i, j in pairs:
-            self._last[j], self._prev[j], self._last_ts[j] = self._last[i], self._prev[i], self._last_ts[i]
+            self._last_t[j], self._last_v[j] = self._last_t[i], self._last_v[i]
+            self._prev_t[j], self._prev_v[j] = self._prev_t[i], self._prev_v[i]
+            self._last_ts[j] = self._last_ts[i]
             self._evt_ts[j] = self._evt_ts[i]
 
     def _next_start(self) -> float:
@@ -382,7 +494,7 @@ class LivePipeline:
         return -math.inf if self.start0 is None else self.start0 + self._computed * self.step
 
     def _boundary(self, i: int, cut: float) -> float:
-        last = self._last_ts[i]
+        last = float(self._last_ts[i])
         return max(cut, math.floor(last / self.step) * self.step) if math.isfinite(last) else cut
 
     def _k_of(self, t: float) -> int:
@@ -401,6 +513,7 @@ class LivePipeline:
         sids, _ = self._waiting[meter]
         at = math.ceil(ts / self.step) * self.step
         self._join[sids] = max(at, self._next_start())
+        self._spec_cache = None
         self._drop_waiting(meter)
 
     def _drop_waiting(self, meter: str) -> None:
@@ -446,11 +559,11 @@ class LivePipeline:
         """
         self._now = float(now)
         self._check(self._now)
-        self._merge_pending()
         for meter, (_, deadline) in list(self._waiting.items()):
             if deadline <= now:  # a new meter silent since the reload: in the model, MISSING
                 self._join_meter(meter, deadline)
         if self.start0 is None:
+            self._merge_pending()
             if self._ts.size == 0:
                 return []
             first = max(float(self._ts.min()), now - self.horizon)  # never more than the horizon
@@ -459,6 +572,13 @@ class LivePipeline:
         n_series = len(self._specs)
         k_end = max(math.floor((now - grace - start0) / step), 0)
         k_horizon = math.floor((now - self.horizon - start0) / step)
+        if not self._due(k_end, k_horizon):
+            # nothing to (re)compute, no finality to move, nothing to trim: the new readings
+            # wait in their chunks (what the full pass below would do with them is a no-op)
+            return []
+        self._merge_pending()
+        self._verified = 0
+        self._k_full = k_end
 
         # grow the window to [win_k0, k_end)
         if k_end > self._computed:
@@ -530,6 +650,31 @@ class LivePipeline:
         self._trim()
         return out
 
+    def _due(self, k_end: int, k_horizon: int) -> bool:
+        """Whether this close can change anything. Not when the grid end is the last full
+        pass's and no series that is still open got a reading since (its recomputation would
+        repeat the last one: same rows, same range), no retired series is to be finalised, the
+        horizon finalises nothing, and no pending reading is at/before the start of its
+        series' first non-final interval (it could become the anchor :meth:`_trim` keeps).
+        A silent meter therefore costs nothing per tick until the horizon passes a minute."""
+        if k_end != self._k_full or k_end > self._computed:
+            return True
+        done, k_stop = self._done, self._k_stop
+        if bool((self._dirty & (done < np.minimum(k_end, k_stop))).any()):
+            return True
+        if bool(((k_stop <= k_end) & (done < k_end)).any()):
+            return True
+        if bool((done < min(k_horizon, k_end)).any()):
+            return True
+        if self._verified < len(self._pending):
+            assert self.start0 is not None
+            b = self.start0 + done * self.step
+            for c_sid, c_ts, _ in self._pending[self._verified :]:
+                if bool((c_ts <= b[c_sid]).any()):
+                    return True
+            self._verified = len(self._pending)
+        return False
+
     def _judged(self, pos: np.ndarray, kinds: np.ndarray, judged: np.ndarray) -> None:
         """Queue the final judgements among ``pos`` (buffer rows), once each."""
         fin = judged[pos]
@@ -563,8 +708,13 @@ class LivePipeline:
         b = self.start0 + self._done * self.step
         sid = self._sid
         cand = ~self._drop & (self._ts <= b[sid])
-        anchor = np.full(len(self._specs), -1, np.int64)
-        np.maximum.at(anchor, sid[cand], np.flatnonzero(cand))
+        # anchor: the last candidate row of each series (rows are sorted by series)
+        run = np.maximum.accumulate(np.where(cand, np.arange(sid.size), -1))
+        bounds = np.searchsorted(sid, np.arange(len(self._specs) + 1))
+        end = bounds[1:]
+        has = end > bounds[:-1]
+        anchor = np.where(has, run[np.maximum(end - 1, 0)], -1)
+        anchor = np.where(anchor >= bounds[:-1], anchor, -1)
         drop = np.arange(sid.size) < anchor[sid]
         if drop.any():
             keep = ~drop
@@ -580,67 +730,102 @@ class LivePipeline:
         reading time). A meter's value is recent if no older than ``3 * max_gap``; ``pue`` is
         None unless every facility and IT meter is recent. A counter step that is a reset or
         implies more than the meter's ``max_power_kw`` gives no rate until the next reading.
+
+        Vectorised over the series; sums are taken in series order, then meter order, as a
+        loop would (``np.bincount`` adds its weights in order).
         """
-        specs = self._specs
         ref = self._now
         if ref is None and self._u_ts:  # never told the time: trust the newest reading
-            ref = max(self._u_ts)
+            with self._lock:
+                ref = max(self._u_ts, default=None)
         if ref is not None:
             self._check(ref)
         if now is None:
-            now = self._now if self._now is not None else max((t for t, _ in self._last), default=-math.inf)
-        by_meter: dict[str, list[int]] = {}
-        for i, s in enumerate(specs):
-            if self._join[i] < math.inf and self._leave[i] == math.inf:  # in the model now
-                by_meter.setdefault(s.meter, []).append(i)
-        power: dict[str, float] = {}
-        stale: set[Role] = set()
-        for idx in by_meter.values():
-            role = specs[idx[0]].role
-            if role is Role.WATER:
-                continue  # a flow (L/h), not a power
-            kw = self._meter_kw(idx, now)
-            if kw is None:
-                stale.add(role)
-                continue
-            power[role.value] = power.get(role.value, 0.0) + kw
+            now = self._now if self._now is not None else float(self._last_t.max(initial=-math.inf))
+        ia = self._instant_arrays()
+        lt, lv = self._last_t[ia.sids], self._last_v[ia.sids]
+        recent = now - lt <= 3 * ia.max_gap
+        # power series: the latest value
+        kw_p = lv * ia.factor
+        # counter series: the last delta over its time
+        pt, pv = self._prev_t[ia.sids], self._prev_v[ia.sids]
+        d = lv - pv
+        roll = ia.roll
+        with np.errstate(invalid="ignore"):
+            w = roll - pv + lv
+            wrap = (d < 0) & (w >= 0) & (w < roll / 2)
+            d = np.where(d < 0, np.where(wrap, w, np.nan), d)
+            dt = lt - pt
+            ok_c = recent & (dt <= 3 * ia.max_gap) & (lt > pt) & ~np.isnan(d)
+            kw_c = np.where(ok_c, d * ia.factor * 3600.0 / np.where(ok_c, dt, 1.0), 0.0)
+            ok_c &= ~(kw_c > ia.max_kw)
+        used = ia.power | ~ia.meter_has_power[ia.meter]  # a meter with power points uses those only
+        ok = np.where(ia.power, recent, ok_c)
+        kw = np.where(ia.power, kw_p, kw_c)
+        n_m = ia.meter_role.size
+        bad = np.bincount(ia.meter[used & ~ok], minlength=n_m) > 0
+        total = np.bincount(ia.meter[used], weights=kw[used], minlength=n_m)
+        good_m = ~bad & ia.meter_counted
+        n_roles = len(_ROLES)
+        by_role = np.bincount(ia.meter_role[good_m], weights=total[good_m], minlength=n_roles)
+        has_role = np.bincount(ia.meter_role[good_m], minlength=n_roles) > 0
+        stale = set(np.flatnonzero(np.bincount(ia.meter_role[bad & ia.meter_counted], minlength=n_roles)).tolist())
+        power = {_ROLES[r].value: float(by_role[r]) for r in np.flatnonzero(has_role).tolist()}
         pue = None
-        if Role.FACILITY_INPUT not in stale and Role.IT not in stale:
+        if _ROLE_IDX[Role.FACILITY_INPUT] not in stale and _ROLE_IDX[Role.IT] not in stale:
             fac = power.get(Role.FACILITY_INPUT.value)
             it = power.get(Role.IT.value)
             if fac is not None and it is not None and it > 0:
                 pue = fac / it
         return InstantPower(ts=float(now), power_by_role=dict(sorted(power.items())), pue=pue)
 
-    def _meter_kw(self, idx: list[int], now: float) -> float | None:
+    def _instant_arrays(self) -> _InstantArrays:
+        """Per-series arrays of the series in the model now, cached until the model changes."""
+        if self._spec_cache is not None:
+            return self._spec_cache
         specs = self._specs
-        powers = [i for i in idx if specs[i].kind == "power"]
-        if powers:
-            total = 0.0
-            for i in powers:
-                t, v = self._last[i]
-                if not now - t <= 3 * specs[i].max_gap:
-                    return None
-                total += v * specs[i].factor
-            return total
-        total = 0.0
-        for i in idx:
-            s = specs[i]
-            (t0, v0), (t1, v1) = self._prev[i], self._last[i]
-            if not (now - t1 <= 3 * s.max_gap and t1 - t0 <= 3 * s.max_gap and t1 > t0):
-                return None
-            d = v1 - v0
-            if d < 0:
-                if s.rollover is not None and 0 <= s.rollover - v0 + v1 < s.rollover / 2:
-                    d = s.rollover - v0 + v1
-                else:
-                    return None  # reset: no rate until the next reading
-            kw = d * s.factor * 3600.0 / (t1 - t0)
-            if kw > s.max_power_kw:
-                return None  # a glitch (or a replacement): no rate until the next reading
-            total += kw
-        return total
+        sids = [i for i in range(len(specs)) if self._join[i] < math.inf and self._leave[i] == math.inf]
+        meters: dict[str, int] = {}
+        for i in sids:
+            meters.setdefault(specs[i].meter, len(meters))
+        meter = np.array([meters[specs[i].meter] for i in sids], np.int64)
+        power = np.array([specs[i].kind == "power" for i in sids], bool)
+        first_role: dict[int, Role] = {}
+        for i in sids:
+            first_role.setdefault(meters[specs[i].meter], specs[i].role)
+        meter_role = np.array([_ROLE_IDX[first_role[m]] for m in range(len(meters))], np.int64)
+        ia = _InstantArrays(
+            sids=np.array(sids, np.int64),
+            meter=meter,
+            power=power,
+            factor=np.array([specs[i].factor for i in sids], np.float64),
+            roll=np.array([math.nan if specs[i].rollover is None else specs[i].rollover for i in sids], np.float64),
+            max_gap=np.array([specs[i].max_gap for i in sids], np.float64),
+            max_kw=np.array([specs[i].max_power_kw for i in sids], np.float64),
+            meter_has_power=np.bincount(meter[power], minlength=len(meters)) > 0,
+            meter_role=meter_role,
+            meter_counted=np.array([first_role[m] is not Role.WATER for m in range(len(meters))], bool),
+        )
+        self._spec_cache = ia
+        return ia
 
+
+@dataclass(frozen=True)
+class _InstantArrays:
+    sids: np.ndarray  # series in the model now, ascending
+    meter: np.ndarray  # meter index of each (meters in order of their first series)
+    power: np.ndarray  # bool: a power series
+    factor: np.ndarray
+    roll: np.ndarray  # NaN: no rollover
+    max_gap: np.ndarray
+    max_kw: np.ndarray
+    meter_has_power: np.ndarray  # per meter: has a power series (then its counters are not used)
+    meter_role: np.ndarray  # per meter: index into _ROLES of its first series' role
+    meter_counted: np.ndarray  # per meter: not a water meter (a flow, not a power)
+
+
+_ROLES: tuple[Role, ...] = tuple(Role)
+_ROLE_IDX = {r: i for i, r in enumerate(_ROLES)}
 
 _DETAIL = {
     EventKind.GLITCH: "implausible reading dropped, energy bridged by its neighbours",
