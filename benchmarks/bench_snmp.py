@@ -381,7 +381,7 @@ def _collectd_config(ports: list[int]) -> str:
 def poll_collectd(tmp: Path, ports: list[int], warmup: float, seconds: float) -> dict[str, Any]:
     with start_collectd(tmp, "snmp", _collectd_config(ports), interval=INTERVAL) as peer:
         t0, t1, used = _measure(peer.cpu_seconds, warmup, seconds)
-        time.sleep(1.5)  # let the last reads of the window reach the CSV files
+        time.sleep(2.5)  # let the last reads of the window arrive (collectd buffers network packets)
         peer.check_alive()
         values = peer.values(t0, t1)
     return {"values": values, "cpu": used, "seconds": t1 - t0, "failed": None}
