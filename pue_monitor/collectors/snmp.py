@@ -113,6 +113,7 @@ from gufo.snmp import (
     Sha256Key,
     Sha384Key,
     Sha512Key,
+    SnmpAuthError,
     SnmpError,
     SnmpVersion,
     User,
@@ -701,7 +702,7 @@ class SnmpReader:
             raise AssertionError("unreachable") from None  # _timed_out always raises
         except (SnmpError, OSError, ValueError) as exc:
             self._fast = None
-            if isinstance(exc, SnmpError) and type(exc).__name__ != "SnmpAuthError":
+            if isinstance(exc, SnmpError) and not isinstance(exc, SnmpAuthError):
                 self._slow.update(oids)  # gufo-snmp cannot encode or decode these: pysnmp reads them
                 log.info(
                     "device %s (%s): %d OIDs are read through pysnmp from now on (gufo-snmp: %s)",
