@@ -1,10 +1,11 @@
 """SNMP: pue-monitor's collector against Prometheus snmp_exporter and collectd, side by side.
 
-    python -m benchmarks.bench_snmp [--seconds 20] [--agents 100 20] [--throughput-seconds 5]
+    python -m benchmarks.bench_snmp [--seconds 20] [--agents 100 20] [--v3-agents 100] [--throughput-seconds 5]
 
 **Peers** (one run, one phase after the other on the same agents): net-snmp's snmpd serves
 ``--agents`` agents (one snmpd process listening on that many loopback UDP ports), each with the
-same 10 integer OIDs. Each poller reads every agent's 10 OIDs every second (v2c GET):
+same 10 integer OIDs. Each poller reads every agent's 10 OIDs every second (GET; v2c for
+``--agents``, SNMPv3 authPriv SHA/AES-128 for ``--v3-agents``):
 
 - pue-monitor: a child process runs the real :class:`~pue_monitor.collectors.runner.Runner`
   with one :class:`~pue_monitor.collectors.snmp.SnmpReader` per agent (1 s schedule); the
@@ -17,8 +18,8 @@ same 10 integer OIDs. Each poller reads every agent's 10 OIDs every second (v2c 
 - collectd 5.12's snmp plugin (C, net-snmp): one ``<Data>`` per OID, one ``<Host>`` per
   agent, ``Interval 1``, csv writer; values counted in the CSV files by time stamp.
 
-Each poller first runs ``--warmup`` seconds (start-up, SNMPv3-free v2c, pue-monitor's first
-pysnmp poll per agent), then CPU-seconds (user + system, all threads, psutil) of that poller's
+Each poller first runs ``--warmup`` seconds (start-up, pue-monitor's first
+pysnmp poll per agent, v3 discovery), then CPU-seconds (user + system, all threads, psutil) of that poller's
 process only are taken over ``--seconds``, with the values it delivered stamped in that window.
 
 **Throughput** (``--throughput-seconds``, 0 to skip): one collector process polling snmpd back
@@ -187,6 +188,8 @@ TEN_OIDS = [f"1.3.6.1.4.1.99999.42.{k}.0" for k in range(1, 11)]
 TEN_PROFILE = "id: bench-ten\nprotocol: snmp\nmanufacturer: bench\nmodel: ten integers\nsource: bench\n"
 TEN_PROFILE += "scalars:\n" + "".join(f"  v{k}: {{oid: {oid}, unit: W}}\n" for k, oid in enumerate(TEN_OIDS))
 COMMUNITY = "bench"
+#: the SNMPv3 authPriv user of the v3 rows (SHA / AES-128, as most PDUs and UPS cards ship)
+V3_USER, V3_AUTH, V3_PRIV = "benchv3", "bench-v3-auth-key", "bench-v3-priv-key"
 INTERVAL = 1.0
 TIMEOUT = 0.9  # seconds, every poller (pue-monitor wants it shorter than the interval)
 
@@ -203,6 +206,8 @@ def start_agents(tmp: Path, n: int) -> tuple[subprocess.Popen[bytes], list[int]]
     lines = [
         "agentaddress " + ",".join(f"udp:127.0.0.1:{p}" for p in ports),
         f"rocommunity {COMMUNITY} 127.0.0.1",
+        f'createUser {V3_USER} SHA "{V3_AUTH}" AES "{V3_PRIV}"',
+        f"rouser {V3_USER} priv",
         *(f"override {oid} integer {1000 + k}" for k, oid in enumerate(TEN_OIDS)),
     ]
     (tmp / "snmpd.conf").write_text("\n".join(lines) + "\n")
@@ -220,11 +225,16 @@ def start_agents(tmp: Path, n: int) -> tuple[subprocess.Popen[bytes], list[int]]
     return proc, ports
 
 
-def _site_data(ports: list[int]) -> dict[str, Any]:
+def _site_data(ports: list[int], v3: bool) -> dict[str, Any]:
     def dev(i: str, **kw: Any) -> dict[str, Any]:
         return {"id": i, "protocol": "snmp", "host": "127.0.0.1", "profile": "bench-ten", "community": COMMUNITY, **kw}
 
-    devices = [dev(f"agent-{p}", port=p, interval=INTERVAL, timeout=TIMEOUT, retries=0) for p in ports]
+    sec: dict[str, Any] = {}
+    if v3:
+        os.environ["PUE_BENCH_V3_AUTH"], os.environ["PUE_BENCH_V3_PRIV"] = V3_AUTH, V3_PRIV  # the child inherits them
+        keys = {"auth_key": {"env": "PUE_BENCH_V3_AUTH"}, "priv_key": {"env": "PUE_BENCH_V3_PRIV"}}
+        sec = {"version": "3", "v3": {"user": V3_USER, **keys}}
+    devices = [dev(f"agent-{p}", port=p, interval=INTERVAL, timeout=TIMEOUT, retries=0, **sec) for p in ports]
     # filler meters for the energy-model check (never polled)
     devices += [
         dev("fac", port=ports[0], meter={"role": "facility_input", "power": "v0"}),
@@ -271,11 +281,11 @@ def _measure(cpu: Any, warmup: float, seconds: float) -> tuple[float, float, flo
     return t0, time.time(), cpu() - c0
 
 
-def poll_pue(tmp: Path, ports: list[int], warmup: float, seconds: float, *, fast: bool) -> dict[str, Any]:
+def poll_pue(tmp: Path, ports: list[int], warmup: float, seconds: float, v3: bool, *, fast: bool) -> dict[str, Any]:
     (tmp / "profiles").mkdir(parents=True, exist_ok=True)
     (tmp / "profiles" / "bench-ten.yaml").write_text(TEN_PROFILE)
     site_path = tmp / "site.json"
-    site_path.write_text(json.dumps(_site_data(ports)))
+    site_path.write_text(json.dumps(_site_data(ports, v3)))
     cmd = [sys.executable, "-m", "benchmarks.bench_snmp", "--child", str(site_path)]
     proc = subprocess.Popen(
         [*cmd, *([] if fast else ["--no-fast"])], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
@@ -299,11 +309,18 @@ def poll_pue(tmp: Path, ports: list[int], warmup: float, seconds: float, *, fast
     return {"values": got["values"], "cpu": used, "seconds": t1 - t0, "failed": got["failed_polls"]}
 
 
-def _exporter_module() -> str:
+def _exporter_module(v3: bool) -> str:
+    auth = f"  version: 2\n  auth:\n    community: {COMMUNITY}\n"
+    if v3:
+        auth = (
+            f"  version: 3\n  auth:\n    username: {V3_USER}\n    security_level: authPriv\n"
+            f"    password: {V3_AUTH}\n    auth_protocol: SHA\n    priv_protocol: AES\n"
+            f"    priv_password: {V3_PRIV}\n"
+        )
     return (
-        "bench:\n  version: 2\n  auth:\n    community: "
-        + COMMUNITY
-        + "\n  retries: 0\n  timeout: 2s\n  get:\n"
+        "bench:\n"
+        + auth
+        + f"  retries: 0\n  timeout: {TIMEOUT:g}s\n  get:\n"
         + "".join(f"  - {oid}\n" for oid in TEN_OIDS)
         + "  metrics:\n"
         + "".join(f"  - name: v{k}\n    oid: {oid[:-2]}\n    type: gauge\n" for k, oid in enumerate(TEN_OIDS))
@@ -341,8 +358,8 @@ async def _scrape_loop(port: int, ports: list[int], until: float, window: list[f
     return values, failed
 
 
-def poll_exporter(tmp: Path, ports: list[int], warmup: float, seconds: float) -> dict[str, Any]:
-    peer, port = start_snmp_exporter(tmp, _exporter_module())
+def poll_exporter(tmp: Path, ports: list[int], warmup: float, seconds: float, v3: bool) -> dict[str, Any]:
+    peer, port = start_snmp_exporter(tmp, _exporter_module(v3))
     with peer:
         result: dict[str, Any] = {}
 
@@ -364,22 +381,28 @@ def poll_exporter(tmp: Path, ports: list[int], warmup: float, seconds: float) ->
     return {**result, "values": values, "failed": failed}
 
 
-def _collectd_config(ports: list[int]) -> str:
+def _collectd_config(ports: list[int], v3: bool) -> str:
     data = "".join(
         f'  <Data "v{k}">\n    Type "gauge"\n    Table false\n    TypeInstance "v{k}"\n    Values "{oid}"\n  </Data>\n'
         for k, oid in enumerate(TEN_OIDS)
     )
+    security = f'    Version 2\n    Community "{COMMUNITY}"\n'
+    if v3:
+        security = (
+            f'    Version 3\n    SecurityLevel "authPriv"\n    Username "{V3_USER}"\n    AuthProtocol "SHA"\n'
+            f'    AuthPassphrase "{V3_AUTH}"\n    PrivacyProtocol "AES"\n    PrivacyPassphrase "{V3_PRIV}"\n'
+        )
     collect = " ".join(f'"v{k}"' for k in range(len(TEN_OIDS)))
     hosts = "".join(
-        f'  <Host "agent-{p}">\n    Address "udp:127.0.0.1:{p}"\n    Version 2\n    Community "{COMMUNITY}"\n'
+        f'  <Host "agent-{p}">\n    Address "udp:127.0.0.1:{p}"\n{security}'
         f"    Collect {collect}\n    Interval {INTERVAL:g}\n    Timeout {TIMEOUT:g}\n    Retries 0\n  </Host>\n"
         for p in ports
     )
     return f"<Plugin snmp>\n{data}{hosts}</Plugin>\n"
 
 
-def poll_collectd(tmp: Path, ports: list[int], warmup: float, seconds: float) -> dict[str, Any]:
-    with start_collectd(tmp, "snmp", _collectd_config(ports), interval=INTERVAL) as peer:
+def poll_collectd(tmp: Path, ports: list[int], warmup: float, seconds: float, v3: bool) -> dict[str, Any]:
+    with start_collectd(tmp, "snmp", _collectd_config(ports, v3), interval=INTERVAL) as peer:
         t0, t1, used = _measure(peer.cpu_seconds, warmup, seconds)
         time.sleep(2.5)  # let the last reads of the window arrive (collectd buffers network packets)
         peer.check_alive()
@@ -388,23 +411,23 @@ def poll_collectd(tmp: Path, ports: list[int], warmup: float, seconds: float) ->
 
 
 PEERS = {
-    "pue-monitor (gufo-snmp fast path)": lambda tmp, ports, w, s: poll_pue(tmp, ports, w, s, fast=True),
-    "pue-monitor, pysnmp only (tuned)": lambda tmp, ports, w, s: poll_pue(tmp, ports, w, s, fast=False),
+    "pue-monitor (gufo-snmp fast path)": lambda tmp, ports, w, s, v3: poll_pue(tmp, ports, w, s, v3, fast=True),
+    "pue-monitor, pysnmp only (tuned)": lambda tmp, ports, w, s, v3: poll_pue(tmp, ports, w, s, v3, fast=False),
     "Prometheus snmp_exporter 0.21 (Go)": poll_exporter,
     "collectd 5.12 snmp plugin (C, net-snmp)": poll_collectd,
 }
 
 
-def run_peers(agents: list[int], warmup: float, seconds: float) -> list[dict[str, Any]]:
+def run_peers(agents: list[int], v3_agents: list[int], warmup: float, seconds: float) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    for n in agents:
+    for n, v3 in [(n, False) for n in agents] + [(n, True) for n in v3_agents]:
         with tempfile.TemporaryDirectory(prefix="pue-bench-snmp-peers-") as tmp_s:
             tmp = Path(tmp_s)
             proc, ports = start_agents(tmp / "snmpd", n)
             try:
                 for i, (name, poll) in enumerate(PEERS.items()):
-                    got = poll(tmp / f"poller-{i}", ports, warmup, seconds)
-                    rows.append({"agents": n, "poller": name, **got})
+                    got = poll(tmp / f"poller-{i}", ports, warmup, seconds, v3)
+                    rows.append({"agents": n, "v3": v3, "poller": name, **got})
             finally:
                 proc.terminate()
                 proc.wait(timeout=10)
@@ -413,18 +436,23 @@ def run_peers(agents: list[int], warmup: float, seconds: float) -> list[dict[str
 
 def print_peers(rows: list[dict[str, Any]]) -> None:
     print(
-        "| agents x OIDs at 1 s | poller | values delivered | of expected | CPU-s | values per CPU-s "
+        "| agents x OIDs at 1 s | SNMP | poller | values delivered | of expected | CPU-s | values per CPU-s "
         "| ms CPU per GET | pue-monitor / poller |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         expected = r["agents"] * len(TEN_OIDS) * r["seconds"] / INTERVAL
         r["rate"] = r["values"] / r["cpu"] if r["cpu"] > 0 else float("inf")
-        ours = next(x for x in rows if x["agents"] == r["agents"] and x["poller"].startswith("pue-monitor (gufo"))
+        ours = next(
+            x
+            for x in rows
+            if (x["agents"], x["v3"]) == (r["agents"], r["v3"]) and x["poller"].startswith("pue-monitor (gufo")
+        )
         ours_rate = ours["values"] / ours["cpu"] if ours["cpu"] > 0 else float("inf")
         per_get = r["cpu"] / (r["values"] / len(TEN_OIDS)) * 1e3 if r["values"] else float("nan")
         print(
-            f"| {r['agents']} x {len(TEN_OIDS)} | {r['poller']} | {r['values']:,} | {r['values'] / expected:.1%} | "
+            f"| {r['agents']} x {len(TEN_OIDS)} | {'v3 authPriv' if r['v3'] else 'v2c'} | {r['poller']} "
+            f"| {r['values']:,} | {r['values'] / expected:.1%} | "
             f"{r['cpu']:.2f} | {r['rate']:,.0f} | {per_get:.3f} | {ours_rate / r['rate'] if r['rate'] else 0:.2f}x |"
         )
 
@@ -433,7 +461,10 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--seconds", type=float, default=20.0, help="measuring window per poller (default 20)")
     ap.add_argument("--warmup", type=float, default=4.0, help="seconds each poller runs before the window")
-    ap.add_argument("--agents", type=int, nargs="*", default=[100, 20], help="agent counts (default 100 20)")
+    ap.add_argument("--agents", type=int, nargs="*", default=[100, 20], help="agent counts, v2c (default 100 20)")
+    ap.add_argument(
+        "--v3-agents", type=int, nargs="*", default=[100], help="agent counts, SNMPv3 authPriv SHA/AES (default 100)"
+    )
     ap.add_argument("--throughput-seconds", type=float, default=5.0, help="back-to-back scenarios; 0 skips them")
     ap.add_argument("--child", type=Path, help=argparse.SUPPRESS)  # the pue-monitor collector process
     ap.add_argument("--no-fast", action="store_true", help=argparse.SUPPRESS)
@@ -443,8 +474,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     load = os.getloadavg()
     print(f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} ({os.cpu_count()} CPUs)\n")
-    if args.agents:
-        print_peers(run_peers(args.agents, args.warmup, args.seconds))
+    if args.agents or args.v3_agents:
+        print_peers(run_peers(args.agents, args.v3_agents, args.warmup, args.seconds))
     if args.throughput_seconds > 0:
         rows = run(args.throughput_seconds)
         print("\nBack to back (no interval), one collector process:\n")
