@@ -16,10 +16,11 @@ same 10 integer OIDs. Each poller reads every agent's 10 OIDs every second (GET;
   scrapes every agent through it once a second (aiohttp) and counts the samples that are not
   the exporter's own ``snmp_scrape_*`` series.
 - collectd 5.12's snmp plugin (C, net-snmp): one ``<Data>`` per OID, one ``<Host>`` per
-  agent, ``Interval 1``, csv writer; values counted in the CSV files by time stamp.
+  agent, ``Interval 1``, network writer to this process, which counts the values by their time
+  stamps (the csv writer, one file opened per value list, about doubles collectd's CPU).
 
-Each poller first runs ``--warmup`` seconds (start-up, pue-monitor's first
-pysnmp poll per agent, v3 discovery), then CPU-seconds (user + system, all threads, psutil) of that poller's
+Each poller first runs ``--warmup`` seconds (start-up, pue-monitor's first pysnmp poll per
+agent, v3 discovery), then CPU-seconds (user + system, all threads, psutil) of that poller's
 process only are taken over ``--seconds``, with the values it delivered stamped in that window.
 
 **Throughput** (``--throughput-seconds``, 0 to skip): one collector process polling snmpd back
@@ -460,7 +461,7 @@ def print_peers(rows: list[dict[str, Any]]) -> None:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--seconds", type=float, default=20.0, help="measuring window per poller (default 20)")
-    ap.add_argument("--warmup", type=float, default=4.0, help="seconds each poller runs before the window")
+    ap.add_argument("--warmup", type=float, default=8.0, help="seconds each poller runs before the window")
     ap.add_argument("--agents", type=int, nargs="*", default=[100, 20], help="agent counts, v2c (default 100 20)")
     ap.add_argument(
         "--v3-agents", type=int, nargs="*", default=[100], help="agent counts, SNMPv3 authPriv SHA/AES (default 100)"

@@ -1160,3 +1160,35 @@ async def test_fast_path_v3_follows_an_agent_restart(tmp_path: Path, monkeypatch
     finally:
         _stop(proc)
         await reader.close()
+
+
+async def test_pysnmp_requests_in_flight_are_limited(
+    snmpd: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """First polls started together queue for pysnmp (a v3 site of hundreds would otherwise
+    time out all together); every reader still gets its values, the waiting is not a timeout."""
+    (tmp_path / "fast.yaml").write_text(FAST_PROFILE)
+    monkeypatch.setattr(snmp, "PYSNMP_IN_FLIGHT", 2)
+    monkeypatch.setattr(snmp, "_SLOTS", snmp.weakref.WeakKeyDictionary())
+    in_flight = peak = 0
+    request_now = SnmpReader._request_now
+
+    async def counted(self: SnmpReader, *args: Any, **kw: Any) -> Any:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        try:
+            return await request_now(self, *args, **kw)
+        finally:
+            in_flight -= 1
+
+    monkeypatch.setattr(SnmpReader, "_request_now", counted)
+    site = make_site(*(snmp_dev(snmpd, id=f"pdu-{k}", profile="test-fast") for k in range(6)), profile_dir=tmp_path)
+    readers = [SnmpReader(device_of(site, f"pdu-{k}"), site, clock=FixedClock(T0)) for k in range(6)]
+    try:
+        got = await asyncio.gather(*(r.read() for r in readers))
+    finally:
+        for r in readers:
+            await r.close()
+    assert peak == 2
+    assert all({v.point for v in values} == {"power", "energy", "counter"} for values in got)

@@ -94,6 +94,7 @@ import asyncio
 import logging
 import math
 import time
+import weakref
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -265,6 +266,20 @@ class _SharedEngine:
 
 
 _ENGINES: dict[asyncio.AbstractEventLoop, _SharedEngine] = {}
+#: pysnmp requests in flight per event loop. pysnmp spends milliseconds of CPU per request (v3
+#: more, with its discovery); hundreds of first polls started in the same second would all
+#: outlast their timeout together and never get going. Waiting for a slot is not part of a
+#: request's timeout (the runner skips the slots a slow poll overran).
+PYSNMP_IN_FLIGHT = 16
+_SLOTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+
+
+def _pysnmp_slots() -> asyncio.Semaphore:
+    loop = asyncio.get_running_loop()
+    slots = _SLOTS.get(loop)
+    if slots is None:
+        slots = _SLOTS[loop] = asyncio.Semaphore(PYSNMP_IN_FLIGHT)
+    return slots
 
 
 def _acquire_engine() -> Any:
@@ -598,6 +613,10 @@ class SnmpReader:
     # --------------------------------------------------------------- requests
 
     async def _request(self, oids: Sequence[tuple[int, ...]], *, bulk: bool) -> tuple[float, list[tuple[Any, Any]]]:
+        async with _pysnmp_slots():
+            return await self._request_now(oids, bulk=bulk)
+
+    async def _request_now(self, oids: Sequence[tuple[int, ...]], *, bulk: bool) -> tuple[float, list[tuple[Any, Any]]]:
         engine, target = await self._ensure()
         varbinds = [self._varbind(o) for o in oids]
         sent = self.clock.now()
