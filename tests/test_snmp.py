@@ -147,6 +147,15 @@ SNMPD_OVERRIDES = {
 }
 
 
+#: user -> (net-snmp auth, priv) for the fast-path v3 tests (net-snmp 5.9 has no Reeder AES "C" variants)
+FAST_V3_USERS = {
+    "fast_md5_des": ("MD5", "DES"),
+    "fast_sha256_aes192": ("SHA-256", "AES-192"),
+    "fast_sha384_aes192": ("SHA-384", "AES-192"),
+    "fast_sha512_aes256": ("SHA-512", "AES-256"),
+}
+
+
 @pytest.fixture(scope="module")
 def snmpd() -> Iterator[int]:
     exe = _binary("snmpd", "snmpd")
@@ -159,6 +168,11 @@ def snmpd() -> Iterator[int]:
             "rwcommunity private 127.0.0.1",
             f'createUser alice SHA "{AUTH_KEY}" AES "{PRIV_KEY}"',
             "rouser alice priv",
+            # one user per further auth/priv pair the fast path (gufo-snmp) must agree with pysnmp on
+            *(
+                f'createUser {u} {a} "{AUTH_KEY}" {p} "{PRIV_KEY}"\nrouser {u} priv'
+                for u, (a, p) in FAST_V3_USERS.items()
+            ),
             f"override -rw {COUNTER_OID} counter 4294967000",
         ]
         lines += [f"override {oid} {t} {v}" for oid, (t, v) in SNMPD_OVERRIDES.items()]
@@ -958,3 +972,223 @@ async def test_recorded_first_generation_rpdus_read_as_checkmk_reads_them(snmpsi
         (0.0, 1.0),
         (0.0, 2.0),
     ]
+
+
+# --------------------------------------------------- fast path (gufo-snmp) against pysnmp
+
+ABSENT_OID = "1.3.6.1.4.1.99999.5.5.0"
+FAST_PROFILE = f"""id: test-fast
+protocol: snmp
+manufacturer: test
+model: scalars of every kind the fast path converts
+source: test
+scalars:
+  power: {{oid: 1.3.6.1.4.1.318.1.1.26.4.3.1.5.1, scale: 0.01, unit: kW}}
+  energy: {{oid: 1.3.6.1.4.1.318.1.1.26.4.3.1.9.1, scale: 0.1, unit: kWh, reset_time: energy_start}}
+  energy_start: {{oid: 1.3.6.1.4.1.318.1.1.26.4.3.1.10.1}}
+  counter: {{oid: {COUNTER_OID}, unit: Wh, counter_bits: 32}}
+  absent: {{oid: {ABSENT_OID}, unit: W}}
+"""
+
+
+def _seen(values: list[Any]) -> list[tuple[Any, ...]]:
+    return [(v.point, v.value, v.unit, v.quality, v.tags, v.ts) for v in values]
+
+
+async def _set_counter(port: int, value: int) -> None:
+    engine = SnmpEngine()
+    try:
+        target = await UdpTransportTarget.create(("127.0.0.1", port), timeout=1, retries=0)
+        err, status, _, _ = await set_cmd(
+            engine,
+            CommunityData("private"),
+            target,
+            ContextData(),
+            ObjectType(ObjectIdentity(COUNTER_OID), Counter32(value)),
+            lookupMib=False,
+        )
+        assert not err and not status
+    finally:
+        engine.close_dispatcher()
+
+
+async def test_fast_path_reads_what_pysnmp_read(snmpd: int, tmp_path: Path) -> None:
+    """The first poll goes through pysnmp; later GETs through gufo-snmp give the same values,
+    SNMP types, skips and reset marks, and follow the agent's changes."""
+    (tmp_path / "fast.yaml").write_text(FAST_PROFILE)
+    site = make_site(snmp_dev(snmpd, profile="test-fast"), profile_dir=tmp_path)
+    clock = FixedClock(T0)
+    reader = SnmpReader(device_of(site, "agent"), site, clock=clock)
+    try:
+        first = await reader.read()
+        assert (reader.requests, reader.fast_requests) == (1, 0)
+        types = dict(reader.snmp_types)
+        assert types["counter"] == "Counter32" and types["power"] != "Counter32"
+        assert reader.skipped == {ABSENT_OID: 1}
+        second = await reader.read()
+        assert (reader.requests, reader.fast_requests) == (2, 1)
+        assert _seen(second) == _seen(first)
+        assert {p: v for p, v in ((v.point, v.value) for v in second)} == {
+            "power": pytest.approx(4.12),
+            "energy": pytest.approx(12345.6),
+            "counter": first[2].value,
+        }
+        assert reader.snmp_types == types  # Counter32 still, though gufo-snmp returns a plain int
+        assert reader.skipped == {ABSENT_OID: 2}  # absent on both paths, skipped each poll
+        assert reader.resets == {}  # the reset date read by gufo-snmp equals pysnmp's
+        await _set_counter(snmpd, 777)
+        clock.t = T0 + 60.0
+        third = {v.point: v for v in await reader.read()}
+        assert reader.fast_requests == 2
+        assert third["counter"].value == 777.0 and third["counter"].ts == T0 + 60.0
+    finally:
+        await reader.close()
+        await _set_counter(snmpd, 4294967000)
+
+
+async def test_fast_path_is_off_while_capturing(snmpd: int, tmp_path: Path) -> None:
+    """`pue read` (a capture) shows what pysnmp decoded: type names and absent kinds."""
+    (tmp_path / "fast.yaml").write_text(FAST_PROFILE)
+    site = make_site(snmp_dev(snmpd, profile="test-fast"), profile_dir=tmp_path)
+    reader = SnmpReader(device_of(site, "agent"), site, clock=WallClock())
+    try:
+        await reader.read()
+        reader.capture = {}
+        await reader.read()
+        assert reader.fast_requests == 0
+        assert reader.capture["absent"].note == "NoSuchObject"
+        assert reader.capture["counter"].raw.startswith("Counter32 ")
+    finally:
+        await reader.close()
+
+
+@pytest.mark.parametrize("user", sorted(FAST_V3_USERS))
+async def test_fast_path_v3_auth_priv_pairs_agree_with_pysnmp(
+    snmpd: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, user: str
+) -> None:
+    auth, priv = FAST_V3_USERS[user]
+    monkeypatch.setenv("PUE_TEST_SNMP_AUTH", AUTH_KEY)
+    monkeypatch.setenv("PUE_TEST_SNMP_PRIV", PRIV_KEY)
+    (tmp_path / "fast.yaml").write_text(FAST_PROFILE)
+    v3 = {
+        "user": user,
+        "auth_protocol": auth.replace("-", ""),
+        "auth_key": {"env": "PUE_TEST_SNMP_AUTH"},
+        "priv_protocol": priv.replace("-", ""),
+        "priv_key": {"env": "PUE_TEST_SNMP_PRIV"},
+    }
+    site = make_site(snmp_dev(snmpd, profile="test-fast", version="3", v3=v3), profile_dir=tmp_path)
+    reader = SnmpReader(device_of(site, "agent"), site, clock=FixedClock(T0))
+    try:
+        first = await reader.read()
+        assert reader.fast_requests == 0
+        second = await reader.read()
+        assert reader.fast_requests == 1
+        assert _seen(second) == _seen(first) and len(first) == 3
+    finally:
+        await reader.close()
+
+
+def _own_snmpd(tmp: Path, port: int) -> subprocess.Popen[bytes]:
+    conf = tmp / "snmpd.conf"
+    conf.write_text(
+        f"agentaddress udp:127.0.0.1:{port}\nrocommunity public 127.0.0.1\n"
+        f'createUser alice SHA "{AUTH_KEY}" AES "{PRIV_KEY}"\nrouser alice priv\n'
+        + "".join(f"override {oid} {t} {v}\n" for oid, (t, v) in SNMPD_OVERRIDES.items())
+    )
+    (tmp / "persist").mkdir(exist_ok=True)
+    env = {**os.environ, "SNMP_PERSISTENT_DIR": str(tmp / "persist"), "MIBS": ""}
+    proc = subprocess.Popen(
+        [_binary("snmpd", "snmpd"), "-f", "-Lo", "-C", "-c", str(conf), "-p", str(tmp / "pid")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    _wait_ready(port, "public", proc, "snmpd")
+    return proc
+
+
+async def test_fast_path_agent_gone_times_out_and_comes_back(tmp_path: Path) -> None:
+    """A fast-path request without answer is the same DeviceTimeout; the agent back, reads go on."""
+    (tmp_path / "fast.yaml").write_text(FAST_PROFILE)
+    port = free_udp_port()
+    site = make_site(snmp_dev(port, profile="test-fast", timeout=0.5), profile_dir=tmp_path)
+    reader = SnmpReader(device_of(site, "agent"), site, clock=WallClock())
+    proc = _own_snmpd(tmp_path, port)
+    try:
+        await reader.read()
+        await reader.read()
+        assert reader.fast_requests == 1
+        _stop(proc)
+        with pytest.raises(DeviceTimeout, match=r"agent \(127\.0\.0\.1:\d+\): no answer within 0\.5 s"):
+            await reader.read()
+        proc = _own_snmpd(tmp_path, port)
+        got = {v.point: v.value for v in await reader.read()}
+        assert got["power"] == pytest.approx(4.12)
+        assert reader.fast_requests == 3  # the timed-out one and this one, on a new socket
+    finally:
+        _stop(proc)
+        await reader.close()
+
+
+async def test_fast_path_v3_follows_an_agent_restart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A restarted v3 agent (same engine id, boots + 1) is read again, and again through the fast path."""
+    (tmp_path / "fast.yaml").write_text(FAST_PROFILE)
+    port = free_udp_port()
+    monkeypatch.setenv("PUE_TEST_SNMP_AUTH", AUTH_KEY)
+    monkeypatch.setenv("PUE_TEST_SNMP_PRIV", PRIV_KEY)
+    v3 = {"user": "alice", "auth_key": {"env": "PUE_TEST_SNMP_AUTH"}, "priv_key": {"env": "PUE_TEST_SNMP_PRIV"}}
+    site = make_site(snmp_dev(port, profile="test-fast", version="3", v3=v3, timeout=0.5), profile_dir=tmp_path)
+    reader = SnmpReader(device_of(site, "agent"), site, clock=WallClock())
+    proc = _own_snmpd(tmp_path, port)
+    try:
+        await reader.read()
+        await reader.read()
+        assert reader.fast_requests == 1
+        _stop(proc)
+        proc = _own_snmpd(tmp_path, port)
+        # the agent's boots changed: gufo-snmp gets no answer it accepts (net-snmp reports
+        # notInTimeWindow), so one poll is lost as a timeout; the next poll's new session
+        # discovers the agent again (pysnmp alone, measured, still timed out 3 polls later)
+        with pytest.raises(DeviceTimeout, match=r"no answer within 0\.5 s"):
+            await reader.read()
+        got = {v.point: v.value for v in await reader.read()}
+        assert got["power"] == pytest.approx(4.12)
+        before = reader.fast_requests
+        await reader.read()
+        assert reader.fast_requests == before + 1
+    finally:
+        _stop(proc)
+        await reader.close()
+
+
+async def test_pysnmp_requests_in_flight_are_limited(
+    snmpd: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """First polls started together queue for pysnmp (a v3 site of hundreds would otherwise
+    time out all together); every reader still gets its values, the waiting is not a timeout."""
+    (tmp_path / "fast.yaml").write_text(FAST_PROFILE)
+    monkeypatch.setattr(snmp, "PYSNMP_IN_FLIGHT", 2)
+    monkeypatch.setattr(snmp, "_SLOTS", snmp.weakref.WeakKeyDictionary())
+    in_flight = peak = 0
+    request_now = SnmpReader._request_now
+
+    async def counted(self: SnmpReader, *args: Any, **kw: Any) -> Any:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        try:
+            return await request_now(self, *args, **kw)
+        finally:
+            in_flight -= 1
+
+    monkeypatch.setattr(SnmpReader, "_request_now", counted)
+    site = make_site(*(snmp_dev(snmpd, id=f"pdu-{k}", profile="test-fast") for k in range(6)), profile_dir=tmp_path)
+    readers = [SnmpReader(device_of(site, f"pdu-{k}"), site, clock=FixedClock(T0)) for k in range(6)]
+    try:
+        got = await asyncio.gather(*(r.read() for r in readers))
+    finally:
+        for r in readers:
+            await r.close()
+    assert peak == 2
+    assert all({v.point for v in values} == {"power", "energy", "counter"} for values in got)

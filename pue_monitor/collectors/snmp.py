@@ -15,6 +15,21 @@ Requests
     (``device.timeout``, whatever the clock's speed), pysnmp's own retries are 0: the runner
     retries. Every value is stamped with the clock time its request was sent.
 
+Fast path (gufo-snmp)
+    pysnmp costs about 1.5-3 ms of CPU per GET (pyasn1 BER in Python); gufo-snmp (Rust BER and
+    USM, asyncio) about 0.03 ms. The first poll of a device goes through pysnmp (profile auto,
+    v3 discovery) and records the pysnmp class of each GET OID's value. Later GET chunks whose
+    every OID pysnmp has answered go through one gufo-snmp session per reader (its own UDP
+    socket; v3 keys localised by gufo-snmp, re-synchronised after ``FAST_V3_REFRESH`` idle
+    seconds); its plain values get the recorded type (:class:`_Plain`, or the pysnmp string
+    class), so conversion, ``snmp_types``, skips and reset marks are pysnmp's. pysnmp answers
+    the request instead when the answer does not match what was recorded (absent <-> present,
+    another kind of value) or on any gufo-snmp error but a timeout, so errors keep the mapping
+    below; OIDs gufo-snmp cannot encode or decode stay on pysnmp. A timeout is the same
+    :class:`DeviceTimeout` and drops the socket (a late answer never meets the next request).
+    Walks (multi-column GETBULK), captures (``pue read``) and v3 with a context stay on pysnmp,
+    whose ObjectTypes are built once per OID.
+
 Errors (mapped here, once)
     no answer -> :class:`DeviceTimeout`; wrong v3 auth key, unknown user, decryption error,
     unsupported security level -> :class:`PermanentDeviceError` naming the user and the
@@ -78,11 +93,33 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
+import weakref
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from gufo.snmp import (
+    Aes128Key,
+    Aes192Key,
+    Aes256Key,
+    BaseAuthKey,
+    BasePrivKey,
+    DesKey,
+    KeyExpansion,
+    Md5Key,
+    Sha1Key,
+    Sha224Key,
+    Sha256Key,
+    Sha384Key,
+    Sha512Key,
+    SnmpAuthError,
+    SnmpError,
+    SnmpVersion,
+    User,
+)
+from gufo.snmp.aio.client import SnmpSession
 from pysnmp.error import PySnmpError  # type: ignore[import-untyped]
 from pysnmp.hlapi.v3arch.asyncio import (  # type: ignore[import-untyped]
     USM_AUTH_HMAC96_MD5,
@@ -162,6 +199,32 @@ _NUMERIC = (
     rfc1902.TimeTicks,
 )
 _ABSENT = (rfc1905.NoSuchObject, rfc1905.NoSuchInstance, rfc1905.EndOfMibView)
+#: the one value of each absent type (what pysnmp returns for it)
+_ABSENT_VALUE: dict[type, Any] = {
+    rfc1905.NoSuchObject: rfc1905.noSuchObject,
+    rfc1905.NoSuchInstance: rfc1905.noSuchInstance,
+    rfc1905.EndOfMibView: rfc1905.endOfMibView,
+}
+#: gufo-snmp keys for the fast path (same algorithms as _AUTH/_PRIV; AES192/256 Blumenthal, "C" Reeder)
+_FAST_AUTH: dict[str, type[BaseAuthKey]] = {
+    "SHA": Sha1Key,
+    "SHA224": Sha224Key,
+    "SHA256": Sha256Key,
+    "SHA384": Sha384Key,
+    "SHA512": Sha512Key,
+    "MD5": Md5Key,
+}
+_FAST_PRIV: dict[str, tuple[type[BasePrivKey], KeyExpansion]] = {
+    "AES": (Aes128Key, KeyExpansion.Blumenthal),
+    "AES192": (Aes192Key, KeyExpansion.Blumenthal),
+    "AES256": (Aes256Key, KeyExpansion.Blumenthal),
+    "AES192C": (Aes192Key, KeyExpansion.Cisco),
+    "AES256C": (Aes256Key, KeyExpansion.Cisco),
+    "DES": (DesKey, KeyExpansion.Blumenthal),
+}
+#: an SNMPv3 fast session re-reads the agent's boots/time after this many idle seconds (the
+#: USM time window is 150 s)
+FAST_V3_REFRESH = 100.0
 
 #: entPhySensorType -> unit (RFC 3433 EntitySensorDataType)
 ENTITY_SENSOR_UNITS = {
@@ -203,6 +266,20 @@ class _SharedEngine:
 
 
 _ENGINES: dict[asyncio.AbstractEventLoop, _SharedEngine] = {}
+#: pysnmp requests in flight per event loop. pysnmp spends milliseconds of CPU per request (v3
+#: more, with its discovery); hundreds of first polls started in the same second would all
+#: outlast their timeout together and never get going. Waiting for a slot is not part of a
+#: request's timeout (the runner skips the slots a slow poll overran).
+PYSNMP_IN_FLIGHT = 16
+_SLOTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+
+
+def _pysnmp_slots() -> asyncio.Semaphore:
+    loop = asyncio.get_running_loop()
+    slots = _SLOTS.get(loop)
+    if slots is None:
+        slots = _SLOTS[loop] = asyncio.Semaphore(PYSNMP_IN_FLIGHT)
+    return slots
 
 
 def _acquire_engine() -> Any:
@@ -353,8 +430,38 @@ def compile_plan(
 # ----------------------------------------------------------------------------- values
 
 
+class _Plain:
+    """A value from the fast path: gufo-snmp's plain Python value and the SNMP type pysnmp
+    answered for the same OID before (gufo-snmp does not say Counter32 from Integer32)."""
+
+    __slots__ = ("numeric", "type_name", "value")
+
+    def __init__(self, type_name: str, value: Any, numeric: bool) -> None:
+        self.type_name = type_name
+        self.value = value
+        self.numeric = numeric
+
+    def prettyPrint(self) -> str:  # pysnmp's name: the code that shows values calls it
+        return str(self.value)
+
+
+def _fast_value(cls: type, raw: Any) -> Any:
+    """gufo-snmp's ``raw`` as the value pysnmp gives for an OID of SNMP type ``cls``; None when
+    the two do not match (the request then goes through pysnmp)."""
+    if issubclass(cls, _NUMERIC):
+        return _Plain(cls.__name__, raw, True) if type(raw) is int else None
+    if issubclass(cls, rfc1902.OctetString):
+        # strings parse as numbers (or not) and reset dates compare exactly as pysnmp's do
+        return cls(raw) if type(raw) is bytes and cls is not rfc1902.IpAddress else None
+    if raw is None:
+        return None
+    return _Plain(cls.__name__, raw, False)  # OIDs, Null, ...: not numeric, whatever the value
+
+
 def snmp_number(value: Any) -> float | None:
     """A numeric SNMP value as float; OCTET STRINGs that parse as a number; else None."""
+    if type(value) is _Plain:
+        return float(value.value) if value.numeric else None
     if isinstance(value, _ABSENT):
         return None
     if isinstance(value, _NUMERIC):
@@ -370,7 +477,7 @@ def snmp_number(value: Any) -> float | None:
 
 
 def _type_name(value: Any) -> str:
-    return type(value).__name__
+    return value.type_name if type(value) is _Plain else type(value).__name__
 
 
 # ----------------------------------------------------------------------------- reader
@@ -415,7 +522,20 @@ class SnmpReader:
         self._priv_verified = device.v3 is None or device.v3.security_level != "authPriv"
         self._engine: Any = None
         self._target: Any = None
+        #: fast path (gufo-snmp, see the module docstring): the pysnmp class of the value each
+        #: GET OID last had through pysnmp, OIDs gufo-snmp cannot read, the session and its
+        #: credentials (read here, with the others), ObjectTypes and dotted OIDs built once
+        self._learned: dict[tuple[int, ...], type] = {}
+        self._slow: set[tuple[int, ...]] = set()
+        self._fast: SnmpSession | None = None
+        self._fast_used = 0.0
+        self._fast_able = device.v3 is None or not device.v3.context  # gufo-snmp has no v3 context
+        self._fast_user = self._fast_credentials()
+        self._varbinds: dict[tuple[int, ...], Any] = {}
+        self._keys: dict[tuple[int, ...], str] = {}
         self.requests = 0
+        #: requests that went through the fast path (gufo-snmp); included in ``requests``
+        self.fast_requests = 0
         self.skipped: Counter[str] = Counter()
         self.resets: Counter[str] = Counter()
         self.snmp_types: dict[str, str] = {}
@@ -447,6 +567,24 @@ class SnmpReader:
             privProtocol=_PRIV[v3.priv_protocol],
         )
 
+    def _fast_credentials(self) -> User | str:
+        d = self.device
+        if d.version == "2c":
+            return d.community if isinstance(d.community, str) else d.community.read(self._base_dir)
+        v3 = d.v3
+        assert v3 is not None
+        auth = _FAST_AUTH[v3.auth_protocol](v3.auth_key.read(self._base_dir).encode())
+        if v3.security_level == "authNoPriv":
+            return User(v3.user, auth_key=auth)
+        assert v3.priv_key is not None
+        priv_cls, expansion = _FAST_PRIV[v3.priv_protocol]
+        return User(
+            v3.user,
+            auth_key=auth,
+            priv_key=priv_cls(v3.priv_key.read(self._base_dir).encode()),
+            key_expansion=expansion,
+        )
+
     def _wall_timeout(self) -> float:
         return self.device.timeout  # wall seconds, whatever the clock's speed
 
@@ -470,12 +608,17 @@ class SnmpReader:
             _release_engine(self._engine)
             self._engine = None
             self._target = None
+        self._fast = None  # its socket closes with it
 
     # --------------------------------------------------------------- requests
 
     async def _request(self, oids: Sequence[tuple[int, ...]], *, bulk: bool) -> tuple[float, list[tuple[Any, Any]]]:
+        async with _pysnmp_slots():
+            return await self._request_now(oids, bulk=bulk)
+
+    async def _request_now(self, oids: Sequence[tuple[int, ...]], *, bulk: bool) -> tuple[float, list[tuple[Any, Any]]]:
         engine, target = await self._ensure()
-        varbinds = [ObjectType(ObjectIdentity(_dotted(o))) for o in oids]
+        varbinds = [self._varbind(o) for o in oids]
         sent = self.clock.now()
         self.requests += 1
         try:
@@ -511,6 +654,98 @@ class SnmpReader:
             raise PermanentDeviceError(f"{self.device_id} ({self.address}): agent answered {status} for {where}{hint}")
         self._priv_verified = True
         return sent, [(tuple(name), value) for name, value in vbs]
+
+    def _varbind(self, oid: tuple[int, ...]) -> Any:
+        """The ObjectType of ``oid``, built once (pysnmp resolves it once, not per request)."""
+        vb = self._varbinds.get(oid)
+        if vb is None:
+            if len(self._varbinds) >= 4 * MAX_ROWS:  # walks of changing tables: keep it bounded
+                self._varbinds.clear()
+            vb = self._varbinds[oid] = ObjectType(ObjectIdentity(_dotted(oid)))
+        return vb
+
+    def _key(self, oid: tuple[int, ...]) -> str:
+        key = self._keys.get(oid)
+        if key is None:
+            key = self._keys[oid] = _dotted(oid)
+        return key
+
+    def _fast_ready(self, oids: Sequence[tuple[int, ...]]) -> bool:
+        """May this GET go through gufo-snmp? Only once pysnmp has answered every one of its OIDs."""
+        if self.capture is not None or not self._fast_able:
+            return False
+        learned, slow = self._learned, self._slow
+        return all(o in learned and o not in slow for o in oids)
+
+    async def _fast_session(self) -> SnmpSession:
+        session = self._fast
+        if session is None:
+            _, target = await self._ensure()
+            host = str(target.transport_address[0])  # pysnmp resolved the name
+            timeout = self._wall_timeout() + 0.5  # our asyncio timeout is the exact one
+            user = self._fast_user
+            if isinstance(user, str):
+                session = SnmpSession(
+                    addr=host, port=self.device.port, community=user, version=SnmpVersion.v2c, timeout=timeout
+                )
+            else:
+                session = SnmpSession(addr=host, port=self.device.port, user=user, timeout=timeout)
+                async with asyncio.timeout(self._wall_timeout()):
+                    await session.refresh()  # engine id discovery, boots and time
+                self._fast_used = time.monotonic()
+            self._fast = session
+        elif not isinstance(self._fast_user, str) and time.monotonic() - self._fast_used > FAST_V3_REFRESH:
+            async with asyncio.timeout(self._wall_timeout()):
+                await session.refresh()  # outside the agent's time window otherwise
+            self._fast_used = time.monotonic()
+        return session
+
+    async def _fast_get(self, oids: Sequence[tuple[int, ...]]) -> tuple[float, list[tuple[Any, Any]]] | None:
+        """GET ``oids`` through gufo-snmp, values typed as pysnmp typed them before.
+
+        None when pysnmp must take this request: an error other than a timeout (pysnmp maps
+        it), an OID absent that was there or there that was absent (pysnmp says which absent
+        kind / which type), a value whose kind differs from before.
+        """
+        sent = self.clock.now()
+        keys = [self._key(o) for o in oids]
+        try:
+            session = await self._fast_session()
+            self.requests += 1
+            self.fast_requests += 1
+            async with asyncio.timeout(self._wall_timeout()):
+                answer = await session.get_many(keys)
+        except TimeoutError:
+            self._fast = None  # a late answer must not meet the next request: a new socket then
+            await self._timed_out()
+            raise AssertionError("unreachable") from None  # _timed_out always raises
+        except (SnmpError, OSError, ValueError) as exc:
+            self._fast = None
+            if isinstance(exc, SnmpError) and not isinstance(exc, SnmpAuthError):
+                self._slow.update(oids)  # gufo-snmp cannot encode or decode these: pysnmp reads them
+                log.info(
+                    "device %s (%s): %d OIDs are read through pysnmp from now on (gufo-snmp: %s)",
+                    self.device_id,
+                    self.address,
+                    len(oids),
+                    exc,
+                )
+            else:
+                log.debug("device %s (%s): fast path: %s; pysnmp takes the request", self.device_id, self.address, exc)
+            return None
+        self._fast_used = time.monotonic()
+        self._priv_verified = True
+        vbs: list[tuple[Any, Any]] = []
+        learned = self._learned
+        for oid, key in zip(oids, keys, strict=True):
+            cls = learned[oid]
+            raw = answer.get(key)
+            # absent: the same kind of absent as before, else pysnmp says which
+            value = _ABSENT_VALUE.get(cls) if raw is None else None if cls in _ABSENT_VALUE else _fast_value(cls, raw)
+            if value is None:
+                return None
+            vbs.append((oid, value))
+        return sent, vbs
 
     def _context(self) -> str:
         return self.device.v3.context if self.device.v3 is not None else ""
@@ -573,7 +808,13 @@ class SnmpReader:
         out: dict[tuple[int, ...], tuple[Any, float]] = {}
         for i in range(0, len(oids), GET_BATCH):
             chunk = oids[i : i + GET_BATCH]
-            sent, vbs = await self._request(chunk, bulk=False)
+            fast = await self._fast_get(chunk) if self._fast_ready(chunk) else None
+            if fast is None:
+                sent, vbs = await self._request(chunk, bulk=False)
+                for oid, value in vbs:
+                    self._learned[oid] = type(value)
+            else:
+                sent, vbs = fast
             for oid, value in vbs:
                 out[oid] = (value, sent)
         return out
