@@ -211,7 +211,7 @@ def _pue_child(args: argparse.Namespace) -> None:
         if args.profile:
             import cProfile
 
-            prof = cProfile.Profile()
+            prof = cProfile.Profile(time.process_time)  # CPU time, not wall
             prof.enable()
         v0, r0, c0, t0, s0 = (
             delivered,
