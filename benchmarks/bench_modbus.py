@@ -17,9 +17,19 @@ servers, at a 1 s interval:
 
 For each: values delivered and CPU-seconds (user + system) of the collector process over the
 same ``--seconds`` window after a warm-up, requests counted by the servers, and so values per
-CPU-second, requests per CPU-second and the ratios to collectd. collectd's CPU is shown whole
-and without its csv writer thread (``writer#0``): pue-monitor's readings go to no writer here,
-so the ratios are taken against collectd without it (the harder comparison for pue-monitor).
+CPU-second, requests per CPU-second and the ratios to collectd. The three runs are repeated
+``--rounds`` times, interleaved, so that a change in the machine's load falls on all of them.
+collectd's CPU is shown whole and without its csv writer thread (``writer#0``): pue-monitor's
+readings go to no writer here, so the ratios are taken against collectd without it (the harder
+comparison for pue-monitor).
+
+Debian packages (benchmarks only): ``collectd-core`` and ``libmodbus5`` (collectd's modbus plugin
+needs it; collectd-core does not pull it in)::
+
+    apt-get install -y --no-install-recommends collectd-core libmodbus5
+
+``--before DIR`` adds rows for the ``pue_monitor`` of another checkout (``git worktree add DIR
+COMMIT``), against the same meters in the same rounds: before/after a change in one run.
 
 ``--profile FILE`` writes a cProfile of the pue-monitor process (merged case; with
 ``--one-per-request-profile`` the one-register-per-request case) and prints its top lines.
@@ -30,6 +40,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import signal
 import subprocess
@@ -249,7 +260,14 @@ def _pue_child(args: argparse.Namespace) -> None:
     print(json.dumps(asyncio.run(main())), flush=True)
 
 
-def run_pue(meters: Meters, tmp: Path, args: argparse.Namespace, *, one_per_request: bool) -> dict[str, Any]:
+#: this checkout (the benchmark's own code, whichever pue_monitor a run measures)
+HERE = Path(__file__).resolve().parent.parent
+
+
+def run_pue(
+    meters: Meters, tmp: Path, args: argparse.Namespace, *, one_per_request: bool, code: Path | None = None
+) -> dict[str, Any]:
+    """One pue-monitor run; ``code``: a checkout whose ``pue_monitor`` is measured instead of this one."""
     ports_file = tmp / "ports-all.json"
     ports_file.write_text(json.dumps(meters.ports))
     cmd = [sys.executable, "-m", "benchmarks.bench_modbus", "pue", "--ports-file", str(ports_file)]
@@ -257,10 +275,12 @@ def run_pue(meters: Meters, tmp: Path, args: argparse.Namespace, *, one_per_requ
     cmd += ["--interval", str(args.interval)]
     if one_per_request:
         cmd.append("--one-per-request")
-    if args.profile and one_per_request == args.one_per_request_profile:
+    if args.profile and one_per_request == args.one_per_request_profile and code is None:
         cmd += ["--profile", args.profile]
     before = meters.requests()
-    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    # the working directory comes first on sys.path: its pue_monitor, this checkout's benchmarks
+    env = dict(os.environ, PYTHONPATH=str(HERE))
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=code or HERE, env=env)
     if out.returncode != 0:
         raise RuntimeError(f"pue-monitor benchmark process failed: {out.stderr.strip()[-2000:]}")
     r = json.loads(out.stdout.strip().splitlines()[-1])
@@ -291,20 +311,23 @@ def collectd_config(meters: Meters, points: int, interval: float) -> str:
 
 
 def _thread_cpu(pid: int) -> tuple[float, float]:
-    """(all threads, the csv writer threads) CPU seconds of a collectd process."""
+    """(the whole process, its csv writer threads ``writer#N``) CPU seconds of a collectd process.
+
+    The whole is the process' own count (one rounding to the clock tick, not one per thread).
+    """
     import psutil
 
-    total = writer = 0.0
-    for th in psutil.Process(pid).threads():
-        cpu = th.user_time + th.system_time
-        total += cpu
+    proc = psutil.Process(pid)
+    writer = 0.0
+    for th in proc.threads():
         try:
             name = Path(f"/proc/{pid}/task/{th.id}/comm").read_text().strip()
         except OSError:
             continue
         if name.startswith("writer"):
-            writer += cpu
-    return total, writer
+            writer += th.user_time + th.system_time
+    t = proc.cpu_times()
+    return float(t.user + t.system), writer
 
 
 def run_collectd(meters: Meters, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -334,42 +357,76 @@ def run_collectd(meters: Meters, tmp: Path, args: argparse.Namespace) -> dict[st
 # ------------------------------------------------------------------ the run
 
 
+def _rate(n: float, d: float) -> float:
+    """n / d; NaN when d is 0 (a window too short for the CPU clock's 10 ms tick)."""
+    return n / d if d > 0 else math.nan
+
+
+#: the rows of the table: (name, which run, CPU taken as)
+ROWS = (
+    ("collectd 5.12 modbus, whole process (csv writer included)", "collectd", "cpu"),
+    ("collectd 5.12 modbus, without its csv writer thread", "collectd", "cpu_reader"),
+    ("pue-monitor, one register block per request", "one", "cpu"),
+    ("pue-monitor, merged (one request per meter)", "merged", "cpu"),
+)
+
+
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
+    """``--rounds`` rounds of collectd, pue-monitor one per request, pue-monitor merged (interleaved,
+    so a change in the machine's load falls on all three); rates pooled over the rounds, and the
+    requests ratio of each round."""
+    runs: dict[str, list[dict[str, Any]]] = {"collectd": [], "one": [], "merged": [], "one0": [], "merged0": []}
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         meters = Meters(tmp, args.devices, args.points, args.server_procs)
         try:
-            cd = run_collectd(meters, tmp, args)
-            one = run_pue(meters, tmp, args, one_per_request=True)
-            merged = run_pue(meters, tmp, args, one_per_request=False)
+            for k in range(args.rounds):
+                cd = run_collectd(meters, tmp / f"round{k}", args)
+                if not cd["values"]:
+                    raise RuntimeError(f"collectd delivered no values; its log: {cd['log']}")
+                runs["collectd"].append(dict(cd, cpu_reader=cd["cpu"] - cd["cpu_writer"]))
+                runs["one"].append(run_pue(meters, tmp, args, one_per_request=True))
+                runs["merged"].append(run_pue(meters, tmp, args, one_per_request=False))
+                if args.before:
+                    before = Path(args.before).resolve()
+                    runs["one0"].append(run_pue(meters, tmp, args, one_per_request=True, code=before))
+                    runs["merged0"].append(run_pue(meters, tmp, args, one_per_request=False, code=before))
         finally:
             meters.close()
-    if not cd["values"]:
-        raise RuntimeError(f"collectd delivered no values; its log: {cd['log']}")
-    base = {"devices": args.devices, "points": args.points}
-    cd_cpu = cd["cpu"] - cd["cpu_writer"]
-    ref_v, ref_q = cd["values"] / cd_cpu, cd["requests"] / cd_cpu
-    for name, r, cpu in (
-        ("collectd 5.12 modbus, whole process (csv writer included)", cd, cd["cpu"]),
-        ("collectd 5.12 modbus, without its csv writer thread", cd, cd_cpu),
-        ("pue-monitor, one register block per request", one, one["cpu"]),
-        ("pue-monitor, merged (one request per meter)", merged, merged["cpu"]),
-    ):
-        v, q = r["values"] / cpu, r["requests"] / cpu
+
+    def total(which: str, key: str) -> float:
+        return float(sum(r[key] for r in runs[which]))
+
+    ref_cpu = total("collectd", "cpu_reader")
+    ref_v, ref_q = _rate(total("collectd", "values"), ref_cpu), _rate(total("collectd", "requests"), ref_cpu)
+    rows: list[dict[str, Any]] = []
+    rows_run = [*ROWS]
+    if args.before:
+        rows_run += [
+            (f"pue-monitor before ({args.before}), one register block per request", "one0", "cpu"),
+            (f"pue-monitor before ({args.before}), merged", "merged0", "cpu"),
+        ]
+    for name, which, cpu_key in rows_run:
+        cpu = total(which, cpu_key)
+        v, q = _rate(total(which, "values"), cpu), _rate(total(which, "requests"), cpu)
+        per_round = [
+            _rate(_rate(r["requests"], r[cpu_key]), _rate(c["requests"], c["cpu_reader"]))
+            for r, c in zip(runs[which], runs["collectd"], strict=True)
+        ]
         rows.append(
             {
                 "collector": name,
-                **base,
-                "values": r["values"],
-                "requests": r["requests"],
+                "devices": args.devices,
+                "points": args.points,
+                "values": int(total(which, "values")),
+                "requests": int(total(which, "requests")),
                 "cpu": cpu,
-                "wall": r["wall"],
                 "values_per_cpu_s": v,
                 "requests_per_cpu_s": q,
-                "values_ratio": v / ref_v,
-                "requests_ratio": q / ref_q,
-                "failed_polls": r.get("failed_polls", 0),
+                "values_ratio": _rate(v, ref_v),
+                "requests_ratio": _rate(q, ref_q),
+                "requests_ratio_rounds": per_round,
+                "failed_polls": int(sum(r.get("failed_polls", 0) for r in runs[which])),
             }
         )
     return rows
@@ -380,8 +437,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("mode", nargs="?", default="bench", choices=("bench", "serve", "pue"), help=argparse.SUPPRESS)
     ap.add_argument("--devices", type=int, default=100, help="simulated meters (default 100)")
     ap.add_argument("--points", type=int, default=10, help="float32 values per meter (default 10)")
-    ap.add_argument("--seconds", type=float, default=20.0, help="measuring window per collector (default 20)")
+    ap.add_argument("--seconds", type=float, default=20.0, help="measuring window per run (default 20)")
     ap.add_argument("--warmup", type=float, default=3.0, help="seconds before the window (default 3)")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the three runs (default 3)")
+    ap.add_argument("--before", help="also measure the pue_monitor of this checkout (e.g. an older commit)")
     ap.add_argument("--interval", type=float, default=1.0, help="poll interval, seconds (default 1)")
     ap.add_argument("--server-procs", type=int, default=2, help="processes serving the meters (default 2)")
     ap.add_argument("--profile", help="write a cProfile of the pue-monitor process here")
@@ -399,18 +458,22 @@ def main(argv: list[str] | None = None) -> None:
         return
     rows = run(args)
     print(
-        f"Modbus TCP, {args.devices} meters x {args.points} float32 at {args.interval:g} s, "
-        f"{args.seconds:g} s window each; load average {os.getloadavg()[0]:.1f} at the end"
+        f"Modbus TCP, {args.devices} meters x {args.points} float32 at {args.interval:g} s; {args.rounds} rounds of "
+        f"{args.seconds:g} s per collector; load average {os.getloadavg()[0]:.1f} at the end"
     )
-    print("| collector | values | requests | CPU s | values/CPU-s | requests/CPU-s | values ratio | requests ratio |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| collector | values | requests | CPU s | values/CPU-s | requests/CPU-s | values ratio | requests ratio "
+        "| requests ratio per round | failed polls |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|")
     for r in rows:
+        rounds = ", ".join(f"{x:.2f}" for x in r["requests_ratio_rounds"])
         print(
             f"| {r['collector']} | {r['values']:,} | {r['requests']:,} | {r['cpu']:.2f} | "
             f"{r['values_per_cpu_s']:,.0f} | {r['requests_per_cpu_s']:,.0f} | "
-            f"{r['values_ratio']:.2f} | {r['requests_ratio']:.2f} |"
+            f"{r['values_ratio']:.2f} | {r['requests_ratio']:.2f} | {rounds} | {r['failed_polls']} |"
         )
-    print("(ratios: to collectd without its csv writer thread)")
+    print("(ratios: to collectd without its csv writer thread; values, requests and CPU summed over the rounds)")
     if args.profile:
         import pstats
 
