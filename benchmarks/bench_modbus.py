@@ -5,7 +5,7 @@
 In ONE run: simulated meters (pymodbus TCP servers, one port per meter as meters with their
 own IP address, ``--points`` float32 values each in contiguous input registers) are started
 in ``--server-procs`` processes of their own; then, one after the other against the same
-servers, at a 1 s interval:
+servers, at ``--interval`` (1 s):
 
 - pue-monitor in its own process: the real collector (runner, schedule, shared connection
   per host:port, read plan, decoding, readings, time-window check) with one register block
@@ -13,15 +13,16 @@ servers, at a 1 s interval:
   per meter); its readings go to a counter, no store;
 - collectd 5.12 (``collectd-core``, libmodbus) with its modbus plugin: one ``<Host>`` per
   meter, one ``<Data>`` per value (collectd reads each ``<Data>`` with one request; it cannot
-  merge) and its csv writer (:mod:`benchmarks.peers`).
+  merge) and a writer (:mod:`benchmarks.peers`: ``network`` by default, collectd's binary
+  protocol to a UDP socket of this process, its cheapest writer; or ``csv``).
 
-For each: values delivered and CPU-seconds (user + system) of the collector process over the
-same ``--seconds`` window after a warm-up, requests counted by the servers, and so values per
-CPU-second, requests per CPU-second and the ratios to collectd. The three runs are repeated
-``--rounds`` times, interleaved, so that a change in the machine's load falls on all of them.
-collectd's CPU is shown whole and without its csv writer thread (``writer#0``): pue-monitor's
-readings go to no writer here, so the ratios are taken against collectd without it (the harder
-comparison for pue-monitor).
+For each: values delivered and CPU-seconds (user + system, all threads) of the collector
+process over the same ``--seconds`` window after a warm-up, requests counted by the servers,
+and so values per CPU-second, requests per CPU-second and the ratios to collectd's whole
+process (issue 13's measure). The three runs are repeated ``--rounds`` times, interleaved, so
+that a change in the machine's load falls on all of them. collectd's CPU is also shown without
+its writer thread (``writer#0``; pue-monitor's readings go to no writer here) and the requests
+ratio against that, the harder comparison for pue-monitor.
 
 Debian packages (benchmarks only): ``collectd-core`` and ``libmodbus5`` (collectd's modbus plugin
 needs it; collectd-core does not pull it in)::
@@ -334,14 +335,14 @@ def run_collectd(meters: Meters, tmp: Path, args: argparse.Namespace) -> dict[st
     from benchmarks.peers import start_collectd
 
     conf = collectd_config(meters, args.points, args.interval)
-    with start_collectd(tmp / "collectd", "modbus", conf, interval=args.interval) as peer:
+    with start_collectd(tmp / "collectd", "modbus", conf, interval=args.interval, writer=args.collectd_writer) as peer:
         time.sleep(args.warmup)
         peer.check_alive()
         q0, (c0, w0), t0 = meters.requests(), _thread_cpu(peer.proc.pid), time.time()
         time.sleep(args.seconds)
         q1, (c1, w1), t1 = meters.requests(), _thread_cpu(peer.proc.pid), time.time()
         peer.check_alive()
-        time.sleep(1.5)  # let the writer flush the window's last values
+        time.sleep(2.5 * args.interval)  # let the writer flush the window's last values
         values = peer.values(t0, t1)
         errors = [ln for ln in peer.log.read_text(errors="replace").splitlines() if "modbus" in ln.lower()]
     return {
@@ -364,8 +365,8 @@ def _rate(n: float, d: float) -> float:
 
 #: the rows of the table: (name, which run, CPU taken as)
 ROWS = (
-    ("collectd 5.12 modbus, whole process (csv writer included)", "collectd", "cpu"),
-    ("collectd 5.12 modbus, without its csv writer thread", "collectd", "cpu_reader"),
+    ("collectd 5.12 modbus plugin, whole process ({writer} writer)", "collectd", "cpu"),
+    ("collectd 5.12 modbus plugin, without its writer thread", "collectd", "cpu_reader"),
     ("pue-monitor, one register block per request", "one", "cpu"),
     ("pue-monitor, merged (one request per meter)", "merged", "cpu"),
 )
@@ -397,25 +398,28 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     def total(which: str, key: str) -> float:
         return float(sum(r[key] for r in runs[which]))
 
-    ref_cpu = total("collectd", "cpu_reader")
-    ref_v, ref_q = _rate(total("collectd", "values"), ref_cpu), _rate(total("collectd", "requests"), ref_cpu)
-    rows: list[dict[str, Any]] = []
+    # the reference: collectd's whole process (issue 13's measure), and without its writer thread
+    ref = {}
+    for key in ("cpu", "cpu_reader"):
+        cpu = total("collectd", key)
+        ref[key] = (_rate(total("collectd", "values"), cpu), _rate(total("collectd", "requests"), cpu))
     rows_run = [*ROWS]
     if args.before:
         rows_run += [
             (f"pue-monitor before ({args.before}), one register block per request", "one0", "cpu"),
             (f"pue-monitor before ({args.before}), merged", "merged0", "cpu"),
         ]
+    rows: list[dict[str, Any]] = []
     for name, which, cpu_key in rows_run:
         cpu = total(which, cpu_key)
         v, q = _rate(total(which, "values"), cpu), _rate(total(which, "requests"), cpu)
         per_round = [
-            _rate(_rate(r["requests"], r[cpu_key]), _rate(c["requests"], c["cpu_reader"]))
+            _rate(_rate(r["requests"], r[cpu_key]), _rate(c["requests"], c["cpu"]))
             for r, c in zip(runs[which], runs["collectd"], strict=True)
         ]
         rows.append(
             {
-                "collector": name,
+                "collector": name.format(writer=args.collectd_writer),
                 "devices": args.devices,
                 "points": args.points,
                 "values": int(total(which, "values")),
@@ -423,9 +427,10 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                 "cpu": cpu,
                 "values_per_cpu_s": v,
                 "requests_per_cpu_s": q,
-                "values_ratio": _rate(v, ref_v),
-                "requests_ratio": _rate(q, ref_q),
+                "values_ratio": _rate(v, ref["cpu"][0]),
+                "requests_ratio": _rate(q, ref["cpu"][1]),
                 "requests_ratio_rounds": per_round,
+                "requests_ratio_no_writer": _rate(q, ref["cpu_reader"][1]),
                 "failed_polls": int(sum(r.get("failed_polls", 0) for r in runs[which])),
             }
         )
@@ -440,6 +445,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seconds", type=float, default=20.0, help="measuring window per run (default 20)")
     ap.add_argument("--warmup", type=float, default=3.0, help="seconds before the window (default 3)")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the three runs (default 3)")
+    ap.add_argument(
+        "--collectd-writer", choices=("network", "csv"), default="network", help="collectd's writer (default network)"
+    )
     ap.add_argument("--before", help="also measure the pue_monitor of this checkout (e.g. an older commit)")
     ap.add_argument("--interval", type=float, default=1.0, help="poll interval, seconds (default 1)")
     ap.add_argument("--server-procs", type=int, default=2, help="processes serving the meters (default 2)")
@@ -463,17 +471,21 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(
         "| collector | values | requests | CPU s | values/CPU-s | requests/CPU-s | values ratio | requests ratio "
-        "| requests ratio per round | failed polls |"
+        "| requests ratio per round | requests ratio to collectd without writer | failed polls |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|")
     for r in rows:
         rounds = ", ".join(f"{x:.2f}" for x in r["requests_ratio_rounds"])
         print(
             f"| {r['collector']} | {r['values']:,} | {r['requests']:,} | {r['cpu']:.2f} | "
             f"{r['values_per_cpu_s']:,.0f} | {r['requests_per_cpu_s']:,.0f} | "
-            f"{r['values_ratio']:.2f} | {r['requests_ratio']:.2f} | {rounds} | {r['failed_polls']} |"
+            f"{r['values_ratio']:.2f} | {r['requests_ratio']:.2f} | {rounds} | "
+            f"{r['requests_ratio_no_writer']:.2f} | {r['failed_polls']} |"
         )
-    print("(ratios: to collectd without its csv writer thread; values, requests and CPU summed over the rounds)")
+    print(
+        "(ratios: to collectd's whole process; values, requests and CPU summed over the rounds; "
+        "failed polls: pue-monitor's)"
+    )
     if args.profile:
         import pstats
 
