@@ -5,6 +5,13 @@ gateway (an RS-485 bus) share it and are served strictly one request at a time.
 After a timeout the connection is closed, so a late answer can never be matched to a
 later request (the stale-response failure other collectors have).
 Timeouts are wall seconds, even on a fast simulated clock (see :mod:`pue_monitor.collectors.runner`).
+
+The request path is kept lean (issue 13; ``benchmarks/bench_modbus.py`` measures it beside
+collectd): each request of a device's plan is a pymodbus request PDU built once with the reader
+and reused (pymodbus frames it and gives it a new transaction id each time), the request's
+timeout is pymodbus' own timer (set per request, so the units behind one gateway keep their
+own), and each answer's registers are decoded at once by the request's
+:class:`~pue_monitor.collectors.decode.BlockDecoder`.
 """
 
 from __future__ import annotations
