@@ -52,6 +52,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+#: this checkout (the benchmark's own code, whichever pue_monitor a run measures)
+HERE = Path(__file__).resolve().parent.parent
+
 #: value of point ``i`` of meter ``d``: exact in float32, different for every point
 VALUE_BASE = 1000.0
 
@@ -129,7 +132,9 @@ class Meters:
             files.append(f)
             cmd = [sys.executable, "-m", "benchmarks.bench_modbus", "serve", "--points", str(points)]
             cmd += ["--ports-file", str(f), "--meters", ",".join(map(str, mine))]
-            self.procs.append(subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
+            env = dict(os.environ, PYTHONPATH=str(HERE))
+            pipe = subprocess.PIPE
+            self.procs.append(subprocess.Popen(cmd, stdin=pipe, stdout=pipe, text=True, cwd=HERE, env=env))
         deadline = time.monotonic() + 60
         for p, f in zip(self.procs, files, strict=True):
             while not f.exists() or not f.stat().st_size:
@@ -259,10 +264,6 @@ def _pue_child(args: argparse.Namespace) -> None:
         }
 
     print(json.dumps(asyncio.run(main())), flush=True)
-
-
-#: this checkout (the benchmark's own code, whichever pue_monitor a run measures)
-HERE = Path(__file__).resolve().parent.parent
 
 
 def run_pue(
