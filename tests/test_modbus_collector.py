@@ -401,3 +401,43 @@ async def test_abb_not_available_poll_moves_no_energy():
     )
     assert float(ie.energy[0, 0]) == pytest.approx(0.05, rel=1e-4)  # kWh, within 0.01 %
     assert ie.status[0, 0] == Status.MEASURED
+
+
+async def test_each_device_on_a_shared_connection_keeps_its_own_timeout(caplog):
+    """The request timeout is pymodbus' own, set per request: a gateway's units keep theirs.
+
+    Both units answer after 0.5 s. Unit 1 (timeout 2 s) opens the connection and gets its value;
+    unit 2 (timeout 0.2 s) times out on the same connection; unit 1 still waits out its answer.
+    pymodbus' own ERROR line for the unanswered request is left out (the runner reports it).
+    """
+    caplog.set_level(logging.ERROR, logger="pymodbus.logging")
+    vals = dict(SDM_VALUES, active_power=1234.5)
+    async with serve({1: (SDM, vals), 2: (SDM, vals)}) as (port, beh):
+        conn = ModbusConnection(host="127.0.0.1", port=port)
+        slow_ok = reader(device(port, 1, timeout=2.0, interval=5, points=["active_power"]), conn)
+        impatient = reader(device(port, 2, timeout=0.2, points=["active_power"]), conn)
+        beh[1].delay = beh[2].delay = 0.5
+        assert (await slow_ok.read())[0].value == 1234.5
+        with pytest.raises(DeviceTimeout, match=r"unit 2: no answer within 0\.2 s"):
+            await impatient.read()
+        assert (await slow_ok.read())[0].value == 1234.5
+        await conn.close()
+    assert [fc for fc, _, _ in beh[1].requests] == [4, 4] and len(beh[2].requests) == 1
+    # (the in-process test server's own "Cancel send" for the answer nobody waits for may remain)
+    assert not [r for r in caplog.records if "No response received" in r.getMessage()]
+
+
+async def test_request_objects_are_built_once():
+    """The plan's pymodbus requests are built with the reader and reused on every poll."""
+    async with serve({1: (SDM, SDM_VALUES)}) as (port, beh):
+        conn = ModbusConnection(host="127.0.0.1", port=port)
+        r = reader(device(port), conn)
+        pdus = [id(p.pdu) for p in r._prepared]
+        first = {v.point: v.value for v in await r.read()}
+        second = {v.point: v.value for v in await r.read()}
+        await conn.close()
+    assert first == second and set(first) == set(SDM.points)
+    assert all(first[k] == pytest.approx(v, rel=1e-6) for k, v in SDM_VALUES.items())
+    assert [id(p.pdu) for p in r._prepared] == pdus and len(pdus) == len(r.plan)
+    # each poll puts every request of the plan on the wire, with a new transaction id
+    assert [(a, c) for _, a, c in beh[1].requests] == 2 * [(q.address, q.count) for q in r.plan]

@@ -5,6 +5,13 @@ gateway (an RS-485 bus) share it and are served strictly one request at a time.
 After a timeout the connection is closed, so a late answer can never be matched to a
 later request (the stale-response failure other collectors have).
 Timeouts are wall seconds, even on a fast simulated clock (see :mod:`pue_monitor.collectors.runner`).
+
+The request path is kept lean (issue 13; ``benchmarks/bench_modbus.py`` measures it beside
+collectd): each request of a device's plan is a pymodbus request PDU built once with the reader
+and reused (pymodbus frames it and gives it a new transaction id each time), the request's
+timeout is pymodbus' own timer (set per request, so the units behind one gateway keep their
+own), and each answer's registers are decoded at once by the request's
+:class:`~pue_monitor.collectors.decode.BlockDecoder`.
 """
 
 from __future__ import annotations
@@ -13,13 +20,17 @@ import asyncio
 import logging
 import math
 from collections import Counter
+from dataclasses import dataclass
+from math import isfinite
 
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
+from pymodbus.pdu import ModbusPDU, ReadHoldingRegistersRequest
+from pymodbus.pdu.register_message import ReadInputRegistersRequest
 
 from pue_monitor.clock import Clock, WallClock
 from pue_monitor.collectors.base import Capture, PointValue, RawValue
-from pue_monitor.collectors.decode import decode, pf_four_quadrant, raw_bits
+from pue_monitor.collectors.decode import BlockDecoder, Order, pf_four_quadrant, raw_bits
 from pue_monitor.collectors.plan import PlannedPoint, ReadRequest, compile_plan
 from pue_monitor.config.models import ModbusDevice, ModbusProfile
 from pue_monitor.errors import (
@@ -31,6 +42,20 @@ from pue_monitor.errors import (
 from pue_monitor.readings import Quality
 
 log = logging.getLogger(__name__)
+
+
+class _UnansweredFilter(logging.Filter):
+    """Drops pymodbus' ERROR line (with its last frames) for a request left unanswered.
+
+    The collector turns it into :class:`~pue_monitor.errors.DeviceTimeout`, which the runner
+    reports once when the device goes down; pymodbus' own line would repeat it on every poll.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("No response received after")
+
+
+logging.getLogger("pymodbus.logging").addFilter(_UnansweredFilter())
 
 #: Modbus exception codes (Modbus Application Protocol v1.1b3, section 7)
 _EXCEPTION_NAMES = {
@@ -45,6 +70,13 @@ _EXCEPTION_NAMES = {
 }
 #: codes a retry may cure
 _TRANSIENT_CODES = {5, 6, 10, 11}
+_GOOD, _BAD = Quality.GOOD, Quality.BAD
+
+
+def request_pdu(function: str, address: int, count: int, unit: int) -> ModbusPDU:
+    """pymodbus' read request (FC03 holding, FC04 input) for ``count`` registers of ``unit``."""
+    kind = ReadHoldingRegistersRequest if function == "holding" else ReadInputRegistersRequest
+    return kind(address=address, count=count, dev_id=unit)
 
 
 class ModbusConnection:
@@ -61,6 +93,9 @@ class ModbusConnection:
         self.lock = asyncio.Lock()  # one request on the wire at a time (one bus)
         self._client: AsyncModbusTcpClient | None = None
         self.requests = 0  # sent on the wire, for tests and benchmarks
+        #: request PDUs by (function, address, count, unit), built once and reused: pymodbus
+        #: only sets a new transaction id on each, and the lock sends one at a time
+        self._pdus: dict[tuple[str, int, int, int], ModbusPDU] = {}
 
     @property
     def name(self) -> str:
@@ -93,54 +128,95 @@ class ModbusConnection:
         self, *, function: str, address: int, count: int, unit: int, timeout: float, pause: float = 0.0
     ) -> tuple[float, list[int]]:
         """Read ``count`` registers; returns (clock time sent, registers)."""
+        key = (function, address, count, unit)
+        pdu = self._pdus.get(key)
+        if pdu is None:
+            pdu = self._pdus[key] = request_pdu(function, address, count, unit)
+        return await self.request(pdu, timeout, pause)
+
+    async def request(self, pdu: ModbusPDU, timeout: float, pause: float = 0.0) -> tuple[float, list[int]]:
+        """Send a read request built by :func:`request_pdu` (and reused: pymodbus only gives it a new
+        transaction id); returns (clock time sent, registers). One coroutine, the hot path."""
         async with self.lock:
             try:
-                return await self._read_locked(function, address, count, unit, timeout)
+                client = self._client
+                if client is None or not client.connected:
+                    client = await self._ensure(timeout)
+                # the request's timeout is pymodbus' own (one timer per request, not two); the
+                # devices sharing a connection may each have their own
+                params = client.ctx.comm_params
+                if params.timeout_connect != timeout:
+                    params.timeout_connect = timeout
+                sent = self.clock.now()
+                self.requests += 1
+                try:
+                    rr = await client.execute(False, pdu)
+                except (ConnectionException, ModbusIOException, TimeoutError) as exc:
+                    self.reset()
+                    # pymodbus reports its own no-answer timeout as a ModbusIOException
+                    text = str(exc).lower()
+                    if isinstance(exc, TimeoutError) or "timeout" in text or "no response" in text:
+                        # wall seconds, whatever the clock's speed (see collectors.runner)
+                        raise DeviceTimeout(f"{self.name} unit {pdu.dev_id}: no answer within {timeout:g} s") from None
+                    raise DeviceUnreachable(f"{self.name} unit {pdu.dev_id}: {exc}") from None
+                except ModbusException as exc:
+                    self.reset()
+                    raise DeviceUnreachable(f"{self.name} unit {pdu.dev_id}: {exc}") from None
+                if rr.isError():
+                    code = getattr(rr, "exception_code", 0)
+                    what = _EXCEPTION_NAMES.get(code, f"exception code {code}")
+                    function = "holding" if pdu.function_code == 3 else "input"
+                    msg = f"{self.name} unit {pdu.dev_id}: {what} reading {function} {pdu.address}+{pdu.count}"
+                    if code in _TRANSIENT_CODES:
+                        raise DeviceUnreachable(msg)
+                    raise PermanentDeviceError(msg)
+                regs: list[int] = rr.registers  # a new list for every response
+                if len(regs) != pdu.count:
+                    raise DecodeError(f"{self.name} unit {pdu.dev_id}: asked {pdu.count} registers, got {len(regs)}")
+                return sent, regs
             finally:
                 if pause:
                     await self.clock.sleep(pause)
-
-    async def _read_locked(
-        self, function: str, address: int, count: int, unit: int, timeout: float
-    ) -> tuple[float, list[int]]:
-        shown = timeout  # wall seconds, whatever the clock's speed (see collectors.runner)
-        client = await self._ensure(timeout)
-        sent = self.clock.now()
-        call = client.read_holding_registers if function == "holding" else client.read_input_registers
-        self.requests += 1
-        try:
-            async with asyncio.timeout(timeout):
-                rr = await call(address, count=count, device_id=unit)
-        except TimeoutError:
-            self.reset()
-            raise DeviceTimeout(f"{self.name} unit {unit}: no answer within {shown:g} s") from None
-        except (ConnectionException, ModbusIOException) as exc:
-            self.reset()
-            # pymodbus reports its own no-answer timeout as a ModbusIOException
-            if "timeout" in str(exc).lower() or "no response" in str(exc).lower():
-                raise DeviceTimeout(f"{self.name} unit {unit}: no answer within {shown:g} s") from None
-            raise DeviceUnreachable(f"{self.name} unit {unit}: {exc}") from None
-        except ModbusException as exc:
-            self.reset()
-            raise DeviceUnreachable(f"{self.name} unit {unit}: {exc}") from None
-        if rr.isError():
-            code = getattr(rr, "exception_code", 0)
-            what = _EXCEPTION_NAMES.get(code, f"exception code {code}")
-            msg = f"{self.name} unit {unit}: {what} reading {function} {address}+{count}"
-            if code in _TRANSIENT_CODES:
-                raise DeviceUnreachable(msg)
-            raise PermanentDeviceError(msg)
-        regs = list(rr.registers)
-        if len(regs) != count:
-            raise DecodeError(f"{self.name} unit {unit}: asked {count} registers, got {len(regs)}")
-        return sent, regs
 
     async def close(self) -> None:
         self.reset()
 
 
+@dataclass(frozen=True, slots=True)
+class _Out:
+    """How one planned point becomes a value (everything looked up once, at plan time)."""
+
+    name: str
+    unit: str
+    scale: float
+    pf: bool  # Schneider four-quadrant power factor
+    #: raw bit patterns meaning "not available" (empty: none)
+    codes: frozenset[int]
+    offset: int
+    count: int
+    word_order: Order
+    byte_order: Order
+    where: str  # ``holding 3059+2``
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """One request of the plan with its block decoder and its points' outputs."""
+
+    request: ReadRequest
+    pdu: ModbusPDU  # pymodbus' request, built once
+    decode: BlockDecoder
+    outs: tuple[_Out, ...]
+    #: no point has "not available" codes: values go straight from the decoder
+    plain: bool
+
+
 class ModbusReader:
-    """Reads one device (one unit id) through a shared :class:`ModbusConnection`."""
+    """Reads one device (one unit id) through a shared :class:`ModbusConnection`.
+
+    Each request's registers are decoded at once (:class:`~pue_monitor.collectors.decode.BlockDecoder`,
+    compiled with the plan); per value only the scale, the quality and its :class:`PointValue` remain.
+    """
 
     def __init__(
         self, device: ModbusDevice, profile: ModbusProfile, points: list[str], connection: ModbusConnection
@@ -170,48 +246,69 @@ class ModbusReader:
             max_registers=cap,
             one_point_per_request=device.one_register_per_request,
         )
+        self._prepared = tuple(self._prepare(req) for req in self.plan)
+
+    def _prepare(self, req: ReadRequest) -> _Prepared:
+        outs = tuple(
+            _Out(
+                name=pp.name,
+                unit=pp.spec.unit,
+                scale=pp.spec.scale,
+                pf=pp.spec.encoding == "pf-four-quadrant",
+                codes=self.not_available.get(pp.name) or frozenset(),
+                offset=pp.offset,
+                count=pp.spec.count,
+                word_order=pp.spec.word_order,
+                byte_order=pp.spec.byte_order,
+                where=_where(req.function, pp),
+            )
+            for pp in req.points
+        )
+        fields = [(pp.offset, pp.spec.type, pp.spec.word_order, pp.spec.byte_order) for pp in req.points]
+        pdu = request_pdu(req.function, req.address, req.count, self.device.unit_id)
+        return _Prepared(req, pdu, BlockDecoder(req.count, fields), outs, not any(o.codes for o in outs))
 
     async def read(self) -> list[PointValue]:
         out: list[PointValue] = []
         d = self.device
-        for req in self.plan:
+        conn = self.connection
+        for prep in self._prepared:
             try:
-                sent, regs = await self.connection.read(
-                    function=req.function,
-                    address=req.address,
-                    count=req.count,
-                    unit=d.unit_id,
-                    timeout=d.timeout,
-                    pause=d.request_pause,
-                )
+                sent, regs = await conn.request(prep.pdu, d.timeout, d.request_pause)
             except PermanentDeviceError as exc:
                 if self.capture is None:
                     raise
-                for pp in req.points:
-                    self.capture[pp.name] = RawValue(_where(req.function, pp), "", str(exc))
+                for o in prep.outs:
+                    self.capture[o.name] = RawValue(o.where, "", str(exc))
                 continue
-            for pp in req.points:
-                out.append(self._value(pp, regs[pp.offset : pp.offset + pp.spec.count], sent))
+            raws = prep.decode(regs)
+            if prep.plain and self.capture is None:
+                for o, raw in zip(prep.outs, raws, strict=True):
+                    value = float(raw)
+                    if o.pf:
+                        value = pf_four_quadrant(value)
+                    value *= o.scale
+                    out.append(PointValue(o.name, value, o.unit, _GOOD if isfinite(value) else _BAD, sent))
+            else:
+                for o, raw in zip(prep.outs, raws, strict=True):
+                    out.append(self._value(o, regs[o.offset : o.offset + o.count], raw, sent))
         return out
 
-    def _value(self, pp: PlannedPoint, regs: list[int], sent: float) -> PointValue:
+    def _value(self, o: _Out, regs: list[int], raw: float, sent: float) -> PointValue:
         """One point: BAD (value NaN) for a "not available" code or a non-finite value."""
-        s = pp.spec
-        codes = self.not_available.get(pp.name)
-        bits = raw_bits(regs, word_order=s.word_order, byte_order=s.byte_order) if codes else None
-        na = codes is not None and bits in codes
+        na = bool(o.codes) and raw_bits(regs, word_order=o.word_order, byte_order=o.byte_order) in o.codes
         if self.capture is not None:
             words = " ".join(f"0x{r:04X}" for r in regs)
-            self.capture[pp.name] = RawValue(_where(s.function, pp), words, "not available" if na else "")
+            self.capture[o.name] = RawValue(o.where, words, "not available" if na else "")
         if na:
-            self.unavailable[pp.name] += 1
-            return PointValue(pp.name, math.nan, s.unit, Quality.BAD, sent)
-        value = decode(regs, s.type, word_order=s.word_order, byte_order=s.byte_order)
-        if s.encoding == "pf-four-quadrant":
+            self.unavailable[o.name] += 1
+            return PointValue(o.name, math.nan, o.unit, Quality.BAD, sent)
+        value = float(raw)
+        if o.pf:
             value = pf_four_quadrant(value)
-        value *= s.scale
+        value *= o.scale
         quality = Quality.GOOD if math.isfinite(value) else Quality.BAD
-        return PointValue(pp.name, value, s.unit, quality, sent)
+        return PointValue(o.name, value, o.unit, quality, sent)
 
     async def close(self) -> None:
         # the connection is shared; the runner closes connections itself
