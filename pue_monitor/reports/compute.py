@@ -22,6 +22,7 @@ counter interpolated at that instant, so:
 from __future__ import annotations
 
 import math
+import os
 import time
 import zoneinfo
 from collections.abc import Callable, Iterator, Sequence
@@ -36,7 +37,7 @@ from pue_monitor import __version__
 from pue_monitor.config.loader import LoadedSite
 from pue_monitor.config.models import KPI_ROLES, Role
 from pue_monitor.errors import UsageError, UserError
-from pue_monitor.ingest.backfill import MARGIN_ROWS, _chunk_rows
+from pue_monitor.ingest.backfill import MARGIN_ROWS
 from pue_monitor.pipeline.energy import EVENT_KINDS, IntervalEnergy, SeriesSpec, Status, interval_energy
 from pue_monitor.pipeline.events import EventKind, Reason
 from pue_monitor.pipeline.kpi import KpiBasis, ratio
@@ -248,6 +249,53 @@ def _read_group(reader: ReadingSource, mod: _Model, lo: int, hi: int, t0: float,
     return _Group(lo, hi, sid, b_ts, b_v, lens, time.perf_counter() - clock)
 
 
+#: threads running a group's days through the engine (the machine's cores, at most 4)
+ENGINE_THREADS = max(1, min(4, os.cpu_count() or 1))
+
+
+def _day_rows(g: _Group, bounds: Sequence[tuple[float, float]]) -> tuple[np.ndarray, np.ndarray]:
+    """Per series and day: the row range ``[i0, i1)`` of the series' readings in the day's
+    ``[c0, c1]`` plus MARGIN_ROWS on each side (``ingest.backfill._chunk_rows``'s rows, found
+    with two binary searches per series for all days at once instead of two per series and day)."""
+    n_s, n_d = g.lens.size, len(bounds)
+    i0 = np.zeros((n_s, n_d), np.int64)
+    i1 = np.zeros((n_s, n_d), np.int64)
+    c0 = np.asarray([b[0] for b in bounds], np.float64)
+    c1 = np.asarray([b[1] for b in bounds], np.float64)
+    hi_ = np.cumsum(g.lens)
+    lo_ = hi_ - g.lens
+    for s in np.flatnonzero(g.lens > 0).tolist():
+        a, b = int(lo_[s]), int(hi_[s])
+        seg = g.ts[a:b]
+        i0[s] = np.clip(a + np.searchsorted(seg, c0, side="left") - MARGIN_ROWS, a, b)
+        i1[s] = np.clip(a + np.searchsorted(seg, c1, side="right") + MARGIN_ROWS, a, b)
+    return i0, i1
+
+
+def _rows(i0: np.ndarray, i1: np.ndarray) -> np.ndarray:
+    """The row indices of the ranges ``[i0[s], i1[s])`` of every series, in series order."""
+    n = np.maximum(i1 - i0, 0)
+    total = int(n.sum())
+    if not total:
+        return np.zeros(0, np.int64)
+    starts = np.cumsum(n) - n
+    return np.repeat(i0 - starts, n) + np.arange(total, dtype=np.int64)
+
+
+def _inside(g: _Group, idx: np.ndarray, bound: tuple[float, float]) -> bool:
+    """Some series has readings on both sides of a minute of the day (else every cell is
+    MISSING, what the engine gives, and it is not run on an empty grid)."""
+    if not idx.size:
+        return False
+    sid = g.sid[idx]
+    ts = g.ts[idx]
+    first = np.ones(idx.size, bool)
+    first[1:] = sid[1:] != sid[:-1]
+    last = np.ones(idx.size, bool)
+    last[:-1] = first[1:]
+    return bool(((ts[first] < bound[1]) & (ts[last] > bound[0])).any())
+
+
 def _compute_month(ctx: _Ctx, y: int, m: int, step_no: int, steps: int) -> _Span:
     if (y, m) in ctx.cache:
         return ctx.cache[(y, m)]
@@ -272,7 +320,10 @@ def _compute_month(ctx: _Ctx, y: int, m: int, step_no: int, steps: int) -> _Span
     groups = [(a, min(a + GROUP, n_s)) for a in range(0, n_s, GROUP)]
     clock = time.perf_counter()
     read_s = engine_s = 0.0
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="report-read") as pool:
+    with (
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="report-read") as pool,
+        ThreadPoolExecutor(max_workers=ENGINE_THREADS, thread_name_prefix="report-engine") as engines,
+    ):
         pending = pool.submit(_read_group, ctx.reader, mod, *groups[0], t0, t1)
         for gi in range(len(groups)):
             g = pending.result()
@@ -282,23 +333,29 @@ def _compute_month(ctx: _Ctx, y: int, m: int, step_no: int, steps: int) -> _Span
             span.readings += int(g.ts.size)
             t_e = time.perf_counter()
             specs = tuple(mod.specs[g.lo : g.hi])
-            hi_ = np.cumsum(g.lens)
-            lo_ = hi_ - g.lens
-            has = g.lens > 0
-            first_t, last_t = g.ts[lo_[has]], g.ts[hi_[has] - 1]  # margins included
-            for k, (c0, c1) in enumerate(bounds):
-                # no series has readings on both sides of a minute of the day: all MISSING (what the
-                # engine gives), without running it on an empty grid
-                if not bool(((first_t < c1) & (last_t > c0)).any()):
+            i0, i1 = _day_rows(g, bounds)
+
+            def run(
+                k: int, g: _Group = g, specs: tuple[SeriesSpec, ...] = specs, i0: np.ndarray = i0, i1: np.ndarray = i1
+            ) -> IntervalEnergy | None:
+                c0 = bounds[k][0]
+                idx = _rows(i0[:, k], i1[:, k])
+                if not _inside(g, idx, bounds[k]):
+                    return None
+                return interval_energy(specs, g.sid[idx], g.ts[idx], g.value[idx], start=c0, step=STEP, n=sizes[k])
+
+            # the days of a group on ENGINE_THREADS threads (numpy releases the GIL in the engine's
+            # array work); results taken back in day order, so the sums are the serial run's
+            for k, ie in enumerate(engines.map(run, range(len(bounds)))):
+                if ie is None:
                     continue
-                idx = _chunk_rows(g.sid, g.ts, lo_, hi_, c0, c1)
-                ie = interval_energy(specs, g.sid[idx], g.ts[idx], g.value[idx], start=c0, step=STEP, n=sizes[k])
+                c0, c1 = bounds[k]
                 energy[k][g.lo : g.hi] = ie.energy
                 status[k][g.lo : g.hi] = ie.status
                 reason[k][g.lo : g.hi] = ie.reason
                 ran[k] = True
                 if ie.event_row.size:  # judged readings inside the day (margins belong to the neighbours)
-                    rows = idx[ie.event_row]
+                    rows = _rows(i0[:, k], i1[:, k])[ie.event_row]
                     inside = (g.ts[rows] >= c0) & (g.ts[rows] < c1)
                     meter = mod.spec_meter[g.lo + g.sid[rows][inside]]
                     kind = ie.event_kind[inside]

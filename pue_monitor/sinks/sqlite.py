@@ -417,13 +417,25 @@ class _Archive:
             return np.zeros(0), np.zeros(0)
         return np.concatenate(ts), np.concatenate(vs)
 
-    def good_edge(self, device: str, point: str, t: float, n: int, *, before: bool) -> tuple[np.ndarray, np.ndarray]:
+    def good_edge(
+        self,
+        device: str,
+        point: str,
+        t: float,
+        n: int,
+        *,
+        before: bool,
+        span: tuple[float, float] | bool | None = True,
+        all_days: list[ArchivedDay] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The last ``n`` archived GOOD readings with ts < ``t`` (``before``) or the first ``n``
-        with ts > ``t``, by ts: day by day away from ``t`` within the series' archived span."""
-        sp = self.span(device, point)
-        if sp is None or n <= 0:
+        with ts > ``t``, by ts: day by day away from ``t`` within the series' archived span
+        (``span``/``all_days``: the caller's look-ups of :meth:`span` and :meth:`days`)."""
+        sp = self.span(device, point) if span is True else span
+        if not isinstance(sp, tuple) or n <= 0:
             return np.zeros(0), np.zeros(0)
-        days = self.days(sp[0], min(t, sp[1])) if before else self.days(max(t, sp[0]), sp[1])
+        lo, hi = (sp[0], min(t, sp[1])) if before else (max(t, sp[0]), sp[1])
+        days = self.days(lo, hi) if all_days is None else [d for d in all_days if d.end > lo and d.start <= hi]
         days = [d for d in reversed(days) if d.start < t] if before else [d for d in days if d.end > t]
         got_t: list[np.ndarray] = []
         got_v: list[np.ndarray] = []
@@ -447,6 +459,18 @@ class _Archive:
         if not got_t:
             return np.zeros(0), np.zeros(0)
         return np.concatenate(got_t), np.concatenate(got_v)
+
+    def spans(self) -> dict[tuple[str, str], tuple[float, float]]:
+        """:meth:`span` of every archived series."""
+        if not self.has_table():
+            return {}
+        rows = self.conn.execute(
+            "SELECT device, point, min(first_day), max(last_day) FROM reading_series GROUP BY device, point"
+        ).fetchall()
+        return {
+            (r[0], r[1]): (day_bounds(date.fromisoformat(r[2]))[0], day_bounds(date.fromisoformat(r[3]))[1])
+            for r in rows
+        }
 
     def count(self) -> int:
         if not self.has_table():
@@ -817,6 +841,34 @@ class SqliteStore:
         res.days.append(key)
         res.readings += rows.height
         res.bytes += size
+
+    def add_day(self, site: str, day: date, frame: Any) -> ArchivedDay:
+        """Write a day file straight from ``frame`` (:func:`~pue_monitor.sinks.readings_archive.encode_day`
+        of readings of ``day``, UTC) and record it: a bulk import's path around the table. Refuses a
+        day that already has a file (``ValueError``): compaction merges, this does not."""
+        import polars as pl
+
+        d0, d1 = day_bounds(day)
+        key = day.isoformat()
+        with self._lock:
+            if self._conn.execute("SELECT 1 FROM reading_files WHERE site = ? AND day = ?", (site, key)).fetchone():
+                raise ValueError(f"{key} of {site} is archived already")
+        folder = self._archive().folder / quote(site, safe="")
+        path, size = write_day(folder, day, 0, frame)
+        series = frame.select(pl.col("device").cast(pl.String), pl.col("point").cast(pl.String)).unique().rows()
+        with self._lock, self._conn:
+            self._conn.execute(
+                "INSERT INTO reading_files (site, day, file, start, end, rows, bytes, written) "
+                "VALUES (?,?,?,?,?,?,?,?)",
+                (site, key, str(path.relative_to(self._archive().folder)), d0, d1, frame.height, size, time.time()),
+            )
+            self._conn.executemany(
+                "INSERT INTO reading_series (site, device, point, first_day, last_day) VALUES (?,?,?,?,?) "
+                "ON CONFLICT (device, point, site) DO UPDATE SET first_day = min(first_day, excluded.first_day), "
+                "last_day = max(last_day, excluded.last_day)",
+                [(site, dv, pt, key, key) for dv, pt in series],
+            )
+        return ArchivedDay(site, key, path, d0, d1, frame.height, size)
 
     def prune_reading_files(self, before: float) -> int:
         """Retention of the day files: delete every archived day that ENDED at or before
@@ -1204,23 +1256,32 @@ class StoreReader:
         search). The table part: :meth:`_table_windows`.
         """
         arch = self._archive()
-        days = arch.days(start - DAY, end + DAY)
+        all_days = arch.days()
+        spans = arch.spans()
+        days = [d for d in all_days if d.end > start - DAY and d.start <= end + DAY]
         loaded = arch.load(days)
         lo_t = days[0].start if days else start
         hi_t = float(np.nextafter(days[-1].end, -np.inf)) if days else end
-        for (device, point), table in zip(
-            keys, self._table_windows(keys, start=start, end=end, margin=margin), strict=True
-        ):
+        empty = self._conn.execute("SELECT 1 FROM readings LIMIT 1").fetchone() is None
+        tables = (
+            iter([(np.zeros(0), np.zeros(0))] * len(keys))
+            if empty
+            else self._table_windows(keys, start=start, end=end, margin=margin)
+        )
+        for (device, point), table in zip(keys, tables, strict=True):
             parts = [data.good(device, point) for data in loaded]
             a_ts, a_v = _merge_sorted(parts) if len(parts) != 1 else parts[0]
             need_lo = margin - int(np.searchsorted(a_ts, start, "left"))
             need_hi = margin - (a_ts.size - int(np.searchsorted(a_ts, end, "right")))
             if need_lo > 0 or need_hi > 0:
                 more = [(a_ts, a_v)]
+                sp = spans.get((device, point))
                 if need_lo > 0:
-                    more.insert(0, arch.good_edge(device, point, lo_t, need_lo, before=True))
+                    more.insert(
+                        0, arch.good_edge(device, point, lo_t, need_lo, before=True, span=sp, all_days=all_days)
+                    )
                 if need_hi > 0:
-                    more.append(arch.good_edge(device, point, hi_t, need_hi, before=False))
+                    more.append(arch.good_edge(device, point, hi_t, need_hi, before=False, span=sp, all_days=all_days))
                 a_ts, a_v = _merge_sorted(more)
             if not table[0].size:
                 ts, v = a_ts, a_v
