@@ -625,11 +625,14 @@ class SqliteStore:
                     "SELECT * FROM readings WHERE device = ? AND point = ? AND quality = 0 ORDER BY ts DESC LIMIT 1",
                     (device, point),
                 ).fetchone()
+                sp = arch.span(device, point)
+                if sp is not None and (row is None or row["ts"] < sp[1]):  # a newer one may be archived
+                    found = _archived_readings(arch, device, point, None, last=True)
+                    if found and (row is None or found[0].ts > row["ts"]):
+                        out.append(found[0])
+                        continue
                 if row is not None:
                     out.append(_reading(row))
-                    continue
-                found = _archived_readings(arch, device, point, None, last=True)
-                out.extend(found[-1:])
         return out
 
     def readings_since(self, keys: Iterable[tuple[str, str]], since: float) -> list[Reading]:
@@ -730,13 +733,18 @@ class SqliteStore:
                 return res
             d0 = day_bounds(day_of(first))[0]
             total = max(1, round((cutoff - d0) / DAY))
+            with self._lock:
+                rows_now = int(self._conn.execute("SELECT count(*) FROM readings").fetchone()[0])
+            # as many days per pass (one scan of the table: it has no index on ts) as keep a pass
+            # under COMPACT_PASS_ROWS readings, judged from the table's mean per day
+            per_pass = max(1, int(COMPACT_PASS_ROWS / max(1.0, rows_now / total)))
             db = adbc_driver_sqlite.connect(f"file:{quote(str(self.path.resolve()))}?mode=ro")
             conn = adbc_driver_manager.AdbcConnection(db)
             stmt = adbc_driver_manager.AdbcStatement(conn)
             try:
                 k = 0
                 while d0 < cutoff:
-                    d1 = d0 + DAY
+                    d1 = min(d0 + per_pass * DAY, cutoff)
                     stmt.set_sql_query(
                         "SELECT site, device, point, ts, value, unit, quality, tags FROM readings "
                         f"WHERE ts >= {d0!r} AND ts < {d1!r} AND rowid <= {int(top)}"
@@ -744,11 +752,13 @@ class SqliteStore:
                     stream, _ = stmt.execute_query()
                     df = pl.DataFrame(stream)
                     if df.height:
-                        for (site,), part in df.group_by(["site"], maintain_order=True):
-                            self._compact_day(str(site), day_of(d0), part, int(top), res)
-                    k += 1
+                        df = df.with_columns((pl.col("ts") // DAY).cast(pl.Int64).alias("_day"))
+                        parts = df.partition_by(["_day", "site"], as_dict=True, maintain_order=True)
+                        for (day_no, site), part in sorted(parts.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))):
+                            self._compact_day(str(site), day_of(float(day_no) * DAY), part, int(top), res)
+                    k += round((d1 - d0) / DAY)
                     if progress is not None:
-                        progress(day_of(d0).isoformat(), k, total)
+                        progress(day_of(d1 - 1.0).isoformat(), k, total)
                     d0 = d1
             finally:
                 stmt.close()
@@ -1193,24 +1203,25 @@ class StoreReader:
             nxt = self._conn.execute(next_point, (dev, point)).fetchone()
             key = (dev, nxt[0]) if nxt is not None else self._conn.execute(next_device, (dev,)).fetchone()
         arch = self._archive()
-        if arch.has_table():  # series whose readings are all archived: the newest from its last day file
-            seen = {(r["device"], r["point"]) for r in out}
+        if arch.has_table():  # the newest reading may be in the series' last day file
+            have = {(r["device"], r["point"]): r for r in out}
+            days = {d.day: d for d in arch.days()}
             rows = self._conn.execute(
                 "SELECT device, point, max(last_day) FROM reading_series GROUP BY device, point ORDER BY device, point"
             ).fetchall()
             for dev, point, last_day in rows:
-                if (dev, point) in seen:
+                t_row = have.get((dev, point))
+                d = days.get(last_day)
+                if d is None or (t_row is not None and t_row["ts"] >= d.end):
                     continue
-                days = [d for d in arch.days() if d.day == last_day]
-                for d in days:
-                    data = arch.cache.get(d.path, full=True)
-                    a, b = data.index.get((dev, point), (0, 0))
-                    if b > a and data.unit is not None:
-                        v = float(data.value[b - 1])
-                        out.append({"device": dev, "point": point, "ts": float(data.ts[b - 1]),
-                                    "value": None if math.isnan(v) else v, "unit": data.unit[b - 1],
-                                    "quality": int(data.quality[b - 1])})  # fmt: skip
-                        break
+                data = arch.cache.get(d.path, full=True)
+                a, b = data.index.get((dev, point), (0, 0))
+                if b > a and data.unit is not None and (t_row is None or float(data.ts[b - 1]) > t_row["ts"]):
+                    v = float(data.value[b - 1])
+                    have[(dev, point)] = {"device": dev, "point": point, "ts": float(data.ts[b - 1]),
+                                          "value": None if math.isnan(v) else v, "unit": data.unit[b - 1],
+                                          "quality": int(data.quality[b - 1])}  # fmt: skip
+            out = list(have.values())
             out.sort(key=lambda r: (r["device"], r["point"]))
         return out
 
@@ -1375,6 +1386,8 @@ def _period_ratio(rows: list[dict[str, Any]], num: str, den: str) -> float | Non
     return sum(r[num] for r in have) / d if have and d > 0 else None
 
 
+#: readings read per pass of a compaction (memory: about 100 bytes each while a pass is held)
+COMPACT_PASS_ROWS = 5_000_000
 _BULK = 64  # rows per INSERT statement of a bulk load (128 bound parameters)
 
 
