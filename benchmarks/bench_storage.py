@@ -122,7 +122,7 @@ def insert_cost(folder: Path, sizes: list[float], ticks: int = 30, per_tick: int
 
     print(f"## Insert cost of the live writes ({per_tick:,} readings a tick, one transaction each) vs table size\n")
     print(
-        "| readings in the table | µs per reading, a tick per transaction (median / slowest) | ten ticks per transaction |"
+        "| readings in the table | µs per reading, a tick a transaction (median / slowest) | ten ticks a transaction |"
     )
     print("|---:|---:|---:|")
     db = folder / "insert.sqlite"
