@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -111,6 +112,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--layout", choices=("files", "table"), default="files")
     ap.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "pue-bench-report")
     args = ap.parse_args(argv)
+    load0 = os.getloadavg()[0]
     folder = args.dir / f"{args.meters}x{args.days}-{args.layout}"
     t = time.perf_counter()
     store, site = generate(folder, args.meters, args.days, layout=args.layout)
@@ -124,7 +126,9 @@ def main(argv: list[str] | None = None) -> None:
     if proc.returncode != 0:
         sys.exit(f"pue report failed ({proc.returncode}): {proc.stderr.strip()}")
     summary = json.loads(proc.stdout)
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    peak = usage.ru_maxrss / 1024  # the largest process (the report or one of its workers)
+    cpu = usage.ru_utime + usage.ru_stime  # the report and its worker processes
     readings = summary.get("readings", 0)
     print(
         f"{args.meters:,} meters x {args.days} days of 1-minute readings ({readings:,} read), {MONTH}, {TZ}, "
@@ -135,7 +139,11 @@ def main(argv: list[str] | None = None) -> None:
     for stage, s in summary.get("seconds", {}).items():
         print(f"| {stage} | {s:.2f} |")
     print(f"| **end to end (process wall time)** | **{wall:.2f}** |")
-    print(f"\npeak memory {peak:,.0f} MiB; PUE {summary.get('pue')}; target < 10 s end to end")
+    print(f"| CPU seconds (user + system, the report and its workers) | {cpu:.2f} |")
+    print(
+        f"\npeak memory {peak:,.0f} MiB (largest process); PUE {summary.get('pue')}; target < 10 s end to end; "
+        f"load average {os.getloadavg()[0]:.1f} (before: {load0:.1f}) on {os.cpu_count()} cores"
+    )
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from pue_monitor.readings import Quality, Reading
 from pue_monitor.sinks.readings_archive import archive_dir, decode, encode_day, write_day
@@ -217,14 +218,17 @@ def test_retention_deletes_whole_day_files(tmp_path: Path) -> None:
     store.close()
 
 
-def test_the_report_from_day_files_equals_the_report_from_the_table(tmp_path: Path) -> None:
+def test_the_report_from_day_files_equals_the_report_from_the_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The hand-computed month of test_report (rollover, meter replacement, gap, glitch,
     power-only meter) and the first month of its readings (margins only after), reported from
-    the table and again after every day was compacted into day files: the same figures, bit
-    for bit."""
+    the table and again after every day was compacted into day files, and by two worker
+    processes: the same figures, bit for bit."""
     from test_report import ROLL, SITE, readings
 
     from pue_monitor.config.loader import load_site
+    from pue_monitor.reports import compute
     from pue_monitor.reports.compute import build_month
 
     db = tmp_path / "store.sqlite"
@@ -247,6 +251,16 @@ def test_the_report_from_day_files_equals_the_report_from_the_table(tmp_path: Pa
     assert len(res.days) > 390 and StoreReader(db).table_reading_count() == 0
     store.close()
     assert month() == from_table
+    # the days shared among worker processes (what a site of PROCESS_MIN_SERIES series gets)
+    monkeypatch.setattr(compute, "PROCESS_MIN_SERIES", 1)
+    monkeypatch.setattr(compute, "PROCESSES", 2)
+    stats: dict[str, object] = {}
+    reader = StoreReader(db)
+    try:
+        assert build_month(reader, site, "2026-10", trailing=False, now=0.0, stats=stats) == from_table[0]  # type: ignore[index]
+    finally:
+        reader.close()
+    assert stats["worker processes"] == 2
 
 
 def test_cli_store_compact(tmp_path: Path) -> None:
