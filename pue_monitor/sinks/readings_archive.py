@@ -173,9 +173,11 @@ def decode(path: Path, *, full: bool = False) -> DayData:
     n = df.height
     starts = np.zeros(0, np.int64)
     if n:  # a new series where device or point changes (rows are sorted by both)
-        runs = df.select(pl.struct("device", "point").rle_id()).to_series().to_numpy()
+        # equal strings have equal codes within a column: a change of either code starts a series
+        dev = df["device"].to_physical().to_numpy()
+        pnt = df["point"].to_physical().to_numpy()
         change = np.ones(n, bool)
-        change[1:] = runs[1:] != runs[:-1]
+        change[1:] = (dev[1:] != dev[:-1]) | (pnt[1:] != pnt[:-1])
         starts = np.flatnonzero(change)
     ends = np.append(starts[1:], n).astype(np.int64)
     # ts: the first of each series absolute, the rest steps: a running sum restarted per series
@@ -224,7 +226,7 @@ class DayCache:
         todo = list(paths)
         if len(todo) <= 1:
             return [self.get(p) for p in todo]
-        with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 2), thread_name_prefix="day-files") as pool:
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="day-files") as pool:
             return list(pool.map(self.get, todo))
 
     def clear(self) -> None:

@@ -9,6 +9,7 @@ restated interval (a gap bridged by a late counter reading) replaces the old row
 from __future__ import annotations
 
 import errno
+import itertools
 import logging
 import math
 import os
@@ -489,6 +490,8 @@ def _merge_sorted(
         return parts[0]
     ts = np.concatenate([p[0] for p in parts])
     v = np.concatenate([p[1] for p in parts])
+    if not by_value and all(a[0][-1] <= b[0][0] for a, b in itertools.pairwise(parts)):
+        return ts, v  # each part sorted (day files in day order): the concatenation is the stable sort
     order = np.lexsort((v, ts)) if by_value else np.argsort(ts, kind="stable")
     if not by_value and np.all(order[1:] > order[:-1]):
         return ts, v
