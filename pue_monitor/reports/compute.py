@@ -324,19 +324,22 @@ def _compute_month(ctx: _Ctx, y: int, m: int, step_no: int, steps: int) -> _Span
     path = _store_path(ctx.reader)
     n_proc = min(PROCESSES, len(days)) if path is not None and n_s >= PROCESS_MIN_SERIES else 1
     if n_proc > 1:
-        # each worker process computes a contiguous share of the days from its own reader; a day
+        # this process and n_proc - 1 workers each compute a contiguous share of the days from their
+        # own reader; a day
         # depends only on its own readings and MARGIN_ROWS on each side, which a worker's read of
         # its share of the month (with those margins) holds: the days are the serial run's
         cut = np.linspace(0, len(days), n_proc + 1).round().astype(int).tolist()
         shares = [(cut[i], cut[i + 1]) for i in range(n_proc)]
         ctx.progress(stage, 0, n_s)
         if ctx.pool is None:  # spawned (a forked child would inherit polars' and our threads' locks)
-            ctx.pool = ProcessPoolExecutor(max_workers=n_proc, mp_context=multiprocessing.get_context("spawn"))
+            ctx.pool = ProcessPoolExecutor(max_workers=n_proc - 1, mp_context=multiprocessing.get_context("spawn"))
         futures = [
             ctx.pool.submit(_days_worker, str(path), mod, ctx.kpi, ctx.tz.key, bounds[i:j], sizes[i:j])
-            for i, j in shares
+            for i, j in shares[1:]
         ]
-        parts = [f.result() for f in futures]
+        i, j = shares[0]  # the first share in this process meanwhile: one interpreter fewer to start
+        parts = [_run_days(ctx.reader, mod, ctx.kpi, ctx.tz.key, bounds[i:j], sizes[i:j], progress=None, threads=1)]
+        parts += [f.result() for f in futures]
         ctx.progress(stage, n_s, n_s)
         ctx.stats["worker processes"] = n_proc
     else:
