@@ -804,8 +804,8 @@ class SqliteStore:
                 "ts": np.concatenate([prev.ts, cols["ts"]]),
                 "value": np.concatenate([prev.value, cols["value"]]),
                 "quality": np.concatenate([prev.quality, cols["quality"]]),
-                "unit": np.concatenate([np.asarray(prev.unit, object), cols["unit"]]),
-                "tags": np.concatenate([np.asarray(prev.tags, object), cols["tags"]]),
+                "unit": np.concatenate([prev.unit.array() if prev.unit is not None else [], cols["unit"]]),
+                "tags": np.concatenate([prev.tags.array() if prev.tags is not None else [], cols["tags"]]),
             }
         frame = encode_day(**cols)
         folder = self._archive().folder / quote(site, safe="")
