@@ -22,7 +22,8 @@ BENCHMARKS: dict[str, str] = {
     "status": "Status: /status and /readyz for 500 devices; the newest reading per series from a 4 M-reading store",
     "model": "Expected-PUE model: training on a simulated year, scoring a day of minutes, drift harness",
     "watch": "The live model watcher on a real store: first training, hourly scoring, the event loop meanwhile",
-    "report": "Reports: `pue report --month` of a month of 1-minute data, 1,000 meters (44.6 M readings), end to end",
+    "report": "Reports: `pue report --month` of a month of 1-minute data, 1,000 meters (44.8 M readings), end to end",
+    "storage": "Storage plan: bytes per raw reading (table vs day files), a year of 1,000 meters at 1 s, insert cost",
 }
 
 

@@ -228,7 +228,91 @@ def cmd_spool_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_store_compact(args: argparse.Namespace) -> int:
+    """Archive the closed UTC days of raw readings into the store's day files (what `pue run`
+    does an hour after each UTC midnight; here for a store written by an older version, a
+    backfill, or a run that is stopped)."""
+    import time
+    from datetime import UTC, datetime
+
+    from pue_monitor.sinks.sqlite import SqliteStore, StoreReader
+    from pue_monitor.sinks.store import COMPACT_AFTER
+
+    if args.db:
+        db = Path(args.db)
+    else:
+        from pue_monitor.config.loader import load_site
+
+        site = load_site(args.config)  # ConfigError -> exit 2 in cli.main
+        db = site.resolve(site.config.store.path)
+    if not db.exists():
+        print(
+            f"pue store compact: {db}: no such store (has `pue run` or `pue ingest-csv` written it?)", file=sys.stderr
+        )
+        return EXIT_USAGE
+    if args.before:
+        try:
+            day = datetime.strptime(args.before, "%Y-%m-%d").replace(tzinfo=UTC)
+        except ValueError:
+            print(f"pue store compact: --before {args.before!r} is not a day: give YYYY-MM-DD (UTC)", file=sys.stderr)
+            return EXIT_USAGE
+        before = day.timestamp()
+    else:
+        before = time.time() - COMPACT_AFTER
+    store = SqliteStore(db)
+    try:
+        res = store.compact_readings(before)
+    finally:
+        store.close()
+    reader = StoreReader(db)
+    try:
+        days = reader.archived_days()
+        left = reader.table_reading_count()
+    finally:
+        reader.close()
+    file_rows, file_bytes = sum(d.rows for d in days), sum(d.bytes for d in days)
+    summary = {
+        "store": str(db),
+        "archived_days": res.days,
+        "archived_readings": res.readings,
+        "bytes_written": res.bytes,
+        "seconds": round(res.seconds, 3),
+        "table_readings": left,
+        "day_files": len(days),
+        "day_file_readings": file_rows,
+        "day_file_bytes": file_bytes,
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return EXIT_OK
+    what = f"{len(res.days)} day(s) ({res.days[0]} .. {res.days[-1]})" if res.days else "no closed day"
+    print(
+        f"store {db}: archived {res.readings:,} readings of {what} in {res.seconds:.1f} s "
+        f"({res.bytes / 1e6:.1f} MB written); table now {left:,} readings; day files: {len(days)} "
+        f"({file_rows:,} readings, {file_bytes / 1e6:.1f} MB)"
+    )
+    return EXIT_OK
+
+
 def add_parsers(sub: Subparsers) -> None:
+    st = sub.add_parser("store", help="the embedded store's raw readings: archive closed days into day files")
+    stsub = st.add_subparsers(dest="store_cmd", required=True, metavar="{compact}")
+    c = stsub.add_parser(
+        "compact",
+        help="move the readings of closed UTC days from the SQLite table into Parquet day files "
+        "(safe while `pue run` writes)",
+    )
+    where = c.add_mutually_exclusive_group(required=True)
+    where.add_argument("--config", metavar="SITE", help="the site file (its store.path)")
+    where.add_argument("--db", metavar="PATH", help="the store file")
+    c.add_argument(
+        "--before",
+        metavar="YYYY-MM-DD",
+        help="archive the UTC days before this one (default: every day that ended over an hour ago)",
+    )
+    c.add_argument("--json", action="store_true", help="print a JSON summary")
+    c.set_defaults(func=cmd_store_compact)
+
     s = sub.add_parser("show", help="print stored PUE intervals (safe while a run writes)")
     s.add_argument("--db", required=True, metavar="PATH")
     s.add_argument("--resolution", default="1m", choices=["1m", "15m", "1h", "1d"])

@@ -23,12 +23,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import multiprocessing
+import os
 import time
 import zoneinfo
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -37,7 +40,7 @@ from pue_monitor import __version__
 from pue_monitor.config.loader import LoadedSite
 from pue_monitor.config.models import KPI_ROLES, Role
 from pue_monitor.errors import UsageError, UserError
-from pue_monitor.ingest.backfill import MARGIN_ROWS, _chunk_rows
+from pue_monitor.ingest.backfill import MARGIN_ROWS
 from pue_monitor.pipeline.energy import EVENT_KINDS, IntervalEnergy, SeriesSpec, Status, interval_energy
 from pue_monitor.pipeline.events import EventKind, Reason
 from pue_monitor.pipeline.kpi import KpiBasis, ratio
@@ -217,6 +220,13 @@ class _Ctx:
     progress: Progress
     stats: dict[str, Any]
     cache: dict[tuple[int, int], _Span] = field(default_factory=dict)
+    #: the worker processes, started for the first month that uses them, kept for the others
+    pool: ProcessPoolExecutor | None = None
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
+            self.pool = None
 
 
 #: series read and run through the engine together: the next group is read (SQLite, in a second
@@ -250,6 +260,53 @@ def _read_group(reader: ReadingSource, mod: _Model, lo: int, hi: int, t0: float,
     return _Group(lo, hi, sid, b_ts, b_v, lens, time.perf_counter() - clock)
 
 
+#: threads running a group's days through the engine (the machine's cores, at most 4)
+ENGINE_THREADS = max(1, min(4, os.cpu_count() or 1))
+
+
+def _day_rows(g: _Group, bounds: Sequence[tuple[float, float]]) -> tuple[np.ndarray, np.ndarray]:
+    """Per series and day: the row range ``[i0, i1)`` of the series' readings in the day's
+    ``[c0, c1]`` plus MARGIN_ROWS on each side (``ingest.backfill._chunk_rows``'s rows, found
+    with two binary searches per series for all days at once instead of two per series and day)."""
+    n_s, n_d = g.lens.size, len(bounds)
+    i0 = np.zeros((n_s, n_d), np.int64)
+    i1 = np.zeros((n_s, n_d), np.int64)
+    c0 = np.asarray([b[0] for b in bounds], np.float64)
+    c1 = np.asarray([b[1] for b in bounds], np.float64)
+    hi_ = np.cumsum(g.lens)
+    lo_ = hi_ - g.lens
+    for s in np.flatnonzero(g.lens > 0).tolist():
+        a, b = int(lo_[s]), int(hi_[s])
+        seg = g.ts[a:b]
+        i0[s] = np.clip(a + np.searchsorted(seg, c0, side="left") - MARGIN_ROWS, a, b)
+        i1[s] = np.clip(a + np.searchsorted(seg, c1, side="right") + MARGIN_ROWS, a, b)
+    return i0, i1
+
+
+def _rows(i0: np.ndarray, i1: np.ndarray) -> np.ndarray:
+    """The row indices of the ranges ``[i0[s], i1[s])`` of every series, in series order."""
+    n = np.maximum(i1 - i0, 0)
+    total = int(n.sum())
+    if not total:
+        return np.zeros(0, np.int64)
+    starts = np.cumsum(n) - n
+    return np.repeat(i0 - starts, n) + np.arange(total, dtype=np.int64)
+
+
+def _inside(g: _Group, idx: np.ndarray, bound: tuple[float, float]) -> bool:
+    """Some series has readings on both sides of a minute of the day (else every cell is
+    MISSING, what the engine gives, and it is not run on an empty grid)."""
+    if not idx.size:
+        return False
+    sid = g.sid[idx]
+    ts = g.ts[idx]
+    first = np.ones(idx.size, bool)
+    first[1:] = sid[1:] != sid[:-1]
+    last = np.ones(idx.size, bool)
+    last[:-1] = first[1:]
+    return bool(((ts[first] < bound[1]) & (ts[last] > bound[0])).any())
+
+
 def _compute_month(ctx: _Ctx, y: int, m: int, step_no: int, steps: int) -> _Span:
     if (y, m) in ctx.cache:
         return ctx.cache[(y, m)]
@@ -265,72 +322,191 @@ def _compute_month(ctx: _Ctx, y: int, m: int, step_no: int, steps: int) -> _Span
     days = [first + timedelta(days=k) for k in range((last - first).days)]
     bounds = [(_midnight(d, ctx.tz), _midnight(d + timedelta(days=1), ctx.tz)) for d in days]
     sizes = [round((c1 - c0) / STEP) for c0, c1 in bounds]
+    clock = time.perf_counter()
+    path = _store_path(ctx.reader)
+    n_proc = min(PROCESSES, len(days)) if path is not None and n_s >= PROCESS_MIN_SERIES else 1
+    if n_proc > 1:
+        # this process and n_proc - 1 workers each compute a contiguous share of the days from their
+        # own reader; a day
+        # depends only on its own readings and MARGIN_ROWS on each side, which a worker's read of
+        # its share of the month (with those margins) holds: the days are the serial run's
+        cut = np.linspace(0, len(days), n_proc + 1).round().astype(int).tolist()
+        shares = [(cut[i], cut[i + 1]) for i in range(n_proc)]
+        ctx.progress(stage, 0, n_s)
+        if ctx.pool is None:  # spawned (a forked child would inherit polars' and our threads' locks)
+            ctx.pool = ProcessPoolExecutor(max_workers=n_proc - 1, mp_context=multiprocessing.get_context("spawn"))
+        futures = [
+            ctx.pool.submit(_days_worker, str(path), mod, ctx.kpi, ctx.tz.key, bounds[i:j], sizes[i:j])
+            for i, j in shares[1:]
+        ]
+        i, j = shares[0]  # the first share in this process meanwhile: one interpreter fewer to start
+        parts = [_run_days(ctx.reader, mod, ctx.kpi, ctx.tz.key, bounds[i:j], sizes[i:j], progress=None, threads=1)]
+        parts += [f.result() for f in futures]
+        ctx.progress(stage, n_s, n_s)
+        ctx.stats["worker processes"] = n_proc
+    else:
+        parts = [
+            _run_days(
+                ctx.reader, mod, ctx.kpi, ctx.tz.key, bounds, sizes,
+                progress=lambda done: ctx.progress(stage, done, n_s), threads=ENGINE_THREADS,
+            )
+        ]  # fmt: skip
+    for part in parts:
+        span.days += part.days
+        span.minutes += part.minutes
+        span.counts += part.counts
+        span.reasons += part.reasons
+        span.events += part.events
+        span.readings += part.readings
+        _add_time(ctx.stats, "read readings (second thread)", part.read_s)
+        _add_time(ctx.stats, "energy engine", part.engine_s)
+        _add_time(ctx.stats, "rollup and completeness", part.rollup_s)
+    _add_time(ctx.stats, "read + engine + rollup, wall", time.perf_counter() - clock)
+    ctx.stats["readings"] = ctx.stats.get("readings", 0) + span.readings
+    for d, day in zip(days, span.days, strict=True):
+        if day.start != _midnight(d, ctx.tz):  # a grid that is not the local day
+            raise AssertionError(f"day {d}: computed as {day.start}")
+    ctx.cache[(y, m)] = span
+    return span
+
+
+#: worker processes for a month of a site with at least PROCESS_MIN_SERIES series read from the
+#: embedded store (the machine's cores, at most 4): the energy engine is numpy work between
+#: Python steps, so two threads share one interpreter lock, two processes do not
+PROCESSES = max(1, min(4, os.cpu_count() or 1))
+PROCESS_MIN_SERIES = 256
+
+
+def _store_path(reader: ReadingSource) -> Path | None:
+    """The store file of an embedded-store reader (a worker process opens its own); None for
+    another source (InfluxDB: computed in this process)."""
+    from pue_monitor.sinks.sqlite import StoreReader
+
+    return reader.path if isinstance(reader, StoreReader) else None
+
+
+@dataclass
+class _Part:
+    """What a run of some days gives: each day's rollup, per-meter minute counts, events."""
+
+    days: list[PueInterval]
+    minutes: int
+    counts: np.ndarray
+    reasons: np.ndarray
+    events: np.ndarray
+    readings: int
+    read_s: float
+    engine_s: float
+    rollup_s: float
+
+
+def _days_worker(
+    path: str,
+    mod: _Model,
+    kpi: KpiBasis,
+    tz: str,
+    bounds: list[tuple[float, float]],
+    sizes: list[int],
+) -> _Part:
+    """A worker process's share of a month: its days from its own reader of the store."""
+    from pue_monitor.sinks.sqlite import StoreReader
+
+    reader = StoreReader(path)
+    try:
+        return _run_days(reader, mod, kpi, tz, bounds, sizes, progress=None, threads=1)
+    finally:
+        reader.close()
+
+
+def _run_days(
+    reader: ReadingSource,
+    mod: _Model,
+    kpi: KpiBasis,
+    tz: str,
+    bounds: list[tuple[float, float]],
+    sizes: list[int],
+    *,
+    progress: Callable[[int], None] | None,
+    threads: int,
+) -> _Part:
+    """Consecutive local days (``bounds``: their [start, end); ``sizes``: their minutes): read
+    the readings of every series over the days (with MARGIN_ROWS on each side), run every day
+    through the engine group by group, then roll each day up and count its cells."""
+    n_m, n_s = len(mod.meters), len(mod.specs)
+    out = _Part([], 0, np.zeros((n_m, 3), np.int64), np.zeros((n_m, 4), np.int64), np.zeros((n_m, 3), np.int64),
+                0, 0.0, 0.0, 0.0)  # fmt: skip
+    t0, t1 = bounds[0][0], bounds[-1][1]
     # each day's cells of every series, filled group by group: MISSING until the engine says otherwise
     energy = [np.zeros((n_s, n)) for n in sizes]
     status = [np.full((n_s, n), Status.MISSING, np.int8) for n in sizes]
     reason = [np.zeros((n_s, n), np.uint8) for n in sizes]
-    ran = [False] * len(days)
-
+    ran = [False] * len(bounds)
+    events = out.events
     groups = [(a, min(a + GROUP, n_s)) for a in range(0, n_s, GROUP)]
-    clock = time.perf_counter()
     read_s = engine_s = 0.0
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="report-read") as pool:
-        pending = pool.submit(_read_group, ctx.reader, mod, *groups[0], t0, t1)
+    with (
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="report-read") as pool,
+        ThreadPoolExecutor(max_workers=threads, thread_name_prefix="report-engine") as engines,
+    ):
+        pending = pool.submit(_read_group, reader, mod, *groups[0], t0, t1)
         for gi in range(len(groups)):
             g = pending.result()
             if gi + 1 < len(groups):
-                pending = pool.submit(_read_group, ctx.reader, mod, *groups[gi + 1], t0, t1)
+                pending = pool.submit(_read_group, reader, mod, *groups[gi + 1], t0, t1)
             read_s += g.seconds
-            span.readings += int(g.ts.size)
+            out.readings += int(g.ts.size)
             t_e = time.perf_counter()
             specs = tuple(mod.specs[g.lo : g.hi])
-            hi_ = np.cumsum(g.lens)
-            lo_ = hi_ - g.lens
-            has = g.lens > 0
-            first_t, last_t = g.ts[lo_[has]], g.ts[hi_[has] - 1]  # margins included
-            for k, (c0, c1) in enumerate(bounds):
-                # no series has readings on both sides of a minute of the day: all MISSING (what the
-                # engine gives), without running it on an empty grid
-                if not bool(((first_t < c1) & (last_t > c0)).any()):
+            i0, i1 = _day_rows(g, bounds)
+
+            def run(
+                k: int, g: _Group = g, specs: tuple[SeriesSpec, ...] = specs, i0: np.ndarray = i0, i1: np.ndarray = i1
+            ) -> IntervalEnergy | None:
+                c0 = bounds[k][0]
+                idx = _rows(i0[:, k], i1[:, k])
+                if not _inside(g, idx, bounds[k]):
+                    return None
+                return interval_energy(specs, g.sid[idx], g.ts[idx], g.value[idx], start=c0, step=STEP, n=sizes[k])
+
+            # the days of a group on ENGINE_THREADS threads (numpy releases the GIL in the engine's
+            # array work); results taken back in day order, so the sums are the serial run's
+            for k, ie in enumerate(engines.map(run, range(len(bounds)))):
+                if ie is None:
                     continue
-                idx = _chunk_rows(g.sid, g.ts, lo_, hi_, c0, c1)
-                ie = interval_energy(specs, g.sid[idx], g.ts[idx], g.value[idx], start=c0, step=STEP, n=sizes[k])
+                c0, c1 = bounds[k]
                 energy[k][g.lo : g.hi] = ie.energy
                 status[k][g.lo : g.hi] = ie.status
                 reason[k][g.lo : g.hi] = ie.reason
                 ran[k] = True
                 if ie.event_row.size:  # judged readings inside the day (margins belong to the neighbours)
-                    rows = idx[ie.event_row]
+                    rows = _rows(i0[:, k], i1[:, k])[ie.event_row]
                     inside = (g.ts[rows] >= c0) & (g.ts[rows] < c1)
                     meter = mod.spec_meter[g.lo + g.sid[rows][inside]]
                     kind = ie.event_kind[inside]
                     for col, code in enumerate((_EV_GLITCH, _EV_RESET, _EV_ROLL)):
-                        np.add.at(span.events[:, col], meter[kind == code], 1)
+                        np.add.at(events[:, col], meter[kind == code], 1)
             engine_s += time.perf_counter() - t_e
-            ctx.progress(stage, g.hi, n_s)
-    wall = time.perf_counter() - clock
-    _add_time(ctx.stats, "read readings (second thread)", read_s)
-    _add_time(ctx.stats, "energy engine", engine_s)
-    _add_time(ctx.stats, "read + engine, wall", wall)
-    ctx.stats["readings"] = ctx.stats.get("readings", 0) + span.readings
+            if progress is not None:
+                progress(g.hi)
+    out.read_s, out.engine_s = read_s, engine_s
 
     clock = time.perf_counter()
+    span = _Span(start=t0, end=t1, label="", counts=out.counts, reasons=out.reasons)
     for k, (c0, c1) in enumerate(bounds):
-        span.minutes += sizes[k]
+        out.minutes += sizes[k]
         if not ran[k]:
-            span.days.append(_empty_day(c0, c1, _category(mod)))
-            span.counts[:, 2] += sizes[k]
+            out.days.append(_empty_day(c0, c1, _category(mod)))
+            out.counts[:, 2] += sizes[k]
             continue
         ie_day = IntervalEnergy(start=c0, step=STEP, energy=energy[k], status=status[k], reason=reason[k])
-        minutes = rollup(ie_day, mod.specs, kpi=ctx.kpi)
-        day = aggregate(minutes, resolution="1d", tz=ctx.tz.key)
+        minutes = rollup(ie_day, mod.specs, kpi=kpi)
+        day = aggregate(minutes, resolution="1d", tz=tz)
         if len(day) != 1 or day[0].start != c0 or day[0].end != c1:  # a grid that is not the local day
-            raise AssertionError(f"day {days[k]}: aggregate gave {[(x.start, x.end) for x in day]}")
-        span.days.append(day[0])
+            raise AssertionError(f"day at {c0}: aggregate gave {[(x.start, x.end) for x in day]}")
+        out.days.append(day[0])
         _count_cells(span, mod, status[k], reason[k])
-    _add_time(ctx.stats, "rollup and completeness", time.perf_counter() - clock)
-    ctx.cache[(y, m)] = span
-    return span
+    out.rollup_s = time.perf_counter() - clock
+    return out
 
 
 def _empty_day(c0: float, c1: float, category: int) -> PueInterval:
@@ -731,6 +907,15 @@ def build_month(
     the number of ``readings`` read. Raises :class:`NoData` when the month holds no reading."""
     y, m = parse_month(month)
     ctx = _context(reader, site, progress, stats)
+    try:
+        return _build_month(ctx, site, month, y, m, trailing, now)
+    finally:
+        ctx.close()
+
+
+def _build_month(
+    ctx: _Ctx, site: LoadedSite, month: str, y: int, m: int, trailing: bool, now: float | None
+) -> ReportData:
     span = _compute_month(ctx, y, m, 12 if trailing else 1, 12 if trailing else 1)
     if not _has_data(span):
         raise NoData(
@@ -764,7 +949,10 @@ def build_year(
     twelve months' (each recomputed from the readings as a monthly report is)."""
     y = parse_year(year)
     ctx = _context(reader, site, progress, stats)
-    months = [_compute_month(ctx, y, m, m, 12) for m in range(1, 13)]
+    try:
+        months = [_compute_month(ctx, y, m, m, 12) for m in range(1, 13)]
+    finally:
+        ctx.close()
     span = _combine(f"{y:04d}", months)
     if not _has_data(span):
         raise NoData(

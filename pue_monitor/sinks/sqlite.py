@@ -9,13 +9,16 @@ restated interval (a gap bridged by a late counter reading) replaces the old row
 from __future__ import annotations
 
 import errno
+import itertools
 import logging
+import math
 import os
 import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -29,6 +32,16 @@ from pue_monitor.pipeline.freecooling_live import mode_name
 from pue_monitor.pipeline.kpi import BASIS_COLUMNS, KPI_FIELDS
 from pue_monitor.readings import Reading
 from pue_monitor.schema import INTERVAL_REASON_FIELDS
+from pue_monitor.sinks.readings_archive import (
+    DAY,
+    DayCache,
+    DayData,
+    archive_dir,
+    day_bounds,
+    day_of,
+    encode_day,
+    write_day,
+)
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +50,10 @@ log = logging.getLogger(__name__)
 #:    (emission factor, year, source, water definition, renewable basis); NULL = not measured
 #: 5: the free_cooling table (one row per economiser and interval)
 #: 6: the sensor_faults table (one row per fault: device, point, kind, start; end NULL while open)
-SCHEMA_VERSION = 6
+#: 7: reading_files and reading_series: closed UTC days of raw readings moved into Parquet day files
+#:    (sinks/readings_archive.py); a store of any older version gains the two (empty) tables and
+#:    its readings are archived by the first compaction
+SCHEMA_VERSION = 7
 _SUB_COLS = [f"e_{r.value}_kwh" for r in SUBSYSTEMS]
 _REASON_COLS = list(INTERVAL_REASON_FIELDS)
 _KPI_COLS = list(KPI_FIELDS.values())
@@ -84,6 +100,15 @@ CREATE TABLE IF NOT EXISTS sensor_faults (
     start REAL NOT NULL, end REAL, detail TEXT NOT NULL DEFAULT '', value REAL, role TEXT NOT NULL DEFAULT '',
     updated REAL NOT NULL,
     PRIMARY KEY (site, device, point, kind, start)
+);
+CREATE TABLE IF NOT EXISTS reading_files (
+    site TEXT NOT NULL, day TEXT NOT NULL, file TEXT NOT NULL, start REAL NOT NULL, end REAL NOT NULL,
+    rows INTEGER NOT NULL, bytes INTEGER NOT NULL, written REAL NOT NULL,
+    PRIMARY KEY (site, day)
+);
+CREATE TABLE IF NOT EXISTS reading_series (
+    site TEXT NOT NULL, device TEXT NOT NULL, point TEXT NOT NULL, first_day TEXT NOT NULL, last_day TEXT NOT NULL,
+    PRIMARY KEY (device, point, site)
 );
 """
 
@@ -152,6 +177,10 @@ def connect(path: str | Path, *, readonly: bool = False, timeout: float = 10.0) 
         conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
     conn.row_factory = sqlite3.Row
     return conn
+
+
+class _Conflict(Exception):
+    """A day being archived changed under the compaction (another process): left for later."""
 
 
 class StoreCorrupt(Exception):
@@ -285,6 +314,190 @@ _INSERT_SENSOR_FAULT = (
 _INSERT_EVENT = "INSERT INTO events (ts, site, device, point, kind, value, detail, recorded) VALUES (?,?,?,?,?,?,?,?)"
 
 
+# --------------------------------------------------------------------------- day files
+
+
+@dataclass(frozen=True)
+class ArchivedDay:
+    site: str
+    day: str  # YYYY-MM-DD (UTC)
+    path: Path
+    start: float
+    end: float
+    rows: int
+    bytes: int
+
+
+@dataclass
+class CompactResult:
+    """What one compaction did: days archived (new or merged into their file), readings moved
+    out of the table, bytes of the day files written."""
+
+    days: list[str] = field(default_factory=list)
+    readings: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+
+
+class _Archive:
+    """The day files of one store, listed from its ``reading_files`` table (through the caller's
+    connection, under the caller's lock) and decoded through a :class:`DayCache`."""
+
+    def __init__(self, store_path: Path, conn: sqlite3.Connection, cache: DayCache) -> None:
+        self.folder = archive_dir(store_path)
+        self.conn = conn
+        self.cache = cache
+
+    def has_table(self) -> bool:
+        q = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'reading_files'"
+        return self.conn.execute(q).fetchone() is not None
+
+    def days(self, start: float | None = None, end: float | None = None) -> list[ArchivedDay]:
+        """Archived days overlapping ``[start, end]`` (all without bounds), by day."""
+        if not self.has_table():
+            return []
+        q = "SELECT site, day, file, start, end, rows, bytes FROM reading_files WHERE 1 = 1"
+        args: list[Any] = []
+        if start is not None:
+            q += " AND end > ?"
+            args.append(start)
+        if end is not None:
+            q += " AND start <= ?"
+            args.append(end)
+        rows = self.conn.execute(q + " ORDER BY start, site", args).fetchall()
+        return [ArchivedDay(r[0], r[1], self.folder / r[2], r[3], r[4], r[5], r[6]) for r in rows]
+
+    def span(self, device: str, point: str) -> tuple[float, float] | None:
+        """[start of the first, end of the last] archived day holding the series."""
+        if not self.has_table():
+            return None
+        r = self.conn.execute(
+            "SELECT min(first_day), max(last_day) FROM reading_series WHERE device = ? AND point = ?", (device, point)
+        ).fetchone()
+        if r is None or r[0] is None:
+            return None
+        return day_bounds(date.fromisoformat(r[0]))[0], day_bounds(date.fromisoformat(r[1]))[1]
+
+    def load(self, days: Sequence[ArchivedDay], *, full: bool = False) -> list[DayData]:
+        if full:
+            return [self.cache.get(d.path, full=True) for d in days]
+        return self.cache.get_many(d.path for d in days)
+
+    def series(
+        self, device: str, point: str, start: float | None, end: float | None, *, full: bool = False
+    ) -> list[tuple[ArchivedDay, DayData, int, int]]:
+        """(day, decoded file, lo, hi) of every archived day holding readings of the series with
+        ``start <= ts <= end``: the rows ``lo:hi`` of the file's arrays, by day."""
+        sp = self.span(device, point)
+        if sp is None:
+            return []
+        lo_t = sp[0] if start is None else max(start, sp[0])
+        hi_t = sp[1] if end is None else min(end, sp[1])
+        if lo_t > hi_t:
+            return []
+        days = self.days(lo_t, hi_t)
+        out = []
+        for d, data in zip(days, self.load(days, full=full), strict=True):
+            a, b = data.index.get((device, point), (0, 0))
+            ts = data.ts[a:b]
+            i = a + int(np.searchsorted(ts, lo_t, "left"))
+            j = a + int(np.searchsorted(ts, hi_t, "right"))
+            if j > i:
+                out.append((d, data, i, j))
+        return out
+
+    def good(self, device: str, point: str, start: float | None, end: float | None) -> tuple[np.ndarray, np.ndarray]:
+        """(ts, value) of the archived GOOD readings of a series with ``start <= ts <= end``."""
+        ts, vs = [], []
+        for _, data, i, j in self.series(device, point, start, end):
+            q, v = data.quality[i:j], data.value[i:j]
+            keep = (q == 0) & ~np.isnan(v)
+            ts.append(data.ts[i:j][keep])
+            vs.append(v[keep])
+        if not ts:
+            return np.zeros(0), np.zeros(0)
+        return np.concatenate(ts), np.concatenate(vs)
+
+    def good_edge(
+        self,
+        device: str,
+        point: str,
+        t: float,
+        n: int,
+        *,
+        before: bool,
+        span: tuple[float, float] | bool | None = True,
+        all_days: list[ArchivedDay] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The last ``n`` archived GOOD readings with ts < ``t`` (``before``) or the first ``n``
+        with ts > ``t``, by ts: day by day away from ``t`` within the series' archived span
+        (``span``/``all_days``: the caller's look-ups of :meth:`span` and :meth:`days`)."""
+        sp = self.span(device, point) if span is True else span
+        if not isinstance(sp, tuple) or n <= 0:
+            return np.zeros(0), np.zeros(0)
+        lo, hi = (sp[0], min(t, sp[1])) if before else (max(t, sp[0]), sp[1])
+        days = self.days(lo, hi) if all_days is None else [d for d in all_days if d.end > lo and d.start <= hi]
+        days = [d for d in reversed(days) if d.start < t] if before else [d for d in days if d.end > t]
+        got_t: list[np.ndarray] = []
+        got_v: list[np.ndarray] = []
+        have = 0
+        for d in days:
+            data = self.cache.get(d.path)
+            ts, v = data.good(device, point)
+            sel = ts < t if before else ts > t
+            ts, v = ts[sel], v[sel]
+            if not ts.size:
+                continue
+            if before:
+                got_t.insert(0, ts[-(n - have) :])
+                got_v.insert(0, v[-(n - have) :])
+            else:
+                got_t.append(ts[: n - have])
+                got_v.append(v[: n - have])
+            have += min(ts.size, n - have)
+            if have >= n:
+                break
+        if not got_t:
+            return np.zeros(0), np.zeros(0)
+        return np.concatenate(got_t), np.concatenate(got_v)
+
+    def spans(self) -> dict[tuple[str, str], tuple[float, float]]:
+        """:meth:`span` of every archived series."""
+        if not self.has_table():
+            return {}
+        rows = self.conn.execute(
+            "SELECT device, point, min(first_day), max(last_day) FROM reading_series GROUP BY device, point"
+        ).fetchall()
+        return {
+            (r[0], r[1]): (day_bounds(date.fromisoformat(r[2]))[0], day_bounds(date.fromisoformat(r[3]))[1])
+            for r in rows
+        }
+
+    def count(self) -> int:
+        if not self.has_table():
+            return 0
+        return int(self.conn.execute("SELECT coalesce(sum(rows), 0) FROM reading_files").fetchone()[0])
+
+
+def _merge_sorted(
+    parts: Sequence[tuple[np.ndarray, np.ndarray]], *, by_value: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Concatenate (ts, value) parts and order by ts (stable; by ts then value with ``by_value``)."""
+    parts = [p for p in parts if p[0].size]
+    if not parts:
+        return np.zeros(0), np.zeros(0)
+    if len(parts) == 1 and not by_value:
+        return parts[0]
+    ts = np.concatenate([p[0] for p in parts])
+    v = np.concatenate([p[1] for p in parts])
+    if not by_value and all(a[0][-1] <= b[0][0] for a, b in itertools.pairwise(parts)):
+        return ts, v  # each part sorted (day files in day order): the concatenation is the stable sort
+    order = np.lexsort((v, ts)) if by_value else np.argsort(ts, kind="stable")
+    if not by_value and np.all(order[1:] > order[:-1]):
+        return ts, v
+    return ts[order], v[order]
+
+
 class SqliteStore:
     """Writer side. Thread-safe (one lock); the service calls it from one worker thread.
 
@@ -295,6 +508,8 @@ class SqliteStore:
     def __init__(self, path: str | Path, *, busy_timeout: float = 10.0, check: bool = False) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
+        self._compact_lock = threading.Lock()
+        self._cache = DayCache()
         _check_path(self.path, _WRITER_HINT, write=True)
         if self.path.exists() and self.path.stat().st_size > 0:
             # before anything writes (connect() switches the file to WAL): only our own stores
@@ -403,34 +618,50 @@ class SqliteStore:
         return len(rows)
 
     def last_readings(self, keys: Iterable[tuple[str, str]]) -> list[Reading]:
-        """The newest good reading of each (device, point), to resume counters after a restart."""
+        """The newest good reading of each (device, point), to resume counters after a restart
+        (from the day files when the table holds none of the series: a long stop)."""
         out = []
         with self._lock:
+            arch = self._archive()
             for device, point in keys:
                 row = self._conn.execute(
                     "SELECT * FROM readings WHERE device = ? AND point = ? AND quality = 0 ORDER BY ts DESC LIMIT 1",
                     (device, point),
                 ).fetchone()
+                sp = arch.span(device, point)
+                if sp is not None and (row is None or row["ts"] < sp[1]):  # a newer one may be archived
+                    found = _archived_readings(arch, device, point, None, last=True)
+                    if found and (row is None or found[0].ts > row["ts"]):
+                        out.append(found[0])
+                        continue
                 if row is not None:
                     out.append(_reading(row))
         return out
 
     def readings_since(self, keys: Iterable[tuple[str, str]], since: float) -> list[Reading]:
-        """Per (device, point): the last good reading at/before ``since`` and every good one after."""
+        """Per (device, point): the last good reading at/before ``since`` and every good one after
+        (table and day files)."""
         out: list[Reading] = []
         with self._lock:
+            arch = self._archive()
             for device, point in keys:
                 first = self._conn.execute(
                     "SELECT ts FROM readings WHERE device = ? AND point = ? AND quality = 0 AND ts <= ? "
                     "ORDER BY ts DESC LIMIT 1",
                     (device, point, since),
                 ).fetchone()
-                lo = first[0] if first is not None else since
+                lo = first[0] if first is not None else None
+                old_t, _ = arch.good_edge(device, point, float(np.nextafter(since, np.inf)), 1, before=True)
+                if old_t.size and (lo is None or old_t[-1] > lo):
+                    lo = float(old_t[-1])
+                lo = since if lo is None else lo
                 rows = self._conn.execute(
                     "SELECT * FROM readings WHERE device = ? AND point = ? AND quality = 0 AND ts >= ? ORDER BY ts",
                     (device, point, lo),
                 ).fetchall()
-                out.extend(_reading(r) for r in rows)
+                got = _archived_readings(arch, device, point, lo) + [_reading(r) for r in rows]
+                got.sort(key=lambda r: r.ts)
+                out.extend(got)
         return out
 
     def interval_rows(self, site: str, resolution: str, since: float) -> list[dict[str, Any]]:
@@ -473,6 +704,198 @@ class SqliteStore:
                 ).fetchone()
         return deleted
 
+    # ------------------------------------------------------------- day files (schema 7)
+
+    def _archive(self) -> _Archive:
+        return _Archive(self.path, self._conn, self._cache)
+
+    def compact_readings(self, before: float, *, progress: Any = None) -> CompactResult:
+        """Move the readings of every UTC day that ended at or before ``before`` out of the
+        ``readings`` table into its day file (merged with the day's file when one exists: late
+        readings, a backfill). Day by day: read the day's rows (SQLite ADBC driver, a snapshot),
+        write the new file (temporary name, fsync, rename), then in ONE transaction delete exactly
+        the rows read (by rowid bound and series ranges) and point ``reading_files`` at the new
+        file; only then is the day's previous file deleted. A crash at any point leaves every
+        reading in exactly one place that readers read (an unreferenced file is ignored).
+        Safe beside a writer (rows written meanwhile stay in the table for the next run) and
+        beside a second compaction (it finds the day's file changed and leaves the day for later).
+        ``progress(day, done, total)`` after each day."""
+        import adbc_driver_manager
+        import adbc_driver_sqlite
+        import polars as pl
+
+        clock = time.perf_counter()
+        res = CompactResult()
+        cutoff = day_bounds(day_of(before))[0]
+        with self._compact_lock:
+            with self._lock:
+                top = self._conn.execute("SELECT max(rowid) FROM readings").fetchone()[0]
+                first = self._conn.execute("SELECT min(ts) FROM readings WHERE ts < ?", (cutoff,)).fetchone()[0]
+            if top is None or first is None:
+                res.seconds = time.perf_counter() - clock
+                return res
+            d0 = day_bounds(day_of(first))[0]
+            total = max(1, round((cutoff - d0) / DAY))
+            with self._lock:
+                rows_now = int(self._conn.execute("SELECT count(*) FROM readings").fetchone()[0])
+            # as many days per pass (one scan of the table: it has no index on ts) as keep a pass
+            # under COMPACT_PASS_ROWS readings, judged from the table's mean per day
+            per_pass = max(1, int(COMPACT_PASS_ROWS / max(1.0, rows_now / total)))
+            db = adbc_driver_sqlite.connect(f"file:{quote(str(self.path.resolve()))}?mode=ro")
+            conn = adbc_driver_manager.AdbcConnection(db)
+            stmt = adbc_driver_manager.AdbcStatement(conn)
+            try:
+                k = 0
+                while d0 < cutoff:
+                    d1 = min(d0 + per_pass * DAY, cutoff)
+                    stmt.set_sql_query(
+                        "SELECT site, device, point, ts, value, unit, quality, tags FROM readings "
+                        f"WHERE ts >= {d0!r} AND ts < {d1!r} AND rowid <= {int(top)}"
+                    )
+                    stream, _ = stmt.execute_query()
+                    df = pl.DataFrame(stream)
+                    if df.height:
+                        df = df.with_columns((pl.col("ts") // DAY).cast(pl.Int64).alias("_day"))
+                        parts = df.partition_by(["_day", "site"], as_dict=True, maintain_order=True)
+                        for (day_no, site), part in sorted(parts.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))):
+                            self._compact_day(str(site), day_of(float(day_no) * DAY), part, int(top), res)
+                    k += round((d1 - d0) / DAY)
+                    if progress is not None:
+                        progress(day_of(d1 - 1.0).isoformat(), k, total)
+                    d0 = d1
+            finally:
+                stmt.close()
+                conn.close()
+                db.close()
+        res.seconds = time.perf_counter() - clock
+        return res
+
+    def _compact_day(self, site: str, day: date, rows: Any, top: int, res: CompactResult) -> None:
+        import polars as pl
+
+        d0, d1 = day_bounds(day)
+        key = day.isoformat()
+        with self._lock:
+            old = self._conn.execute(
+                "SELECT file FROM reading_files WHERE site = ? AND day = ?", (site, key)
+            ).fetchone()
+        old_file = None if old is None else str(old[0])
+        cols: dict[str, Any] = {
+            "device": rows["device"].cast(pl.String).to_numpy(),
+            "point": rows["point"].cast(pl.String).to_numpy(),
+            "ts": rows["ts"].cast(pl.Float64).to_numpy(),
+            "value": rows["value"].cast(pl.Float64).fill_null(float("nan")).to_numpy(),
+            "quality": rows["quality"].cast(pl.Int8).to_numpy(),
+            "unit": rows["unit"].cast(pl.String).to_numpy(),
+            "tags": rows["tags"].cast(pl.String).fill_null("").to_numpy(),
+        }
+        generation = 0
+        if old_file is not None:  # late readings of an archived day: one file with both, old rows first
+            prev = self._cache.get(self._archive().folder / old_file, full=True)
+            generation = int(Path(old_file).name.split(".")[1]) + 1
+            devs = np.empty(prev.rows, object)
+            pnts = np.empty(prev.rows, object)
+            for (dv, pt), (a, b) in prev.index.items():
+                devs[a:b] = dv
+                pnts[a:b] = pt
+            cols = {
+                "device": np.concatenate([devs, cols["device"]]),
+                "point": np.concatenate([pnts, cols["point"]]),
+                "ts": np.concatenate([prev.ts, cols["ts"]]),
+                "value": np.concatenate([prev.value, cols["value"]]),
+                "quality": np.concatenate([prev.quality, cols["quality"]]),
+                "unit": np.concatenate([prev.unit.array() if prev.unit is not None else [], cols["unit"]]),
+                "tags": np.concatenate([prev.tags.array() if prev.tags is not None else [], cols["tags"]]),
+            }
+        frame = encode_day(**cols)
+        folder = self._archive().folder / quote(site, safe="")
+        path, size = write_day(folder, day, generation, frame)
+        rel = str(path.relative_to(self._archive().folder))
+        series = rows.select("device", "point").unique(maintain_order=True).rows()
+        try:
+            with self._lock, self._conn:
+                now = self._conn.execute(
+                    "SELECT file FROM reading_files WHERE site = ? AND day = ?", (site, key)
+                ).fetchone()
+                if (None if now is None else str(now[0])) != old_file:
+                    raise _Conflict(f"{key}: archived by another process meanwhile")
+                moved = 0
+                for dv, pt in series:
+                    moved += self._conn.execute(
+                        "DELETE FROM readings WHERE device = ? AND point = ? AND ts >= ? AND ts < ? "
+                        "AND rowid <= ? AND site = ?",
+                        (dv, pt, d0, d1, top, site),
+                    ).rowcount
+                if moved != rows.height:  # another process deleted some (retention): keep the table's truth
+                    raise _Conflict(f"{key}: {rows.height} readings read but {moved} found to delete")
+                self._conn.execute(
+                    "INSERT OR REPLACE INTO reading_files (site, day, file, start, end, rows, bytes, written) "
+                    "VALUES (?,?,?,?,?,?,?,?)",
+                    (site, key, rel, d0, d1, frame.height, size, time.time()),
+                )
+                self._conn.executemany(
+                    "INSERT INTO reading_series (site, device, point, first_day, last_day) VALUES (?,?,?,?,?) "
+                    "ON CONFLICT (device, point, site) DO UPDATE SET first_day = min(first_day, excluded.first_day), "
+                    "last_day = max(last_day, excluded.last_day)",
+                    [(site, dv, pt, key, key) for dv, pt in series],
+                )
+        except _Conflict as exc:
+            path.unlink(missing_ok=True)
+            log.warning(
+                "store %s: day %s of %s left in the table for the next compaction (%s)", self.path, key, site, exc
+            )
+            return
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        if old_file is not None:
+            (self._archive().folder / old_file).unlink(missing_ok=True)
+        self._cache.clear()
+        res.days.append(key)
+        res.readings += rows.height
+        res.bytes += size
+
+    def add_day(self, site: str, day: date, frame: Any) -> ArchivedDay:
+        """Write a day file straight from ``frame`` (:func:`~pue_monitor.sinks.readings_archive.encode_day`
+        of readings of ``day``, UTC) and record it: a bulk import's path around the table. Refuses a
+        day that already has a file (``ValueError``): compaction merges, this does not."""
+        import polars as pl
+
+        d0, d1 = day_bounds(day)
+        key = day.isoformat()
+        with self._lock:
+            if self._conn.execute("SELECT 1 FROM reading_files WHERE site = ? AND day = ?", (site, key)).fetchone():
+                raise ValueError(f"{key} of {site} is archived already")
+        folder = self._archive().folder / quote(site, safe="")
+        path, size = write_day(folder, day, 0, frame)
+        series = frame.select(pl.col("device").cast(pl.String), pl.col("point").cast(pl.String)).unique().rows()
+        with self._lock, self._conn:
+            self._conn.execute(
+                "INSERT INTO reading_files (site, day, file, start, end, rows, bytes, written) "
+                "VALUES (?,?,?,?,?,?,?,?)",
+                (site, key, str(path.relative_to(self._archive().folder)), d0, d1, frame.height, size, time.time()),
+            )
+            self._conn.executemany(
+                "INSERT INTO reading_series (site, device, point, first_day, last_day) VALUES (?,?,?,?,?) "
+                "ON CONFLICT (device, point, site) DO UPDATE SET first_day = min(first_day, excluded.first_day), "
+                "last_day = max(last_day, excluded.last_day)",
+                [(site, dv, pt, key, key) for dv, pt in series],
+            )
+        return ArchivedDay(site, key, path, d0, d1, frame.height, size)
+
+    def prune_reading_files(self, before: float) -> int:
+        """Retention of the day files: delete every archived day that ENDED at or before
+        ``before`` (a day partly inside the kept period stays whole). Returns readings deleted."""
+        with self._lock, self._conn:
+            days = [d for d in self._archive().days() if d.end <= before]
+            for d in days:
+                self._conn.execute("DELETE FROM reading_files WHERE site = ? AND day = ?", (d.site, d.day))
+        for d in days:
+            d.path.unlink(missing_ok=True)
+        if days:
+            self._cache.clear()
+        return sum(d.rows for d in days)
+
     def set_meta(self, key: str, value: str) -> None:
         with self._lock, self._conn:
             self._conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
@@ -492,7 +915,8 @@ class SqliteStore:
     # ------------------------------------------------------------- bulk backfill (pue ingest-csv)
 
     def good_readings(self, device: str, point: str, *, start: float, end: float) -> list[tuple[float, float]]:
-        """(ts, value) of the GOOD readings of one series with ``start <= ts <= end``, by ts."""
+        """(ts, value) of the GOOD readings of one series with ``start <= ts <= end``, by ts
+        (then value), from the table and the day files."""
         with self._lock:
             cur = self._conn.cursor()
             cur.row_factory = None  # plain tuples: a backfill reads millions back (3x faster)
@@ -502,12 +926,19 @@ class SqliteStore:
                 (device, point, start, end),
             ).fetchall()
             cur.close()
+            a_ts, a_v = self._archive().good(device, point, start, end)
+        if not a_ts.size:
             return rows
+        t_ts = np.fromiter((r[0] for r in rows), np.float64, len(rows))
+        t_v = np.fromiter((r[1] for r in rows), np.float64, len(rows))
+        ts, v = _merge_sorted([(a_ts, a_v), (t_ts, t_v)], by_value=True)
+        return list(zip(ts.tolist(), v.tolist(), strict=True))
 
     def edge_readings(
         self, device: str, point: str, *, before: float, after: float, n: int
     ) -> list[tuple[float, float]]:
-        """The last ``n`` GOOD readings with ts < ``before`` and the first ``n`` with ts > ``after``."""
+        """The last ``n`` GOOD readings with ts < ``before`` and the first ``n`` with ts > ``after``
+        (table and day files)."""
         q = (
             "SELECT ts, value FROM readings WHERE device = ? AND point = ? AND quality = 0 "
             "AND value IS NOT NULL AND ts {op} ? ORDER BY ts {order} LIMIT ?"
@@ -515,7 +946,22 @@ class SqliteStore:
         with self._lock:
             lo = self._conn.execute(q.format(op="<", order="DESC"), (device, point, before, n)).fetchall()
             hi = self._conn.execute(q.format(op=">", order="ASC"), (device, point, after, n)).fetchall()
-        return [(r[0], r[1]) for r in reversed(lo)] + [(r[0], r[1]) for r in hi]
+            arch = self._archive()
+            a_lo = arch.good_edge(device, point, before, n, before=True)
+            a_hi = arch.good_edge(device, point, after, n, before=False)
+        lo_t = np.asarray([r[0] for r in reversed(lo)], np.float64)
+        lo_v = np.asarray([r[1] for r in reversed(lo)], np.float64)
+        hi_t = np.asarray([r[0] for r in hi], np.float64)
+        hi_v = np.asarray([r[1] for r in hi], np.float64)
+        if a_lo[0].size:
+            lo_t, lo_v = _merge_sorted([a_lo, (lo_t, lo_v)])
+            lo_t, lo_v = lo_t[-n:], lo_v[-n:]
+        if a_hi[0].size:
+            hi_t, hi_v = _merge_sorted([a_hi, (hi_t, hi_v)])
+            hi_t, hi_v = hi_t[:n], hi_v[:n]
+        return list(zip(lo_t.tolist(), lo_v.tolist(), strict=True)) + list(
+            zip(hi_t.tolist(), hi_v.tolist(), strict=True)
+        )
 
     def bulk_insert_readings(
         self,
@@ -596,6 +1042,24 @@ class SqliteStore:
         return written
 
 
+def _archived_readings(
+    arch: _Archive, device: str, point: str, since: float | None, *, last: bool = False
+) -> list[Reading]:
+    """GOOD readings of a series from the day files as :class:`Reading` objects: those with
+    ts >= ``since``, or with ``last`` only the newest one."""
+    parts = arch.series(device, point, since, None, full=True)
+    out: list[Reading] = []
+    for d, data, i, j in reversed(parts) if last else parts:
+        assert data.unit is not None
+        for k in range(j - 1, i - 1, -1) if last else range(i, j):
+            v = float(data.value[k])
+            if data.quality[k] == 0 and not math.isnan(v):
+                out.append(Reading(float(data.ts[k]), d.site, device, point, v, data.unit[k]))
+                if last:
+                    return out
+    return out
+
+
 def _reading(row: sqlite3.Row) -> Reading:
     return Reading(row["ts"], row["site"], row["device"], row["point"], row["value"], row["unit"])
 
@@ -625,11 +1089,13 @@ def open_store(path: str | Path, *, busy_timeout: float = 10.0) -> SqliteStore:
 class StoreReader:
     """Read side; safe to use from another process while the writer runs."""
 
-    def __init__(self, path: str | Path) -> None:
-        """Raises :class:`FileNotFoundError` for a missing file, :class:`StoreUnusable` for a
+    def __init__(self, path: str | Path, *, cache_bytes: int = 3 << 29) -> None:
+        """``cache_bytes``: decoded day files kept in memory (a month of 1,000 meters at 1 min
+        is 0.8 GB). Raises :class:`FileNotFoundError` for a missing file, :class:`StoreUnusable` for a
         file that is not a store this version reads (named, with what to do)."""
         path = Path(path)
         self.path = path
+        self._cache = DayCache(cache_bytes)
         if not path.exists():
             raise FileNotFoundError(f"{path}: no such store (has `pue run` or `pue demo` written it?)")
         hint = "give --db the file `pue run` writes (store.path in the site file)"
@@ -708,7 +1174,18 @@ class StoreReader:
         q += " ORDER BY start, device, point, kind"
         return [dict(r) for r in self._conn.execute(q, args)]
 
+    def _archive(self) -> _Archive:
+        return _Archive(self.path, self._conn, self._cache)
+
+    def archived_days(self) -> list[ArchivedDay]:
+        """The day files of the store (empty for a store older than schema version 7)."""
+        return self._archive().days()
+
     def reading_count(self) -> int:
+        """Readings in the table and in the day files."""
+        return int(self._conn.execute("SELECT count(*) FROM readings").fetchone()[0]) + self._archive().count()
+
+    def table_reading_count(self) -> int:
         return int(self._conn.execute("SELECT count(*) FROM readings").fetchone()[0])
 
     def last_per_series(self) -> list[dict[str, Any]]:
@@ -728,11 +1205,34 @@ class StoreReader:
             out.append({"device": dev, "point": point, **dict(row)})
             nxt = self._conn.execute(next_point, (dev, point)).fetchone()
             key = (dev, nxt[0]) if nxt is not None else self._conn.execute(next_device, (dev,)).fetchone()
+        arch = self._archive()
+        if arch.has_table():  # the newest reading may be in the series' last day file
+            have = {(r["device"], r["point"]): r for r in out}
+            days = {d.day: d for d in arch.days()}
+            rows = self._conn.execute(
+                "SELECT device, point, max(last_day) FROM reading_series GROUP BY device, point ORDER BY device, point"
+            ).fetchall()
+            for dev, point, last_day in rows:
+                t_row = have.get((dev, point))
+                d = days.get(last_day)
+                if d is None or (t_row is not None and t_row["ts"] >= d.end):
+                    continue
+                data = arch.cache.get(d.path, full=True)
+                a, b = data.index.get((dev, point), (0, 0))
+                if b > a and data.unit is not None and (t_row is None or float(data.ts[b - 1]) > t_row["ts"]):
+                    v = float(data.value[b - 1])
+                    have[(dev, point)] = {"device": dev, "point": point, "ts": float(data.ts[b - 1]),
+                                          "value": None if math.isnan(v) else v, "unit": data.unit[b - 1],
+                                          "quality": int(data.quality[b - 1])}  # fmt: skip
+            out = list(have.values())
+            out.sort(key=lambda r: (r["device"], r["point"]))
         return out
 
     def readings(
         self, device: str, point: str, *, start: float | None = None, end: float | None = None
     ) -> list[tuple[float, float, int]]:
+        """Every reading of one series (table and day files) with ``start <= ts <= end``: (ts,
+        value, quality), by ts."""
         q = "SELECT ts, value, quality FROM readings WHERE device = ? AND point = ?"
         args: list[Any] = [device, point]
         if start is not None:
@@ -741,14 +1241,81 @@ class StoreReader:
         if end is not None:
             q += " AND ts <= ?"
             args.append(end)
-        return [(r[0], r[1], r[2]) for r in self._conn.execute(q + " ORDER BY ts", args)]
+        table = [(r[0], r[1], r[2]) for r in self._conn.execute(q + " ORDER BY ts", args)]
+        archived: list[tuple[float, float, int]] = []  # a value SQL NULL / archived NaN: None, as SQLite gives
+        for _, data, i, j in self._archive().series(device, point, start, end):
+            archived.extend(
+                (t, None if math.isnan(v) else v, q_)  # type: ignore[misc]
+                for t, v, q_ in zip(
+                    data.ts[i:j].tolist(), data.value[i:j].tolist(), data.quality[i:j].tolist(), strict=True
+                )
+            )
+        if not archived:
+            return table
+        out = archived + table
+        out.sort(key=lambda r: r[0])
+        return out
 
     def good_windows(
         self, keys: Sequence[tuple[str, str]], *, start: float, end: float, margin: int
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Per (device, point) of ``keys``, in order: (ts, value) float64 arrays of its GOOD readings
         with ``start <= ts <= end``, plus up to ``margin`` readings on each side (the energy
-        engine's context at the edges), by ts (readings with equal ts in any order).
+        engine's context at the edges), by ts (readings with equal ts in any order), from the day
+        files and the table together.
+
+        The day files of ``[start - 1 day, end + 1 day]`` are decoded once (in parallel, kept in
+        this reader's cache for the next call); a series with fewer than ``margin`` readings in
+        them on a side is looked up further in its archived days (``reading_series`` bounds the
+        search). The table part: :meth:`_table_windows`.
+        """
+        arch = self._archive()
+        all_days = arch.days()
+        spans = arch.spans()
+        days = [d for d in all_days if d.end > start - DAY and d.start <= end + DAY]
+        loaded = arch.load(days)
+        lo_t = days[0].start if days else start
+        hi_t = float(np.nextafter(days[-1].end, -np.inf)) if days else end
+        empty = self._conn.execute("SELECT 1 FROM readings LIMIT 1").fetchone() is None
+        tables = (
+            iter([(np.zeros(0), np.zeros(0))] * len(keys))
+            if empty
+            else self._table_windows(keys, start=start, end=end, margin=margin)
+        )
+        for (device, point), table in zip(keys, tables, strict=True):
+            parts = [data.good(device, point) for data in loaded]
+            a_ts, a_v = _merge_sorted(parts) if len(parts) != 1 else parts[0]
+            need_lo = margin - int(np.searchsorted(a_ts, start, "left"))
+            need_hi = margin - (a_ts.size - int(np.searchsorted(a_ts, end, "right")))
+            if need_lo > 0 or need_hi > 0:
+                more = [(a_ts, a_v)]
+                sp = spans.get((device, point))
+                if need_lo > 0:
+                    more.insert(
+                        0, arch.good_edge(device, point, lo_t, need_lo, before=True, span=sp, all_days=all_days)
+                    )
+                if need_hi > 0:
+                    more.append(arch.good_edge(device, point, hi_t, need_hi, before=False, span=sp, all_days=all_days))
+                a_ts, a_v = _merge_sorted(more)
+            if not table[0].size:
+                ts, v = a_ts, a_v
+            elif not a_ts.size:
+                yield table
+                continue
+            else:
+                ts, v = _merge_sorted([(a_ts, a_v), table])
+            if ts.size:
+                i0 = int(np.searchsorted(ts, start, "left"))
+                i1 = int(np.searchsorted(ts, end, "right"))
+                lo = int(np.searchsorted(ts, ts[i0 - margin], "left")) if i0 - margin >= 0 else 0
+                hi = int(np.searchsorted(ts, ts[i1 + margin - 1], "right")) if i1 + margin - 1 < ts.size else ts.size
+                ts, v = ts[lo:hi], v[lo:hi]
+            yield ts, v
+
+    def _table_windows(
+        self, keys: Sequence[tuple[str, str]], *, start: float, end: float, margin: int
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """:meth:`good_windows` of the ``readings`` table alone.
 
         Columnar: read through the SQLite ADBC driver (Arrow batches straight from SQLite's C API
         into polars), not row tuples through the ``sqlite3`` module: twice as fast (894,000 readings
@@ -822,6 +1389,8 @@ def _period_ratio(rows: list[dict[str, Any]], num: str, den: str) -> float | Non
     return sum(r[num] for r in have) / d if have and d > 0 else None
 
 
+#: readings read per pass of a compaction (memory: about 100 bytes each while a pass is held)
+COMPACT_PASS_ROWS = 5_000_000
 _BULK = 64  # rows per INSERT statement of a bulk load (128 bound parameters)
 
 

@@ -26,10 +26,11 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
+import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -37,13 +38,21 @@ from pue_monitor.pipeline.events import PipelineEvent
 from pue_monitor.pipeline.faults import SensorFault
 from pue_monitor.readings import Reading
 from pue_monitor.sinks.base import Output, OutputHealth
-from pue_monitor.sinks.sqlite import SqliteStore, open_store
+from pue_monitor.sinks.readings_archive import day_bounds, day_of
+from pue_monitor.sinks.sqlite import CompactResult, SqliteStore, open_store
 
 __all__ = ["StoreOutput"]
 
 log = logging.getLogger(__name__)
 
 _KEEP_ROLLUPS = 2 * 86400.0  # rollups kept in memory to rewrite a deleted/recreated store
+#: a UTC day's raw readings are archived into its day file this long after it ended (late
+#: readings after that are still kept: the next compaction merges them into the day's file)
+COMPACT_AFTER = 3600.0
+
+
+class _Stopped(Exception):
+    """The service is closing: the compaction stops between two days."""
 
 
 def _cause(exc: BaseException) -> str:
@@ -76,6 +85,7 @@ class StoreOutput(Output):
         max_pending_events: int = 100_000,
         retry_cap: float = 15.0,
         meter_roles: dict[str, str] | None = None,
+        compact_after: float | None = COMPACT_AFTER,
     ) -> None:
         self.path = Path(path)
         self.site = site
@@ -114,6 +124,20 @@ class StoreOutput(Output):
         self._now = time.time()  # clock time of the last flush (retention uses clock time)
         self._task: asyncio.Task[None] | None = None
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+        #: closed UTC days of raw readings move to the day files on their own thread, so a long
+        #: compaction never holds up the writes of the ticks (they wait at most for one day's commit)
+        self.compact_after = compact_after
+        if compact_after is not None:
+            # imported here, on the caller's thread: importing polars on the compaction thread
+            # while another thread (model training) imports it gives that thread half a module
+            import adbc_driver_sqlite  # noqa: F401
+            import polars  # noqa: F401
+        self._compactor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-compact")
+        self._compaction: Future[None] | None = None
+        self._compacted_to: float | None = None  # UTC midnight up to which days are archived
+        self._compact_retry_at = 0.0  # clock time
+        self._closing = threading.Event()
+        self.compactions: list[CompactResult] = []
         self.store: SqliteStore | None = None
         try:
             self._open()
@@ -305,8 +329,53 @@ class StoreOutput(Output):
         )
         self.readings_written += len(readings)
         if self.keep_readings_days is not None and (self._pruned_at is None or now - self._pruned_at >= 3600):
-            self._pruned_at = now  # retention, hourly (clock time)
+            self._pruned_at = now  # retention, hourly (clock time), of the table and of the day files
             self.store.prune_readings(now - self.keep_readings_days * 86400)
+            self.store.prune_reading_files(now - self.keep_readings_days * 86400)
+        self._maybe_compact(now)
+
+    def _maybe_compact(self, now: float) -> None:
+        """Archive the UTC days that ended ``compact_after`` seconds ago or more (the first write
+        of a run archives every closed day an older store still holds in its table)."""
+        if self.compact_after is None or self.store is None or now < self._compact_retry_at:
+            return
+        cutoff = day_bounds(day_of(now - self.compact_after))[0]
+        if self._compacted_to is not None and cutoff <= self._compacted_to:
+            return
+        if self._compaction is not None and not self._compaction.done():
+            return
+        self._compacted_to = cutoff
+        self._compaction = self._compactor.submit(self._compact, self.store, cutoff, now)
+
+    def _compact(self, store: SqliteStore, cutoff: float, now: float) -> None:
+        def stop(day: str, done: int, total: int) -> None:
+            if self._closing.is_set():
+                raise _Stopped
+
+        try:
+            res = store.compact_readings(cutoff, progress=stop)
+        except _Stopped:
+            return
+        except (sqlite3.Error, OSError, ValueError) as exc:
+            self._compacted_to = None
+            self._compact_retry_at = now + 3600.0
+            log.error("store %s: archiving closed days of readings failed (%s); retrying in an hour", self.path, exc)
+            return
+        self.compactions.append(res)
+        if res.days:
+            log.info(
+                "store %s: archived %d readings of %s into day files (%.1f MB, %.1f s)",
+                self.path,
+                res.readings,
+                ", ".join(res.days),
+                res.bytes / 1e6,
+                res.seconds,
+            )
+
+    def wait_compaction(self) -> None:
+        """Block until the running compaction (if any) is over (tests)."""
+        if self._compaction is not None:
+            self._compaction.result()
 
     def _failed(self, exc: BaseException) -> None:
         self.write_failures += 1
@@ -358,6 +427,8 @@ class StoreOutput(Output):
                 self.last_error,
             )
         loop = asyncio.get_running_loop()
+        self._closing.set()  # a running compaction stops after its current day
+        await loop.run_in_executor(None, lambda: self._compactor.shutdown(wait=True))
         if self.store is not None:
             await loop.run_in_executor(self._io, self.store.close)
         self._io.shutdown(wait=True)

@@ -1,0 +1,292 @@
+"""Day files of raw readings (sinks/readings_archive.py, schema 7): exact round trip, compaction,
+crash safety, migration of an older store, retention, and reports from files = from the table."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pue_monitor.readings import Quality, Reading
+from pue_monitor.sinks.readings_archive import archive_dir, decode, encode_day, write_day
+from pue_monitor.sinks.sqlite import SCHEMA_VERSION, SqliteStore, StoreReader
+
+PUE = [sys.executable, "-m", "pue_monitor"]
+DAY = 86400.0
+T0 = datetime(2026, 9, 21, tzinfo=UTC).timestamp()  # a UTC midnight
+KEYS = [("a", "energy"), ("b", "energy"), ("c'x", "power"), ("zz", "p")]  # zz: never read
+
+
+def _readings(seed: int = 0, days: int = 4) -> list[Reading]:
+    """Three series over ``days`` UTC days at 1 min, stamps jittered to the ms, some BAD, one
+    series with a gap of a day and a quarter, one None value."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for dev, point in KEYS[:3]:
+        for i in range(days * 1440):
+            if dev == "b" and 1440 <= i < 2 * 1440 + 300:
+                continue
+            q = Quality.BAD if i % 97 == 0 else Quality.GOOD
+            v = None if (dev, i) == ("a", 2000) else float(i) + float(rng.normal())
+            ts = T0 + 60.0 * i + round(float(rng.uniform(0, 1)), 3)
+            out.append(Reading(ts, "s", dev, point, v, "kWh" if point == "energy" else "kW", q))  # type: ignore[arg-type]
+    return out
+
+
+def _answers(db: Path, store: SqliteStore) -> dict[str, object]:
+    """What every reader of raw readings gives (arrays as lists, so == compares them exactly)."""
+    reader = StoreReader(db)
+    try:
+        wins = {}
+        for name, (lo, hi) in {
+            "day+": (T0 + DAY + 3600, T0 + 2 * DAY + 7200),  # inside b's gap: margins from far
+            "edge": (T0 + 2 * DAY, T0 + 2 * DAY + 10),
+            "before": (T0 - 40 * DAY, T0 - 9 * DAY),  # no reading inside: margins only
+            "after": (T0 + 9 * DAY, T0 + 40 * DAY),
+        }.items():
+            wins[name] = [(t.tolist(), v.tolist()) for t, v in reader.good_windows(KEYS, start=lo, end=hi, margin=8)]
+        return {
+            "windows": wins,
+            "count": reader.reading_count(),
+            "series": [reader.readings(d, p) for d, p in KEYS],
+            "series_window": reader.readings("b", "energy", start=T0 + 0.5 * DAY, end=T0 + 2.5 * DAY),
+            "last_per_series": reader.last_per_series(),
+            "good": store.good_readings("b", "energy", start=T0, end=T0 + 3 * DAY),
+            "edge": store.edge_readings("b", "energy", before=T0 + DAY + 100, after=T0 + 2 * DAY + 100, n=8),
+            "since": store.readings_since(KEYS, T0 + 1.5 * DAY),
+            "last": store.last_readings(KEYS),
+        }
+    finally:
+        reader.close()
+
+
+def test_a_day_file_gives_back_exactly_what_was_written(tmp_path: Path) -> None:
+    """Values (float64 and float32-exact files, NaN), quality, units, tags and microsecond
+    stamps come back bit for bit, sorted by (device, point, ts), repeats kept in order."""
+    rng = np.random.default_rng(3)
+    n = 5000
+    dev = rng.choice(np.array(["a", "b", "c'x", "日本"], object), n)
+    pt = rng.choice(np.array(["energy", "power"], object), n)
+    ts = T0 + rng.integers(0, 86_400_000_000, n) / 1e6
+    ts[10] = ts[11]  # a repeated stamp
+    for value in (rng.normal(size=n) * 1e3, rng.normal(size=n).astype(np.float32).astype(np.float64)):
+        value[5] = np.nan
+        q = rng.integers(0, 3, n).astype(np.int8)
+        unit = rng.choice(np.array(["kWh", "W"], object), n)
+        tags = rng.choice(np.array(["", "rack=r1,row=2"], object), n)
+        frame = encode_day(dev, pt, ts, value, q, unit, tags)
+        path, size = write_day(tmp_path, date(2026, 9, 21), 0, frame)
+        assert path.name == "2026-09-21.0.parquet" and size == path.stat().st_size
+        got = decode(path, full=True)
+        assert got.rows == n and sorted(got.index) == sorted(set(zip(dev, pt, strict=True)))
+        for (d, p), (lo, hi) in got.index.items():
+            m = (dev == d) & (pt == p)
+            order = np.argsort(ts[m], kind="stable")
+            assert got.ts[lo:hi].tolist() == ts[m][order].tolist()
+            np.testing.assert_array_equal(got.value[lo:hi], value[m][order])  # NaN == NaN here
+            assert got.quality[lo:hi].tolist() == q[m][order].tolist()
+            assert got.unit is not None and got.tags is not None
+            assert got.unit[lo:hi] == unit[m][order].tolist() and got.tags[lo:hi] == tags[m][order].tolist()
+
+
+def test_compaction_moves_closed_days_and_every_reader_answers_the_same(tmp_path: Path) -> None:
+    db = tmp_path / "s.sqlite"
+    store = SqliteStore(db)
+    rs = _readings()
+    store.write_readings(rs)
+    before = _answers(db, store)
+    # the first three UTC days are closed at T0 + 3 days + 5 s; the fourth stays in the table
+    res = store.compact_readings(T0 + 3 * DAY + 5)
+    assert res.days == ["2026-09-21", "2026-09-22", "2026-09-23"]
+    assert res.readings == sum(r.ts < T0 + 3 * DAY for r in rs)
+    reader = StoreReader(db)
+    assert reader.table_reading_count() == len(rs) - res.readings
+    assert [(d.day, d.rows) for d in reader.archived_days()] == [
+        (day, sum(T0 + k * DAY <= r.ts < T0 + (k + 1) * DAY for r in rs)) for k, day in enumerate(res.days)
+    ]
+    reader.close()
+    assert sorted(p.name for p in (archive_dir(db) / "s").iterdir()) == [f"{d}.0.parquet" for d in res.days]
+    assert _answers(db, store) == before
+    # all days archived: the table empty, the answers the same (margins found in far day files)
+    assert store.compact_readings(T0 + 10 * DAY).days == ["2026-09-24"]
+    assert _answers(db, store) == before
+    # a late reading of an archived day: kept in the table (read at once), then merged into a new
+    # generation of the day's file; the old generation is deleted
+    late = Reading(T0 + 100.5, "s", "a", "energy", 5.0, "kWh")
+    store.write_readings([late])
+    with_late = _answers(db, store)
+    assert with_late["count"] == len(rs) + 1
+    assert store.compact_readings(T0 + 10 * DAY).days == ["2026-09-21"]
+    assert _answers(db, store) == with_late
+    names = sorted(p.name for p in (archive_dir(db) / "s").iterdir())
+    assert "2026-09-21.1.parquet" in names and "2026-09-21.0.parquet" not in names
+    store.close()
+
+
+def test_a_crash_between_the_file_and_the_commit_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+    """A process killed after writing a day file but before the transaction that deletes the rows
+    and records the file: the file is an orphan nobody reads; the next compaction archives the day."""
+    db = tmp_path / "s.sqlite"
+    store = SqliteStore(db)
+    store.write_readings(_readings(days=2))
+    before = _answers(db, store)
+    store.close()
+    script = textwrap.dedent(
+        f"""
+        import os
+        import pue_monitor.sinks.sqlite as sq
+        real = sq.write_day
+        def crash(*a, **k):
+            real(*a, **k)
+            os._exit(9)  # killed: no cleanup, no commit
+        sq.write_day = crash
+        sq.SqliteStore({str(db)!r}).compact_readings({T0 + 2 * DAY!r})
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], check=False)
+    assert proc.returncode == 9
+    orphans = list((archive_dir(db) / "s").iterdir())
+    assert [p.name for p in orphans] == ["2026-09-21.0.parquet"]  # written, never recorded
+    store = SqliteStore(db)
+    assert _answers(db, store) == before  # read from the table only: no duplicate
+    assert store.compact_readings(T0 + 2 * DAY).days == ["2026-09-21", "2026-09-22"]
+    assert _answers(db, store) == before
+    store.close()
+
+
+def test_a_schema_6_store_migrates_and_the_first_run_archives_its_closed_days(tmp_path: Path) -> None:
+    """An older store (no reading_files table, every reading in the table) is read as before by
+    this version's reader, becomes schema 7 when the writer opens it, and the store output's
+    first write archives its closed days; the open day stays in the table."""
+    import asyncio
+
+    from pue_monitor.sinks.store import StoreOutput
+
+    db = tmp_path / "old.sqlite"
+    store = SqliteStore(db)
+    rs = _readings(days=3)
+    store.write_readings(rs)
+    store.close()
+    with sqlite3.connect(db) as conn:  # what version 6 had
+        conn.execute("DROP TABLE reading_files")
+        conn.execute("DROP TABLE reading_series")
+        conn.execute("UPDATE meta SET value = '6' WHERE key = 'schema_version'")
+    conn.close()
+    reader = StoreReader(db)
+    assert reader.reading_count() == len(rs) and reader.archived_days() == []
+    reader.close()
+
+    async def run() -> StoreOutput:
+        out = StoreOutput(db, site="s")
+        await out.flush(T0 + 2 * DAY + 7200)  # 02:00 UTC of the third day: two days closed
+        await out.wait()
+        await asyncio.get_running_loop().run_in_executor(None, out.wait_compaction)
+        await out.close()
+        return out
+
+    out = asyncio.run(run())
+    assert [c.days for c in out.compactions] == [["2026-09-21", "2026-09-22"]]
+    reader = StoreReader(db)
+    assert reader.meta()["schema_version"] == str(SCHEMA_VERSION) == "7"
+    assert reader.reading_count() == len(rs)
+    assert reader.table_reading_count() == sum(r.ts >= T0 + 2 * DAY for r in rs)
+    reader.close()
+
+
+def test_retention_deletes_whole_day_files(tmp_path: Path) -> None:
+    db = tmp_path / "s.sqlite"
+    store = SqliteStore(db)
+    rs = _readings(days=4)
+    store.write_readings(rs)
+    store.compact_readings(T0 + 4 * DAY)
+    # keep from 12:00 of the second day: the first day goes, the second (partly kept) stays whole
+    gone = store.prune_reading_files(T0 + 1.5 * DAY)
+    assert gone == sum(r.ts < T0 + DAY for r in rs)
+    reader = StoreReader(db)
+    assert [d.day for d in reader.archived_days()] == ["2026-09-22", "2026-09-23", "2026-09-24"]
+    assert reader.reading_count() == len(rs) - gone
+    assert min(t for t, _, _ in reader.readings("a", "energy")) >= T0 + DAY
+    reader.close()
+    assert sorted(p.name for p in (archive_dir(db) / "s").iterdir())[0] == "2026-09-22.0.parquet"
+    store.close()
+
+
+def test_the_report_from_day_files_equals_the_report_from_the_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hand-computed month of test_report (rollover, meter replacement, gap, glitch,
+    power-only meter) and the first month of its readings (margins only after), reported from
+    the table and again after every day was compacted into day files, and by two worker
+    processes: the same figures, bit for bit."""
+    from test_report import ROLL, SITE, readings
+
+    from pue_monitor.config.loader import load_site
+    from pue_monitor.reports import compute
+    from pue_monitor.reports.compute import build_month
+
+    db = tmp_path / "store.sqlite"
+    path = tmp_path / "site.yaml"
+    path.write_text(SITE.format(store=db, roll=ROLL))
+    store = SqliteStore(db)
+    series = [(dev, point, "kW" if point == "power" else "kWh", ts, v) for dev, (ts, v, point) in readings().items()]
+    store.bulk_insert_readings("acc", sorted(series), expected_rows=sum(s[3].size for s in series))
+    site = load_site(path)
+
+    def month() -> object:
+        reader = StoreReader(db)
+        try:
+            return [build_month(reader, site, m, trailing=False, now=0.0) for m in ("2026-10", "2025-10")]
+        finally:
+            reader.close()
+
+    from_table = month()
+    res = store.compact_readings(datetime(2026, 11, 10, tzinfo=UTC).timestamp())
+    assert len(res.days) > 390 and StoreReader(db).table_reading_count() == 0
+    store.close()
+    assert month() == from_table
+    # the days shared among worker processes (what a site of PROCESS_MIN_SERIES series gets)
+    monkeypatch.setattr(compute, "PROCESS_MIN_SERIES", 1)
+    monkeypatch.setattr(compute, "PROCESSES", 2)
+    stats: dict[str, object] = {}
+    reader = StoreReader(db)
+    try:
+        assert build_month(reader, site, "2026-10", trailing=False, now=0.0, stats=stats) == from_table[0]  # type: ignore[index]
+    finally:
+        reader.close()
+    assert stats["worker processes"] == 2
+
+
+def test_cli_store_compact(tmp_path: Path) -> None:
+    db = tmp_path / "s.sqlite"
+    store = SqliteStore(db)
+    rs = _readings(days=2)
+    store.write_readings(rs)
+    store.close()
+    proc = subprocess.run(
+        [*PUE, "store", "compact", "--db", str(db), "--before", "2026-09-22", "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout)
+    first = sum(r.ts < T0 + DAY for r in rs)
+    assert (got["archived_days"], got["archived_readings"], got["table_readings"]) == (
+        ["2026-09-21"],
+        first,
+        len(rs) - first,
+    )
+    assert got["day_files"] == 1 and got["day_file_bytes"] > 0
+    for args, err in (
+        (["--db", str(tmp_path / "none.sqlite")], f"pue store compact: {tmp_path / 'none.sqlite'}: no such store"),
+        (["--db", str(db), "--before", "2026-13-01"], "pue store compact: --before '2026-13-01' is not a day"),
+    ):
+        bad = subprocess.run([*PUE, "store", "compact", *args], capture_output=True, text=True, check=False)
+        assert bad.returncode == 2 and bad.stderr.startswith(err) and bad.stderr.count("\n") == 1, bad.stderr
