@@ -147,6 +147,30 @@ INTERVAL_COLUMNS = [
 ]
 
 
+def _read_only(path: Path) -> sqlite3.Connection:
+    """A read-only connection of this process's own SQLite (never a second SQLite library in the
+    process: two copies do not see each other's POSIX locks, see ``_table_windows``)."""
+    con = sqlite3.connect(f"file:{quote(str(Path(path).resolve()))}?mode=ro", uri=True, check_same_thread=False)
+    con.execute("PRAGMA busy_timeout = 10000")
+    return con
+
+
+def _readings_frame(con: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> Any:
+    """The rows of ``sql`` (the columns site, device, point, ts, value, unit, quality, tags of
+    ``readings``) as a polars DataFrame: one statement, so one snapshot, fetched in chunks."""
+    import polars as pl
+
+    schema = {
+        "site": pl.String, "device": pl.String, "point": pl.String, "ts": pl.Float64,
+        "value": pl.Float64, "unit": pl.String, "quality": pl.Int64, "tags": pl.String,
+    }  # fmt: skip
+    cur = con.execute(sql, args)
+    parts = []
+    while rows := cur.fetchmany(500_000):
+        parts.append(pl.DataFrame(rows, schema=schema, orient="row"))
+    return pl.concat(parts) if parts else pl.DataFrame(schema=schema)
+
+
 @dataclass(frozen=True)
 class PeriodPue:
     """PUE over a period from summed interval energy (ISO/IEC 30134-2: ratio of energies)."""
@@ -712,7 +736,7 @@ class SqliteStore:
     def compact_readings(self, before: float, *, progress: Any = None) -> CompactResult:
         """Move the readings of every UTC day that ended at or before ``before`` out of the
         ``readings`` table into its day file (merged with the day's file when one exists: late
-        readings, a backfill). Day by day: read the day's rows (SQLite ADBC driver, a snapshot),
+        readings, a backfill). Day by day: read the day's rows (one statement: a snapshot),
         write the new file (temporary name, fsync, rename), then in ONE transaction delete exactly
         the rows read (by rowid bound and series ranges) and point ``reading_files`` at the new
         file; only then is the day's previous file deleted. A crash at any point leaves every
@@ -720,8 +744,6 @@ class SqliteStore:
         Safe beside a writer (rows written meanwhile stay in the table for the next run) and
         beside a second compaction (it finds the day's file changed and leaves the day for later).
         ``progress(day, done, total)`` after each day."""
-        import adbc_driver_manager
-        import adbc_driver_sqlite
         import polars as pl
 
         clock = time.perf_counter()
@@ -741,19 +763,17 @@ class SqliteStore:
             # as many days per pass (one scan of the table: it has no index on ts) as keep a pass
             # under COMPACT_PASS_ROWS readings, judged from the table's mean per day
             per_pass = max(1, int(COMPACT_PASS_ROWS / max(1.0, rows_now / total)))
-            db = adbc_driver_sqlite.connect(f"file:{quote(str(self.path.resolve()))}?mode=ro")
-            conn = adbc_driver_manager.AdbcConnection(db)
-            stmt = adbc_driver_manager.AdbcStatement(conn)
+            src = _read_only(self.path)
             try:
                 k = 0
                 while d0 < cutoff:
                     d1 = min(d0 + per_pass * DAY, cutoff)
-                    stmt.set_sql_query(
+                    df = _readings_frame(
+                        src,
                         "SELECT site, device, point, ts, value, unit, quality, tags FROM readings "
-                        f"WHERE ts >= {d0!r} AND ts < {d1!r} AND rowid <= {int(top)}"
+                        "WHERE ts >= ? AND ts < ? AND rowid <= ?",
+                        (d0, d1, int(top)),
                     )
-                    stream, _ = stmt.execute_query()
-                    df = pl.DataFrame(stream)
                     if df.height:
                         df = df.with_columns((pl.col("ts") // DAY).cast(pl.Int64).alias("_day"))
                         parts = df.partition_by(["_day", "site"], as_dict=True, maintain_order=True)
@@ -764,9 +784,7 @@ class SqliteStore:
                         progress(day_of(d1 - 1.0).isoformat(), k, total)
                     d0 = d1
             finally:
-                stmt.close()
-                conn.close()
-                db.close()
+                src.close()
         res.seconds = time.perf_counter() - clock
         return res
 
@@ -1315,44 +1333,36 @@ class StoreReader:
     def _table_windows(
         self, keys: Sequence[tuple[str, str]], *, start: float, end: float, margin: int
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """:meth:`good_windows` of the ``readings`` table alone.
+        """:meth:`good_windows` of the ``readings`` table alone (which holds the days not yet
+        archived into day files: the open day, late readings). One index range of
+        ``readings_series`` per series; ``ORDER BY ts`` is the index's own order (ordering ties by
+        value too made SQLite sort every series: 2.5x slower).
 
-        Columnar: read through the SQLite ADBC driver (Arrow batches straight from SQLite's C API
-        into polars), not row tuples through the ``sqlite3`` module: twice as fast (894,000 readings
-        of 20 series: 0.37 s against 0.72 s). One index range of ``readings_series`` per series;
-        ``ORDER BY ts`` is the index's own order (ordering ties by value too made SQLite sort every
-        series: 2.5x slower).
+        Read through this process's own SQLite (the ``sqlite3`` module), on a connection of its
+        own: a second copy of SQLite in one process (the ADBC driver's, used here before) does not
+        see the first's POSIX locks, so closing one copy's connection could checkpoint and remove
+        the WAL and its shared-memory file under the other's map: a SIGBUS, seen once in the tests.
         """
-        import adbc_driver_manager
-        import adbc_driver_sqlite
-        import polars as pl
-
-        db = adbc_driver_sqlite.connect(f"file:{quote(str(self.path.resolve()))}?mode=ro")
-        conn = adbc_driver_manager.AdbcConnection(db)
-        stmt = adbc_driver_manager.AdbcStatement(conn)
-        good = "FROM readings WHERE device = {d} AND point = {p} AND quality = 0 AND value IS NOT NULL"
-        lo, hi, m = repr(float(start)), repr(float(end)), int(margin) - 1
+        good = "FROM readings WHERE device = ? AND point = ? AND quality = 0 AND value IS NOT NULL"
         # one index range per series: from the margin-th reading before ``start`` (all of them
         # when there are fewer) to the margin-th after ``end``
         sql = (
-            "SELECT ts, value {g} AND ts >= coalesce((SELECT ts {g} AND ts < {lo} ORDER BY ts DESC LIMIT 1 "
-            "OFFSET {m}), -1e308) AND ts <= coalesce((SELECT ts {g} AND ts > {hi} ORDER BY ts LIMIT 1 OFFSET {m}), "
+            f"SELECT ts, value {good} AND ts >= coalesce((SELECT ts {good} AND ts < ? ORDER BY ts DESC LIMIT 1 "
+            f"OFFSET ?), -1e308) AND ts <= coalesce((SELECT ts {good} AND ts > ? ORDER BY ts LIMIT 1 OFFSET ?), "
             "1e308) ORDER BY ts"
         )
+        lo, hi, m = float(start), float(end), int(margin) - 1
+        src = _read_only(self.path)
         try:
             for device, point in keys:
-                g = good.format(d=_literal(device), p=_literal(point))
-                stmt.set_sql_query(sql.format(g=g, lo=lo, hi=hi, m=m))
-                stream, _ = stmt.execute_query()
-                df = pl.DataFrame(stream)
-                if not df.height:
+                rows = src.execute(sql, (device, point, device, point, lo, m, device, point, hi, m)).fetchall()
+                if not rows:
                     yield np.zeros(0), np.zeros(0)
                     continue
-                yield df["ts"].cast(pl.Float64).to_numpy(), df["value"].cast(pl.Float64).to_numpy()
+                arr = np.array(rows, dtype=np.float64)
+                yield np.ascontiguousarray(arr[:, 0]), np.ascontiguousarray(arr[:, 1])
         finally:
-            stmt.close()
-            conn.close()
-            db.close()
+            src.close()
 
     def period_pue(self, *, start: float | None = None, end: float | None = None) -> PeriodPue | None:
         """PUE over [start, end] from 1-minute rows whose PUE is defined: Σ E_DC / Σ E_IT."""

@@ -130,7 +130,6 @@ class StoreOutput(Output):
         if compact_after is not None:
             # imported here, on the caller's thread: importing polars on the compaction thread
             # while another thread (model training) imports it gives that thread half a module
-            import adbc_driver_sqlite  # noqa: F401
             import polars  # noqa: F401
         self._compactor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-compact")
         self._compaction: Future[None] | None = None
