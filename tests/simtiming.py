@@ -48,13 +48,19 @@ class ReadTimesWorld(SimulatedDataCentre):
         return np.asarray(out, dtype=np.float64)
 
 
+def counter_as_read(world: ReadTimesWorld, meter: str, stamps: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """(stamps sorted, the true cumulative energy in kWh at each one's read time): interpolate
+    it with ``np.interp`` for the energy the readings carry between two instants they cover."""
+    s = np.asarray(sorted(stamps), dtype=np.float64)
+    return s, np.array([world.true_cumulative(meter, a) for a in world.read_times(meter, s.tolist())])
+
+
 def energy_as_read(world: ReadTimesWorld, meter: str, stamps: Sequence[float], t0: float, t1: float) -> float:
     """Energy (kWh) of ``meter`` over ``[t0, t1]`` as its readings carry it: the true counter at
     each reading's read time, at the reading's stamp, linearly interpolated at ``t0`` and ``t1``
     (register resolution aside, what a correct pipeline computes from these readings)."""
-    s = np.asarray(sorted(stamps), dtype=np.float64)
+    s, c = counter_as_read(world, meter, stamps)
     assert s.size >= 2 and s[0] <= t0 and t1 <= s[-1], f"{meter}: readings do not cover [{t0}, {t1}]"
-    c = np.array([world.true_cumulative(meter, a) for a in world.read_times(meter, s.tolist())])
     return float(np.interp(t1, s, c) - np.interp(t0, s, c))
 
 

@@ -79,12 +79,15 @@ async def test_live_chain_matches_ground_truth_through_faults(tmp_path):
     assert {s.meter for s in counters.values()} == {s.meter for s in svc.specs.values()}  # none integrates power
     reader = StoreReader(db)
     rows = reader.intervals("1m")
-    period = reader.period_pue()
     quarter = reader.intervals("15m")
     stamps = {k: [ts for ts, _, q in reader.readings(*k) if q == Quality.GOOD] for k in counters}
     reader.close()
     complete = [r for r in rows if r["pue"] is not None]
-    assert len(complete) >= 22
+    # every minute inside all counters' readings has a PUE: about 27 on an idle machine, 13 seen
+    # with the 60x simulation starved of CPU (five busy processes on two cores)
+    first, last = max(min(v) for v in stamps.values()), min(max(v) for v in stamps.values())
+    inside = [m for m in (r["start"] for r in rows) if first <= m and m + 60 <= last]
+    assert {r["start"] for r in complete} >= set(inside) and len(inside) >= 10, (len(complete), len(inside))
     # the dead PDU's minutes were bridged by its counter (estimated), not lost
     gap = [r for r in rows if START + 300 <= r["start"] < START + 600]
     assert gap and all(r["pue"] is not None and r["estimated"] > 0 for r in gap)
@@ -100,10 +103,22 @@ async def test_live_chain_matches_ground_truth_through_faults(tmp_path):
     # once its polls answer again
     after = [r for r in full if r["start"] >= START + 900]
     assert after and len(clean & {r["start"] for r in after}) >= len(after) // 3, (len(after), len(clean))
-    # PUE from energy agrees with the simulator's truth over the same period
-    truth = world.true_pue(period.start, period.end)
-    assert period.pue == pytest.approx(truth, rel=0.005)
-    assert period.pue == pytest.approx(truth, rel=0.001)  # in practice far tighter
+    # PUE from energy agrees with the simulator's truth over the minutes every reading covers,
+    # taken at the times the meters were read: a reading is stamped when its poll starts, the
+    # simulator reads the counter when it answers, and under CI load the Modbus incomers and the
+    # SNMP PDUs answer seconds apart at 60x (0.43 % off the truth at the stamps seen under load)
+    assert inside == [inside[0] + 60 * k for k in range(len(inside))]
+    p0, p1 = inside[0], inside[-1] + 60
+    role_energy = {}
+    for role in ("facility_input", "it"):
+        keys = [k for k, s in counters.items() if s.role == role]
+        assert sum(world.true_energy(k[0], p0, p1) for k in keys) == pytest.approx(world.true_energy(role, p0, p1))
+        role_energy[role] = sum(energy_as_read(world, k[0], stamps[k], p0, p1) for k in keys)
+    reader = StoreReader(db)
+    period = reader.period_pue(start=p0, end=p1)
+    reader.close()
+    assert period is not None and (period.start, period.end, period.intervals) == (p0, p1, len(inside))
+    assert period.pue == pytest.approx(role_energy["facility_input"] / role_energy["it"], rel=0.001)
     # lighting's energy across the rollover is right: no spike, no loss
     assert all(0 < r["e_lighting_kwh"] < 1.0 for r in complete)
     # 15-minute buckets are Σ E_DC / Σ E_IT of their minutes, never mean of ratios
