@@ -39,7 +39,7 @@ from pue_monitor.pipeline.faults import SensorFault
 from pue_monitor.readings import Reading
 from pue_monitor.sinks.base import Output, OutputHealth
 from pue_monitor.sinks.readings_archive import day_bounds, day_of
-from pue_monitor.sinks.sqlite import CompactResult, SqliteStore, open_store
+from pue_monitor.sinks.sqlite import STAGE_SECONDS, CompactResult, SqliteStore, open_store
 
 __all__ = ["StoreOutput"]
 
@@ -147,7 +147,8 @@ class StoreOutput(Output):
     # ------------------------------------------------------------------ opening
 
     def _open(self) -> None:
-        store = open_store(self.path, busy_timeout=self.busy_timeout)
+        # the live writes are staged (no index) and moved into the table once a minute
+        store = open_store(self.path, busy_timeout=self.busy_timeout, stage_seconds=STAGE_SECONDS)
         try:
             for key, value in self.meta.items():
                 store.set_meta(key, value)
