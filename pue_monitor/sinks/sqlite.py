@@ -1,6 +1,9 @@
 """Embedded store: SQLite in WAL mode, the default when no InfluxDB is configured.
 
-Holds raw readings and the interval energy/PUE rollups. WAL lets any number of
+Holds raw readings and the interval energy/PUE rollups. The live writer (``pue run``) appends
+readings to ``readings_staging`` (no index: an insert costs the same whatever the table's size
+and series count) and moves them into ``readings`` once a minute in one sorted insert; every
+reader reads both (schema 8). WAL lets any number of
 other processes read (``pue show``, reports, tests) while the pipeline writes; the
 file survives restarts, and rollups are upserted by (site, resolution, start), so a
 restated interval (a gap bridged by a late counter reading) replaces the old row.
@@ -549,6 +552,7 @@ class SqliteStore:
         self.stage_max_rows = stage_max_rows
         self._staged = 0  # readings this writer staged since the last move
         self._staged_at: float | None = None  # ``now`` of the first of them
+        self._move_failed = False
         self.moves: list[tuple[int, float]] = []  # (readings, seconds) of the last moves (benchmarks)
         self._lock = threading.Lock()
         self._compact_lock = threading.Lock()
@@ -647,7 +651,14 @@ class SqliteStore:
                     try:
                         self._move_staged()
                     except sqlite3.Error as exc:  # the readings are written (staged): retried next write
-                        log.warning("store %s: moving staged readings into the table failed (%s)", self.path, exc)
+                        if not self._move_failed:  # once per failure streak
+                            log.warning(
+                                "store %s: moving staged readings into the table failed (%s); they stay staged "
+                                "(read as usual) and the move is retried with the next write",
+                                self.path,
+                                exc,
+                            )
+                        self._move_failed = True
 
     def _write_rest(
         self,
@@ -702,6 +713,7 @@ class SqliteStore:
             raise
         self._staged = 0
         self._staged_at = None
+        self._move_failed = False
         if n:
             self.moves = [*self.moves[-99:], (n, time.perf_counter() - t0)]
         return n

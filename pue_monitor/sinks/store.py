@@ -3,8 +3,10 @@ and never stops the collectors or the pipeline.
 
 Readings, rollups and events handed over are buffered in memory and written once per tick,
 all in one SQLite transaction, by a background task on one worker thread (the tick never waits
-for the disk). When a write fails — disk full (``SQLITE_FULL``), the file locked by another
-process longer than ``busy_timeout``, a read-only file or file system, an I/O error — nothing of
+for the disk); the readings go into the store's index-free staging table, moved into
+``readings`` once a minute (sinks/sqlite.py, schema 8). When a write fails — disk full
+(``SQLITE_FULL``), the file locked by another process longer than ``busy_timeout``, a
+read-only file or file system, an I/O error — nothing of
 it is written (the transaction rolls back), the buffer is kept, ``pue_store_up`` goes to 0, one
 line naming the path and the cause is logged, and the write is retried with backoff (1 s
 doubling to ``retry_cap``). When it succeeds again everything buffered is written, so the store
