@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
 import tempfile
 import time
 from collections.abc import Iterator
@@ -193,6 +194,63 @@ def insert_cost(folder: Path, sizes: list[float], series_counts: list[int], befo
     print()
 
 
+def candidates(folder: Path, series: int = 1000, rows: int = 1_000_000, ticks: int = 20) -> None:
+    """The layouts set aside, in plain SQLite (no pue-monitor code): a rowid table with the
+    series index (what ``readings`` is), the same with a 64 MiB page cache, and a WITHOUT ROWID
+    table clustered on (device, point, ts, seq); ``rows`` readings of ``series`` series, then
+    ``ticks`` ticks of one reading a series, one transaction each, WAL + synchronous=NORMAL."""
+    print(f"## Layouts set aside: {series:,} series a tick, {rows:,} readings in the table\n")
+    print("| layout | µs per reading, median / slowest tick |")
+    print("|---|---:|")
+    plain = "INSERT INTO r VALUES (?, 'b', ?, ?, ?, 'kWh', 0, '')"
+    clustered = "INSERT INTO r VALUES (?, ?, ?, 0, 'b', ?, 'kWh', 0, '')"
+    for kind in ("rowid table + (device, point, ts) index", "the same, cache_size 64 MiB", "WITHOUT ROWID"):
+        db = folder / "candidate.sqlite"
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
+        conn = sqlite3.connect(db)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        wr = kind == "WITHOUT ROWID"
+        if wr:
+            conn.execute(
+                "CREATE TABLE r (device TEXT, point TEXT, ts REAL, seq INTEGER, site TEXT, value REAL, unit TEXT, "
+                "quality INTEGER, tags TEXT, PRIMARY KEY (device, point, ts, seq)) WITHOUT ROWID"
+            )
+        else:
+            conn.execute(
+                "CREATE TABLE r (ts REAL, site TEXT, device TEXT, point TEXT, value REAL, unit TEXT, quality INTEGER, "
+                "tags TEXT)"
+            )
+            conn.execute("CREATE INDEX r_series ON r (device, point, ts)")
+        if "cache_size" in kind:
+            conn.execute("PRAGMA cache_size = -65536")
+        k = rows // series
+        hist = np.arange(k, dtype=np.float64).tolist()
+        with conn:
+            for i in range(series):
+                d = f"m{i:05d}"
+                if wr:
+                    conn.executemany(clustered, ((d, "energy", t, t) for t in hist))
+                else:
+                    conn.executemany(plain, ((t, d, "energy", t) for t in hist))
+        t_next = float(k)
+        spent = []
+        for _ in range(ticks):
+            batch = [
+                (f"m{i:05d}", "energy", t_next, float(i)) if wr else (t_next, f"m{i:05d}", "energy", float(i))
+                for i in range(series)
+            ]
+            c = time.perf_counter()
+            with conn:
+                conn.executemany(clustered if wr else plain, batch)
+            spent.append((time.perf_counter() - c) / series * 1e6)
+            t_next += 1.0
+        conn.close()
+        print(f"| {kind} | {float(np.median(spent)):.1f} / {max(spent):.1f} |", flush=True)
+    print()
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--meters", type=int, default=100)
@@ -200,6 +258,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--sizes", default="0,1,5", help="table sizes, million readings")
     ap.add_argument("--series", default="1000,10000", help="series written per tick (insert cost)")
     ap.add_argument("--skip-bytes", action="store_true", help="the insert cost only")
+    ap.add_argument("--candidates", action="store_true", help="also the layouts set aside (plain SQLite)")
     ap.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "pue-bench-storage")
     args = ap.parse_args(argv)
     args.dir.mkdir(parents=True, exist_ok=True)
@@ -207,6 +266,8 @@ def main(argv: list[str] | None = None) -> None:
     if not args.skip_bytes:
         bytes_per_reading(args.dir, args.meters, args.hours)
     insert_cost(args.dir, [float(x) for x in args.sizes.split(",")], [int(x) for x in args.series.split(",")])
+    if args.candidates:
+        candidates(args.dir)
 
 
 if __name__ == "__main__":
