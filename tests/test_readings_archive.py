@@ -248,6 +248,39 @@ def test_every_reader_sees_staged_readings(tmp_path: Path) -> None:
     assert last[("a", "energy")]["ts"] == max(r.ts for r in rs if r.device == "a")
 
 
+def test_one_reader_follows_the_staging_table_across_writes_and_moves(tmp_path: Path) -> None:
+    """A reader asked again and again (a report's groups, a long-lived reader) while the writer
+    stages and moves: each answer equals a fresh reader's on the same state."""
+    db = tmp_path / "live.sqlite"
+    store = SqliteStore(db, stage_seconds=1e9)
+    keys = [("a", "energy"), ("b", "energy")]
+    reader = StoreReader(db)
+
+    def windows(r: StoreReader) -> object:
+        return [(t.tolist(), v.tolist()) for t, v in r.good_windows(keys, start=T0 + 5, end=T0 + 50, margin=3)]
+
+    seen = []
+    for step in range(6):
+        if step == 3:
+            assert store.move_staged() == 40 * 3 * len(keys) + 1
+        k = 40 * min(step, 3) + 10 * max(0, step - 3)
+        batch = [
+            Reading(T0 + k + i, "s", d, p, float(k + i), "kWh") for i in range(10 if step >= 3 else 40) for d, p in keys
+        ]
+        if step == 1:  # a reading of the same stamp again, staged later: after the first among equal stamps
+            batch.append(Reading(T0 + 20, "s", "a", "energy", -1.0, "kWh"))
+        store.write(batch, now=T0)
+        fresh = StoreReader(db)
+        want = windows(fresh)
+        fresh.close()
+        got = windows(reader)
+        assert got == want
+        seen.append(sum(len(t) for t, _ in got))  # type: ignore[attr-defined]
+    assert seen == sorted(seen) and seen[-1] > seen[0]
+    reader.close()
+    store.close()
+
+
 def test_staged_readings_survive_a_crash_and_the_next_writer_moves_them(tmp_path: Path) -> None:
     """A reading acknowledged by ``write`` is durable while staged: a writer process that dies
     without closing leaves it where readers find it, and the next writer moves it (once)."""

@@ -79,6 +79,7 @@ CREATE TABLE IF NOT EXISTS readings (
 );
 CREATE INDEX IF NOT EXISTS readings_series ON readings (device, point, ts);
 CREATE TABLE IF NOT EXISTS readings_staging (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: a reader knows a move by the first id
     ts REAL NOT NULL, site TEXT NOT NULL, device TEXT NOT NULL, point TEXT NOT NULL,
     value REAL, unit TEXT NOT NULL, quality INTEGER NOT NULL, tags TEXT NOT NULL DEFAULT ''
 );
@@ -494,6 +495,66 @@ class _Archive:
         if not self.has_table():
             return 0
         return int(self.conn.execute("SELECT coalesce(sum(rows), 0) FROM reading_files").fetchone()[0])
+
+
+class _StagedRows:
+    """A reader's copy of the staged GOOD readings (ids ``lo``..``hi``): a base sorted by series,
+    stamp and arrival with each series' slice, and a tail of the rows read since (by arrival),
+    folded into the base when it grows past a quarter of it."""
+
+    def __init__(self, lo: int, hi: int, rows: Any) -> None:
+        import polars as pl
+
+        self.lo, self.hi = lo, hi
+        self.n = rows.height
+        self.tail = rows.head(0).with_columns(pl.lit(0, pl.UInt32).alias("_i"))
+        self._build(rows.with_row_index("_i"))
+
+    def _build(self, rows: Any) -> None:
+        import polars as pl
+
+        self.base = rows.sort(["device", "point", "ts", "_i"])
+        counts = self.base.group_by(["device", "point"], maintain_order=True).len()
+        ends = np.cumsum(counts["len"].to_numpy())
+        self.index = {
+            (str(d), str(p)): (int(e - c), int(e))
+            for d, p, c, e in zip(counts["device"], counts["point"], counts["len"], ends, strict=True)
+        }
+        self.ts = self.base["ts"].cast(pl.Float64).to_numpy()
+        self.value = self.base["value"].cast(pl.Float64).to_numpy()
+
+    def append(self, rows: Any, hi: int) -> None:
+        import polars as pl
+
+        self.hi = hi
+        if not rows.height:
+            return
+        rows = rows.with_columns((pl.int_range(rows.height, dtype=pl.UInt32) + self.n).alias("_i"))
+        self.n += rows.height
+        self.tail = pl.concat([self.tail, rows.select(self.tail.columns)], how="vertical_relaxed")
+        if self.tail.height > max(10_000, self.base.height // 4):
+            self._build(pl.concat([self.base, self.tail.select(self.base.columns)], how="vertical_relaxed"))
+            self.tail = self.tail.head(0)
+
+    def get(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]:
+        import polars as pl
+
+        out: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
+        for key in keys:
+            a, b = self.index.get(key, (0, 0))
+            if b > a:
+                out[key] = (self.ts[a:b], self.value[a:b])
+        if self.tail.height:
+            want = pl.DataFrame(
+                {"device": [k[0] for k in keys], "point": [k[1] for k in keys]},
+                schema={"device": pl.String, "point": pl.String},
+            ).unique()
+            sub = self.tail.join(want, on=["device", "point"], how="semi").sort(["device", "point", "ts", "_i"])
+            for (dv, pt), part in sub.partition_by(["device", "point"], as_dict=True, maintain_order=True).items():
+                key = (str(dv), str(pt))
+                more = (part["ts"].cast(pl.Float64).to_numpy(), part["value"].cast(pl.Float64).to_numpy())
+                out[key] = _merge_sorted([out[key], more]) if key in out else more  # the tail came later
+        return out
 
 
 def _trim(ts: np.ndarray, v: np.ndarray, start: float, end: float, margin: int) -> tuple[np.ndarray, np.ndarray]:
@@ -1227,6 +1288,8 @@ class StoreReader:
         self.path = path
         self._cache = DayCache(cache_bytes)
         self._staging = False
+        #: staged GOOD readings read by :meth:`_staged_good`: (first id, last id, rows by id)
+        self._stage_cache: _StagedRows | None = None
         if not path.exists():
             raise FileNotFoundError(f"{path}: no such store (has `pue run` or `pue demo` written it?)")
         hint = "give --db the file `pue run` writes (store.path in the site file)"
@@ -1508,20 +1571,7 @@ class StoreReader:
         conn = adbc_driver_manager.AdbcConnection(db)
         conn.set_autocommit(False)  # one read transaction: staging and table read from one state of the file
         stmt = adbc_driver_manager.AdbcStatement(conn)
-        staged: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
-        if staging:  # the staged GOOD readings (a minute or so of them): one scan, by series, by ts
-            stmt.set_sql_query(
-                "SELECT device, point, ts, value FROM readings_staging WHERE quality = 0 AND value IS NOT NULL"
-            )
-            stream, _ = stmt.execute_query()
-            sdf = pl.DataFrame(stream)
-            if sdf.height:
-                for (dv, pt), part in sdf.partition_by(["device", "point"], as_dict=True, maintain_order=True).items():
-                    part = part.sort("ts", maintain_order=True)
-                    staged[(str(dv), str(pt))] = (
-                        part["ts"].cast(pl.Float64).to_numpy(),
-                        part["value"].cast(pl.Float64).to_numpy(),
-                    )
+        staged = self._staged_good(stmt, keys) if staging and keys else {}
         good = "FROM readings WHERE device = {d} AND point = {p} AND quality = 0 AND value IS NOT NULL"
         lo, hi, m = repr(float(start)), repr(float(end)), int(margin) - 1
         # one index range per series: from the margin-th reading before ``start`` (all of them
@@ -1552,6 +1602,40 @@ class StoreReader:
             conn.rollback()
             conn.close()
             db.close()
+
+    def _staged_good(
+        self, stmt: Any, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]:
+        """The staged GOOD readings of ``keys`` (ts, value by ts; equal stamps in arrival order),
+        in the caller's read transaction. The staged rows are kept between calls (a report
+        asks for its series in groups): while the first staged id is the same no move took
+        place (ids are never reused), so only the rows staged since are read, by id range;
+        after a move the staging table is read again."""
+        import polars as pl
+
+        # two subqueries: one min() and one max() each are a seek (both in one query: a scan)
+        stmt.set_sql_query(
+            "SELECT (SELECT min(id) FROM readings_staging) AS lo, (SELECT max(id) FROM readings_staging) AS hi"
+        )
+        stream, _ = stmt.execute_query()
+        lo, hi = pl.DataFrame(stream).row(0)
+        if lo is None:
+            self._stage_cache = None
+            return {}
+        q = "SELECT device, point, ts, value FROM readings_staging WHERE quality = 0 AND value IS NOT NULL AND id <= "
+        schema = {"device": pl.String, "point": pl.String, "ts": pl.Float64, "value": pl.Float64}
+        cache = self._stage_cache
+        if cache is not None and cache.lo == lo and cache.hi <= hi:
+            if hi > cache.hi:  # no move since: only the rows staged since
+                stmt.set_sql_query(f"{q}{int(hi)} AND id > {int(cache.hi)}")
+                stream, _ = stmt.execute_query()
+                cache.append(pl.DataFrame(stream).cast(schema), int(hi))  # type: ignore[arg-type]
+        else:
+            stmt.set_sql_query(f"{q}{int(hi)}")
+            stream, _ = stmt.execute_query()
+            cache = _StagedRows(int(lo), int(hi), pl.DataFrame(stream).cast(schema))  # type: ignore[arg-type]
+            self._stage_cache = cache
+        return cache.get(keys)
 
     def period_pue(self, *, start: float | None = None, end: float | None = None) -> PeriodPue | None:
         """PUE over [start, end] from 1-minute rows whose PUE is defined: Σ E_DC / Σ E_IT."""
