@@ -1,5 +1,6 @@
 """Day files of raw readings (sinks/readings_archive.py, schema 7): exact round trip, compaction,
-crash safety, migration of an older store, retention, and reports from files = from the table."""
+crash safety, migration of an older store, retention, and reports from files = from the table;
+the staging table of the live writes (schema 8): every reader sees staged readings."""
 
 from __future__ import annotations
 
@@ -177,6 +178,7 @@ def test_a_schema_6_store_migrates_and_the_first_run_archives_its_closed_days(tm
     with sqlite3.connect(db) as conn:  # what version 6 had
         conn.execute("DROP TABLE reading_files")
         conn.execute("DROP TABLE reading_series")
+        conn.execute("DROP TABLE readings_staging")
         conn.execute("UPDATE meta SET value = '6' WHERE key = 'schema_version'")
     conn.close()
     reader = StoreReader(db)
@@ -194,10 +196,155 @@ def test_a_schema_6_store_migrates_and_the_first_run_archives_its_closed_days(tm
     out = asyncio.run(run())
     assert [c.days for c in out.compactions] == [["2026-09-21", "2026-09-22"]]
     reader = StoreReader(db)
-    assert reader.meta()["schema_version"] == str(SCHEMA_VERSION) == "7"
+    assert reader.meta()["schema_version"] == str(SCHEMA_VERSION) == "8"
     assert reader.reading_count() == len(rs)
     assert reader.table_reading_count() == sum(r.ts >= T0 + 2 * DAY for r in rs)
     reader.close()
+
+
+def _staging_rows(db: Path) -> int:
+    with sqlite3.connect(db) as conn:
+        n = int(conn.execute("SELECT count(*) FROM readings_staging").fetchone()[0])
+    conn.close()
+    return n
+
+
+def test_every_reader_sees_staged_readings(tmp_path: Path) -> None:
+    """Readings in day files, in the table and in the staging table (the live writes, schema 8),
+    with a reading of the same stamp in table and staging and twice in staging: every reader
+    answers exactly as when all were written into the table; the writer's own readers move the
+    staged readings into the table first."""
+    rs = _readings(days=4)
+    cut = T0 + 2.5 * DAY
+    part1 = [r for r in rs if r.ts < cut]
+    part2 = [r for r in rs if r.ts >= cut]
+    a_in_table = next(r for r in part1 if r.device == "a" and r.ts > T0 + 2 * DAY + 60 and r.value is not None)
+    a_staged = next(r for r in part2 if r.device == "a" and r.value is not None)
+    dups = [
+        Reading(a_in_table.ts, "s", "a", "energy", -1.0, "kWh"),
+        Reading(a_staged.ts, "s", "a", "energy", -2.0, "kWh"),
+    ]
+    dups.append(Reading(a_staged.ts, "s", "a", "energy", -3.0, "kWh"))
+    answers = {}
+    for name, stage in (("table", 0.0), ("staged", 1e9)):
+        db = tmp_path / f"{name}.sqlite"
+        store = SqliteStore(db)
+        store.write_readings(part1)
+        assert store.compact_readings(T0 + 2 * DAY).days == ["2026-09-21", "2026-09-22"]
+        store.close()
+        store = SqliteStore(db, stage_seconds=stage)
+        store.write(part2, now=cut)
+        store.write(dups, now=cut + 1.0)
+        staged = _staging_rows(db)
+        assert staged == (len(part2) + len(dups) if stage else 0)
+        reader = StoreReader(db)
+        assert reader.table_reading_count() == len(rs) + len(dups) - sum(r.ts < T0 + 2 * DAY for r in rs)
+        reader.close()
+        answers[name] = _answers(db, store)  # its StoreReader part first, then the writer's readers
+        assert _staging_rows(db) == 0  # the writer's readers moved them (in one transaction)
+        store.close()
+    assert answers["staged"] == answers["table"]
+    last = {(r["device"], r["point"]): r for r in answers["staged"]["last_per_series"]}  # type: ignore[union-attr]
+    assert last[("a", "energy")]["ts"] == max(r.ts for r in rs if r.device == "a")
+
+
+def test_one_reader_follows_the_staging_table_across_writes_and_moves(tmp_path: Path) -> None:
+    """A reader asked again and again (a report's groups, a long-lived reader) while the writer
+    stages and moves: each answer equals a fresh reader's on the same state."""
+    db = tmp_path / "live.sqlite"
+    store = SqliteStore(db, stage_seconds=1e9)
+    keys = [("a", "energy"), ("b", "energy")]
+    reader = StoreReader(db)
+
+    def windows(r: StoreReader) -> object:
+        return [(t.tolist(), v.tolist()) for t, v in r.good_windows(keys, start=T0 + 5, end=T0 + 50, margin=3)]
+
+    seen = []
+    for step in range(6):
+        if step == 3:
+            assert store.move_staged() == 40 * 3 * len(keys) + 1
+        k = 40 * min(step, 3) + 10 * max(0, step - 3)
+        batch = [
+            Reading(T0 + k + i, "s", d, p, float(k + i), "kWh") for i in range(10 if step >= 3 else 40) for d, p in keys
+        ]
+        if step == 1:  # a reading of the same stamp again, staged later: after the first among equal stamps
+            batch.append(Reading(T0 + 20, "s", "a", "energy", -1.0, "kWh"))
+        store.write(batch, now=T0)
+        fresh = StoreReader(db)
+        want = windows(fresh)
+        fresh.close()
+        got = windows(reader)
+        assert got == want
+        seen.append(sum(len(t) for t, _ in got))  # type: ignore[attr-defined]
+    assert seen == sorted(seen) and seen[-1] > seen[0]
+    reader.close()
+    store.close()
+
+
+def test_staged_readings_survive_a_crash_and_the_next_writer_moves_them(tmp_path: Path) -> None:
+    """A reading acknowledged by ``write`` is durable while staged: a writer process that dies
+    without closing leaves it where readers find it, and the next writer moves it (once)."""
+    db = tmp_path / "crash.sqlite"
+    code = textwrap.dedent(
+        f"""
+        import os
+        from pue_monitor.readings import Reading
+        from pue_monitor.sinks.sqlite import SqliteStore
+        store = SqliteStore({str(db)!r}, stage_seconds=1e9)
+        store.write([Reading({T0} + i, "s", "a", "energy", float(i), "kWh") for i in range(500)], now={T0})
+        os._exit(0)  # no close: what a crash leaves
+        """
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    assert _staging_rows(db) == 500
+    reader = StoreReader(db)
+    assert reader.reading_count() == 500
+    assert reader.readings("a", "energy")[-1] == (T0 + 499, 499.0, 0)
+    reader.close()
+    store = SqliteStore(db)  # opening moves what was left staged
+    assert _staging_rows(db) == 0
+    assert [(r.ts, r.value) for r in store.last_readings([("a", "energy")])] == [(T0 + 499, 499.0)]
+    store.close()
+    reader = StoreReader(db)
+    assert reader.table_reading_count() == 500
+    assert [t for t, _, _ in reader.readings("a", "energy")] == [T0 + i for i in range(500)]
+    reader.close()
+
+
+def test_a_schema_7_store_migrates_to_8(tmp_path: Path) -> None:
+    """A schema-7 store (no staging table) is read by this version's reader, gains the staging
+    table and version 8 when a writer opens it, and keeps every reading."""
+    db = tmp_path / "seven.sqlite"
+    store = SqliteStore(db)
+    rs = _readings(days=1)
+    store.write_readings(rs)
+    store.close()
+    with sqlite3.connect(db) as conn:
+        conn.execute("DROP TABLE readings_staging")
+        conn.execute("UPDATE meta SET value = '7' WHERE key = 'schema_version'")
+    conn.close()
+    reader = StoreReader(db)
+    want = _answers_reader_only(reader)
+    assert reader.reading_count() == len(rs)
+    reader.close()
+    store = SqliteStore(db, stage_seconds=60.0)
+    store.write([Reading(T0 + DAY + 1, "s", "a", "energy", 1.0, "kWh")], now=T0 + DAY + 1)
+    assert _staging_rows(db) == 1
+    store.close()
+    assert _staging_rows(db) == 0
+    reader = StoreReader(db)
+    assert reader.meta()["schema_version"] == "8"
+    assert reader.reading_count() == len(rs) + 1
+    with sqlite3.connect(db) as conn:
+        conn.execute("DELETE FROM readings WHERE ts = ?", (T0 + DAY + 1,))
+    conn.close()
+    assert _answers_reader_only(reader) == want
+    reader.close()
+
+
+def _answers_reader_only(reader: StoreReader) -> object:
+    wins = [(t.tolist(), v.tolist()) for t, v in reader.good_windows(KEYS, start=T0, end=T0 + DAY, margin=8)]
+    return wins, [reader.readings(d, p) for d, p in KEYS], reader.last_per_series()
 
 
 def test_retention_deletes_whole_day_files(tmp_path: Path) -> None:

@@ -1,6 +1,9 @@
 """Embedded store: SQLite in WAL mode, the default when no InfluxDB is configured.
 
-Holds raw readings and the interval energy/PUE rollups. WAL lets any number of
+Holds raw readings and the interval energy/PUE rollups. The live writer (``pue run``) appends
+readings to ``readings_staging`` (no index: an insert costs the same whatever the table's size
+and series count) and moves them into ``readings`` once a minute in one sorted insert; every
+reader reads both (schema 8). WAL lets any number of
 other processes read (``pue show``, reports, tests) while the pipeline writes; the
 file survives restarts, and rollups are upserted by (site, resolution, start), so a
 restated interval (a gap bridged by a late counter reading) replaces the old row.
@@ -8,6 +11,7 @@ restated interval (a gap bridged by a late counter reading) replaces the old row
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import itertools
 import logging
@@ -53,7 +57,10 @@ log = logging.getLogger(__name__)
 #: 7: reading_files and reading_series: closed UTC days of raw readings moved into Parquet day files
 #:    (sinks/readings_archive.py); a store of any older version gains the two (empty) tables and
 #:    its readings are archived by the first compaction
-SCHEMA_VERSION = 7
+#: 8: readings_staging: the live writes append there (no index: the cost of an insert does not grow
+#:    with the table or the series per tick) and a move, once a minute, inserts them into
+#:    ``readings`` sorted by series; readers read both. An older store gains the (empty) table
+SCHEMA_VERSION = 8
 _SUB_COLS = [f"e_{r.value}_kwh" for r in SUBSYSTEMS]
 _REASON_COLS = list(INTERVAL_REASON_FIELDS)
 _KPI_COLS = list(KPI_FIELDS.values())
@@ -71,6 +78,11 @@ CREATE TABLE IF NOT EXISTS readings (
     value REAL, unit TEXT NOT NULL, quality INTEGER NOT NULL, tags TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS readings_series ON readings (device, point, ts);
+CREATE TABLE IF NOT EXISTS readings_staging (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: a reader knows a move by the first id
+    ts REAL NOT NULL, site TEXT NOT NULL, device TEXT NOT NULL, point TEXT NOT NULL,
+    value REAL, unit TEXT NOT NULL, quality INTEGER NOT NULL, tags TEXT NOT NULL DEFAULT ''
+);
 CREATE TABLE IF NOT EXISTS events (
     ts REAL NOT NULL, site TEXT NOT NULL, device TEXT NOT NULL, point TEXT NOT NULL,
     kind TEXT NOT NULL, value REAL, detail TEXT NOT NULL DEFAULT '', recorded REAL NOT NULL
@@ -322,7 +334,13 @@ def _event_row(site: str, ev: PipelineEvent, now: float) -> tuple[Any, ...]:
     return (ev.ts, site, ev.device, ev.point, str(ev.kind), ev.value, ev.detail, now)
 
 
-_INSERT_READING = "INSERT INTO readings (ts, site, device, point, value, unit, quality, tags) VALUES (?,?,?,?,?,?,?,?)"
+_READING_COLS = "ts, site, device, point, value, unit, quality, tags"
+_INSERT_READING = f"INSERT INTO readings ({_READING_COLS}) VALUES (?,?,?,?,?,?,?,?)"
+_INSERT_STAGED = f"INSERT INTO readings_staging ({_READING_COLS}) VALUES (?,?,?,?,?,?,?,?)"
+#: staged readings are moved into ``readings`` once the first of them waited this long (the
+#: ``now`` of the writes), or when this many wait
+STAGE_SECONDS = 60.0
+STAGE_MAX_ROWS = 2_000_000
 _INSERT_INTERVAL = (
     f"INSERT OR REPLACE INTO pue_intervals ({', '.join(INTERVAL_COLUMNS)}) "
     f"VALUES ({','.join('?' * len(INTERVAL_COLUMNS))})"
@@ -503,6 +521,78 @@ class _Archive:
         return int(self.conn.execute("SELECT coalesce(sum(rows), 0) FROM reading_files").fetchone()[0])
 
 
+class _StagedRows:
+    """A reader's copy of the staged GOOD readings (ids ``lo``..``hi``): a base sorted by series,
+    stamp and arrival with each series' slice, and a tail of the rows read since (by arrival),
+    folded into the base when it grows past a quarter of it."""
+
+    def __init__(self, lo: int, hi: int, rows: Any) -> None:
+        import polars as pl
+
+        self.lo, self.hi = lo, hi
+        self.n = rows.height
+        self.tail = rows.head(0).with_columns(pl.lit(0, pl.UInt32).alias("_i"))
+        self._build(rows.with_row_index("_i"))
+
+    def _build(self, rows: Any) -> None:
+        import polars as pl
+
+        self.base = rows.sort(["device", "point", "ts", "_i"])
+        counts = self.base.group_by(["device", "point"], maintain_order=True).len()
+        ends = np.cumsum(counts["len"].to_numpy())
+        self.index = {
+            (str(d), str(p)): (int(e - c), int(e))
+            for d, p, c, e in zip(counts["device"], counts["point"], counts["len"], ends, strict=True)
+        }
+        self.ts = self.base["ts"].cast(pl.Float64).to_numpy()
+        self.value = self.base["value"].cast(pl.Float64).to_numpy()
+
+    def append(self, rows: Any, hi: int) -> None:
+        import polars as pl
+
+        self.hi = hi
+        if not rows.height:
+            return
+        rows = rows.with_columns((pl.int_range(rows.height, dtype=pl.UInt32) + self.n).alias("_i"))
+        self.n += rows.height
+        self.tail = pl.concat([self.tail, rows.select(self.tail.columns)], how="vertical_relaxed")
+        if self.tail.height > max(10_000, self.base.height // 4):
+            self._build(pl.concat([self.base, self.tail.select(self.base.columns)], how="vertical_relaxed"))
+            self.tail = self.tail.head(0)
+
+    def get(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]:
+        import polars as pl
+
+        out: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
+        for key in keys:
+            a, b = self.index.get(key, (0, 0))
+            if b > a:
+                out[key] = (self.ts[a:b], self.value[a:b])
+        if self.tail.height:
+            want = pl.DataFrame(
+                {"device": [k[0] for k in keys], "point": [k[1] for k in keys]},
+                schema={"device": pl.String, "point": pl.String},
+            ).unique()
+            sub = self.tail.join(want, on=["device", "point"], how="semi").sort(["device", "point", "ts", "_i"])
+            for (dv, pt), part in sub.partition_by(["device", "point"], as_dict=True, maintain_order=True).items():
+                key = (str(dv), str(pt))
+                more = (part["ts"].cast(pl.Float64).to_numpy(), part["value"].cast(pl.Float64).to_numpy())
+                out[key] = _merge_sorted([out[key], more]) if key in out else more  # the tail came later
+        return out
+
+
+def _trim(ts: np.ndarray, v: np.ndarray, start: float, end: float, margin: int) -> tuple[np.ndarray, np.ndarray]:
+    """The readings with ``start <= ts <= end`` plus ``margin`` on each side (with every reading
+    as old as the margin-th: ties stay together), of (ts, value) sorted by ts."""
+    if ts.size:
+        i0 = int(np.searchsorted(ts, start, "left"))
+        i1 = int(np.searchsorted(ts, end, "right"))
+        lo = int(np.searchsorted(ts, ts[i0 - margin], "left")) if i0 - margin >= 0 else 0
+        hi = int(np.searchsorted(ts, ts[i1 + margin - 1], "right")) if i1 + margin - 1 < ts.size else ts.size
+        ts, v = ts[lo:hi], v[lo:hi]
+    return ts, v
+
+
 def _merge_sorted(
     parts: Sequence[tuple[np.ndarray, np.ndarray]], *, by_value: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -529,8 +619,26 @@ class SqliteStore:
     :func:`open_store`, which moves such a file aside), ``sqlite3.Error`` for other failures.
     """
 
-    def __init__(self, path: str | Path, *, busy_timeout: float = 10.0, check: bool = False) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        busy_timeout: float = 10.0,
+        check: bool = False,
+        stage_seconds: float = 0.0,
+        stage_max_rows: int = STAGE_MAX_ROWS,
+    ) -> None:
+        """``stage_seconds`` > 0 (the live writer, :class:`~pue_monitor.sinks.store.StoreOutput`:
+        :data:`STAGE_SECONDS`): readings written wait in ``readings_staging`` (no index) up to this
+        long (by the ``now`` of :meth:`write`) or up to ``stage_max_rows`` readings, then move
+        into ``readings`` in one sorted insert. 0 (tools, backfills, tests): into ``readings``."""
         self.path = Path(path)
+        self.stage_seconds = stage_seconds
+        self.stage_max_rows = stage_max_rows
+        self._staged = 0  # readings this writer staged since the last move
+        self._staged_at: float | None = None  # ``now`` of the first of them
+        self._move_failed = False
+        self.moves: list[tuple[int, float]] = []  # (readings, seconds) of the last moves (benchmarks)
         self._lock = threading.Lock()
         self._compact_lock = threading.Lock()
         self._cache = DayCache()
@@ -570,6 +678,9 @@ class SqliteStore:
             raise
         st = os.stat(self.path)
         self.identity = (st.st_dev, st.st_ino)
+        # what a crashed writer left staged goes into the table now (read-only or busy: later)
+        with self._lock, contextlib.suppress(sqlite3.Error):
+            self._move_staged()
 
     def _checked(self, busy_timeout: float) -> sqlite3.Connection:
         """Open and probe the file: a corrupt or truncated file fails here, not mid-run."""
@@ -610,25 +721,92 @@ class SqliteStore:
         """Readings, (site, resolution, interval) rollups, (site, event), (site, resolution,
         free-cooling row) and (site, sensor fault, meter role) in ONE transaction: on any error nothing is
         written, so a retry never duplicates a reading."""
-        with self._lock, self._conn:
-            if readings:
-                self._conn.executemany(_INSERT_READING, [_reading_row(r) for r in readings])
-            if intervals:
-                self._conn.executemany(_INSERT_INTERVAL, [_interval_row(s, res, iv, now) for s, res, iv in intervals])
-            if events:
-                self._conn.executemany(_INSERT_EVENT, [_event_row(s, ev, now) for s, ev in events])
-            if free_cooling:
-                self._conn.executemany(
-                    _INSERT_FREE_COOLING, [_free_cooling_row(s, res, r, now) for s, res, r in free_cooling]
-                )
-            if sensor_faults:
-                self._conn.executemany(
-                    _INSERT_SENSOR_FAULT,
-                    [
-                        (s, f.device, f.point, str(f.kind), f.start, f.end, f.detail, f.value, role, now)
-                        for s, f, role in sensor_faults
-                    ],
-                )
+        staged = readings and self.stage_seconds > 0
+        with self._lock:
+            with self._conn:
+                if readings:
+                    rows = [_reading_row(r) for r in readings]
+                    self._conn.executemany(_INSERT_STAGED if staged else _INSERT_READING, rows)
+                self._write_rest(intervals, events, now, free_cooling, sensor_faults)
+            if staged:
+                self._staged += len(readings)
+                if self._staged_at is None:
+                    self._staged_at = now
+                if now - self._staged_at >= self.stage_seconds or self._staged >= self.stage_max_rows:
+                    try:
+                        self._move_staged()
+                    except sqlite3.Error as exc:  # the readings are written (staged): retried next write
+                        if not self._move_failed:  # once per failure streak
+                            log.warning(
+                                "store %s: moving staged readings into the table failed (%s); they stay staged "
+                                "(read as usual) and the move is retried with the next write",
+                                self.path,
+                                exc,
+                            )
+                        self._move_failed = True
+
+    def _write_rest(
+        self,
+        intervals: Sequence[tuple[str, str, Any]],
+        events: Sequence[tuple[str, PipelineEvent]],
+        now: float,
+        free_cooling: Sequence[tuple[str, str, Any]],
+        sensor_faults: Sequence[tuple[str, Any, str]],
+    ) -> None:
+        if intervals:
+            self._conn.executemany(_INSERT_INTERVAL, [_interval_row(s, res, iv, now) for s, res, iv in intervals])
+        if events:
+            self._conn.executemany(_INSERT_EVENT, [_event_row(s, ev, now) for s, ev in events])
+        if free_cooling:
+            self._conn.executemany(
+                _INSERT_FREE_COOLING, [_free_cooling_row(s, res, r, now) for s, res, r in free_cooling]
+            )
+        if sensor_faults:
+            self._conn.executemany(
+                _INSERT_SENSOR_FAULT,
+                [
+                    (s, f.device, f.point, str(f.kind), f.start, f.end, f.detail, f.value, role, now)
+                    for s, f, role in sensor_faults
+                ],
+            )
+
+    def _move_staged(self, *, own: bool = False) -> int:
+        """Move every staged reading into ``readings`` in ONE transaction: one insert sorted by
+        the index key (each series' index page is touched once per move, not once per write),
+        and the same rows deleted from the staging table. Caller holds ``self._lock``. Any
+        process may move (a compaction, a backfill beside ``pue run``): the transaction makes
+        each reading be in exactly one of the two tables for every reader. ``own``: only what
+        this writer staged (no look at the table when it staged nothing)."""
+        if own and not self._staged:
+            return 0
+        t0 = time.perf_counter()
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            top = conn.execute("SELECT max(rowid) FROM readings_staging").fetchone()[0]
+            n = 0
+            if top is not None:
+                n = conn.execute(
+                    f"INSERT INTO readings ({_READING_COLS}) SELECT {_READING_COLS} FROM readings_staging "
+                    "WHERE rowid <= ? ORDER BY device, point, ts, rowid",
+                    (top,),
+                ).rowcount
+                conn.execute("DELETE FROM readings_staging WHERE rowid <= ?", (top,))
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
+        self._staged = 0
+        self._staged_at = None
+        self._move_failed = False
+        if n:
+            self.moves = [*self.moves[-99:], (n, time.perf_counter() - t0)]
+        return n
+
+    def move_staged(self) -> int:
+        """Move the staged readings into ``readings`` now (see :meth:`_move_staged`)."""
+        with self._lock:
+            return self._move_staged()
 
     def write_readings(self, readings: Sequence[Reading]) -> None:
         if readings:
@@ -646,6 +824,7 @@ class SqliteStore:
         (from the day files when the table holds none of the series: a long stop)."""
         out = []
         with self._lock:
+            self._move_staged()
             arch = self._archive()
             for device, point in keys:
                 row = self._conn.execute(
@@ -667,6 +846,7 @@ class SqliteStore:
         (table and day files)."""
         out: list[Reading] = []
         with self._lock:
+            self._move_staged()
             arch = self._archive()
             for device, point in keys:
                 first = self._conn.execute(
@@ -714,6 +894,8 @@ class SqliteStore:
         alone): each next series is found by one index seek, then its old rows are one range.
         """
         deleted = 0
+        with self._lock:  # the live writer's staged readings first (another process stages none)
+            self._move_staged(own=True)
         with self._lock, self._conn:
             conn = self._conn
             row = conn.execute("SELECT device, point FROM readings ORDER BY device, point LIMIT 1").fetchone()
@@ -751,6 +933,7 @@ class SqliteStore:
         cutoff = day_bounds(day_of(before))[0]
         with self._compact_lock:
             with self._lock:
+                self._move_staged()  # closed days' readings still staged go into the table first
                 top = self._conn.execute("SELECT max(rowid) FROM readings").fetchone()[0]
                 first = self._conn.execute("SELECT min(ts) FROM readings WHERE ts < ?", (cutoff,)).fetchone()[0]
             if top is None or first is None:
@@ -927,7 +1110,13 @@ class SqliteStore:
         return (st.st_dev, st.st_ino) == self.identity
 
     def close(self) -> None:
+        """Move the staged readings into the table (a store closed cleanly has none staged) and
+        close; a failed move leaves them staged, where readers and the next writer find them."""
         with self._lock:
+            try:
+                self._move_staged()
+            except sqlite3.Error as exc:
+                log.warning("store %s: staged readings left staged at close (%s)", self.path, exc)
             self._conn.close()
 
     # ------------------------------------------------------------- bulk backfill (pue ingest-csv)
@@ -936,6 +1125,7 @@ class SqliteStore:
         """(ts, value) of the GOOD readings of one series with ``start <= ts <= end``, by ts
         (then value), from the table and the day files."""
         with self._lock:
+            self._move_staged()
             cur = self._conn.cursor()
             cur.row_factory = None  # plain tuples: a backfill reads millions back (3x faster)
             rows: list[tuple[float, float]] = cur.execute(
@@ -962,6 +1152,7 @@ class SqliteStore:
             "AND value IS NOT NULL AND ts {op} ? ORDER BY ts {order} LIMIT ?"
         )
         with self._lock:
+            self._move_staged()
             lo = self._conn.execute(q.format(op="<", order="DESC"), (device, point, before, n)).fetchall()
             hi = self._conn.execute(q.format(op=">", order="ASC"), (device, point, after, n)).fetchall()
             arch = self._archive()
@@ -1087,12 +1278,12 @@ def _corrupt(exc: sqlite3.DatabaseError) -> bool:
     return name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB"))
 
 
-def open_store(path: str | Path, *, busy_timeout: float = 10.0) -> SqliteStore:
+def open_store(path: str | Path, *, busy_timeout: float = 10.0, stage_seconds: float = 0.0) -> SqliteStore:
     """Open the store; a corrupt or truncated file is moved aside (``<name>.corrupt-<UTC time>``,
     with its -wal/-shm), named in the log, and a fresh store is started."""
     path = Path(path)
     try:
-        return SqliteStore(path, busy_timeout=busy_timeout, check=path.exists())
+        return SqliteStore(path, busy_timeout=busy_timeout, check=path.exists(), stage_seconds=stage_seconds)
     except StoreCorrupt as exc:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         aside = path.with_name(f"{path.name}.corrupt-{stamp}")
@@ -1101,7 +1292,7 @@ def open_store(path: str | Path, *, busy_timeout: float = 10.0) -> SqliteStore:
             if src.exists():
                 os.replace(src, f"{aside}{suffix}")
         log.error("store %s is corrupt (%s); moved it aside to %s and started a fresh store", path, exc, aside)
-        return SqliteStore(path, busy_timeout=busy_timeout)
+        return SqliteStore(path, busy_timeout=busy_timeout, stage_seconds=stage_seconds)
 
 
 class StoreReader:
@@ -1114,6 +1305,9 @@ class StoreReader:
         path = Path(path)
         self.path = path
         self._cache = DayCache(cache_bytes)
+        self._staging = False
+        #: staged GOOD readings read by :meth:`_staged_good`: (first id, last id, rows by id)
+        self._stage_cache: _StagedRows | None = None
         if not path.exists():
             raise FileNotFoundError(f"{path}: no such store (has `pue run` or `pue demo` written it?)")
         hint = "give --db the file `pue run` writes (store.path in the site file)"
@@ -1199,17 +1393,47 @@ class StoreReader:
         """The day files of the store (empty for a store older than schema version 7)."""
         return self._archive().days()
 
+    def _has_staging(self) -> bool:
+        """The store has ``readings_staging`` (schema 8; an older store gains it when a writer opens it)."""
+        if not self._staging:
+            q = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'readings_staging'"
+            self._staging = self._conn.execute(q).fetchone() is not None
+        return self._staging
+
+    @contextlib.contextmanager
+    def _snapshot(self) -> Iterator[None]:
+        """One read transaction: the queries inside see one state of the file (a move of the
+        staged readings into the table is either wholly before or wholly after them)."""
+        if self._conn.in_transaction:
+            yield
+            return
+        self._conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self._conn.execute("COMMIT")
+
     def reading_count(self) -> int:
-        """Readings in the table and in the day files."""
-        return int(self._conn.execute("SELECT count(*) FROM readings").fetchone()[0]) + self._archive().count()
+        """Readings in the table (staged ones included) and in the day files."""
+        with self._snapshot():
+            return self.table_reading_count() + self._archive().count()
 
     def table_reading_count(self) -> int:
-        return int(self._conn.execute("SELECT count(*) FROM readings").fetchone()[0])
+        """Readings in SQLite: the table and the staged ones."""
+        with self._snapshot():
+            n = int(self._conn.execute("SELECT count(*) FROM readings").fetchone()[0])
+            if self._has_staging():
+                n += int(self._conn.execute("SELECT count(*) FROM readings_staging").fetchone()[0])
+            return n
 
     def last_per_series(self) -> list[dict[str, Any]]:
         """The newest reading of every (device, point) series: ``device``, ``point``, ``ts``,
         ``value``, ``unit``, ``quality``. Index seeks only (a skip scan of ``readings_series``):
         as fast on a 90-day store as on an empty one."""
+        with self._snapshot():
+            return self._last_per_series()
+
+    def _last_per_series(self) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         # two seeks, not one row-value range ``(device, point) > (?, ?)``: SQLite would seek on
         # the device alone and walk every reading of the device's earlier points
@@ -1223,6 +1447,18 @@ class StoreReader:
             out.append({"device": dev, "point": point, **dict(row)})
             nxt = self._conn.execute(next_point, (dev, point)).fetchone()
             key = (dev, nxt[0]) if nxt is not None else self._conn.execute(next_device, (dev,)).fetchone()
+        if self._has_staging():  # a staged reading is newer than the table's (or as new: it came later)
+            staged = self._conn.execute(
+                "SELECT device, point, ts, value, unit, quality FROM (SELECT *, row_number() OVER "
+                "(PARTITION BY device, point ORDER BY ts DESC, rowid DESC) AS k FROM readings_staging) WHERE k = 1"
+            ).fetchall()
+            if staged:
+                by_key = {(r["device"], r["point"]): r for r in out}
+                for r in staged:
+                    t_row = by_key.get((r["device"], r["point"]))
+                    if t_row is None or r["ts"] >= t_row["ts"]:
+                        by_key[(r["device"], r["point"])] = dict(r)
+                out = sorted(by_key.values(), key=lambda r: (r["device"], r["point"]))
         arch = self._archive()
         if arch.has_table():  # the newest reading may be in the series' last day file
             have = {(r["device"], r["point"]): r for r in out}
@@ -1259,7 +1495,14 @@ class StoreReader:
         if end is not None:
             q += " AND ts <= ?"
             args.append(end)
-        table = [(r[0], r[1], r[2]) for r in self._conn.execute(q + " ORDER BY ts", args)]
+        with self._snapshot():
+            table = [(r[0], r[1], r[2]) for r in self._conn.execute(q + " ORDER BY ts", args)]
+            if self._has_staging():  # staged readings came after the table's: a stable sort by ts
+                q_staged = q.replace("FROM readings", "FROM readings_staging", 1)
+                staged = [(r[0], r[1], r[2]) for r in self._conn.execute(q_staged, args)]
+                if staged:
+                    table += staged
+                    table.sort(key=lambda r: r[0])
         archived: list[tuple[float, float, int]] = []  # a value SQL NULL / archived NaN: None, as SQLite gives
         for _, data, i, j in self._archive().series(device, point, start, end):
             archived.extend(
@@ -1294,7 +1537,9 @@ class StoreReader:
         loaded = arch.load(days)
         lo_t = days[0].start if days else start
         hi_t = float(np.nextafter(days[-1].end, -np.inf)) if days else end
-        empty = self._conn.execute("SELECT 1 FROM readings LIMIT 1").fetchone() is None
+        empty = self._conn.execute("SELECT 1 FROM readings LIMIT 1").fetchone() is None and (
+            not self._has_staging() or self._conn.execute("SELECT 1 FROM readings_staging LIMIT 1").fetchone() is None
+        )
         tables = (
             iter([(np.zeros(0), np.zeros(0))] * len(keys))
             if empty
@@ -1322,13 +1567,7 @@ class StoreReader:
                 continue
             else:
                 ts, v = _merge_sorted([(a_ts, a_v), table])
-            if ts.size:
-                i0 = int(np.searchsorted(ts, start, "left"))
-                i1 = int(np.searchsorted(ts, end, "right"))
-                lo = int(np.searchsorted(ts, ts[i0 - margin], "left")) if i0 - margin >= 0 else 0
-                hi = int(np.searchsorted(ts, ts[i1 + margin - 1], "right")) if i1 + margin - 1 < ts.size else ts.size
-                ts, v = ts[lo:hi], v[lo:hi]
-            yield ts, v
+            yield _trim(ts, v, start, end, margin)
 
     def _table_windows(
         self, keys: Sequence[tuple[str, str]], *, start: float, end: float, margin: int
@@ -1353,16 +1592,57 @@ class StoreReader:
         )
         lo, hi, m = float(start), float(end), int(margin) - 1
         src = _read_only(self.path)
+        src.isolation_level = None
+        src.execute("BEGIN")  # one read transaction: staging and table read from one state of the file
         try:
+            staged = self._staged_good(src, keys) if keys and self._has_staging() else {}
             for device, point in keys:
                 rows = src.execute(sql, (device, point, device, point, lo, m, device, point, hi, m)).fetchall()
-                if not rows:
-                    yield np.zeros(0), np.zeros(0)
-                    continue
-                arr = np.array(rows, dtype=np.float64)
-                yield np.ascontiguousarray(arr[:, 0]), np.ascontiguousarray(arr[:, 1])
+                if rows:
+                    arr = np.array(rows, dtype=np.float64)
+                    table = (np.ascontiguousarray(arr[:, 0]), np.ascontiguousarray(arr[:, 1]))
+                else:
+                    table = (np.zeros(0), np.zeros(0))
+                more = staged.get((device, point))
+                if more is not None:  # came after the table's readings: after them among equal stamps
+                    ts, v = _merge_sorted([table, more])
+                    table = _trim(ts, v, start, end, margin)
+                yield table
         finally:
+            src.execute("ROLLBACK")
             src.close()
+
+    def _staged_good(
+        self, con: sqlite3.Connection, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]:
+        """The staged GOOD readings of ``keys`` (ts, value by ts; equal stamps in arrival order),
+        in the caller's read transaction on ``con``. The staged rows are kept between calls (a
+        report asks for its series in groups): while the first staged id is the same no move took
+        place (ids are never reused), so only the rows staged since are read, by id range;
+        after a move the staging table is read again."""
+        import polars as pl
+
+        # two subqueries: one min() and one max() each are a seek (both in one query: a scan)
+        lo, hi = con.execute(
+            "SELECT (SELECT min(id) FROM readings_staging) AS lo, (SELECT max(id) FROM readings_staging) AS hi"
+        ).fetchone()
+        if lo is None:
+            self._stage_cache = None
+            return {}
+        q = "SELECT device, point, ts, value FROM readings_staging WHERE quality = 0 AND value IS NOT NULL AND id <= ?"
+        schema = {"device": pl.String, "point": pl.String, "ts": pl.Float64, "value": pl.Float64}
+
+        def frame(sql: str, args: tuple[Any, ...]) -> Any:
+            return pl.DataFrame(con.execute(sql, args).fetchall(), schema=schema, orient="row")
+
+        cache = self._stage_cache
+        if cache is not None and cache.lo == lo and cache.hi <= hi:
+            if hi > cache.hi:  # no move since: only the rows staged since
+                cache.append(frame(f"{q} AND id > ?", (int(hi), int(cache.hi))), int(hi))
+        else:
+            cache = _StagedRows(int(lo), int(hi), frame(q, (int(hi),)))
+            self._stage_cache = cache
+        return cache.get(keys)
 
     def period_pue(self, *, start: float | None = None, end: float | None = None) -> PeriodPue | None:
         """PUE over [start, end] from 1-minute rows whose PUE is defined: Σ E_DC / Σ E_IT."""

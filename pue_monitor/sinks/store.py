@@ -3,8 +3,10 @@ and never stops the collectors or the pipeline.
 
 Readings, rollups and events handed over are buffered in memory and written once per tick,
 all in one SQLite transaction, by a background task on one worker thread (the tick never waits
-for the disk). When a write fails — disk full (``SQLITE_FULL``), the file locked by another
-process longer than ``busy_timeout``, a read-only file or file system, an I/O error — nothing of
+for the disk); the readings go into the store's index-free staging table, moved into
+``readings`` once a minute (sinks/sqlite.py, schema 8). When a write fails — disk full
+(``SQLITE_FULL``), the file locked by another process longer than ``busy_timeout``, a
+read-only file or file system, an I/O error — nothing of
 it is written (the transaction rolls back), the buffer is kept, ``pue_store_up`` goes to 0, one
 line naming the path and the cause is logged, and the write is retried with backoff (1 s
 doubling to ``retry_cap``). When it succeeds again everything buffered is written, so the store
@@ -39,7 +41,7 @@ from pue_monitor.pipeline.faults import SensorFault
 from pue_monitor.readings import Reading
 from pue_monitor.sinks.base import Output, OutputHealth
 from pue_monitor.sinks.readings_archive import day_bounds, day_of
-from pue_monitor.sinks.sqlite import CompactResult, SqliteStore, open_store
+from pue_monitor.sinks.sqlite import STAGE_SECONDS, CompactResult, SqliteStore, open_store
 
 __all__ = ["StoreOutput"]
 
@@ -146,7 +148,8 @@ class StoreOutput(Output):
     # ------------------------------------------------------------------ opening
 
     def _open(self) -> None:
-        store = open_store(self.path, busy_timeout=self.busy_timeout)
+        # the live writes are staged (no index) and moved into the table once a minute
+        store = open_store(self.path, busy_timeout=self.busy_timeout, stage_seconds=STAGE_SECONDS)
         try:
             for key, value in self.meta.items():
                 store.set_meta(key, value)
