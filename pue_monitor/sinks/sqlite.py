@@ -160,22 +160,19 @@ INTERVAL_COLUMNS = [
 
 
 def _read_only(path: Path) -> sqlite3.Connection:
-    """A read-only connection of this process's own SQLite (never a second SQLite library in the
-    process: two copies do not see each other's POSIX locks, see ``_table_windows``)."""
-    con = sqlite3.connect(f"file:{quote(str(Path(path).resolve()))}?mode=ro", uri=True, check_same_thread=False)
-    con.execute("PRAGMA busy_timeout = 10000")
+    """A read-only connection of this process's own SQLite, rows as plain tuples (never a second
+    SQLite library in the process: two copies do not see each other's POSIX locks, see
+    ``_table_windows``)."""
+    con = connect(path, readonly=True)
+    con.row_factory = None
     return con
 
 
-def _readings_frame(con: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> Any:
-    """The rows of ``sql`` (the columns site, device, point, ts, value, unit, quality, tags of
-    ``readings``) as a polars DataFrame: one statement, so one snapshot, fetched in chunks."""
+def _sql_frame(con: sqlite3.Connection, sql: str, args: tuple[Any, ...], schema: dict[str, Any]) -> Any:
+    """The rows of ``sql`` as a polars DataFrame of ``schema`` (the query's columns in order):
+    one statement, so one snapshot, fetched in chunks."""
     import polars as pl
 
-    schema = {
-        "site": pl.String, "device": pl.String, "point": pl.String, "ts": pl.Float64,
-        "value": pl.Float64, "unit": pl.String, "quality": pl.Int64, "tags": pl.String,
-    }  # fmt: skip
     cur = con.execute(sql, args)
     parts = []
     while rows := cur.fetchmany(500_000):
@@ -205,7 +202,7 @@ class PeriodPue:
 
 def connect(path: str | Path, *, readonly: bool = False, timeout: float = 10.0) -> sqlite3.Connection:
     if readonly:
-        uri = f"file:{Path(path).resolve()}?mode=ro"
+        uri = f"file:{quote(str(Path(path).resolve()))}?mode=ro"  # quoted: a path may hold ? # %
         conn = sqlite3.connect(uri, uri=True, timeout=timeout, check_same_thread=False)
     else:
         conn = sqlite3.connect(str(path), timeout=timeout, check_same_thread=False)
@@ -946,16 +943,21 @@ class SqliteStore:
             # as many days per pass (one scan of the table: it has no index on ts) as keep a pass
             # under COMPACT_PASS_ROWS readings, judged from the table's mean per day
             per_pass = max(1, int(COMPACT_PASS_ROWS / max(1.0, rows_now / total)))
+            schema = {
+                "site": pl.String, "device": pl.String, "point": pl.String, "ts": pl.Float64,
+                "value": pl.Float64, "unit": pl.String, "quality": pl.Int64, "tags": pl.String,
+            }  # fmt: skip
             src = _read_only(self.path)
             try:
                 k = 0
                 while d0 < cutoff:
                     d1 = min(d0 + per_pass * DAY, cutoff)
-                    df = _readings_frame(
+                    df = _sql_frame(
                         src,
                         "SELECT site, device, point, ts, value, unit, quality, tags FROM readings "
                         "WHERE ts >= ? AND ts < ? AND rowid <= ?",
                         (d0, d1, int(top)),
+                        schema,
                     )
                     if df.height:
                         df = df.with_columns((pl.col("ts") // DAY).cast(pl.Int64).alias("_day"))
@@ -1632,15 +1634,12 @@ class StoreReader:
         q = "SELECT device, point, ts, value FROM readings_staging WHERE quality = 0 AND value IS NOT NULL AND id <= ?"
         schema = {"device": pl.String, "point": pl.String, "ts": pl.Float64, "value": pl.Float64}
 
-        def frame(sql: str, args: tuple[Any, ...]) -> Any:
-            return pl.DataFrame(con.execute(sql, args).fetchall(), schema=schema, orient="row")
-
         cache = self._stage_cache
         if cache is not None and cache.lo == lo and cache.hi <= hi:
             if hi > cache.hi:  # no move since: only the rows staged since
-                cache.append(frame(f"{q} AND id > ?", (int(hi), int(cache.hi))), int(hi))
+                cache.append(_sql_frame(con, f"{q} AND id > ?", (int(hi), int(cache.hi)), schema), int(hi))
         else:
-            cache = _StagedRows(int(lo), int(hi), frame(q, (int(hi),)))
+            cache = _StagedRows(int(lo), int(hi), _sql_frame(con, q, (int(hi),), schema))
             self._stage_cache = cache
         return cache.get(keys)
 
