@@ -50,20 +50,27 @@ def _meter(i: int) -> tuple[str, float]:
     return f"  - {{id: m{i:04d}, protocol: import, interval: 60, meter: {role}{units}}}\n", kw
 
 
-def generate(folder: Path, meters: int, days: int, seed: int = 0) -> tuple[Path, Path]:
-    """Write (once) export.csv and site.yaml for ``meters`` x ``days`` of 1-minute readings."""
-    folder.mkdir(parents=True, exist_ok=True)
-    csv, site = folder / "export.csv", folder / "site.yaml"
-    if csv.exists() and site.exists():
-        return csv, site
+def write_site(site: Path, store: Path, meters: int) -> np.ndarray:
+    """Write the site file of ``meters`` import meters (the mix of :func:`_meter`, timezone
+    :data:`TZ`, store at ``store``); returns each meter's mean kW."""
     lines, kw = [], np.empty(meters)
     for i in range(meters):
         text, kw[i] = _meter(i)
         lines.append(text)
     site.write_text(
         f"site: {{id: bench, timezone: {TZ}}}\nprometheus: {{enabled: false}}\n"
-        f"store: {{path: {folder / 'unused.sqlite'}}}\ndevices:\n" + "".join(lines)
+        f"store: {{path: {store}}}\ndevices:\n" + "".join(lines)
     )
+    return kw
+
+
+def generate(folder: Path, meters: int, days: int, seed: int = 0) -> tuple[Path, Path]:
+    """Write (once) export.csv and site.yaml for ``meters`` x ``days`` of 1-minute readings."""
+    folder.mkdir(parents=True, exist_ok=True)
+    csv, site = folder / "export.csv", folder / "site.yaml"
+    if csv.exists() and site.exists():
+        return csv, site
+    kw = write_site(site, folder / "unused.sqlite", meters)
     rng = np.random.default_rng(seed)
     names = pl.Series([f"m{i:04d}" for i in range(meters)])
     counter = rng.uniform(1e3, 1e5, meters)

@@ -31,9 +31,8 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from benchmarks.bench_ingest import _meter
+from benchmarks.bench_ingest import TZ, write_site
 
-TZ = "Europe/Berlin"
 MONTH = "2026-10"
 T0 = datetime(2026, 10, 1, tzinfo=ZoneInfo(TZ)).timestamp()
 
@@ -50,14 +49,7 @@ def generate(folder: Path, meters: int, days: int, seed: int = 0, layout: str = 
     if done.exists() and store_path.exists() and site.exists():
         return store_path, site
     store_path.unlink(missing_ok=True)
-    lines, kw = [], np.empty(meters)
-    for i in range(meters):
-        text, kw[i] = _meter(i)
-        lines.append(text)
-    site.write_text(
-        f"site: {{id: bench, timezone: {TZ}}}\nprometheus: {{enabled: false}}\n"
-        f"store: {{path: {store_path}}}\ndevices:\n" + "".join(lines)
-    )
+    kw = write_site(site, store_path, meters)
     rng = np.random.default_rng(seed)
     n = days * 1440 + 60 + 1  # 31 days of minutes, the 25th hour of Oct 25, the closing reading
     t = T0 + 60.0 * np.arange(n)
